@@ -1,0 +1,35 @@
+//! Clients of a pytake server, shared by every client subcommand: REST
+//! ([`ApiClient`]) and a WebSocket event stream that reconnects with backoff
+//! and resumes from the last event it saw ([`follow`]).
+
+mod backoff;
+mod credentials;
+mod rest;
+mod stream;
+
+pub use backoff::Backoff;
+pub use credentials::TokenSource;
+pub use rest::{ApiClient, HistoryParams};
+pub use stream::{follow, StreamItem, StreamOptions};
+
+/// A client failure. `Unreachable` maps to exit code 3 and `Unauthorized`
+/// to 4 in the CLI.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the server at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("no credentials: pass --token or set PYTAKE_TOKEN, or run where the server's data dir ({data_dir}) holds its secret")]
+    NoCredentials { data_dir: String },
+    #[error("server answered {status}: {message}")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("unexpected reply from the server: {0}")]
+    Protocol(String),
+}

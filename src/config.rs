@@ -1,0 +1,422 @@
+//! Layered settings: flags > `PYTAKE_*` environment > config file > defaults.
+//!
+//! Loading is a pure function of its [`Sources`], so each layer is tested
+//! without touching the process environment.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use config::{Config, Environment, File, FileFormat};
+use serde::Deserialize;
+
+use crate::protocol::limits;
+
+/// Why settings could not be loaded; the text names the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("setting `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Where settings come from, highest precedence last in the list below:
+/// defaults, `file`, `env`, `overrides` (the command-line flags).
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    /// The config file, and whether it must exist (`--config` given).
+    pub file: Option<(PathBuf, bool)>,
+    /// Environment variables; only `PYTAKE_*` ones are read.
+    pub env: HashMap<String, String>,
+    /// Flags the user gave, as `(key, value)`.
+    pub overrides: Vec<(&'static str, String)>,
+}
+
+impl Sources {
+    /// The process environment and the default config file (or `--config`).
+    pub fn from_process(config_flag: Option<PathBuf>) -> Sources {
+        let env: HashMap<String, String> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("PYTAKE_"))
+            .collect();
+        let file = match config_flag.or_else(|| env.get("PYTAKE_CONFIG").map(PathBuf::from)) {
+            Some(path) => Some((path, true)),
+            None => default_config_file().map(|p| (p, false)),
+        };
+        Sources {
+            file,
+            env,
+            overrides: Vec::new(),
+        }
+    }
+
+    /// Adds a flag's value if the user gave it.
+    pub fn flag(&mut self, key: &'static str, value: Option<impl ToString>) {
+        if let Some(v) = value {
+            self.overrides.push((key, v.to_string()));
+        }
+    }
+}
+
+/// `dirs::config_dir()/pytake/config.toml`.
+pub fn default_config_file() -> Option<PathBuf> {
+    dirs::config_dir().map(|d| d.join("pytake").join("config.toml"))
+}
+
+/// `dirs::data_dir()/pytake`, or `./pytake-data` where there is no home.
+pub fn default_data_dir() -> PathBuf {
+    dirs::data_dir()
+        .map(|d| d.join("pytake"))
+        .unwrap_or_else(|| PathBuf::from("pytake-data"))
+}
+
+/// Every setting, resolved. Names match the design's Settings table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Server address; port 0 picks a free one.
+    pub listen: String,
+    pub data_dir: PathBuf,
+    /// JWT secret; `None` means the generated one in the data dir.
+    pub secret: Option<String>,
+    /// `sqlite://PATH` (default under the data dir).
+    pub store: String,
+    /// `memory`.
+    pub bus: String,
+    /// Where client subcommands go.
+    pub server: String,
+    /// Client credentials; `None` means minted from the local secret.
+    pub token: Option<String>,
+    pub gateway: GatewaySettings,
+}
+
+/// Per-connection limits of the WebSocket gateway.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewaySettings {
+    pub rate_limit_per_minute: u32,
+    pub max_frame_bytes: usize,
+    pub outbound_queue: usize,
+    pub auth_timeout: Duration,
+    pub ping_interval: Duration,
+    pub idle_timeout: Duration,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        GatewaySettings {
+            rate_limit_per_minute: limits::RATE_LIMIT_PER_MINUTE,
+            max_frame_bytes: limits::MAX_FRAME_BYTES,
+            outbound_queue: limits::OUTBOUND_QUEUE,
+            auth_timeout: limits::AUTH_TIMEOUT,
+            ping_interval: limits::PING_INTERVAL,
+            idle_timeout: limits::IDLE_TIMEOUT,
+        }
+    }
+}
+
+/// The raw layer the `config` crate fills; durations stay text until checked.
+#[derive(Debug, Deserialize)]
+struct Raw {
+    listen: String,
+    data_dir: Option<String>,
+    secret: Option<String>,
+    store: Option<String>,
+    bus: String,
+    server: String,
+    token: Option<String>,
+    rate_limit: u32,
+    max_frame_bytes: usize,
+    outbound_queue: usize,
+    auth_timeout: String,
+    ping_interval: String,
+    idle_timeout: String,
+}
+
+/// Every key a config file or `PYTAKE_*` variable may set.
+pub const KEYS: [&str; 13] = [
+    "listen",
+    "data_dir",
+    "secret",
+    "store",
+    "bus",
+    "server",
+    "token",
+    "rate_limit",
+    "max_frame_bytes",
+    "outbound_queue",
+    "auth_timeout",
+    "ping_interval",
+    "idle_timeout",
+];
+
+fn secs(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+impl Settings {
+    /// Resolves settings from their sources.
+    pub fn load(sources: &Sources) -> Result<Settings, ConfigError> {
+        let g = GatewaySettings::default();
+        let mut b = Config::builder()
+            .set_default("listen", "127.0.0.1:8080")
+            .and_then(|b| b.set_default("bus", "memory"))
+            .and_then(|b| b.set_default("server", "http://127.0.0.1:8080"))
+            .and_then(|b| b.set_default("rate_limit", i64::from(g.rate_limit_per_minute)))
+            .and_then(|b| b.set_default("max_frame_bytes", g.max_frame_bytes as i64))
+            .and_then(|b| b.set_default("outbound_queue", g.outbound_queue as i64))
+            .and_then(|b| b.set_default("auth_timeout", secs(g.auth_timeout)))
+            .and_then(|b| b.set_default("ping_interval", secs(g.ping_interval)))
+            .and_then(|b| b.set_default("idle_timeout", secs(g.idle_timeout)))
+            .map_err(|e| ConfigError::Other(e.to_string()))?;
+        if let Some((path, required)) = &sources.file {
+            if *required && !path.exists() {
+                return Err(ConfigError::File {
+                    path: path.clone(),
+                    message: "no such file".into(),
+                });
+            }
+            check_file_keys(path)?;
+            b = b.add_source(
+                File::from(path.as_path())
+                    .format(FileFormat::Toml)
+                    .required(*required),
+            );
+        }
+        let env: HashMap<String, String> = sources
+            .env
+            .iter()
+            .filter(|(k, _)| {
+                k.strip_prefix("PYTAKE_")
+                    .is_some_and(|rest| KEYS.contains(&rest.to_ascii_lowercase().as_str()))
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        b = b.add_source(
+            Environment::with_prefix("PYTAKE")
+                .prefix_separator("_")
+                .source(Some(env)),
+        );
+        for (key, value) in &sources.overrides {
+            b = b
+                .set_override(*key, value.clone())
+                .map_err(|e| ConfigError::Other(e.to_string()))?;
+        }
+        let raw: Raw = b
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| ConfigError::Other(e.to_string()))?;
+        Settings::from_raw(raw)
+    }
+
+    fn from_raw(raw: Raw) -> Result<Settings, ConfigError> {
+        let data_dir = raw
+            .data_dir
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(default_data_dir);
+        let store = raw
+            .store
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("pytake.db").display()));
+        let server = raw.server.trim_end_matches('/').to_string();
+        let url = url::Url::parse(&server).map_err(|e| ConfigError::Invalid {
+            key: "server",
+            message: format!("`{server}` is not a URL: {e}"),
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(ConfigError::Invalid {
+                key: "server",
+                message: format!("`{server}` must start with http:// or https://"),
+            });
+        }
+        let duration = |key: &'static str, v: &str| {
+            humantime::parse_duration(v).map_err(|e| ConfigError::Invalid {
+                key,
+                message: format!("`{v}` is not a duration like 10s or 2m: {e}"),
+            })
+        };
+        let positive = |key: &'static str, v: usize| {
+            if v == 0 {
+                Err(ConfigError::Invalid {
+                    key,
+                    message: "must be greater than 0".into(),
+                })
+            } else {
+                Ok(v)
+            }
+        };
+        let gateway = GatewaySettings {
+            rate_limit_per_minute: positive("rate_limit", raw.rate_limit as usize)? as u32,
+            max_frame_bytes: positive("max_frame_bytes", raw.max_frame_bytes)?,
+            outbound_queue: positive("outbound_queue", raw.outbound_queue)?,
+            auth_timeout: duration("auth_timeout", &raw.auth_timeout)?,
+            ping_interval: duration("ping_interval", &raw.ping_interval)?,
+            idle_timeout: duration("idle_timeout", &raw.idle_timeout)?,
+        };
+        Ok(Settings {
+            listen: raw.listen,
+            data_dir,
+            secret: raw.secret.filter(|s| !s.is_empty()),
+            store,
+            bus: raw.bus,
+            server,
+            token: raw.token.filter(|s| !s.is_empty()),
+            gateway,
+        })
+    }
+}
+
+/// Unknown keys in a config file are almost always typos; say so rather than
+/// silently ignoring them.
+fn check_file_keys(path: &Path) -> Result<(), ConfigError> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(());
+    };
+    let table: toml::Table = text.parse().map_err(|e| ConfigError::File {
+        path: path.to_path_buf(),
+        message: format!("{e}"),
+    })?;
+    for key in table.keys() {
+        if !KEYS.contains(&key.as_str()) {
+            return Err(ConfigError::File {
+                path: path.to_path_buf(),
+                message: format!("unknown key `{key}` (known: {})", KEYS.join(", ")),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn file(dir: &Path, text: &str) -> PathBuf {
+        let path = dir.join("config.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let s = Settings::load(&Sources::default()).unwrap();
+        assert_eq!(s.listen, "127.0.0.1:8080");
+        assert_eq!(s.server, "http://127.0.0.1:8080");
+        assert_eq!(s.bus, "memory");
+        assert_eq!(s.data_dir, default_data_dir());
+        assert_eq!(
+            s.store,
+            format!(
+                "sqlite://{}",
+                default_data_dir().join("pytake.db").display()
+            )
+        );
+        assert_eq!(s.secret, None);
+        assert_eq!(s.gateway, GatewaySettings::default());
+    }
+
+    #[test]
+    fn file_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = file(
+            dir.path(),
+            "listen = \"0.0.0.0:9000\"\ndata_dir = \"/srv/pytake\"\nrate_limit = 50\nauth_timeout = \"3s\"\n",
+        );
+        let s = Settings::load(&Sources {
+            file: Some((path, true)),
+            ..Sources::default()
+        })
+        .unwrap();
+        assert_eq!(s.listen, "0.0.0.0:9000");
+        assert_eq!(s.data_dir, PathBuf::from("/srv/pytake"));
+        assert_eq!(s.store, "sqlite:///srv/pytake/pytake.db");
+        assert_eq!(s.gateway.rate_limit_per_minute, 50);
+        assert_eq!(s.gateway.auth_timeout, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = file(
+            dir.path(),
+            "listen = \"0.0.0.0:9000\"\nsecret = \"from-file\"\n",
+        );
+        let s = Settings::load(&Sources {
+            file: Some((path, false)),
+            env: env(&[
+                ("PYTAKE_LISTEN", "127.0.0.1:7000"),
+                ("PYTAKE_DATA_DIR", "/tmp/x"),
+                ("PYTAKE_RATE_LIMIT", "7"),
+                ("PYTAKE_UNRELATED", "ignored"),
+            ]),
+            ..Sources::default()
+        })
+        .unwrap();
+        assert_eq!(s.listen, "127.0.0.1:7000");
+        assert_eq!(s.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(s.secret.as_deref(), Some("from-file"));
+        assert_eq!(s.gateway.rate_limit_per_minute, 7);
+    }
+
+    #[test]
+    fn flags_override_env() {
+        let mut sources = Sources {
+            env: env(&[
+                ("PYTAKE_LISTEN", "127.0.0.1:7000"),
+                ("PYTAKE_TOKEN", "env-token"),
+            ]),
+            ..Sources::default()
+        };
+        sources.flag("listen", Some("127.0.0.1:0"));
+        sources.flag("server", None::<String>);
+        let s = Settings::load(&sources).unwrap();
+        assert_eq!(s.listen, "127.0.0.1:0");
+        assert_eq!(s.token.as_deref(), Some("env-token"));
+        assert_eq!(s.server, "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let mut sources = Sources::default();
+        sources.flag("idle_timeout", Some("soon"));
+        let e = Settings::load(&sources).unwrap_err().to_string();
+        assert!(
+            e.starts_with("setting `idle_timeout`: `soon` is not a duration"),
+            "{e}"
+        );
+
+        let mut sources = Sources::default();
+        sources.flag("server", Some("ftp://x"));
+        let e = Settings::load(&sources).unwrap_err().to_string();
+        assert!(e.contains("must start with http://"), "{e}");
+    }
+
+    #[test]
+    fn file_problems_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = file(dir.path(), "lisen = \"x\"\n");
+        let e = Settings::load(&Sources {
+            file: Some((path, false)),
+            ..Sources::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("unknown key `lisen`"), "{e}");
+
+        let e = Settings::load(&Sources {
+            file: Some((dir.path().join("missing.toml"), true)),
+            ..Sources::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("no such file"), "{e}");
+    }
+}

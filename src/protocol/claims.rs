@@ -1,0 +1,75 @@
+//! JWT claims and roles: who a token speaks for and what it may do.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// What a token may do. Every role reads its tenant's events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Every tenant; may publish and administer.
+    Admin,
+    /// A tenant's staff: reads and publishes.
+    Operator,
+    /// Read-only dashboards.
+    Viewer,
+    /// A platform service posting events for its tenant.
+    Service,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+            Role::Viewer => "viewer",
+            Role::Service => "service",
+        }
+    }
+
+    /// Whether the role may publish events (REST or WebSocket `Publish`).
+    pub fn can_publish(self) -> bool {
+        !matches!(self, Role::Viewer)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "admin" => Ok(Role::Admin),
+            "operator" => Ok(Role::Operator),
+            "viewer" => Ok(Role::Viewer),
+            "service" => Ok(Role::Service),
+            other => Err(format!(
+                "unknown role `{other}`: expected admin, operator, viewer or service"
+            )),
+        }
+    }
+}
+
+/// The claims of a pytake token (HS256).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    /// Absent for admin tokens, which see every tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    pub role: Role,
+    pub exp: u64,
+    pub iat: u64,
+}
+
+impl Claims {
+    /// Whether these claims may see `tenant`.
+    pub fn may_see(&self, tenant: &str) -> bool {
+        self.role == Role::Admin || self.tenant_id.as_deref() == Some(tenant)
+    }
+}

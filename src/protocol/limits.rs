@@ -1,0 +1,54 @@
+//! Default limits and timeouts. Each one is configurable (see `config`); these
+//! are the values a server starts with when nothing says otherwise.
+
+use std::time::Duration;
+
+/// Seed 000: 100 client messages per minute per connection, enough for a
+/// dashboard that subscribes and heartbeats, far below what a flood needs.
+pub const RATE_LIMIT_PER_MINUTE: u32 = 100;
+
+/// Rejected messages in a row after which a flooding connection is closed
+/// (4008); one burst over the limit only earns an `Error rate_limited`.
+pub const RATE_LIMIT_STRIKES: u32 = 10;
+
+/// Largest client frame (64 KiB): a subscription or a publish fits many times
+/// over; anything larger is a bug or an attack, and the connection is closed.
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+
+/// Frames queued for one connection before it counts as a slow consumer and is
+/// closed with 4009. Bounded so that one stalled browser cannot grow memory;
+/// the client resumes with `since` and loses nothing.
+pub const OUTBOUND_QUEUE: usize = 1024;
+
+/// A connection that has not sent `Auth` by then is closed with 4001.
+pub const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Server pings this often, below the 30 s idle timeout of common proxies.
+pub const PING_INTERVAL: Duration = Duration::from_secs(25);
+
+/// A connection silent for this long (no frame, no pong) is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Largest `POST /api/v1/events` body (1 MiB); larger ones get 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Most events in one `POST /api/v1/events` batch.
+pub const MAX_BATCH_EVENTS: usize = 1000;
+
+/// Most events one history page (`GET /api/v1/events`) or replay page returns.
+pub const MAX_PAGE: u32 = 1000;
+
+/// Default history page size.
+pub const DEFAULT_PAGE: u32 = 100;
+
+/// Longest long-poll (`wait=`) a client may ask for; proxies cut longer ones.
+pub const MAX_LONG_POLL: Duration = Duration::from_secs(60);
+
+/// Seed 001: clients reconnect after 3 s first, doubling up to 30 s.
+pub const RECONNECT_INITIAL: Duration = Duration::from_secs(3);
+
+/// Cap of the reconnect backoff.
+pub const RECONNECT_MAX: Duration = Duration::from_secs(30);
+
+/// Longest idempotency key; keys are opaque, usually a UUID.
+pub const MAX_IDEMPOTENCY_KEY: usize = 200;

@@ -1,0 +1,15 @@
+//! The wire contract shared by the server and its clients: serde types only,
+//! no I/O. Changing anything here changes what browsers and services see.
+
+pub mod api;
+pub mod claims;
+pub mod codes;
+pub mod events;
+pub mod frames;
+pub mod limits;
+pub mod rooms;
+
+pub use claims::{Claims, Role};
+pub use codes::{close, ErrorCode};
+pub use events::{Event, EventId, NewEvent, ValidEvent};
+pub use frames::{ClientFrame, ServerFrame, Subscription};

@@ -1,0 +1,289 @@
+//! `POST /api/v1/events` (intake) and `GET /api/v1/events` (history and the
+//! long-poll fallback of seeds 001 and 004).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::auth::Caller;
+use super::error::ApiError;
+use crate::protocol::api::{EventsPage, PublishResponse};
+use crate::protocol::events::{json_type, validate_event_types};
+use crate::protocol::limits::{
+    DEFAULT_PAGE, MAX_BATCH_EVENTS, MAX_IDEMPOTENCY_KEY, MAX_LONG_POLL, MAX_PAGE,
+};
+use crate::protocol::rooms::{validate_room, validate_tenant};
+use crate::protocol::{Claims, NewEvent, Role, ValidEvent};
+use crate::server::state::AppState;
+use crate::server::storage::{AppendRequest, EventQuery};
+
+/// `POST /api/v1/events`: one event or an array of them. A batch is stored
+/// all or nothing: one bad event rejects the whole request, naming it.
+pub async fn post_events(
+    State(state): State<AppState>,
+    Caller(claims): Caller,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    if !claims.role.can_publish() {
+        return Err(ApiError::Forbidden(format!(
+            "role {} may not publish events",
+            claims.role
+        )));
+    }
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(format!(
+                "body larger than the limit of {} bytes",
+                crate::protocol::limits::MAX_BODY_BYTES
+            ))
+        } else {
+            ApiError::bad_request(format!("cannot read body: {e}"))
+        }
+    })?;
+    let key = idempotency_header(&headers)?;
+    let events = parse_events(&body, &claims)?;
+    let request = AppendRequest {
+        idempotency_key: key,
+        key_scope: claims.tenant_id.clone().unwrap_or_else(|| "*".into()),
+        events,
+    };
+    let outcome = state.ingest.submit(request).await?;
+    let duplicate = outcome.duplicate();
+    let status = if duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let ids = outcome.events.iter().map(|e| e.id).collect();
+    Ok((status, Json(PublishResponse { ids, duplicate })))
+}
+
+fn idempotency_header(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .map_err(|_| ApiError::bad_param("Idempotency-Key", "must be visible ASCII"))?
+        .trim();
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
+        return Err(ApiError::bad_param(
+            "Idempotency-Key",
+            format!("1 to {MAX_IDEMPOTENCY_KEY} characters"),
+        ));
+    }
+    Ok(Some(key.to_string()))
+}
+
+/// Parses and checks the body; errors name the event (`[3].data.to`).
+fn parse_events(body: &[u8], claims: &Claims) -> Result<Vec<ValidEvent>, ApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("body is not valid JSON: {e}")))?;
+    let (items, batch) = match value {
+        Value::Array(items) => (items, true),
+        item @ Value::Object(_) => (vec![item], false),
+        other => {
+            return Err(ApiError::unprocessable(
+                "body",
+                format!(
+                    "expected an event object or an array of them, got {}",
+                    json_type(&other)
+                ),
+            ))
+        }
+    };
+    if items.is_empty() {
+        return Err(ApiError::unprocessable("body", "the batch is empty"));
+    }
+    if items.len() > MAX_BATCH_EVENTS {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "batch of {} events is over the limit of {MAX_BATCH_EVENTS}",
+            items.len()
+        )));
+    }
+    let mut events = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let at = |field: &str| {
+            if batch {
+                format!("[{i}].{field}")
+            } else {
+                field.to_string()
+            }
+        };
+        let event: NewEvent = serde_path_to_error::deserialize(item).map_err(|e| {
+            let path = e.path().to_string();
+            let field = match (path.as_str(), batch) {
+                (".", true) => format!("[{i}]"),
+                (".", false) => "body".to_string(),
+                _ => at(&path),
+            };
+            ApiError::unprocessable(field, e.into_inner().to_string())
+        })?;
+        let tenant = match (&event.tenant_id, &claims.tenant_id) {
+            (Some(wanted), Some(own)) if wanted != own => {
+                return Err(ApiError::Forbidden(format!(
+                    "{}: a token for tenant `{own}` may not publish for tenant `{wanted}`",
+                    at("tenant_id")
+                )))
+            }
+            (Some(wanted), _) => wanted.clone(),
+            (None, Some(own)) => own.clone(),
+            (None, None) => {
+                return Err(ApiError::unprocessable(
+                    at("tenant_id"),
+                    "required with an admin token",
+                ))
+            }
+        };
+        let valid = event
+            .validate(tenant)
+            .map_err(|e| ApiError::unprocessable(at(&e.field), e.problem))?;
+        events.push(valid);
+    }
+    Ok(events)
+}
+
+/// Parses `GET /api/v1/events` parameters into a query and a wait.
+fn history_query(
+    params: &HashMap<String, String>,
+    claims: &Claims,
+) -> Result<(EventQuery, Duration, Option<DateTime<Utc>>), ApiError> {
+    let list = |name: &str| -> Vec<String> {
+        params
+            .get(name)
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let rooms = list("rooms");
+    for room in &rooms {
+        validate_room(room).map_err(|e| ApiError::bad_param("rooms", e))?;
+    }
+    let types = validate_event_types(Some(list("event_types")))
+        .map_err(|e| ApiError::bad_param("event_types", e))?;
+    let tenant_id = match (params.get("tenant_id"), &claims.tenant_id) {
+        (Some(t), _) => {
+            validate_tenant(t).map_err(|e| ApiError::bad_param("tenant_id", e))?;
+            if !claims.may_see(t) {
+                return Err(ApiError::Forbidden(format!(
+                    "this token may not see tenant `{t}`"
+                )));
+            }
+            Some(t.clone())
+        }
+        (None, own) => {
+            debug_assert!(own.is_some() || claims.role == Role::Admin);
+            own.clone()
+        }
+    };
+    let since = match params.get("since") {
+        Some(s) => s.parse::<i64>().ok().filter(|s| *s >= 0).ok_or_else(|| {
+            ApiError::bad_param("since", format!("`{s}` is not an event id (0 or more)"))
+        })?,
+        None => 0,
+    };
+    let since_time = match params.get("since_time") {
+        Some(t) => Some(
+            DateTime::parse_from_rfc3339(t)
+                .map_err(|e| {
+                    ApiError::bad_param("since_time", format!("`{t}` is not an RFC 3339 time: {e}"))
+                })?
+                .with_timezone(&Utc),
+        ),
+        None => None,
+    };
+    let limit = match params.get("limit") {
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=MAX_PAGE).contains(l))
+            .ok_or_else(|| {
+                ApiError::bad_param(
+                    "limit",
+                    format!("`{l}` is not a number from 1 to {MAX_PAGE}"),
+                )
+            })?,
+        None => DEFAULT_PAGE,
+    };
+    let wait = match params.get("wait") {
+        Some(w) => parse_wait(w)?,
+        None => Duration::ZERO,
+    };
+    Ok((
+        EventQuery {
+            tenant_id,
+            rooms,
+            event_types: types,
+            since,
+            limit,
+        },
+        wait,
+        since_time,
+    ))
+}
+
+fn parse_wait(w: &str) -> Result<Duration, ApiError> {
+    let d = match w.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(w).map_err(|_| {
+            ApiError::bad_param("wait", format!("`{w}` is not a duration like 25s"))
+        })?,
+    };
+    if d > MAX_LONG_POLL {
+        return Err(ApiError::bad_param(
+            "wait",
+            format!("at most {}s", MAX_LONG_POLL.as_secs()),
+        ));
+    }
+    Ok(d)
+}
+
+/// `GET /api/v1/events?rooms=&since=&limit=&wait=&event_types=&tenant_id=&since_time=`.
+/// With `wait`, an empty answer is held until an event arrives or the wait
+/// runs out: the polling fallback for clients without WebSocket.
+pub async fn get_events(
+    State(state): State<AppState>,
+    Caller(claims): Caller,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<EventsPage>, ApiError> {
+    let (mut query, wait, since_time) = history_query(&params, &claims)?;
+    if let Some(t) = since_time {
+        query.since = query.since.max(state.store.id_before(t).await?);
+    }
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut head = state.hub.head();
+    loop {
+        head.borrow_and_update();
+        let events = state.store.events(&query).await?;
+        let timed_out = tokio::time::Instant::now() >= deadline;
+        if !events.is_empty() || wait.is_zero() || timed_out || state.shutdown.is_cancelled() {
+            let next_since = events.last().map(|e| e.id).unwrap_or(query.since);
+            let head = state.store.last_event_id().await?;
+            return Ok(Json(EventsPage {
+                events,
+                next_since,
+                head,
+            }));
+        }
+        tokio::select! {
+            changed = head.changed() => if changed.is_err() { break },
+            _ = tokio::time::sleep_until(deadline) => {},
+            _ = state.shutdown.cancelled() => {},
+        }
+    }
+    Err(ApiError::Unavailable("the server is shutting down".into()))
+}

@@ -1,0 +1,331 @@
+//! The hub: room membership and fan-out. Each event is serialized once and
+//! the same bytes are queued for every subscriber; a subscriber whose queue
+//! is full is closed as a slow consumer instead of growing memory.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::protocol::{Event, EventId, ServerFrame};
+use crate::server::bus::BusReceiver;
+
+/// Stands for "every tenant" or "every room" in a membership key. Tenant ids
+/// and room names cannot contain it.
+pub const ANY: &str = "*";
+
+/// Connection id, unique within a process.
+pub type ConnId = u64;
+
+/// One frame queued for a connection: the shared bytes, and the event they
+/// carry so the connection can drop replay duplicates at the seam.
+pub struct Outbound {
+    pub event: Arc<Event>,
+    pub frame: Utf8Bytes,
+}
+
+/// The hub's side of a connection.
+pub struct ConnHandle {
+    pub id: ConnId,
+    tx: mpsc::Sender<Outbound>,
+    /// Cancelled when the hub gives up on the connection (slow consumer).
+    pub kill: CancellationToken,
+    slow: AtomicBool,
+}
+
+struct Member {
+    conn: Arc<ConnHandle>,
+    /// Event types wanted; `None`: all.
+    types: Option<Arc<[String]>>,
+}
+
+type Room = HashMap<ConnId, Member>;
+
+/// Counters shown by `/health`.
+#[derive(Default)]
+pub struct HubStats {
+    pub connections: AtomicU64,
+    pub authenticated: AtomicU64,
+    pub slow_consumers: AtomicU64,
+    pub delivered: AtomicU64,
+}
+
+/// Rooms by tenant (or [`ANY`]) then room name (or [`ANY`]).
+pub struct Hub {
+    rooms: RwLock<HashMap<String, HashMap<String, Room>>>,
+    next_conn: AtomicU64,
+    pub stats: HubStats,
+    head: watch::Sender<EventId>,
+}
+
+impl Hub {
+    pub fn new(head: EventId) -> Arc<Hub> {
+        Arc::new(Hub {
+            rooms: RwLock::new(HashMap::new()),
+            next_conn: AtomicU64::new(1),
+            stats: HubStats::default(),
+            head: watch::channel(head).0,
+        })
+    }
+
+    /// A new connection handle and the receiving end of its bounded queue.
+    pub fn connect(&self, queue: usize) -> (Arc<ConnHandle>, mpsc::Receiver<Outbound>) {
+        let (tx, rx) = mpsc::channel(queue);
+        let handle = Arc::new(ConnHandle {
+            id: self.next_conn.fetch_add(1, Ordering::Relaxed),
+            tx,
+            kill: CancellationToken::new(),
+            slow: AtomicBool::new(false),
+        });
+        (handle, rx)
+    }
+
+    /// Joins `conn` to a room; dropping the returned guard leaves it.
+    pub fn join(
+        self: &Arc<Self>,
+        conn: &Arc<ConnHandle>,
+        tenant: &str,
+        room: &str,
+        types: Option<Arc<[String]>>,
+    ) -> Membership {
+        let mut rooms = self.rooms.write().expect("hub lock");
+        rooms
+            .entry(tenant.to_string())
+            .or_default()
+            .entry(room.to_string())
+            .or_default()
+            .insert(
+                conn.id,
+                Member {
+                    conn: conn.clone(),
+                    types,
+                },
+            );
+        Membership {
+            hub: self.clone(),
+            tenant: tenant.to_string(),
+            room: room.to_string(),
+            conn: conn.id,
+        }
+    }
+
+    fn leave(&self, tenant: &str, room: &str, conn: ConnId) {
+        let mut rooms = self.rooms.write().expect("hub lock");
+        if let Some(by_room) = rooms.get_mut(tenant) {
+            if let Some(members) = by_room.get_mut(room) {
+                members.remove(&conn);
+                if members.is_empty() {
+                    by_room.remove(room);
+                }
+            }
+            if by_room.is_empty() {
+                rooms.remove(tenant);
+            }
+        }
+    }
+
+    /// Number of rooms with at least one member.
+    pub fn room_count(&self) -> u64 {
+        let rooms = self.rooms.read().expect("hub lock");
+        rooms.values().map(|r| r.len() as u64).sum()
+    }
+
+    /// The newest event id delivered (or stored at start); long-polls wait
+    /// on it.
+    pub fn head(&self) -> watch::Receiver<EventId> {
+        self.head.subscribe()
+    }
+
+    /// Queues one event for every member of its rooms, once per connection.
+    pub fn deliver(&self, event: Arc<Event>) {
+        let frame = Utf8Bytes::from(ServerFrame::event_text(&event));
+        {
+            let rooms = self.rooms.read().expect("hub lock");
+            let mut targets: Vec<&Room> = Vec::with_capacity(event.rooms.len() * 2 + 2);
+            for tenant in [event.tenant_id.as_str(), ANY] {
+                let Some(by_room) = rooms.get(tenant) else {
+                    continue;
+                };
+                for room in event.rooms.iter().map(String::as_str).chain([ANY]) {
+                    if let Some(members) = by_room.get(room) {
+                        targets.push(members);
+                    }
+                }
+            }
+            let mut delivered = 0u64;
+            if targets.len() == 1 {
+                for member in targets[0].values() {
+                    delivered += self.offer(member, &event, &frame) as u64;
+                }
+            } else if targets.len() > 1 {
+                let mut seen: HashSet<ConnId> = HashSet::new();
+                for members in targets {
+                    for member in members.values() {
+                        if !seen.contains(&member.conn.id) && self.offer(member, &event, &frame) {
+                            seen.insert(member.conn.id);
+                            delivered += 1;
+                        }
+                    }
+                }
+            }
+            self.stats.delivered.fetch_add(delivered, Ordering::Relaxed);
+        }
+        self.head.send_if_modified(|head| {
+            let newer = event.id > *head;
+            if newer {
+                *head = event.id;
+            }
+            newer
+        });
+    }
+
+    /// Queues the frame if the member wants this type; true if queued.
+    fn offer(&self, member: &Member, event: &Arc<Event>, frame: &Utf8Bytes) -> bool {
+        if let Some(types) = &member.types {
+            if !types.iter().any(|t| *t == event.event_type) {
+                return false;
+            }
+        }
+        match member.conn.tx.try_send(Outbound {
+            event: event.clone(),
+            frame: frame.clone(),
+        }) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.drop_slow(&member.conn);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    fn drop_slow(&self, conn: &ConnHandle) {
+        if !conn.slow.swap(true, Ordering::Relaxed) {
+            self.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
+            conn.kill.cancel();
+        }
+    }
+
+    /// Closes every connection as a slow consumer: used when the hub itself
+    /// fell behind the bus and cannot tell who missed what. Clients resume
+    /// with `since`, so nothing is lost.
+    fn drop_everyone(&self) {
+        let rooms = self.rooms.read().expect("hub lock");
+        for member in rooms
+            .values()
+            .flat_map(|r| r.values())
+            .flat_map(|m| m.values())
+        {
+            self.drop_slow(&member.conn);
+        }
+    }
+
+    /// Delivers everything the bus publishes until shutdown.
+    pub async fn run(self: Arc<Self>, mut bus: BusReceiver, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                received = bus.recv() => match received {
+                    Ok(event) => self.deliver(event),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::error!(missed, "hub fell behind the bus; closing subscribers so they resume");
+                        self.drop_everyone();
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+            }
+        }
+    }
+}
+
+/// A connection's place in one room; leaves the room when dropped.
+pub struct Membership {
+    hub: Arc<Hub>,
+    tenant: String,
+    room: String,
+    conn: ConnId,
+}
+
+impl Membership {
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+    pub fn room(&self) -> &str {
+        &self.room
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.hub.leave(&self.tenant, &self.room, self.conn);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use serde_json::json;
+
+    fn event(id: EventId, tenant: &str, rooms: &[&str], event_type: &str) -> Arc<Event> {
+        Arc::new(Event {
+            id,
+            event_type: event_type.into(),
+            tenant_id: tenant.into(),
+            room: rooms[0].into(),
+            rooms: rooms.iter().map(|r| r.to_string()).collect(),
+            data: json!({}),
+            timestamp: Utc::now(),
+        })
+    }
+
+    #[tokio::test]
+    async fn delivers_once_per_connection_and_respects_tenants() {
+        let hub = Hub::new(0);
+        let (a, mut rx_a) = hub.connect(8);
+        let (b, mut rx_b) = hub.connect(8);
+        let _m1 = hub.join(&a, "acme", "dashboard", None);
+        let _m2 = hub.join(&a, "acme", "conversations", None);
+        let _m3 = hub.join(&b, "globex", "dashboard", None);
+        hub.deliver(event(
+            1,
+            "acme",
+            &["dashboard", "conversations"],
+            "MessageSent",
+        ));
+        assert_eq!(rx_a.recv().await.unwrap().event.id, 1);
+        assert!(rx_a.try_recv().is_err(), "delivered twice");
+        assert!(rx_b.try_recv().is_err(), "crossed tenants");
+        assert_eq!(*hub.head().borrow(), 1);
+    }
+
+    #[tokio::test]
+    async fn filters_by_type_and_leaves_on_drop() {
+        let hub = Hub::new(0);
+        let (a, mut rx) = hub.connect(8);
+        let types: Arc<[String]> = Arc::from(vec!["ERPCall".to_string()]);
+        let m = hub.join(&a, ANY, "erp", Some(types));
+        hub.deliver(event(1, "acme", &["erp"], "Other"));
+        hub.deliver(event(2, "globex", &["erp"], "ERPCall"));
+        assert_eq!(rx.recv().await.unwrap().event.id, 2);
+        drop(m);
+        assert_eq!(hub.room_count(), 0);
+        hub.deliver(event(3, "acme", &["erp"], "ERPCall"));
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_kills_the_connection() {
+        let hub = Hub::new(0);
+        let (a, _rx) = hub.connect(1);
+        let _m = hub.join(&a, "acme", ANY, None);
+        hub.deliver(event(1, "acme", &["erp"], "X"));
+        assert!(!a.kill.is_cancelled());
+        hub.deliver(event(2, "acme", &["erp"], "X"));
+        assert!(a.kill.is_cancelled());
+        assert_eq!(hub.stats.slow_consumers.load(Ordering::Relaxed), 1);
+    }
+}

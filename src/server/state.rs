@@ -1,0 +1,33 @@
+//! What every handler and connection shares.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Keys;
+use crate::config::GatewaySettings;
+use crate::server::bus::Bus;
+use crate::server::gateway::hub::Hub;
+use crate::server::ingest::Ingest;
+use crate::server::storage::Store;
+
+/// Shared server state; cheap to clone.
+pub type AppState = Arc<Shared>;
+
+/// The parts of a running server.
+pub struct Shared {
+    pub gateway: GatewaySettings,
+    pub keys: Keys,
+    pub store: Arc<dyn Store>,
+    pub bus: Arc<dyn Bus>,
+    pub hub: Arc<Hub>,
+    pub ingest: Ingest,
+    /// Cancelled once at shutdown; every task watches it.
+    pub shutdown: CancellationToken,
+    /// Every background task and WebSocket connection, so shutdown can wait
+    /// for them (axum's graceful shutdown does not wait for upgraded sockets).
+    pub tracker: TaskTracker,
+    pub started: Instant,
+}

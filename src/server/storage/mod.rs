@@ -1,0 +1,111 @@
+//! The store: where every accepted event is kept, in id order.
+//!
+//! A trait, chosen by URL scheme, so the PostgreSQL backend slots in beside
+//! the embedded SQLite one without touching callers.
+
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::protocol::{Event, EventId, ValidEvent};
+
+pub use sqlite::SqliteStore;
+
+/// A storage fault. Callers answer 503 and log it; the text never reaches
+/// clients.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot create {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("stored event {id} is corrupt: {message}")]
+    Corrupt { id: EventId, message: String },
+    #[error("unsupported store URL `{0}`: use sqlite://PATH")]
+    UnsupportedUrl(String),
+}
+
+/// One producer request: its events are stored together or not at all.
+#[derive(Debug, Clone)]
+pub struct AppendRequest {
+    /// Request-level idempotency key (the `Idempotency-Key` header), scoped by
+    /// `key_scope` (the caller's tenant, or `*` for admins).
+    pub idempotency_key: Option<String>,
+    pub key_scope: String,
+    pub events: Vec<ValidEvent>,
+}
+
+/// What became of one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppendOutcome {
+    /// The events in request order, with their ids.
+    pub events: Vec<Arc<Event>>,
+    /// For each event, whether it is new (stored now) or a repeat of an
+    /// earlier one matched by idempotency key (stored before, not republished).
+    pub fresh: Vec<bool>,
+}
+
+impl AppendOutcome {
+    /// True when nothing new was stored.
+    pub fn duplicate(&self) -> bool {
+        !self.fresh.iter().any(|f| *f)
+    }
+}
+
+/// Which events a query wants.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventQuery {
+    /// `None`: every tenant (admins only).
+    pub tenant_id: Option<String>,
+    /// Empty: every room.
+    pub rooms: Vec<String>,
+    /// `None`: every type.
+    pub event_types: Option<Vec<String>>,
+    /// Only ids greater than this.
+    pub since: EventId,
+    pub limit: u32,
+}
+
+/// The event store.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores a group of requests in one transaction (group commit), in
+    /// order, assigning increasing ids. A request whose idempotency key was
+    /// seen before gets its earlier events back instead.
+    async fn append(&self, batch: Vec<AppendRequest>) -> Result<Vec<AppendOutcome>, StoreError>;
+
+    /// Events matching `query`, in id order.
+    async fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StoreError>;
+
+    /// The newest event id (0 when empty).
+    async fn last_event_id(&self) -> Result<EventId, StoreError>;
+
+    /// The id just before the first event received at or after `time`, to
+    /// start a replay from a point in time.
+    async fn id_before(&self, time: DateTime<Utc>) -> Result<EventId, StoreError>;
+
+    /// Whether the store answers (for `/ready`).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Flushes and closes; later calls fail.
+    async fn close(&self);
+
+    /// The backend's name for `/health` (`sqlite`).
+    fn kind(&self) -> &'static str;
+}
+
+/// Opens the store a URL names, running its migrations.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        return Ok(Arc::new(SqliteStore::open(path).await?));
+    }
+    Err(StoreError::UnsupportedUrl(url.to_string()))
+}

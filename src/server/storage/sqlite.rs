@@ -1,0 +1,350 @@
+//! The embedded store: one SQLite file under the data dir, WAL mode,
+//! `synchronous=FULL` so an acknowledged event survives a power cut; group
+//! commit amortizes the fsync over every request of a batch.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite};
+use tokio::sync::Mutex;
+
+use super::{AppendOutcome, AppendRequest, EventQuery, Store, StoreError};
+use crate::protocol::{Event, EventId, ValidEvent};
+
+/// Events per multi-row INSERT; 8 bound values each stays far below SQLite's
+/// limit of 32,766 variables per statement.
+const INSERT_CHUNK: usize = 500;
+
+/// The SQLite store.
+pub struct SqliteStore {
+    pool: SqlitePool,
+    /// The next id to assign; held for the whole of an append, which makes
+    /// the writer single and ids follow commit order.
+    next_id: Mutex<EventId>,
+    /// The newest committed id, readable without waiting for a writer.
+    committed: AtomicI64,
+}
+
+const COLUMNS: &str = "e.id, e.tenant_id, e.event_type, e.rooms, e.data, e.ts";
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and runs migrations.
+    pub async fn open(path: &str) -> Result<SqliteStore, StoreError> {
+        if let Some(parent) = Path::new(path).parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
+                    path: parent.display().to_string(),
+                    source,
+                })?;
+            }
+        }
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5))
+            .pragma("cache_size", "-16000");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("src/server/storage/migrations/sqlite")
+            .run(&pool)
+            .await?;
+        let last: i64 = sqlx::query_scalar(
+            "SELECT MAX(COALESCE((SELECT MAX(id) FROM events), 0),
+                        COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0))",
+        )
+        .fetch_one(&pool)
+        .await?;
+        Ok(SqliteStore {
+            pool,
+            next_id: Mutex::new(last + 1),
+            committed: AtomicI64::new(last),
+        })
+    }
+
+    async fn load_ids(
+        tx: &mut sqlx::SqliteConnection,
+        ids: &[EventId],
+    ) -> Result<Vec<Arc<Event>>, StoreError> {
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new(format!("SELECT {COLUMNS} FROM events e WHERE e.id IN ("));
+        let mut sep = qb.separated(", ");
+        for id in ids {
+            sep.push_bind(*id);
+        }
+        qb.push(")");
+        let rows = qb.build().fetch_all(&mut *tx).await?;
+        let mut by_id: HashMap<EventId, Arc<Event>> = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let event = row_to_event(&row)?;
+            by_id.insert(event.id, Arc::new(event));
+        }
+        ids.iter()
+            .map(|id| {
+                by_id.get(id).cloned().ok_or_else(|| StoreError::Corrupt {
+                    id: *id,
+                    message: "named by an idempotency key but missing".into(),
+                })
+            })
+            .collect()
+    }
+}
+
+fn row_to_event(row: &SqliteRow) -> Result<Event, StoreError> {
+    let id: EventId = row.try_get(0)?;
+    let corrupt = |message: String| StoreError::Corrupt { id, message };
+    let rooms: Vec<String> =
+        serde_json::from_str(row.try_get::<&str, _>(3)?).map_err(|e| corrupt(e.to_string()))?;
+    let data =
+        serde_json::from_str(row.try_get::<&str, _>(4)?).map_err(|e| corrupt(e.to_string()))?;
+    let timestamp = DateTime::parse_from_rfc3339(row.try_get::<&str, _>(5)?)
+        .map_err(|e| corrupt(e.to_string()))?
+        .with_timezone(&Utc);
+    Ok(Event {
+        id,
+        event_type: row.try_get(2)?,
+        tenant_id: row.try_get(1)?,
+        room: rooms.first().cloned().unwrap_or_default(),
+        rooms,
+        data,
+        timestamp,
+    })
+}
+
+fn to_event(id: EventId, ev: &ValidEvent) -> Arc<Event> {
+    Arc::new(Event {
+        id,
+        event_type: ev.event_type.clone(),
+        tenant_id: ev.tenant_id.clone(),
+        room: ev.rooms.first().cloned().unwrap_or_default(),
+        rooms: ev.rooms.clone(),
+        data: ev.data.clone(),
+        timestamp: ev.timestamp,
+    })
+}
+
+/// A row waiting for the multi-row insert.
+struct Pending<'a> {
+    event: &'a Event,
+    key: Option<&'a str>,
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn append(&self, batch: Vec<AppendRequest>) -> Result<Vec<AppendOutcome>, StoreError> {
+        let mut next_id = self.next_id.lock().await;
+        let mut next = *next_id;
+        let received_at = Utc::now().timestamp_millis();
+        let mut tx = self.pool.begin().await?;
+        let mut outcomes: Vec<AppendOutcome> = Vec::with_capacity(batch.len());
+        // Keys first seen inside this batch are not in the tables yet.
+        let mut batch_keys: HashMap<(&str, &str), usize> = HashMap::new();
+        let mut batch_event_keys: HashMap<(&str, &str), Arc<Event>> = HashMap::new();
+
+        for (index, req) in batch.iter().enumerate() {
+            if let Some(key) = req.idempotency_key.as_deref() {
+                if let Some(&earlier) = batch_keys.get(&(req.key_scope.as_str(), key)) {
+                    let events = outcomes[earlier].events.clone();
+                    let fresh = vec![false; events.len()];
+                    outcomes.push(AppendOutcome { events, fresh });
+                    continue;
+                }
+                let stored: Option<String> = sqlx::query_scalar(
+                    "SELECT event_ids FROM idempotency_keys WHERE scope = ? AND key = ?",
+                )
+                .bind(&req.key_scope)
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(ids) = stored {
+                    let ids: Vec<EventId> =
+                        serde_json::from_str(&ids).map_err(|e| StoreError::Corrupt {
+                            id: 0,
+                            message: format!("idempotency key `{key}`: {e}"),
+                        })?;
+                    let events = Self::load_ids(&mut tx, &ids).await?;
+                    let fresh = vec![false; events.len()];
+                    outcomes.push(AppendOutcome { events, fresh });
+                    continue;
+                }
+                batch_keys.insert((req.key_scope.as_str(), key), index);
+            }
+            let mut events = Vec::with_capacity(req.events.len());
+            let mut fresh = Vec::with_capacity(req.events.len());
+            for ev in &req.events {
+                if let Some(key) = ev.idempotency_key.as_deref() {
+                    if let Some(earlier) = batch_event_keys.get(&(ev.tenant_id.as_str(), key)) {
+                        events.push(earlier.clone());
+                        fresh.push(false);
+                        continue;
+                    }
+                    let existing: Option<EventId> = sqlx::query_scalar(
+                        "SELECT id FROM events WHERE tenant_id = ? AND idempotency_key = ?",
+                    )
+                    .bind(&ev.tenant_id)
+                    .bind(key)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some(id) = existing {
+                        events.extend(Self::load_ids(&mut tx, &[id]).await?);
+                        fresh.push(false);
+                        continue;
+                    }
+                }
+                let event = to_event(next, ev);
+                next += 1;
+                if let Some(key) = ev.idempotency_key.as_deref() {
+                    batch_event_keys.insert((ev.tenant_id.as_str(), key), event.clone());
+                }
+                events.push(event);
+                fresh.push(true);
+            }
+            if let Some(key) = req.idempotency_key.as_deref() {
+                let ids: Vec<EventId> = events.iter().map(|e| e.id).collect();
+                sqlx::query(
+                    "INSERT INTO idempotency_keys (scope, key, event_ids, created_at) VALUES (?, ?, ?, ?)",
+                )
+                .bind(&req.key_scope)
+                .bind(key)
+                .bind(serde_json::to_string(&ids).expect("ids serialize"))
+                .bind(received_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            outcomes.push(AppendOutcome { events, fresh });
+        }
+
+        let mut pending: Vec<Pending<'_>> = Vec::new();
+        for (req, outcome) in batch.iter().zip(&outcomes) {
+            for ((event, fresh), ev) in outcome.events.iter().zip(&outcome.fresh).zip(&req.events) {
+                if *fresh {
+                    pending.push(Pending {
+                        event,
+                        key: ev.idempotency_key.as_deref(),
+                    });
+                }
+            }
+        }
+        for chunk in pending.chunks(INSERT_CHUNK) {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO events (id, tenant_id, event_type, rooms, data, ts, received_at, idempotency_key) ",
+            );
+            qb.push_values(chunk, |mut b, p| {
+                b.push_bind(p.event.id)
+                    .push_bind(&p.event.tenant_id)
+                    .push_bind(&p.event.event_type)
+                    .push_bind(serde_json::to_string(&p.event.rooms).expect("rooms serialize"))
+                    .push_bind(p.event.data.to_string())
+                    .push_bind(
+                        p.event
+                            .timestamp
+                            .to_rfc3339_opts(SecondsFormat::Millis, true),
+                    )
+                    .push_bind(received_at)
+                    .push_bind(p.key);
+            });
+            qb.build().execute(&mut *tx).await?;
+
+            let pairs: Vec<(&Event, &String)> = chunk
+                .iter()
+                .flat_map(|p| p.event.rooms.iter().map(move |r| (p.event, r)))
+                .collect();
+            for rooms in pairs.chunks(INSERT_CHUNK * 2) {
+                let mut qb: QueryBuilder<Sqlite> =
+                    QueryBuilder::new("INSERT INTO event_rooms (tenant_id, room, event_id) ");
+                qb.push_values(rooms, |mut b, (event, room)| {
+                    b.push_bind(&event.tenant_id)
+                        .push_bind(room.as_str())
+                        .push_bind(event.id);
+                });
+                qb.build().execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        *next_id = next;
+        self.committed.store(next - 1, Ordering::Release);
+        Ok(outcomes)
+    }
+
+    async fn events(&self, q: &EventQuery) -> Result<Vec<Event>, StoreError> {
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new(format!("SELECT {COLUMNS} FROM events e WHERE e.id > "));
+        qb.push_bind(q.since);
+        if q.rooms.is_empty() {
+            if let Some(tenant) = &q.tenant_id {
+                qb.push(" AND e.tenant_id = ").push_bind(tenant);
+            }
+        } else {
+            qb.push(" AND e.id IN (SELECT event_id FROM event_rooms WHERE event_id > ")
+                .push_bind(q.since);
+            if let Some(tenant) = &q.tenant_id {
+                qb.push(" AND tenant_id = ").push_bind(tenant);
+            }
+            qb.push(" AND room IN (");
+            let mut sep = qb.separated(", ");
+            for room in &q.rooms {
+                sep.push_bind(room);
+            }
+            qb.push("))");
+        }
+        if let Some(types) = &q.event_types {
+            if !types.is_empty() {
+                qb.push(" AND e.event_type IN (");
+                let mut sep = qb.separated(", ");
+                for t in types {
+                    sep.push_bind(t);
+                }
+                qb.push(")");
+            }
+        }
+        qb.push(" ORDER BY e.id LIMIT ")
+            .push_bind(i64::from(q.limit));
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        rows.iter().map(row_to_event).collect()
+    }
+
+    async fn last_event_id(&self) -> Result<EventId, StoreError> {
+        Ok(self.committed.load(Ordering::Acquire))
+    }
+
+    async fn id_before(&self, time: DateTime<Utc>) -> Result<EventId, StoreError> {
+        let first: Option<EventId> =
+            sqlx::query_scalar("SELECT MIN(id) FROM events WHERE received_at >= ?")
+                .bind(time.timestamp_millis())
+                .fetch_one(&self.pool)
+                .await?;
+        match first {
+            Some(id) => Ok(id - 1),
+            None => self.last_event_id().await,
+        }
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        // Fold the WAL back into the main file so a copy of it is complete.
+        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await;
+        self.pool.close().await;
+    }
+
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+}
