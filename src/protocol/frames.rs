@@ -102,13 +102,23 @@ fn payload<T: DeserializeOwned>(raw: Option<&RawValue>) -> Result<T, String> {
     let de = &mut serde_json::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
+        // The position would point into the payload, not the frame: the
+        // path says where the problem is.
+        let inner = without_position(&e.into_inner().to_string()).to_string();
         if path == "." {
             format!("payload: {inner}")
         } else {
             format!("payload.{path}: {inner}")
         }
     })
+}
+
+/// `serde_json` messages end in ` at line L column C`; strip that.
+fn without_position(message: &str) -> &str {
+    match message.rfind(" at line ") {
+        Some(i) if message[i..].contains(" column ") => &message[..i],
+        _ => message,
+    }
 }
 
 impl ClientFrame {

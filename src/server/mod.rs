@@ -31,17 +31,17 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Why the server could not start or stopped badly.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("store: {0}")]
+    #[error("cannot open the store")]
     Store(#[from] storage::StoreError),
-    #[error("bus: {0}")]
+    #[error("cannot open the bus")]
     Bus(#[from] bus::BusError),
-    #[error("cannot read or create the secret in {path}: {source}")]
+    #[error("cannot read or create the secret in {path}")]
     Secret {
         path: String,
         source: std::io::Error,
     },
-    #[error("serving HTTP failed: {0}")]
-    Serve(std::io::Error),
+    #[error("serving HTTP failed")]
+    Serve(#[source] std::io::Error),
 }
 
 /// A running pytake server.

@@ -29,6 +29,9 @@ use crate::server::storage::{AppendRequest, EventQuery};
 /// Frames written before one flush when a subscriber is behind.
 const WRITE_BATCH: usize = 64;
 
+/// How long a closing connection waits for the client's Close reply.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Why the loop ends.
 enum Exit {
     /// The peer went away or the socket failed: nothing left to say.
@@ -117,12 +120,25 @@ pub async fn run(mut socket: WebSocket, state: AppState, target: Target, token: 
     };
     if let Exit::Close(code, reason) = exit {
         tracing::debug!(conn = handle.id, code, %reason, "closing");
-        let _ = socket
+        let sent = socket
             .send(Message::Close(Some(CloseFrame {
                 code,
                 reason: Utf8Bytes::from(reason),
             })))
             .await;
+        // Finish the closing handshake: read (and drop) what the client
+        // still sends until its Close, so it reads our close code instead of
+        // a connection reset.
+        if sent.is_ok() {
+            let _ = tokio::time::timeout(CLOSE_GRACE, async {
+                while let Some(Ok(msg)) = socket.recv().await {
+                    if matches!(msg, Message::Close(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
     }
     // Memberships leave their rooms as `conn` drops.
 }

@@ -18,11 +18,11 @@ pub use sqlite::SqliteStore;
 /// clients.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database error: {0}")]
+    #[error("database error")]
     Database(#[from] sqlx::Error),
-    #[error("migration failed: {0}")]
+    #[error("migration failed")]
     Migration(#[from] sqlx::migrate::MigrateError),
-    #[error("cannot create {path}: {source}")]
+    #[error("cannot create {path}")]
     Io {
         path: String,
         source: std::io::Error,

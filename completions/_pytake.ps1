@@ -1,0 +1,167 @@
+
+using namespace System.Management.Automation
+using namespace System.Management.Automation.Language
+
+Register-ArgumentCompleter -Native -CommandName 'pytake' -ScriptBlock {
+    param($wordToComplete, $commandAst, $cursorPosition)
+
+    $commandElements = $commandAst.CommandElements
+    $command = @(
+        'pytake'
+        for ($i = 1; $i -lt $commandElements.Count; $i++) {
+            $element = $commandElements[$i]
+            if ($element -isnot [StringConstantExpressionAst] -or
+                $element.StringConstantType -ne [StringConstantType]::BareWord -or
+                $element.Value.StartsWith('-') -or
+                $element.Value -eq $wordToComplete) {
+                break
+        }
+        $element.Value
+    }) -join ';'
+
+    $completions = @(switch ($command) {
+        'pytake' {
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, json when piped]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the server: event intake, WebSocket fan-out, history')
+            [CompletionResult]::new('tail', 'tail', [CompletionResultType]::ParameterValue, 'Stream events as they happen; reconnects and resumes without loss')
+            [CompletionResult]::new('token', 'token', [CompletionResultType]::ParameterValue, 'Create tokens')
+            [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'pytake;serve' {
+            [CompletionResult]::new('--listen', '--listen', [CompletionResultType]::ParameterName, 'Address to listen on; port 0 picks a free one [env: PYTAKE_LISTEN] [default: 127.0.0.1:8080]')
+            [CompletionResult]::new('--secret', '--secret', [CompletionResultType]::ParameterName, 'JWT HS256 secret [env: PYTAKE_SECRET] [default: generated into <data-dir>/secret, mode 0600]')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Event store [env: PYTAKE_STORE] [default: sqlite://<data-dir>/pytake.db]')
+            [CompletionResult]::new('--bus', '--bus', [CompletionResultType]::ParameterName, 'Event bus [env: PYTAKE_BUS] [default: memory]')
+            [CompletionResult]::new('--rate-limit', '--rate-limit', [CompletionResultType]::ParameterName, 'Client messages per minute per WebSocket connection [env: PYTAKE_RATE_LIMIT] [default: 100]')
+            [CompletionResult]::new('--max-frame-bytes', '--max-frame-bytes', [CompletionResultType]::ParameterName, 'Largest WebSocket frame a client may send [env: PYTAKE_MAX_FRAME_BYTES] [default: 65536]')
+            [CompletionResult]::new('--outbound-queue', '--outbound-queue', [CompletionResultType]::ParameterName, 'Frames queued per connection before it is closed as a slow consumer (4009) [env: PYTAKE_OUTBOUND_QUEUE] [default: 1024]')
+            [CompletionResult]::new('--auth-timeout', '--auth-timeout', [CompletionResultType]::ParameterName, 'Close connections that have not authenticated by then (4001) [env: PYTAKE_AUTH_TIMEOUT] [default: 10s]')
+            [CompletionResult]::new('--ping-interval', '--ping-interval', [CompletionResultType]::ParameterName, 'How often the server pings each connection [env: PYTAKE_PING_INTERVAL] [default: 25s]')
+            [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'Close connections silent for this long [env: PYTAKE_IDLE_TIMEOUT] [default: 30s]')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, json when piped]')
+            [CompletionResult]::new('--demo', '--demo', [CompletionResultType]::ParameterName, 'Feed realistic synthetic traffic of three tenants (acme, globex, initech)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'pytake;tail' {
+            [CompletionResult]::new('-r', '-r', [CompletionResultType]::ParameterName, 'Room to follow, repeatable: dashboard, conversations, campaigns, erp, ai, alerts, presence, campaign:ID, conversation:ID, user:ID [default: every room]')
+            [CompletionResult]::new('--room', '--room', [CompletionResultType]::ParameterName, 'Room to follow, repeatable: dashboard, conversations, campaigns, erp, ai, alerts, presence, campaign:ID, conversation:ID, user:ID [default: every room]')
+            [CompletionResult]::new('-t', '-t', [CompletionResultType]::ParameterName, 'Only events of this type, repeatable (MessageSent, ERPCall, ...)')
+            [CompletionResult]::new('--type', '--type', [CompletionResultType]::ParameterName, 'Only events of this type, repeatable (MessageSent, ERPCall, ...)')
+            [CompletionResult]::new('--tenant', '--tenant', [CompletionResultType]::ParameterName, 'Tenant to follow (admin tokens; others see their own tenant only) [default: every tenant]')
+            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Start after this event id, or this long ago (10m, 2h) [default: now]')
+            [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Exit after printing N events')
+            [CompletionResult]::new('--count', '--count', [CompletionResultType]::ParameterName, 'Exit after printing N events')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, json when piped]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'pytake;token' {
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, json when piped]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'Print a new token signed with the server''s secret')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'pytake;token;create' {
+            [CompletionResult]::new('--tenant', '--tenant', [CompletionResultType]::ParameterName, 'Tenant the token speaks for (required unless --role admin)')
+            [CompletionResult]::new('--role', '--role', [CompletionResultType]::ParameterName, 'admin (every tenant), operator (read and publish), viewer (read), service (publish)')
+            [CompletionResult]::new('--sub', '--sub', [CompletionResultType]::ParameterName, 'Who the token is for, shown in the server''s log [default: $USER]')
+            [CompletionResult]::new('--ttl', '--ttl', [CompletionResultType]::ParameterName, 'Lifetime, e.g. 15m, 24h, 30d')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, json when piped]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'pytake;token;help' {
+            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'Print a new token signed with the server''s secret')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'pytake;token;help;create' {
+            break
+        }
+        'pytake;token;help;help' {
+            break
+        }
+        'pytake;completions' {
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, json when piped]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'pytake;help' {
+            [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the server: event intake, WebSocket fan-out, history')
+            [CompletionResult]::new('tail', 'tail', [CompletionResultType]::ParameterValue, 'Stream events as they happen; reconnects and resumes without loss')
+            [CompletionResult]::new('token', 'token', [CompletionResultType]::ParameterValue, 'Create tokens')
+            [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'pytake;help;serve' {
+            break
+        }
+        'pytake;help;tail' {
+            break
+        }
+        'pytake;help;token' {
+            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'Print a new token signed with the server''s secret')
+            break
+        }
+        'pytake;help;token;create' {
+            break
+        }
+        'pytake;help;completions' {
+            break
+        }
+        'pytake;help;help' {
+            break
+        }
+    })
+
+    $completions.Where{ $_.CompletionText -like "$wordToComplete*" } |
+        Sort-Object -Property ListItemText
+}

@@ -1,0 +1,146 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[pytake] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'pytake'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'pytake'= {
+            cand --server 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]'
+            cand --data-dir 'Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]'
+            cand --output 'Output format [default: table on a terminal, json when piped]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand serve 'Run the server: event intake, WebSocket fan-out, history'
+            cand tail 'Stream events as they happen; reconnects and resumes without loss'
+            cand token 'Create tokens'
+            cand completions 'Print a shell completion script'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'pytake;serve'= {
+            cand --listen 'Address to listen on; port 0 picks a free one [env: PYTAKE_LISTEN] [default: 127.0.0.1:8080]'
+            cand --secret 'JWT HS256 secret [env: PYTAKE_SECRET] [default: generated into <data-dir>/secret, mode 0600]'
+            cand --store 'Event store [env: PYTAKE_STORE] [default: sqlite://<data-dir>/pytake.db]'
+            cand --bus 'Event bus [env: PYTAKE_BUS] [default: memory]'
+            cand --rate-limit 'Client messages per minute per WebSocket connection [env: PYTAKE_RATE_LIMIT] [default: 100]'
+            cand --max-frame-bytes 'Largest WebSocket frame a client may send [env: PYTAKE_MAX_FRAME_BYTES] [default: 65536]'
+            cand --outbound-queue 'Frames queued per connection before it is closed as a slow consumer (4009) [env: PYTAKE_OUTBOUND_QUEUE] [default: 1024]'
+            cand --auth-timeout 'Close connections that have not authenticated by then (4001) [env: PYTAKE_AUTH_TIMEOUT] [default: 10s]'
+            cand --ping-interval 'How often the server pings each connection [env: PYTAKE_PING_INTERVAL] [default: 25s]'
+            cand --idle-timeout 'Close connections silent for this long [env: PYTAKE_IDLE_TIMEOUT] [default: 30s]'
+            cand --server 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]'
+            cand --data-dir 'Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]'
+            cand --output 'Output format [default: table on a terminal, json when piped]'
+            cand --demo 'Feed realistic synthetic traffic of three tenants (acme, globex, initech)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'pytake;tail'= {
+            cand -r 'Room to follow, repeatable: dashboard, conversations, campaigns, erp, ai, alerts, presence, campaign:ID, conversation:ID, user:ID [default: every room]'
+            cand --room 'Room to follow, repeatable: dashboard, conversations, campaigns, erp, ai, alerts, presence, campaign:ID, conversation:ID, user:ID [default: every room]'
+            cand -t 'Only events of this type, repeatable (MessageSent, ERPCall, ...)'
+            cand --type 'Only events of this type, repeatable (MessageSent, ERPCall, ...)'
+            cand --tenant 'Tenant to follow (admin tokens; others see their own tenant only) [default: every tenant]'
+            cand --since 'Start after this event id, or this long ago (10m, 2h) [default: now]'
+            cand -n 'Exit after printing N events'
+            cand --count 'Exit after printing N events'
+            cand --server 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]'
+            cand --data-dir 'Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]'
+            cand --output 'Output format [default: table on a terminal, json when piped]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'pytake;token'= {
+            cand --server 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]'
+            cand --data-dir 'Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]'
+            cand --output 'Output format [default: table on a terminal, json when piped]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand create 'Print a new token signed with the server''s secret'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'pytake;token;create'= {
+            cand --tenant 'Tenant the token speaks for (required unless --role admin)'
+            cand --role 'admin (every tenant), operator (read and publish), viewer (read), service (publish)'
+            cand --sub 'Who the token is for, shown in the server''s log [default: $USER]'
+            cand --ttl 'Lifetime, e.g. 15m, 24h, 30d'
+            cand --server 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]'
+            cand --data-dir 'Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]'
+            cand --output 'Output format [default: table on a terminal, json when piped]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'pytake;token;help'= {
+            cand create 'Print a new token signed with the server''s secret'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'pytake;token;help;create'= {
+        }
+        &'pytake;token;help;help'= {
+        }
+        &'pytake;completions'= {
+            cand --server 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]'
+            cand --data-dir 'Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]'
+            cand --output 'Output format [default: table on a terminal, json when piped]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'pytake;help'= {
+            cand serve 'Run the server: event intake, WebSocket fan-out, history'
+            cand tail 'Stream events as they happen; reconnects and resumes without loss'
+            cand token 'Create tokens'
+            cand completions 'Print a shell completion script'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'pytake;help;serve'= {
+        }
+        &'pytake;help;tail'= {
+        }
+        &'pytake;help;token'= {
+            cand create 'Print a new token signed with the server''s secret'
+        }
+        &'pytake;help;token;create'= {
+        }
+        &'pytake;help;completions'= {
+        }
+        &'pytake;help;help'= {
+        }
+    ]
+    $completions[$command]
+}

@@ -1,0 +1,115 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_pytake_global_optspecs
+    string join \n server= token= config= data-dir= output= h/help V/version
+end
+
+function __fish_pytake_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_pytake_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_pytake_using_subcommand
+    set -l cmd (__fish_pytake_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c pytake -n "__fish_pytake_needs_command" -l server -d 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_needs_command" -l token -d 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_needs_command" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_needs_command" -l data-dir -d 'Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_needs_command" -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t'Human-readable: tables, or one line per event'
+json\t'One JSON object per line'
+csv\t'Comma-separated values'"
+complete -c pytake -n "__fish_pytake_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c pytake -n "__fish_pytake_needs_command" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_needs_command" -f -a "serve" -d 'Run the server: event intake, WebSocket fan-out, history'
+complete -c pytake -n "__fish_pytake_needs_command" -f -a "tail" -d 'Stream events as they happen; reconnects and resumes without loss'
+complete -c pytake -n "__fish_pytake_needs_command" -f -a "token" -d 'Create tokens'
+complete -c pytake -n "__fish_pytake_needs_command" -f -a "completions" -d 'Print a shell completion script'
+complete -c pytake -n "__fish_pytake_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l listen -d 'Address to listen on; port 0 picks a free one [env: PYTAKE_LISTEN] [default: 127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l secret -d 'JWT HS256 secret [env: PYTAKE_SECRET] [default: generated into <data-dir>/secret, mode 0600]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l store -d 'Event store [env: PYTAKE_STORE] [default: sqlite://<data-dir>/pytake.db]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l bus -d 'Event bus [env: PYTAKE_BUS] [default: memory]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l rate-limit -d 'Client messages per minute per WebSocket connection [env: PYTAKE_RATE_LIMIT] [default: 100]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l max-frame-bytes -d 'Largest WebSocket frame a client may send [env: PYTAKE_MAX_FRAME_BYTES] [default: 65536]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l outbound-queue -d 'Frames queued per connection before it is closed as a slow consumer (4009) [env: PYTAKE_OUTBOUND_QUEUE] [default: 1024]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l auth-timeout -d 'Close connections that have not authenticated by then (4001) [env: PYTAKE_AUTH_TIMEOUT] [default: 10s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l ping-interval -d 'How often the server pings each connection [env: PYTAKE_PING_INTERVAL] [default: 25s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l idle-timeout -d 'Close connections silent for this long [env: PYTAKE_IDLE_TIMEOUT] [default: 30s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l server -d 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l token -d 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l data-dir -d 'Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t'Human-readable: tables, or one line per event'
+json\t'One JSON object per line'
+csv\t'Comma-separated values'"
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l demo -d 'Feed realistic synthetic traffic of three tenants (acme, globex, initech)'
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand tail" -s r -l room -d 'Room to follow, repeatable: dashboard, conversations, campaigns, erp, ai, alerts, presence, campaign:ID, conversation:ID, user:ID [default: every room]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand tail" -s t -l type -d 'Only events of this type, repeatable (MessageSent, ERPCall, ...)' -r
+complete -c pytake -n "__fish_pytake_using_subcommand tail" -l tenant -d 'Tenant to follow (admin tokens; others see their own tenant only) [default: every tenant]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand tail" -l since -d 'Start after this event id, or this long ago (10m, 2h) [default: now]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand tail" -s n -l count -d 'Exit after printing N events' -r
+complete -c pytake -n "__fish_pytake_using_subcommand tail" -l server -d 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand tail" -l token -d 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand tail" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand tail" -l data-dir -d 'Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand tail" -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t'Human-readable: tables, or one line per event'
+json\t'One JSON object per line'
+csv\t'Comma-separated values'"
+complete -c pytake -n "__fish_pytake_using_subcommand tail" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c pytake -n "__fish_pytake_using_subcommand tail" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -l server -d 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -l token -d 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -l data-dir -d 'Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t'Human-readable: tables, or one line per event'
+json\t'One JSON object per line'
+csv\t'Comma-separated values'"
+complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -f -a "create" -d 'Print a new token signed with the server\'s secret'
+complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l tenant -d 'Tenant the token speaks for (required unless --role admin)' -r
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l role -d 'admin (every tenant), operator (read and publish), viewer (read), service (publish)' -r
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l sub -d 'Who the token is for, shown in the server\'s log [default: $USER]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l ttl -d 'Lifetime, e.g. 15m, 24h, 30d' -r
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l server -d 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l token -d 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l data-dir -d 'Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t'Human-readable: tables, or one line per event'
+json\t'One JSON object per line'
+csv\t'Comma-separated values'"
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "create" -d 'Print a new token signed with the server\'s secret'
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pytake -n "__fish_pytake_using_subcommand completions" -l server -d 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand completions" -l token -d 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand completions" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand completions" -l data-dir -d 'Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand completions" -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t'Human-readable: tables, or one line per event'
+json\t'One JSON object per line'
+csv\t'Comma-separated values'"
+complete -c pytake -n "__fish_pytake_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c pytake -n "__fish_pytake_using_subcommand completions" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail token completions help" -f -a "serve" -d 'Run the server: event intake, WebSocket fan-out, history'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail token completions help" -f -a "tail" -d 'Stream events as they happen; reconnects and resumes without loss'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail token completions help" -f -a "token" -d 'Create tokens'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail token completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail token completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "create" -d 'Print a new token signed with the server\'s secret'

@@ -1,0 +1,267 @@
+//! The `pytake` binary as an operator runs it: exact output and exit codes.
+
+use std::process::Stdio;
+
+use pytake::protocol::Event;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::support::{bin, custom, pytake, Options, TestServer, DEADLINE};
+
+#[tokio::test]
+async fn tail_with_no_setup_prints_json_lines_and_stops_after_count() {
+    // A server with a generated secret: tail finds it in the same data dir.
+    let server = TestServer::start_with(Options {
+        generated_secret: true,
+        ..Options::default()
+    })
+    .await;
+    let admin = server.admin();
+    let mut ids = Vec::new();
+    for i in 1..=4 {
+        ids.extend(server.publish(&admin, custom("acme", "dashboard", i)).await);
+    }
+    let dir = server.path().to_str().unwrap().to_string();
+    let run = pytake(
+        &[
+            "--data-dir",
+            &dir,
+            "--server",
+            &server.url,
+            "tail",
+            "--room",
+            "dashboard",
+            "--since",
+            "0",
+            "--count",
+            "3",
+            "--output",
+            "json",
+        ],
+        server.path(),
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let events: Vec<Event> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(
+        events.iter().map(|e| e.id).collect::<Vec<_>>(),
+        ids[..3].to_vec()
+    );
+    assert_eq!(events[0].data["n"], 1);
+    assert_eq!(run.stderr, "");
+}
+
+#[tokio::test]
+async fn tail_resumes_across_a_server_restart() {
+    let mut server = TestServer::start().await;
+    let admin = server.admin();
+    let mut child = tokio::process::Command::new(bin())
+        .args([
+            "--server",
+            &server.url,
+            "--token",
+            &admin,
+            "tail",
+            "--room",
+            "erp",
+            "--since",
+            "0",
+            "--count",
+            "6",
+        ])
+        .args(["--output", "json"])
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for i in 1..=3 {
+        server.publish(&admin, custom("acme", "erp", i)).await;
+    }
+    for _ in 0..3 {
+        let line = tokio::time::timeout(DEADLINE, lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        seen.push(serde_json::from_str::<Event>(&line).unwrap().id);
+    }
+    server.restart().await;
+    for i in 4..=6 {
+        server.publish(&admin, custom("acme", "erp", i)).await;
+    }
+    while let Some(line) = tokio::time::timeout(DEADLINE, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        seen.push(serde_json::from_str::<Event>(&line).unwrap().id);
+    }
+    let status = tokio::time::timeout(DEADLINE, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(seen, vec![1, 2, 3, 4, 5, 6]);
+    let mut stderr = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr)
+        .await
+        .unwrap();
+    assert!(
+        stderr.starts_with("pytake tail: disconnected ("),
+        "{stderr}"
+    );
+    assert!(stderr.contains("reconnecting in"), "{stderr}");
+}
+
+#[tokio::test]
+async fn tail_reports_problems_with_the_right_exit_code() {
+    let home = tempfile::tempdir().unwrap();
+    let run = pytake(
+        &["--server", "http://127.0.0.1:1", "--token", "x", "tail"],
+        home.path(),
+    )
+    .await;
+    assert_eq!(run.code, 3, "{run:?}");
+    assert_eq!(
+        run.stderr,
+        "error: cannot reach the server at ws://127.0.0.1:1/ws: Connection refused (os error 111)\n"
+    );
+
+    let run = pytake(&["tail", "--room", "lobby"], home.path()).await;
+    assert_eq!(run.code, 2);
+    assert_eq!(
+        run.stderr,
+        "error: --room: unknown room `lobby`: expected one of dashboard, conversations, campaigns, erp, ai, alerts, presence or campaign:ID, conversation:ID, user:ID\n"
+    );
+
+    let empty = home.path().join("empty");
+    let run = pytake(
+        &["--data-dir", empty.to_str().unwrap(), "tail"],
+        home.path(),
+    )
+    .await;
+    assert_eq!(run.code, 4);
+    assert_eq!(
+        run.stderr,
+        format!("error: no credentials: pass --token or set PYTAKE_TOKEN, or run where the server's data dir ({}) holds its secret\n", empty.display())
+    );
+
+    let server = TestServer::start().await;
+    let run = pytake(
+        &["--server", &server.url, "--token", "bad", "tail"],
+        home.path(),
+    )
+    .await;
+    assert_eq!(run.code, 4);
+    assert_eq!(
+        run.stderr,
+        "error: unauthorized: token is malformed: InvalidToken\n"
+    );
+}
+
+#[tokio::test]
+async fn token_create_prints_a_token_the_server_accepts() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("data");
+    let d = dir.to_str().unwrap();
+    let run = pytake(
+        &[
+            "--data-dir",
+            d,
+            "token",
+            "create",
+            "--tenant",
+            "acme",
+            "--role",
+            "viewer",
+            "--sub",
+            "ana",
+            "--ttl",
+            "1h",
+        ],
+        home.path(),
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let token = run.stdout.trim_end();
+    assert_eq!(run.stdout, format!("{token}\n"));
+    let secret = pytake::auth::read_local_secret(&dir).expect("secret created");
+    let claims = pytake::auth::Keys::new(secret.as_bytes())
+        .verify(token)
+        .unwrap();
+    assert_eq!(
+        (claims.sub.as_str(), claims.tenant_id.as_deref()),
+        ("ana", Some("acme"))
+    );
+    assert_eq!(claims.exp - claims.iat, 3600);
+
+    let run = pytake(
+        &["--data-dir", d, "token", "create", "--role", "viewer"],
+        home.path(),
+    )
+    .await;
+    assert_eq!(
+        (run.code, run.stderr.as_str()),
+        (2, "error: --tenant is required for --role viewer\n")
+    );
+    let run = pytake(
+        &[
+            "--data-dir",
+            d,
+            "token",
+            "create",
+            "--role",
+            "admin",
+            "--tenant",
+            "acme",
+        ],
+        home.path(),
+    )
+    .await;
+    assert_eq!(
+        (run.code, run.stderr.as_str()),
+        (
+            2,
+            "error: --tenant cannot be used with --role admin: admin tokens see every tenant\n"
+        )
+    );
+    let run = pytake(
+        &["--data-dir", d, "token", "create", "--role", "boss"],
+        home.path(),
+    )
+    .await;
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr
+            .contains("unknown role `boss`: expected admin, operator, viewer or service"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test]
+async fn serve_rejects_bad_settings_with_exit_2() {
+    let home = tempfile::tempdir().unwrap();
+    let run = pytake(
+        &["serve", "--listen", "127.0.0.1:0", "--idle-timeout", "soon"],
+        home.path(),
+    )
+    .await;
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr
+            .starts_with("error: setting `idle_timeout`: `soon` is not a duration like 10s or 2m"),
+        "{}",
+        run.stderr
+    );
+    let run = pytake(&["serve", "--store", "mysql://x"], home.path()).await;
+    assert_eq!(run.code, 1);
+    assert_eq!(run.stderr, "error: cannot start the server: cannot open the store: unsupported store URL `mysql://x`: use sqlite://PATH\n");
+}

@@ -1,0 +1,14 @@
+//! Integration tests: a real `pytake serve` process per test, on port 0 with
+//! a temporary data dir, driven over HTTP and WebSocket like a user would.
+
+mod support;
+
+mod cli;
+mod docs;
+mod gateway_auth;
+mod gateway_limits;
+mod gateway_protocol;
+mod history;
+mod intake;
+mod resume;
+mod shutdown;

@@ -1,0 +1,521 @@
+//! Test helpers: a real `pytake serve` process on port 0 with a temporary
+//! data dir (`TestServer`), a WebSocket client that speaks the protocol
+//! (`TestWs`), and runs of the binary (`pytake`). No fixed ports, no sleeps:
+//! every wait is for a condition, with a deadline.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use pytake::auth::Keys;
+use pytake::protocol::frames::{Subscribed, Welcome};
+use pytake::protocol::{ClientFrame, Event, Role, ServerFrame, Subscription};
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long any single wait in a test may take before it fails.
+pub const DEADLINE: Duration = Duration::from_secs(15);
+
+/// The pytake binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_pytake")
+}
+
+/// A `pytake serve` process. Dropping it kills the process.
+pub struct TestServer {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub url: String,
+    pub data_dir: Arc<TempDir>,
+    pub secret: Option<String>,
+    args: Vec<String>,
+}
+
+/// Options for starting a server.
+#[derive(Clone, Default)]
+pub struct Options {
+    /// Extra `serve` flags.
+    pub args: Vec<String>,
+    /// Let the server generate its secret instead of passing `--secret`.
+    pub generated_secret: bool,
+}
+
+impl Options {
+    pub fn args(args: &[&str]) -> Options {
+        Options {
+            args: args.iter().map(|a| a.to_string()).collect(),
+            generated_secret: false,
+        }
+    }
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        TestServer::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options) -> TestServer {
+        let data_dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let secret =
+            (!options.generated_secret).then(|| format!("test-secret-{}", std::process::id()));
+        TestServer::launch(data_dir, secret, "127.0.0.1:0".into(), options.args).await
+    }
+
+    async fn launch(
+        data_dir: Arc<TempDir>,
+        secret: Option<String>,
+        listen: String,
+        args: Vec<String>,
+    ) -> TestServer {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.path().join("server.log"))
+            .expect("log file");
+        let mut cmd = Command::new(bin());
+        cmd.arg("--data-dir")
+            .arg(data_dir.path())
+            .arg("serve")
+            .arg("--listen")
+            .arg(&listen)
+            .args(&args)
+            .env_remove("PYTAKE_TOKEN")
+            .env_remove("PYTAKE_SERVER")
+            .env("XDG_CONFIG_HOME", data_dir.path().join("no-config"))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true);
+        if let Some(secret) = &secret {
+            cmd.arg("--secret").arg(secret);
+        }
+        let mut child = cmd.spawn().expect("spawn pytake serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(DEADLINE, lines.next_line())
+            .await
+            .expect("server did not print its address in time")
+            .expect("read stdout")
+            .unwrap_or_else(|| panic!("server exited early; log:\n{}", read_log(data_dir.path())));
+        let url = line
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+            .to_string();
+        let addr: SocketAddr = url.trim_start_matches("http://").parse().expect("address");
+        TestServer {
+            child: Some(child),
+            addr,
+            url,
+            data_dir,
+            secret,
+            args,
+        }
+    }
+
+    /// The secret tokens are signed with.
+    pub fn keys(&self) -> Keys {
+        let secret = match &self.secret {
+            Some(s) => s.clone(),
+            None => {
+                pytake::auth::read_local_secret(self.data_dir.path()).expect("generated secret")
+            }
+        };
+        Keys::new(secret.as_bytes())
+    }
+
+    pub fn token(&self, tenant: Option<&str>, role: Role) -> String {
+        self.keys()
+            .mint_for("test", tenant, role, Duration::from_secs(3600))
+    }
+
+    pub fn admin(&self) -> String {
+        self.token(None, Role::Admin)
+    }
+
+    pub fn operator(&self, tenant: &str) -> String {
+        self.token(Some(tenant), Role::Operator)
+    }
+
+    pub fn viewer(&self, tenant: &str) -> String {
+        self.token(Some(tenant), Role::Viewer)
+    }
+
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    /// Opens a WebSocket to `path` (e.g. `/ws`, `/ws/dashboard?token=...`).
+    pub async fn ws(&self, path: &str) -> TestWs {
+        TestWs::connect(&self.ws_url(path)).await
+    }
+
+    /// Opens `/ws`, authenticates with `token` and subscribes.
+    pub async fn subscribed(&self, token: &str, sub: Subscription) -> (TestWs, Subscribed) {
+        let mut ws = self.ws("/ws").await;
+        ws.auth(token).await;
+        let subscribed = ws.subscribe(sub).await;
+        (ws, subscribed)
+    }
+
+    /// POSTs a JSON body to `/api/v1/events`.
+    pub async fn post(
+        &self,
+        token: Option<&str>,
+        body: impl Into<String>,
+        key: Option<&str>,
+    ) -> (u16, Value) {
+        let mut req = reqwest::Client::new()
+            .post(format!("{}/api/v1/events", self.url))
+            .header("content-type", "application/json")
+            .body(body.into());
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
+        }
+        let resp = req.send().await.expect("POST");
+        let status = resp.status().as_u16();
+        let body = resp.json::<Value>().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    /// POSTs events that must be accepted; returns their ids.
+    pub async fn publish(&self, token: &str, body: Value) -> Vec<i64> {
+        let (status, reply) = self.post(Some(token), body.to_string(), None).await;
+        assert!(
+            status == 201 || status == 200,
+            "publish failed: {status} {reply}"
+        );
+        reply["ids"]
+            .as_array()
+            .expect("ids")
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect()
+    }
+
+    /// GETs a path with a token; returns status and JSON.
+    pub async fn get(&self, token: Option<&str>, path_and_query: &str) -> (u16, Value) {
+        let mut req = reqwest::Client::new().get(format!("{}{path_and_query}", self.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("GET");
+        let status = resp.status().as_u16();
+        (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+    }
+
+    /// Every event of the store (admin), for counting what was stored.
+    pub async fn history(&self, query: &str) -> Vec<Event> {
+        let (status, body) = self
+            .get(
+                Some(&self.admin()),
+                &format!("/api/v1/events?limit=1000&{query}"),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_value(body["events"].clone()).expect("events")
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub async fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let pid = nix::unistd::Pid::from_raw(child.id().expect("pid") as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        tokio::time::timeout(DEADLINE, child.wait())
+            .await
+            .expect("server did not exit after SIGTERM")
+            .expect("wait")
+    }
+
+    /// Stops the server and starts it again on the same address and data dir.
+    pub async fn restart(&mut self) {
+        let status = self.stop().await;
+        assert!(status.success(), "server exited with {status}");
+        let listen = self.addr.to_string();
+        let next = TestServer::launch(
+            self.data_dir.clone(),
+            self.secret.clone(),
+            listen,
+            self.args.clone(),
+        )
+        .await;
+        *self = next;
+    }
+
+    /// Starts a stopped server again on the same address and data dir.
+    pub async fn restart_stopped(&mut self) {
+        assert!(self.child.is_none(), "still running");
+        let listen = self.addr.to_string();
+        let next = TestServer::launch(
+            self.data_dir.clone(),
+            self.secret.clone(),
+            listen,
+            self.args.clone(),
+        )
+        .await;
+        *self = next;
+    }
+
+    pub fn log(&self) -> String {
+        read_log(self.data_dir.path())
+    }
+
+    pub fn path(&self) -> &Path {
+        self.data_dir.path()
+    }
+}
+
+fn read_log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
+}
+
+/// A WebSocket client speaking the pytake protocol.
+pub struct TestWs {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// How a connection ended.
+#[derive(Debug, PartialEq)]
+pub struct Closed {
+    pub code: u16,
+    pub reason: String,
+}
+
+impl TestWs {
+    pub async fn connect(url: &str) -> TestWs {
+        let (ws, _) = tokio::time::timeout(DEADLINE, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("connect timed out")
+            .expect("connect");
+        TestWs { ws }
+    }
+
+    pub async fn connect_with_header(url: &str, name: &str, value: &str) -> TestWs {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = url.into_client_request().expect("request");
+        req.headers_mut().insert(
+            tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            value.parse().unwrap(),
+        );
+        let (ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("connect");
+        TestWs { ws }
+    }
+
+    pub async fn send_text(&mut self, text: impl Into<String>) {
+        self.ws
+            .send(Message::Text(text.into().into()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        self.ws
+            .send(Message::Binary(bytes.into()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send(&mut self, frame: ClientFrame) {
+        self.send_text(frame.to_text()).await;
+    }
+
+    pub async fn send_json(&mut self, value: Value) {
+        self.send_text(value.to_string()).await;
+    }
+
+    /// The next frame from the server (pings skipped); panics on close.
+    pub async fn recv(&mut self) -> ServerFrame {
+        match self.next().await {
+            Ok(frame) => frame,
+            Err(closed) => panic!("connection closed: {closed:?}"),
+        }
+    }
+
+    /// The next text frame as the server wrote it.
+    pub async fn next_text(&mut self) -> String {
+        loop {
+            let msg = tokio::time::timeout(DEADLINE, self.ws.next())
+                .await
+                .expect("no frame from the server in time");
+            match msg {
+                Some(Ok(Message::Text(text))) => return text.to_string(),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next frame, or how the connection closed.
+    pub async fn next(&mut self) -> Result<ServerFrame, Closed> {
+        loop {
+            let msg = tokio::time::timeout(DEADLINE, self.ws.next())
+                .await
+                .expect("no frame from the server in time");
+            match msg {
+                Some(Ok(Message::Text(text))) => {
+                    return Ok(ServerFrame::parse(text.as_str())
+                        .unwrap_or_else(|e| panic!("bad frame {text}: {e}")))
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return Err(match frame {
+                        Some(f) => Closed {
+                            code: u16::from(f.code),
+                            reason: f.reason.to_string(),
+                        },
+                        None => Closed {
+                            code: u16::from(CloseCode::Status),
+                            reason: String::new(),
+                        },
+                    })
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => {
+                    return Err(Closed {
+                        code: 0,
+                        reason: e.to_string(),
+                    })
+                }
+                None => {
+                    return Err(Closed {
+                        code: 0,
+                        reason: "stream ended".into(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Reads until the connection closes; returns the close frame. Frames
+    /// before it are returned too, for assertions.
+    pub async fn closed(&mut self) -> (Vec<ServerFrame>, Closed) {
+        let mut frames = Vec::new();
+        loop {
+            match self.next().await {
+                Ok(frame) => frames.push(frame),
+                Err(closed) => return (frames, closed),
+            }
+        }
+    }
+
+    pub async fn auth(&mut self, token: &str) -> Welcome {
+        self.send(ClientFrame::Auth {
+            token: token.into(),
+        })
+        .await;
+        self.welcome().await
+    }
+
+    pub async fn welcome(&mut self) -> Welcome {
+        match self.recv().await {
+            ServerFrame::Welcome(w) => w,
+            other => panic!("expected Welcome, got {other:?}"),
+        }
+    }
+
+    pub async fn subscribe(&mut self, sub: Subscription) -> Subscribed {
+        self.send(ClientFrame::Subscription(sub)).await;
+        match self.recv().await {
+            ServerFrame::Subscribed(s) => s,
+            other => panic!("expected Subscribed, got {other:?}"),
+        }
+    }
+
+    pub async fn event(&mut self) -> Event {
+        match self.recv().await {
+            ServerFrame::Event(e) => e,
+            other => panic!("expected Event, got {other:?}"),
+        }
+    }
+
+    /// The next `Error` frame's code and message.
+    pub async fn error(&mut self) -> (String, String) {
+        match self.recv().await {
+            ServerFrame::Error(e) => (e.code.to_string(), e.message),
+            other => panic!("expected Error, got {other:?}"),
+        }
+    }
+
+    /// Checks the connection still answers (Heartbeat → HeartbeatAck).
+    pub async fn alive(&mut self) {
+        self.send(ClientFrame::Heartbeat).await;
+        loop {
+            match self.recv().await {
+                ServerFrame::HeartbeatAck { .. } => return,
+                ServerFrame::Event(_) => continue,
+                other => panic!("expected HeartbeatAck, got {other:?}"),
+            }
+        }
+    }
+}
+
+/// A subscription to some rooms.
+pub fn rooms(rooms: &[&str]) -> Subscription {
+    Subscription {
+        rooms: rooms.iter().map(|r| r.to_string()).collect(),
+        ..Subscription::default()
+    }
+}
+
+/// A custom event body for a tenant and room, with a marker in its data.
+pub fn custom(tenant: &str, room: &str, n: i64) -> Value {
+    serde_json::json!({"event_type": "TestEvent", "tenant_id": tenant, "rooms": [room], "data": {"n": n}})
+}
+
+/// A valid MessageSent body.
+pub fn message_sent(tenant: &str, id: &str) -> Value {
+    serde_json::json!({"event_type": "MessageSent", "tenant_id": tenant,
+        "data": {"message_id": id, "to": "+5511999999999", "status": "sent"}})
+}
+
+/// Output of a finished `pytake` run.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the binary to completion with a clean environment for pytake.
+pub async fn pytake(args: &[&str], home: &Path) -> Run {
+    let output = tokio::time::timeout(
+        DEADLINE * 2,
+        Command::new(bin())
+            .args(args)
+            .env_remove("PYTAKE_TOKEN")
+            .env_remove("PYTAKE_SERVER")
+            .env_remove("PYTAKE_DATA_DIR")
+            .env("XDG_CONFIG_HOME", home.join("no-config"))
+            .env("XDG_DATA_HOME", home.join("no-data"))
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("pytake did not finish in time")
+    .expect("run pytake");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Repository root, for the checked-in generated files.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
