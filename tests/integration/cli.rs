@@ -265,3 +265,40 @@ async fn serve_rejects_bad_settings_with_exit_2() {
     assert_eq!(run.code, 1);
     assert_eq!(run.stderr, "error: cannot start the server: cannot open the store: unsupported store URL `mysql://x`: use sqlite://PATH\n");
 }
+
+#[tokio::test]
+async fn tail_prints_readable_lines_and_takes_since_as_a_duration() {
+    let server = TestServer::start().await;
+    let admin = server.admin();
+    let body = serde_json::json!({"event_type": "ERPCall", "tenant_id": "acme", "timestamp": "2026-01-02T03:04:05.678Z",
+        "data": {"provider": "sap", "endpoint": "/orders", "response_time": 812, "success": false}});
+    server.publish(&admin, body).await;
+    server.publish(&admin, custom("globex", "erp", 2)).await;
+    let run = pytake(
+        &[
+            "--server",
+            &server.url,
+            "--token",
+            &admin,
+            "tail",
+            "--since",
+            "1h",
+            "--count",
+            "2",
+            "--output",
+            "table",
+        ],
+        server.path(),
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let second = server.history("since=1").await.remove(0);
+    assert_eq!(
+        run.stdout,
+        format!(
+            "03:04:05.678  #1  acme  erp  ERPCall  endpoint=/orders  provider=sap  response_time=812  success=false\n\
+             {}  #2  globex  erp  TestEvent  n=2\n",
+            second.timestamp.format("%H:%M:%S%.3f")
+        )
+    );
+}

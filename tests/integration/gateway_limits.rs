@@ -140,3 +140,21 @@ async fn a_slow_consumer_is_closed_4009_and_resumes_without_loss() {
         .unwrap();
     assert!(closed >= 1, "slow_consumers_closed = {closed}");
 }
+
+#[tokio::test]
+async fn a_silent_connection_is_closed_after_the_idle_timeout() {
+    let server = TestServer::start_with(Options::args(&[
+        "--idle-timeout",
+        "400ms",
+        "--ping-interval",
+        "1h",
+    ]))
+    .await;
+    let mut ws = server.ws("/ws").await;
+    ws.auth(&server.viewer("acme")).await;
+    let (_, closed) = ws.closed().await;
+    assert_eq!(
+        (closed.code, closed.reason.as_str()),
+        (1001, "idle timeout")
+    );
+}

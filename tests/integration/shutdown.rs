@@ -94,3 +94,30 @@ async fn events_acknowledged_before_shutdown_survive_it() {
     let lost: Vec<_> = acked.iter().filter(|id| !stored.contains(id)).collect();
     assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
 }
+
+#[tokio::test]
+async fn health_and_ready_report_the_server() {
+    let server = TestServer::start().await;
+    let (status, ready) = server.get(None, "/ready").await;
+    assert_eq!((status, ready), (200, json!({"ready": true})));
+    let (_ws, _) = server
+        .subscribed(&server.viewer("acme"), rooms(&["dashboard", "erp"]))
+        .await;
+    let _anonymous = server.ws("/ws").await;
+    server
+        .publish(&server.admin(), custom("acme", "erp", 1))
+        .await;
+    let (status, health) = server.get(None, "/health").await;
+    assert_eq!(status, 200);
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        (health["store"].as_str(), health["bus"].as_str()),
+        (Some("sqlite"), Some("memory"))
+    );
+    assert_eq!(health["last_event_id"], 1);
+    assert_eq!(
+        health["websocket"],
+        json!({"total": 2, "authenticated": 1, "rooms": 2, "slow_consumers_closed": 0})
+    );
+}

@@ -141,7 +141,6 @@ impl Hub {
 
     /// Queues one event for every member of its rooms, once per connection.
     pub fn deliver(&self, event: Arc<Event>) {
-        let frame = Utf8Bytes::from(ServerFrame::event_text(&event));
         {
             let rooms = self.rooms.read().expect("hub lock");
             let mut targets: Vec<&Room> = Vec::with_capacity(event.rooms.len() * 2 + 2);
@@ -155,16 +154,21 @@ impl Hub {
                     }
                 }
             }
+            // Serialized once, only if someone listens.
+            let frame = match targets.is_empty() {
+                true => None,
+                false => Some(Utf8Bytes::from(ServerFrame::event_text(&event))),
+            };
             let mut delivered = 0u64;
-            if targets.len() == 1 {
+            if let (1, Some(frame)) = (targets.len(), &frame) {
                 for member in targets[0].values() {
-                    delivered += self.offer(member, &event, &frame) as u64;
+                    delivered += self.offer(member, &event, frame) as u64;
                 }
-            } else if targets.len() > 1 {
+            } else if let Some(frame) = &frame {
                 let mut seen: HashSet<ConnId> = HashSet::new();
                 for members in targets {
                     for member in members.values() {
-                        if !seen.contains(&member.conn.id) && self.offer(member, &event, &frame) {
+                        if !seen.contains(&member.conn.id) && self.offer(member, &event, frame) {
                             seen.insert(member.conn.id);
                             delivered += 1;
                         }
