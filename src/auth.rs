@@ -23,8 +23,10 @@ pub const SECRET_FILE: &str = "secret";
 /// machines disagree by a few seconds.
 const LEEWAY_SECONDS: u64 = 30;
 
-/// Lifetime of the tokens client subcommands mint for themselves.
-pub const LOCAL_TOKEN_TTL: Duration = Duration::from_secs(10 * 60);
+/// Lifetime of the tokens client subcommands mint for themselves: the
+/// gateway closes a connection when its token expires, and a long `tail`
+/// should not reconnect often for that.
+pub const LOCAL_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
 
 /// Why a token was refused; the text is shown to the client.
 #[derive(Debug, thiserror::Error)]
@@ -106,8 +108,11 @@ impl Keys {
             }
         })?;
         let claims = data.claims;
-        if claims.tenant_id.is_none() && claims.role != Role::Admin {
-            return Err(AuthError::MissingTenant);
+        match &claims.tenant_id {
+            None if claims.role != Role::Admin => return Err(AuthError::MissingTenant),
+            Some(tenant) => crate::protocol::rooms::validate_tenant(tenant)
+                .map_err(|e| AuthError::Malformed(format!("tenant_id: {e}")))?,
+            None => {}
         }
         Ok(claims)
     }

@@ -231,10 +231,17 @@ impl Settings {
             });
         }
         let duration = |key: &'static str, v: &str| {
-            humantime::parse_duration(v).map_err(|e| ConfigError::Invalid {
+            let d = humantime::parse_duration(v).map_err(|e| ConfigError::Invalid {
                 key,
                 message: format!("`{v}` is not a duration like 10s or 2m: {e}"),
-            })
+            })?;
+            if d.is_zero() {
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: "must be longer than 0s".into(),
+                });
+            }
+            Ok(d)
         };
         let positive = |key: &'static str, v: usize| {
             if v == 0 {
@@ -392,6 +399,11 @@ mod tests {
             e.starts_with("setting `idle_timeout`: `soon` is not a duration"),
             "{e}"
         );
+
+        let mut sources = Sources::default();
+        sources.flag("ping_interval", Some("0s"));
+        let e = Settings::load(&sources).unwrap_err().to_string();
+        assert_eq!(e, "setting `ping_interval`: must be longer than 0s");
 
         let mut sources = Sources::default();
         sources.flag("server", Some("ftp://x"));

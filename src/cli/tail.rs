@@ -98,8 +98,12 @@ pub async fn run(
         None => None,
         Some(Since::Id(id)) => Some(id),
         Some(Since::Ago(ago)) => {
-            let start =
-                Utc::now() - chrono::Duration::from_std(ago).unwrap_or(chrono::Duration::MAX);
+            let start = chrono::Duration::from_std(ago)
+                .ok()
+                .and_then(|ago| Utc::now().checked_sub_signed(ago))
+                .ok_or_else(|| {
+                    UsageError("--since: that is before any event could exist".into())
+                })?;
             let page = api
                 .events(&HistoryParams {
                     rooms: args.rooms.clone(),

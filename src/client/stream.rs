@@ -105,6 +105,12 @@ async fn run(
         }
         let reason = match end {
             End::Stop => return,
+            // A minted token expired or the server restarted: mint again.
+            End::Fatal(ClientError::Unauthorized(reason))
+                if ever_connected && matches!(tokens, TokenSource::Local(_)) =>
+            {
+                reason
+            }
             End::Fatal(e) => {
                 let _ = tx.send(Err(e)).await;
                 return;
@@ -212,6 +218,15 @@ async fn session(
                 StreamItem::Connected {
                     connection_id: welcome.connection_id,
                 }
+            }
+            ServerFrame::Subscribed(subscribed) => {
+                // From now on, a reconnect must resume from here even if no
+                // event has arrived yet: what happens while we are away is
+                // replayed.
+                if last.is_none() {
+                    *last = Some(subscribed.head);
+                }
+                continue;
             }
             ServerFrame::Event(event) => {
                 if last.is_some_and(|l| event.id <= l) {

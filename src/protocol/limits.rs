@@ -50,5 +50,15 @@ pub const RECONNECT_INITIAL: Duration = Duration::from_secs(3);
 /// Cap of the reconnect backoff.
 pub const RECONNECT_MAX: Duration = Duration::from_secs(30);
 
+/// Rooms one `Subscription` may name.
+pub const MAX_ROOMS_PER_SUBSCRIPTION: usize = 100;
+
+/// Rooms one connection may be in at once: membership costs hub memory and
+/// lock time, so a client cannot join thousands of keyed rooms.
+pub const MAX_ROOMS_PER_CONNECTION: usize = 256;
+
+/// Entries of an `event_types` filter (checked for every delivery).
+pub const MAX_EVENT_TYPES: usize = 32;
+
 /// Longest idempotency key; keys are opaque, usually a UUID.
 pub const MAX_IDEMPOTENCY_KEY: usize = 200;

@@ -21,6 +21,13 @@ const QUEUE: usize = 4096;
 /// How long a producer waits for room in the queue before giving up.
 const SUBMIT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long an `Idempotency-Key` is honoured: far longer than any client's
+/// retry loop, short enough that the table stays small.
+pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// How often expired idempotency keys are swept.
+const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
 /// Most requests stored in one group commit.
 const MAX_GROUP_REQUESTS: usize = 512;
 
@@ -84,10 +91,20 @@ async fn writer(
 ) {
     let mut requests: Vec<AppendRequest> = Vec::with_capacity(MAX_GROUP_REQUESTS);
     let mut replies = Vec::with_capacity(MAX_GROUP_REQUESTS);
+    let mut sweep = tokio::time::interval(SWEEP_EVERY);
     loop {
         let first = tokio::select! {
             biased;
             job = rx.recv() => job,
+            _ = sweep.tick() => {
+                let before = chrono::Utc::now() - chrono::Duration::from_std(IDEMPOTENCY_TTL).expect("24h fits");
+                match store.expire_idempotency_keys(before).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(expired = n, "idempotency keys swept"),
+                    Err(e) => tracing::warn!(error = %e, "sweeping idempotency keys failed"),
+                }
+                continue;
+            }
             _ = shutdown.cancelled() => {
                 // Refuse new work, then finish what was already accepted.
                 rx.close();

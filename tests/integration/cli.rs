@@ -302,3 +302,54 @@ async fn tail_prints_readable_lines_and_takes_since_as_a_duration() {
         )
     );
 }
+
+#[tokio::test]
+async fn tail_without_since_still_gets_what_happened_during_a_restart() {
+    let mut server = TestServer::start().await;
+    let admin = server.admin();
+    server.publish(&admin, custom("acme", "erp", 0)).await;
+    let child = tokio::process::Command::new(bin())
+        .args([
+            "--server",
+            &server.url,
+            "--token",
+            &admin,
+            "tail",
+            "--count",
+            "2",
+            "--output",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Wait until tail is subscribed, then restart the server and publish
+    // before it reconnects.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while server.get(None, "/health").await.1["websocket"]["authenticated"] != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "tail never connected"
+        );
+        tokio::task::yield_now().await;
+    }
+    server.restart().await;
+    let ids: Vec<i64> = [
+        server.publish(&admin, custom("acme", "erp", 1)).await[0],
+        server.publish(&admin, custom("acme", "ai", 2)).await[0],
+    ]
+    .into();
+    let output = tokio::time::timeout(DEADLINE, child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(output.status.success());
+    let seen: Vec<i64> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Event>(l).unwrap().id)
+        .collect();
+    assert_eq!(seen, ids);
+}

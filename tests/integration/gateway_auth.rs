@@ -145,3 +145,38 @@ async fn admins_see_every_tenant_or_pick_one() {
     assert_eq!(all.event().await.id, g[0]);
     assert_eq!(one.event().await.id, g[0]);
 }
+
+#[tokio::test]
+async fn a_connection_is_closed_when_its_token_expires() {
+    let server = TestServer::start().await;
+    let now = unix_now();
+    let short = server.keys().mint(&Claims {
+        sub: "t".into(),
+        tenant_id: Some("acme".into()),
+        role: Role::Viewer,
+        iat: now,
+        exp: now + 1,
+    });
+    let mut ws = server.ws("/ws").await;
+    ws.auth(&short).await;
+    let (frames, closed) = ws.closed().await;
+    assert_eq!(
+        (closed.code, closed.reason.as_str()),
+        (4001, "token expired")
+    );
+    assert!(
+        matches!(&frames[..], [ServerFrame::Error(e)] if e.message == "token expired: reconnect with a fresh token")
+    );
+}
+
+#[tokio::test]
+async fn a_token_whose_tenant_is_not_a_tenant_id_is_refused() {
+    let server = TestServer::start().await;
+    let sneaky = server
+        .keys()
+        .mint_for("t", Some("*"), Role::Viewer, Duration::from_secs(60));
+    let mut ws = server.ws("/ws").await;
+    ws.send(pytake::protocol::ClientFrame::Auth { token: sneaky })
+        .await;
+    assert_eq!(ws.closed().await.1.code, 4001);
+}

@@ -212,3 +212,79 @@ async fn publish_over_websocket_goes_through_ingest() {
         ("forbidden".into(), "role viewer may not publish".into())
     );
 }
+
+#[tokio::test]
+async fn subscribing_again_to_a_joined_room_keeps_it_live() {
+    let server = TestServer::start().await;
+    let op = server.operator("acme");
+    let first = server.publish(&op, custom("acme", "dashboard", 1)).await;
+    let mut ws = server
+        .ws(&format!("/ws/dashboard?token={}", server.viewer("acme")))
+        .await;
+    ws.welcome().await;
+    // Same room again, with since and then with a type filter.
+    ws.subscribe(Subscription {
+        since: Some(0),
+        ..rooms(&["dashboard"])
+    })
+    .await;
+    assert_eq!(ws.event().await.id, first[0]);
+    let live = server.publish(&op, custom("acme", "dashboard", 2)).await;
+    assert_eq!(ws.event().await.id, live[0], "re-subscribing left the room");
+    ws.subscribe(Subscription {
+        event_types: Some(vec!["MessageSent".into()]),
+        ..rooms(&["dashboard"])
+    })
+    .await;
+    server.publish(&op, custom("acme", "dashboard", 3)).await;
+    let wanted = server.publish(&op, message_sent("acme", "m9")).await;
+    assert_eq!(
+        ws.event().await.id,
+        wanted[0],
+        "the new filter was not applied"
+    );
+}
+
+#[tokio::test]
+async fn subscriptions_are_capped() {
+    let server = TestServer::start().await;
+    let mut ws = server.ws("/ws").await;
+    ws.auth(&server.viewer("acme")).await;
+    let many: Vec<String> = (0..101).map(|i| format!("user:{i}")).collect();
+    ws.send(ClientFrame::Subscription(Subscription {
+        rooms: many,
+        ..Subscription::default()
+    }))
+    .await;
+    assert_eq!(
+        ws.error().await.1,
+        "payload.rooms: at most 100 rooms per subscription"
+    );
+    for batch in 0..2 {
+        let names: Vec<String> = (0..100)
+            .map(|i| format!("user:{}", batch * 100 + i))
+            .collect();
+        ws.subscribe(Subscription {
+            rooms: names,
+            ..Subscription::default()
+        })
+        .await;
+    }
+    let names: Vec<String> = (200..260).map(|i| format!("user:{i}")).collect();
+    ws.send(ClientFrame::Subscription(Subscription {
+        rooms: names,
+        ..Subscription::default()
+    }))
+    .await;
+    assert_eq!(
+        ws.error().await.1,
+        "payload.rooms: a connection may join at most 256 rooms; unsubscribe first"
+    );
+    let types: Vec<String> = (0..33).map(|i| format!("T{i}")).collect();
+    ws.send(ClientFrame::Subscription(Subscription {
+        event_types: Some(types),
+        ..rooms(&["erp"])
+    }))
+    .await;
+    assert_eq!(ws.error().await.1, "payload.event_types: at most 32 types");
+}

@@ -112,6 +112,18 @@ impl Hub {
         }
     }
 
+    /// Changes the event-type filter of an existing membership.
+    pub fn set_types(&self, membership: &Membership, types: Option<Arc<[String]>>) {
+        let mut rooms = self.rooms.write().expect("hub lock");
+        if let Some(member) = rooms
+            .get_mut(&membership.tenant)
+            .and_then(|r| r.get_mut(&membership.room))
+            .and_then(|m| m.get_mut(&membership.conn))
+        {
+            member.types = types;
+        }
+    }
+
     fn leave(&self, tenant: &str, room: &str, conn: ConnId) {
         let mut rooms = self.rooms.write().expect("hub lock");
         if let Some(by_room) = rooms.get_mut(tenant) {

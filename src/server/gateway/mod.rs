@@ -2,6 +2,7 @@
 
 mod connection;
 pub mod hub;
+mod session;
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, Query, State};

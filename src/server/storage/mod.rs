@@ -92,6 +92,10 @@ pub trait Store: Send + Sync + 'static {
     /// start a replay from a point in time.
     async fn id_before(&self, time: DateTime<Utc>) -> Result<EventId, StoreError>;
 
+    /// Forgets request-level idempotency keys recorded before `before`;
+    /// returns how many.
+    async fn expire_idempotency_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
     /// Whether the store answers (for `/ready`).
     async fn ping(&self) -> Result<(), StoreError>;
 

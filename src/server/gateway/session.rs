@@ -1,0 +1,312 @@
+//! What a connection's requests do: authenticate, subscribe (with replay),
+//! publish.
+
+use std::sync::Arc;
+
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
+use futures_util::SinkExt;
+
+use super::connection::{Connection, Exit, Seam, Step, WRITE_STALL};
+use super::hub::ANY;
+use super::Target;
+use crate::protocol::events::validate_event_types;
+use crate::protocol::frames::{Limits, Subscribed, Welcome};
+use crate::protocol::limits::{
+    MAX_EVENT_TYPES, MAX_PAGE, MAX_ROOMS_PER_CONNECTION, MAX_ROOMS_PER_SUBSCRIPTION,
+};
+use crate::protocol::rooms::{validate_room, validate_tenant};
+use crate::protocol::{close, ErrorCode, EventId, NewEvent, ServerFrame, Subscription};
+use crate::server::storage::{AppendRequest, EventQuery};
+
+/// Close code for "the server cannot serve history now; reconnect".
+const INTERNAL_ERROR: u16 = 1011;
+
+impl Connection {
+    /// Checks a token, joins what the endpoint names and sends `Welcome`.
+    pub(super) async fn authenticate(
+        &mut self,
+        socket: &mut WebSocket,
+        token: &str,
+        target: &Target,
+    ) -> Step {
+        let claims = match self.state.keys.verify(token) {
+            Ok(claims) => claims,
+            Err(e) => {
+                self.send_error(socket, ErrorCode::Unauthorized, e.to_string())
+                    .await?;
+                return Err(Exit::Close(close::UNAUTHORIZED, "unauthorized".into()));
+            }
+        };
+        let scope = claims.tenant_id.clone().unwrap_or_else(|| ANY.to_string());
+        let rooms = match target {
+            Target::Nothing => Vec::new(),
+            Target::Room(room) => {
+                if let Err(problem) = validate_room(room) {
+                    self.send_error(socket, ErrorCode::BadMessage, problem)
+                        .await?;
+                    return Err(Exit::Close(close::BAD_MESSAGE, "unknown room".into()));
+                }
+                self.join(&scope, room, None);
+                vec![room.clone()]
+            }
+            Target::Tenant(tenant) => {
+                if validate_tenant(tenant).is_err() || !claims.may_see(tenant) {
+                    let message = format!("this token may not see tenant `{tenant}`");
+                    self.send_error(socket, ErrorCode::Forbidden, message)
+                        .await?;
+                    return Err(Exit::Close(close::FORBIDDEN, "forbidden".into()));
+                }
+                self.join(tenant, ANY, None);
+                vec![ANY.to_string()]
+            }
+        };
+        let g = &self.state.gateway;
+        let welcome = ServerFrame::Welcome(Welcome {
+            connection_id: self.handle.id.to_string(),
+            tenant_id: claims.tenant_id.clone(),
+            role: claims.role.to_string(),
+            rooms,
+            limits: Limits {
+                rate_limit_per_minute: g.rate_limit_per_minute,
+                max_frame_bytes: g.max_frame_bytes,
+                ping_interval_seconds: g.ping_interval.as_secs(),
+                idle_timeout_seconds: g.idle_timeout.as_secs(),
+            },
+        });
+        tracing::debug!(conn = self.handle.id, sub = %claims.sub, role = %claims.role, "authenticated");
+        self.claims = Some(claims);
+        self.send(socket, &welcome).await
+    }
+
+    /// Joins a room, or changes the event-type filter of a room already
+    /// joined (replacing the membership would leave the room on drop).
+    fn join(&mut self, tenant: &str, room: &str, types: Option<Arc<[String]>>) {
+        let key = (tenant.to_string(), room.to_string());
+        match self.memberships.get(&key) {
+            Some(membership) => self.state.hub.set_types(membership, types),
+            None => {
+                let membership = self.state.hub.join(&self.handle, tenant, room, types);
+                self.memberships.insert(key, membership);
+            }
+        }
+    }
+
+    pub(super) async fn subscribe(&mut self, socket: &mut WebSocket, sub: Subscription) -> Step {
+        let claims = self.claims.as_ref().expect("checked by caller");
+        let tenant = match &sub.tenant_id {
+            Some(t) => {
+                if let Err(problem) = validate_tenant(t) {
+                    let message = format!("payload.tenant_id: {problem}");
+                    return self
+                        .send_error(socket, ErrorCode::BadMessage, message)
+                        .await;
+                }
+                if !claims.may_see(t) {
+                    let message = format!("this token may not see tenant `{t}`");
+                    return self.send_error(socket, ErrorCode::Forbidden, message).await;
+                }
+                t.clone()
+            }
+            None => claims.tenant_id.clone().unwrap_or_else(|| ANY.to_string()),
+        };
+        if let Err(problem) = self.check_subscription(&sub, &tenant) {
+            return self
+                .send_error(socket, ErrorCode::BadMessage, problem)
+                .await;
+        }
+        let types = validate_event_types(sub.event_types.clone()).expect("checked above");
+        let mut rooms: Vec<String> = Vec::with_capacity(sub.rooms.len().max(1));
+        for room in &sub.rooms {
+            if !rooms.contains(room) {
+                rooms.push(room.clone());
+            }
+        }
+        if rooms.is_empty() {
+            rooms.push(ANY.to_string());
+        }
+        let shared_types: Option<Arc<[String]>> = types.clone().map(Arc::from);
+        for room in &rooms {
+            self.join(&tenant, room, shared_types.clone());
+        }
+        let head = match self.state.store.last_event_id().await {
+            Ok(head) => head,
+            Err(e) => return self.history_failed(socket, e).await,
+        };
+        let subscribed = ServerFrame::Subscribed(Subscribed {
+            rooms: sub.rooms.clone(),
+            tenant_id: (tenant != ANY).then(|| tenant.clone()),
+            event_types: types.clone(),
+            since: sub.since,
+            head,
+        });
+        self.send(socket, &subscribed).await?;
+        match sub.since {
+            Some(since) => self.replay(socket, since, tenant, rooms, types).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The rules a subscription must follow; the error names the field.
+    fn check_subscription(&self, sub: &Subscription, tenant: &str) -> Result<(), String> {
+        if sub.rooms.len() > MAX_ROOMS_PER_SUBSCRIPTION {
+            return Err(format!(
+                "payload.rooms: at most {MAX_ROOMS_PER_SUBSCRIPTION} rooms per subscription"
+            ));
+        }
+        for (i, room) in sub.rooms.iter().enumerate() {
+            validate_room(room).map_err(|problem| format!("payload.rooms[{i}]: {problem}"))?;
+        }
+        let new_rooms = sub
+            .rooms
+            .iter()
+            .filter(|r| {
+                !self
+                    .memberships
+                    .contains_key(&(tenant.to_string(), r.to_string()))
+            })
+            .count();
+        if self.memberships.len() + new_rooms > MAX_ROOMS_PER_CONNECTION {
+            return Err(format!(
+                "payload.rooms: a connection may join at most {MAX_ROOMS_PER_CONNECTION} rooms; unsubscribe first"
+            ));
+        }
+        if sub
+            .event_types
+            .as_ref()
+            .is_some_and(|t| t.len() > MAX_EVENT_TYPES)
+        {
+            return Err(format!(
+                "payload.event_types: at most {MAX_EVENT_TYPES} types"
+            ));
+        }
+        validate_event_types(sub.event_types.clone())
+            .map_err(|problem| format!("payload.{problem}"))?;
+        if sub.since.is_some_and(|s| s < 0) {
+            return Err("payload.since: must be 0 or a positive event id".into());
+        }
+        Ok(())
+    }
+
+    /// Sends the stored events after `since`, page by page, then records the
+    /// seam so live duplicates are dropped.
+    async fn replay(
+        &mut self,
+        socket: &mut WebSocket,
+        since: EventId,
+        tenant: String,
+        rooms: Vec<String>,
+        types: Option<Vec<String>>,
+    ) -> Step {
+        let mut query = EventQuery {
+            tenant_id: (tenant != ANY).then(|| tenant.clone()),
+            rooms: if rooms.iter().any(|r| r == ANY) {
+                Vec::new()
+            } else {
+                rooms.clone()
+            },
+            event_types: types.clone(),
+            since,
+            limit: MAX_PAGE,
+        };
+        let mut floor = since;
+        loop {
+            // Read the head before the page: everything up to it is visible
+            // to the query, so the seam may drop live copies up to it.
+            let head = match self.state.store.last_event_id().await {
+                Ok(head) => head,
+                Err(e) => return self.history_failed(socket, e).await,
+            };
+            let page = match self.state.store.events(&query).await {
+                Ok(page) => page,
+                Err(e) => return self.history_failed(socket, e).await,
+            };
+            let write = async {
+                for event in &page {
+                    let frame = Utf8Bytes::from(ServerFrame::event_text(event));
+                    socket.feed(Message::Text(frame)).await?;
+                }
+                socket.flush().await
+            };
+            match tokio::time::timeout(WRITE_STALL, write).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(Exit::Gone),
+                Err(_) => return Err(Exit::Close(close::SLOW_CONSUMER, "write stalled".into())),
+            }
+            floor = floor.max(head);
+            if let Some(last) = page.last() {
+                floor = floor.max(last.id);
+                query.since = last.id;
+            }
+            if page.len() < MAX_PAGE as usize {
+                break;
+            }
+        }
+        self.seams.push(Seam {
+            floor,
+            tenant,
+            rooms,
+            types,
+        });
+        Ok(())
+    }
+
+    async fn history_failed(&self, socket: &mut WebSocket, e: impl std::fmt::Display) -> Step {
+        tracing::error!(error = %e, "reading history failed");
+        let message = "history is unavailable; reconnect and resume with `since`";
+        self.send_error(socket, ErrorCode::Unavailable, message)
+            .await?;
+        Err(Exit::Close(INTERNAL_ERROR, "history unavailable".into()))
+    }
+
+    pub(super) async fn publish(
+        &mut self,
+        socket: &mut WebSocket,
+        room: String,
+        event_type: String,
+        data: serde_json::Value,
+    ) -> Step {
+        let claims = self.claims.as_ref().expect("checked by caller");
+        if !claims.role.can_publish() {
+            let message = format!("role {} may not publish", claims.role);
+            return self.send_error(socket, ErrorCode::Forbidden, message).await;
+        }
+        let Some(tenant) = claims.tenant_id.clone() else {
+            let message = "Publish needs a tenant: admin tokens publish with POST /api/v1/events and tenant_id";
+            return self
+                .send_error(socket, ErrorCode::BadMessage, message)
+                .await;
+        };
+        let event = NewEvent {
+            event_type,
+            data,
+            rooms: Some(vec![room]),
+            ..NewEvent::default()
+        };
+        let valid = match event.validate(tenant.clone()) {
+            Ok(valid) => valid,
+            Err(e) => {
+                let field = if e.field.starts_with("rooms") {
+                    "room".to_string()
+                } else {
+                    e.field
+                };
+                let message = format!("payload.{field}: {}", e.problem);
+                return self
+                    .send_error(socket, ErrorCode::BadMessage, message)
+                    .await;
+            }
+        };
+        let request = AppendRequest {
+            idempotency_key: None,
+            key_scope: tenant,
+            events: vec![valid],
+        };
+        match self.state.ingest.submit(request).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                self.send_error(socket, ErrorCode::Unavailable, e.to_string())
+                    .await
+            }
+        }
+    }
+}
