@@ -244,15 +244,7 @@ impl TestServer {
     pub async fn restart(&mut self) {
         let status = self.stop().await;
         assert!(status.success(), "server exited with {status}");
-        let listen = self.addr.to_string();
-        let next = TestServer::launch(
-            self.data_dir.clone(),
-            self.secret.clone(),
-            listen,
-            self.args.clone(),
-        )
-        .await;
-        *self = next;
+        self.restart_stopped().await;
     }
 
     /// Starts a stopped server again on the same address and data dir.
