@@ -353,3 +353,31 @@ async fn tail_without_since_still_gets_what_happened_during_a_restart() {
         .collect();
     assert_eq!(seen, ids);
 }
+
+#[tokio::test]
+async fn ctrl_c_stops_tail_with_exit_0() {
+    let server = TestServer::start().await;
+    let admin = server.admin();
+    let mut child = tokio::process::Command::new(bin())
+        .args(["--server", &server.url, "--token", &admin, "tail"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while server.get(None, "/health").await.1["websocket"]["authenticated"] != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "tail never connected"
+        );
+        tokio::task::yield_now().await;
+    }
+    let pid = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = tokio::time::timeout(DEADLINE, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
