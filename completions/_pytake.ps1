@@ -32,6 +32,7 @@ Register-ArgumentCompleter -Native -CommandName 'pytake' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the server: event intake, WebSocket fan-out, history')
             [CompletionResult]::new('tail', 'tail', [CompletionResultType]::ParameterValue, 'Stream events as they happen; reconnects and resumes without loss')
+            [CompletionResult]::new('loadtest', 'loadtest', [CompletionResultType]::ParameterValue, 'WebSocket load against a server (or one it spawns), with thresholds for CI')
             [CompletionResult]::new('token', 'token', [CompletionResultType]::ParameterValue, 'Create tokens')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -74,6 +75,30 @@ Register-ArgumentCompleter -Native -CommandName 'pytake' -ScriptBlock {
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]')
             [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]')
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, json when piped]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'pytake;loadtest' {
+            [CompletionResult]::new('--connections', '--connections', [CompletionResultType]::ParameterName, 'WebSocket connections: held for the whole run (closed model) or opened during it (--arrival-rate)')
+            [CompletionResult]::new('--ramp', '--ramp', [CompletionResultType]::ParameterName, 'Time over which the connections are opened')
+            [CompletionResult]::new('--rate', '--rate', [CompletionResultType]::ParameterName, 'Events published per second (batched above 200/s)')
+            [CompletionResult]::new('--duration', '--duration', [CompletionResultType]::ParameterName, 'How long events are published')
+            [CompletionResult]::new('--rooms', '--rooms', [CompletionResultType]::ParameterName, 'Rooms the connections and events are spread over (per tenant)')
+            [CompletionResult]::new('--tenants', '--tenants', [CompletionResultType]::ParameterName, 'Tenants the connections and events are spread over')
+            [CompletionResult]::new('--payload-bytes', '--payload-bytes', [CompletionResultType]::ParameterName, 'Bytes of padding in each event''s data')
+            [CompletionResult]::new('--publishers', '--publishers', [CompletionResultType]::ParameterName, 'Concurrent publishing HTTP clients')
+            [CompletionResult]::new('--arrival-rate', '--arrival-rate', [CompletionResultType]::ParameterName, 'Open model: connections arrive at this many per second during the run')
+            [CompletionResult]::new('--threshold', '--threshold', [CompletionResultType]::ParameterName, 'Pass/fail criterion, repeatable: ''p99<50ms'', ''loss==0'', ''connect_errors==0'', ''deliveries_per_s>=100000''; an unmet one exits 99')
+            [CompletionResult]::new('--junit', '--junit', [CompletionResultType]::ParameterName, 'Also write the result as JUnit XML, for CI systems')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, json when piped]')
+            [CompletionResult]::new('--spawn', '--spawn', [CompletionResultType]::ParameterName, 'Start a pytake serve on a free loopback port with a temporary data dir, test it, stop it')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -136,6 +161,7 @@ Register-ArgumentCompleter -Native -CommandName 'pytake' -ScriptBlock {
         'pytake;help' {
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the server: event intake, WebSocket fan-out, history')
             [CompletionResult]::new('tail', 'tail', [CompletionResultType]::ParameterValue, 'Stream events as they happen; reconnects and resumes without loss')
+            [CompletionResult]::new('loadtest', 'loadtest', [CompletionResultType]::ParameterValue, 'WebSocket load against a server (or one it spawns), with thresholds for CI')
             [CompletionResult]::new('token', 'token', [CompletionResultType]::ParameterValue, 'Create tokens')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -145,6 +171,9 @@ Register-ArgumentCompleter -Native -CommandName 'pytake' -ScriptBlock {
             break
         }
         'pytake;help;tail' {
+            break
+        }
+        'pytake;help;loadtest' {
             break
         }
         'pytake;help;token' {

@@ -29,6 +29,7 @@ set edit:completion:arg-completer[pytake] = {|@words|
             cand --version 'Print version'
             cand serve 'Run the server: event intake, WebSocket fan-out, history'
             cand tail 'Stream events as they happen; reconnects and resumes without loss'
+            cand loadtest 'WebSocket load against a server (or one it spawns), with thresholds for CI'
             cand token 'Create tokens'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -69,6 +70,29 @@ set edit:completion:arg-completer[pytake] = {|@words|
             cand --config 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]'
             cand --data-dir 'Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]'
             cand --output 'Output format [default: table on a terminal, json when piped]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'pytake;loadtest'= {
+            cand --connections 'WebSocket connections: held for the whole run (closed model) or opened during it (--arrival-rate)'
+            cand --ramp 'Time over which the connections are opened'
+            cand --rate 'Events published per second (batched above 200/s)'
+            cand --duration 'How long events are published'
+            cand --rooms 'Rooms the connections and events are spread over (per tenant)'
+            cand --tenants 'Tenants the connections and events are spread over'
+            cand --payload-bytes 'Bytes of padding in each event''s data'
+            cand --publishers 'Concurrent publishing HTTP clients'
+            cand --arrival-rate 'Open model: connections arrive at this many per second during the run'
+            cand --threshold 'Pass/fail criterion, repeatable: ''p99<50ms'', ''loss==0'', ''connect_errors==0'', ''deliveries_per_s>=100000''; an unmet one exits 99'
+            cand --junit 'Also write the result as JUnit XML, for CI systems'
+            cand --server 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]'
+            cand --data-dir 'Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]'
+            cand --output 'Output format [default: table on a terminal, json when piped]'
+            cand --spawn 'Start a pytake serve on a free loopback port with a temporary data dir, test it, stop it'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
@@ -124,6 +148,7 @@ set edit:completion:arg-completer[pytake] = {|@words|
         &'pytake;help'= {
             cand serve 'Run the server: event intake, WebSocket fan-out, history'
             cand tail 'Stream events as they happen; reconnects and resumes without loss'
+            cand loadtest 'WebSocket load against a server (or one it spawns), with thresholds for CI'
             cand token 'Create tokens'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -131,6 +156,8 @@ set edit:completion:arg-completer[pytake] = {|@words|
         &'pytake;help;serve'= {
         }
         &'pytake;help;tail'= {
+        }
+        &'pytake;help;loadtest'= {
         }
         &'pytake;help;token'= {
             cand create 'Print a new token signed with the server''s secret'

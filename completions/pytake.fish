@@ -35,6 +35,7 @@ complete -c pytake -n "__fish_pytake_needs_command" -s h -l help -d 'Print help 
 complete -c pytake -n "__fish_pytake_needs_command" -s V -l version -d 'Print version'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "serve" -d 'Run the server: event intake, WebSocket fan-out, history'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "tail" -d 'Stream events as they happen; reconnects and resumes without loss'
+complete -c pytake -n "__fish_pytake_needs_command" -f -a "loadtest" -d 'WebSocket load against a server (or one it spawns), with thresholds for CI'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "token" -d 'Create tokens'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -72,6 +73,27 @@ json\t'One JSON object per line'
 csv\t'Comma-separated values'"
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l connections -d 'WebSocket connections: held for the whole run (closed model) or opened during it (--arrival-rate)' -r
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l ramp -d 'Time over which the connections are opened' -r
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l rate -d 'Events published per second (batched above 200/s)' -r
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l duration -d 'How long events are published' -r
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l rooms -d 'Rooms the connections and events are spread over (per tenant)' -r
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l tenants -d 'Tenants the connections and events are spread over' -r
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l payload-bytes -d 'Bytes of padding in each event\'s data' -r
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l publishers -d 'Concurrent publishing HTTP clients' -r
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l arrival-rate -d 'Open model: connections arrive at this many per second during the run' -r
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l threshold -d 'Pass/fail criterion, repeatable: \'p99<50ms\', \'loss==0\', \'connect_errors==0\', \'deliveries_per_s>=100000\'; an unmet one exits 99' -r
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l junit -d 'Also write the result as JUnit XML, for CI systems' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l server -d 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l token -d 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l data-dir -d 'Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t'Human-readable: tables, or one line per event'
+json\t'One JSON object per line'
+csv\t'Comma-separated values'"
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l spawn -d 'Start a pytake serve on a free loopback port with a temporary data dir, test it, stop it'
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -s V -l version -d 'Print version'
 complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -l server -d 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -l token -d 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]' -r -F
@@ -107,9 +129,10 @@ json\t'One JSON object per line'
 csv\t'Comma-separated values'"
 complete -c pytake -n "__fish_pytake_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pytake -n "__fish_pytake_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail token completions help" -f -a "serve" -d 'Run the server: event intake, WebSocket fan-out, history'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail token completions help" -f -a "tail" -d 'Stream events as they happen; reconnects and resumes without loss'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail token completions help" -f -a "token" -d 'Create tokens'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail token completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail token completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail loadtest token completions help" -f -a "serve" -d 'Run the server: event intake, WebSocket fan-out, history'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail loadtest token completions help" -f -a "tail" -d 'Stream events as they happen; reconnects and resumes without loss'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail loadtest token completions help" -f -a "loadtest" -d 'WebSocket load against a server (or one it spawns), with thresholds for CI'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail loadtest token completions help" -f -a "token" -d 'Create tokens'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail loadtest token completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail loadtest token completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "create" -d 'Print a new token signed with the server\'s secret'

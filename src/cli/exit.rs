@@ -30,6 +30,9 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
                 _ => FAILURE,
             };
         }
+        if cause.downcast_ref::<ThresholdsNotMet>().is_some() {
+            return THRESHOLDS;
+        }
         if cause.downcast_ref::<ConfigError>().is_some()
             || cause.downcast_ref::<UsageError>().is_some()
         {
@@ -56,3 +59,11 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
     }
     ExitCode::from(code)
 }
+
+/// `loadtest` thresholds not met (k6's exit code).
+pub const THRESHOLDS: u8 = 99;
+
+/// Some `--threshold` failed; the message names them.
+#[derive(Debug, thiserror::Error)]
+#[error("thresholds not met: {0}")]
+pub struct ThresholdsNotMet(pub String);

@@ -4,8 +4,12 @@
 mod completions;
 pub mod docs;
 pub mod exit;
+mod fdlimit;
+mod junit;
+mod loadtest;
 mod output;
 mod serve;
+mod spawn;
 mod tail;
 mod token;
 
@@ -59,6 +63,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Stream events as they happen; reconnects and resumes without loss
     Tail(tail::TailArgs),
+    /// WebSocket load against a server (or one it spawns), with thresholds for CI
+    Loadtest(loadtest::LoadtestArgs),
     /// Create tokens
     #[command(subcommand)]
     Token(token::TokenCommand),
@@ -90,6 +96,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args, settings).await,
         Command::Tail(args) => tail::run(args, settings, output).await,
+        Command::Loadtest(args) => loadtest::run(args, settings, output).await,
         Command::Token(cmd) => token::run(cmd, settings),
         Command::Completions(args) => completions::run(args),
     }

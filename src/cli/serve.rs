@@ -76,6 +76,7 @@ impl ServeArgs {
 /// Starts the server, prints `listening on URL` once it accepts connections,
 /// and serves until SIGINT or SIGTERM.
 pub async fn run(args: ServeArgs, settings: Settings) -> anyhow::Result<()> {
+    let (open_files, _) = super::fdlimit::raise();
     let server = Server::new(&settings)
         .await
         .context("cannot start the server")?;
@@ -86,7 +87,7 @@ pub async fn run(args: ServeArgs, settings: Settings) -> anyhow::Result<()> {
     if args.demo {
         server.start_demo();
     }
-    tracing::info!(%addr, store = %settings.store, data_dir = %settings.data_dir.display(), "pytake serving");
+    tracing::info!(%addr, store = %settings.store, data_dir = %settings.data_dir.display(), open_files, "pytake serving");
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on http://{addr}")?;

@@ -4,6 +4,7 @@
 
 mod backoff;
 mod credentials;
+pub mod loadtest;
 mod rest;
 mod stream;
 

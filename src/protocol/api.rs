@@ -34,6 +34,14 @@ pub struct ConnectionStats {
     pub slow_consumers_closed: u64,
 }
 
+/// The server process as the operating system sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessStats {
+    /// Resident memory; `pytake loadtest` reads it before and after
+    /// connecting to measure memory per connection.
+    pub rss_bytes: u64,
+}
+
 /// `GET /health`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Health {
@@ -45,6 +53,7 @@ pub struct Health {
     pub bus: String,
     pub last_event_id: EventId,
     pub websocket: ConnectionStats,
+    pub process: ProcessStats,
 }
 
 /// The body of every REST error: `{"error": {"code", "message"}}`.

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 
-use crate::protocol::api::{ConnectionStats, Health};
+use crate::protocol::api::{ConnectionStats, Health, ProcessStats};
 use crate::server::state::AppState;
 
 /// Status, uptime, version and connection counts; 503 while shutting down.
@@ -26,6 +26,9 @@ pub async fn get_health(State(state): State<AppState>) -> impl IntoResponse {
             authenticated: stats.authenticated.load(Ordering::Relaxed),
             rooms: state.hub.room_count(),
             slow_consumers_closed: stats.slow_consumers.load(Ordering::Relaxed),
+        },
+        process: ProcessStats {
+            rss_bytes: resident_memory(),
         },
     };
     let status = if stopping {
@@ -54,4 +57,19 @@ pub async fn get_ready(State(state): State<AppState>) -> impl IntoResponse {
             )
         }
     }
+}
+
+/// This process's resident memory in bytes (0 where the OS will not say).
+fn resident_memory() -> u64 {
+    use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
+    let Ok(pid) = sysinfo::get_current_pid() else {
+        return 0;
+    };
+    let mut system = System::new();
+    system.refresh_processes_specifics(
+        ProcessesToUpdate::Some(&[pid]),
+        false,
+        ProcessRefreshKind::nothing().with_memory(),
+    );
+    system.process(pid).map(|p| p.memory()).unwrap_or(0)
 }

@@ -1,0 +1,448 @@
+//! The load generator behind `pytake loadtest`: N authenticated, subscribed
+//! WebSocket connections and events published at a fixed rate, measured so
+//! that a stalled server cannot hide its stall.
+//!
+//! Models: *closed* holds N connections (ramped over `ramp`) while events
+//! are published; *open* lets connections arrive at a rate during the run,
+//! each resuming from the run's first event so every delivery is accounted.
+
+mod publisher;
+pub mod report;
+mod subscriber;
+pub mod threshold;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use super::{ApiClient, ClientError, HistoryParams, TokenSource};
+use publisher::PublishPlan;
+use report::{
+    ConnectionReport, DeliveryReport, EventReport, GeneratorReport, LatencyReport, MemoryReport,
+    Report, RunConfig, SCHEMA,
+};
+pub use threshold::{Threshold, Verdict};
+
+/// The generator's own lateness past which a run is declared invalid: its
+/// latency figures would include the generator's stalls.
+pub const MAX_SCHEDULE_LAG: Duration = Duration::from_millis(100);
+
+/// How long after the last publish deliveries may still arrive.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// Connection attempts in flight at once while ramping.
+const CONNECT_CONCURRENCY: usize = 256;
+
+/// Histogram shards; connections record into `index % SHARDS`.
+const SHARDS: usize = 16;
+
+/// Connections per loopback source address before another is used.
+const CONNECTIONS_PER_SOURCE: usize = 8000;
+
+/// How connections arrive.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Model {
+    /// All connections held for the whole run, opened over `ramp`.
+    Closed,
+    /// Connections arriving at this many per second during the run.
+    Open { per_second: f64 },
+}
+
+/// One run's parameters.
+#[derive(Clone)]
+pub struct LoadConfig {
+    pub server: Url,
+    pub tokens: TokenSource,
+    pub connections: usize,
+    pub ramp: Duration,
+    pub rate: f64,
+    pub duration: Duration,
+    pub rooms: usize,
+    pub tenants: usize,
+    pub payload_bytes: usize,
+    pub publishers: usize,
+    pub model: Model,
+}
+
+/// Why a run could not be carried out (as opposed to failing thresholds).
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("cannot resolve {0}")]
+    Resolve(String),
+}
+
+/// State shared by the connections, the publisher and the progress display.
+pub struct Shared {
+    pub start: Instant,
+    pub stop: CancellationToken,
+    pub groups: usize,
+    pub connected: AtomicU64,
+    pub failed: AtomicU64,
+    pub published: AtomicU64,
+    pub publish_failed: AtomicU64,
+    pub received: AtomicU64,
+    last_delivery_us: AtomicU64,
+    /// Acknowledged events per group (tenant × room).
+    acked: Vec<AtomicU64>,
+    /// Subscribed connections per group.
+    subscribers: Vec<AtomicU64>,
+    shards: Vec<Mutex<Histogram<u64>>>,
+    errors: Mutex<BTreeMap<String, u64>>,
+    fatal: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn new(groups: usize) -> Arc<Shared> {
+        let histogram = || Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds");
+        Arc::new(Shared {
+            start: Instant::now(),
+            stop: CancellationToken::new(),
+            groups,
+            connected: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            published: AtomicU64::new(0),
+            publish_failed: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            last_delivery_us: AtomicU64::new(0),
+            acked: (0..groups).map(|_| AtomicU64::new(0)).collect(),
+            subscribers: (0..groups).map(|_| AtomicU64::new(0)).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(histogram())).collect(),
+            errors: Mutex::new(BTreeMap::new()),
+            fatal: Mutex::new(None),
+        })
+    }
+
+    fn error(&self, kind: &str) {
+        *self
+            .errors
+            .lock()
+            .expect("errors lock")
+            .entry(kind.to_string())
+            .or_default() += 1;
+    }
+
+    fn fail(&self, kind: &str) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        self.error(kind);
+    }
+
+    /// A problem no amount of load explains (bad token): the run stops.
+    fn fatal(&self, message: String) {
+        self.fatal
+            .lock()
+            .expect("fatal lock")
+            .get_or_insert(message);
+        self.stop.cancel();
+    }
+
+    fn subscribed(&self, group: usize) {
+        self.subscribers[group].fetch_add(1, Ordering::Relaxed);
+        self.connected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn delivered(&self, now_us: u64) {
+        self.received.fetch_add(1, Ordering::Relaxed);
+        self.last_delivery_us.fetch_max(now_us, Ordering::Relaxed);
+    }
+
+    fn record(&self, shard: usize, samples: &mut Vec<u64>) {
+        if samples.is_empty() {
+            return;
+        }
+        let mut h = self.shards[shard].lock().expect("histogram lock");
+        for s in samples.drain(..) {
+            h.saturating_record(s);
+        }
+    }
+
+    /// Deliveries expected so far: acknowledged events times subscribers.
+    pub fn expected(&self) -> u64 {
+        self.acked
+            .iter()
+            .zip(&self.subscribers)
+            .map(|(a, s)| a.load(Ordering::Relaxed) * s.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Latency so far (for the progress display).
+    pub fn latency(&self) -> Histogram<u64> {
+        let mut all = Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds");
+        for shard in &self.shards {
+            let _ = all.add(&*shard.lock().expect("histogram lock"));
+        }
+        all
+    }
+}
+
+/// The loopback source addresses to spread `n` connections over, when the
+/// server is on loopback (each address has its own ephemeral ports).
+fn sources(server: &SocketAddr, n: usize) -> Vec<Option<IpAddr>> {
+    match server.ip() {
+        IpAddr::V4(ip) if ip.is_loopback() => {
+            let count = (n / CONNECTIONS_PER_SOURCE + 1).min(250);
+            (0..count)
+                .map(|i| Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + i as u8))))
+                .collect()
+        }
+        _ => vec![None],
+    }
+}
+
+/// Runs a load test and reports what happened. `shared` is created by
+/// [`prepare`] so a progress display can watch it.
+pub async fn run(cfg: &LoadConfig, shared: Arc<Shared>) -> Result<Report, LoadError> {
+    let api = ApiClient::new(cfg.server.as_str(), cfg.tokens.clone())?;
+    let before = api.health().await?;
+    // Check the token before opening thousands of sockets with it.
+    api.events(&HistoryParams {
+        limit: Some(1),
+        ..HistoryParams::default()
+    })
+    .await?;
+    let host = cfg.server.host_str().unwrap_or("127.0.0.1");
+    let port = cfg.server.port_or_known_default().unwrap_or(80);
+    let addr = tokio::net::lookup_host((host, port))
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| LoadError::Resolve(format!("{host}:{port}")))?;
+    let sources = sources(&addr, cfg.connections);
+    let tenants: Vec<String> = (0..cfg.tenants).map(|i| format!("loadtest-{i}")).collect();
+    let rooms: Vec<String> = (0..cfg.rooms).map(|i| format!("campaign:lt-{i}")).collect();
+    let token = cfg.tokens.token();
+
+    let plan_for = |i: usize, since: Option<i64>| {
+        let group = i % shared.groups;
+        subscriber::Plan {
+            index: i,
+            server: addr,
+            source: sources[i % sources.len()],
+            token: token.clone(),
+            group,
+            tenant: tenants[group % cfg.tenants].clone(),
+            room: rooms[group / cfg.tenants].clone(),
+            since,
+            permit: None,
+        }
+    };
+    // Bounds connection attempts in flight; a connection releases its
+    // permit once subscribed (or failed).
+    let connect_gate = Arc::new(tokio::sync::Semaphore::new(CONNECT_CONCURRENCY));
+    let spawn_conn = |mut plan: subscriber::Plan| {
+        let (shared, gate) = (shared.clone(), connect_gate.clone());
+        async move {
+            plan.permit = gate.acquire_owned().await.ok();
+            SpawnedConn(tokio::spawn(subscriber::run(plan, shared)))
+        }
+    };
+
+    let publish_plan = Arc::new(PublishPlan {
+        url: cfg
+            .server
+            .join("/api/v1/events")
+            .expect("static path")
+            .to_string(),
+        token: token.clone(),
+        rate: cfg.rate,
+        duration: cfg.duration,
+        workers: cfg.publishers,
+        tenants: tenants.clone(),
+        rooms: rooms.clone(),
+        payload_bytes: cfg.payload_bytes,
+    });
+
+    let mut tasks = Vec::with_capacity(cfg.connections);
+    let connect_started = Instant::now();
+    let connect_all;
+    let rss_after;
+    let schedule;
+    match cfg.model {
+        Model::Closed => {
+            for i in 0..cfg.connections {
+                if !cfg.ramp.is_zero() {
+                    let due = connect_started + cfg.ramp.mul_f64(i as f64 / cfg.connections as f64);
+                    tokio::time::sleep_until(due).await;
+                }
+                tasks.push(spawn_conn(plan_for(i, None)).await);
+            }
+            // Wait for every connection to subscribe or fail.
+            let total = cfg.connections as u64;
+            while shared.connected.load(Ordering::Relaxed) + shared.failed.load(Ordering::Relaxed)
+                < total
+            {
+                if shared.stop.is_cancelled() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            connect_all = connect_started.elapsed();
+            rss_after = api.health().await.ok().map(|h| h.process.rss_bytes);
+            schedule = if shared.stop.is_cancelled() || cfg.rate <= 0.0 {
+                publisher::Schedule::default()
+            } else {
+                publisher::run(publish_plan, shared.clone()).await
+            };
+        }
+        Model::Open { per_second } => {
+            let head = before.last_event_id;
+            let publishing = tokio::spawn(publisher::run(publish_plan, shared.clone()));
+            let gap = Duration::from_secs_f64(1.0 / per_second.max(0.001));
+            for i in 0..cfg.connections {
+                let due = connect_started + gap.mul_f64(i as f64);
+                if due > connect_started + cfg.duration || shared.stop.is_cancelled() {
+                    break;
+                }
+                tokio::time::sleep_until(due).await;
+                tasks.push(spawn_conn(plan_for(i, Some(head))).await);
+            }
+            connect_all = connect_started.elapsed();
+            schedule = publishing.await.unwrap_or_default();
+            rss_after = api.health().await.ok().map(|h| h.process.rss_bytes);
+        }
+    }
+
+    // Drain: wait for the deliveries still on their way.
+    let drain_until = Instant::now() + DRAIN;
+    while shared.received.load(Ordering::Relaxed) < shared.expected()
+        && Instant::now() < drain_until
+        && !shared.stop.is_cancelled()
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shared.stop.cancel();
+    let mut outcomes = Vec::with_capacity(tasks.len());
+    for SpawnedConn(task) in tasks {
+        if let Ok(outcome) = task.await {
+            outcomes.push(outcome);
+        }
+    }
+    if let Some(message) = shared.fatal.lock().expect("fatal lock").take() {
+        return Err(ClientError::Unauthorized(message).into());
+    }
+    Ok(build_report(
+        cfg,
+        &shared,
+        &outcomes,
+        schedule,
+        connect_all,
+        sources.len(),
+        before.process.rss_bytes,
+        rss_after,
+    ))
+}
+
+/// A connection's task (wrapped so the spawning future does not read as a
+/// future of a future).
+struct SpawnedConn(tokio::task::JoinHandle<subscriber::Outcome>);
+
+/// Creates the shared state of a run (so a progress display can watch it).
+pub fn prepare(cfg: &LoadConfig) -> Arc<Shared> {
+    Shared::new(cfg.tenants.max(1) * cfg.rooms.max(1))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_report(
+    cfg: &LoadConfig,
+    shared: &Shared,
+    outcomes: &[subscriber::Outcome],
+    schedule: publisher::Schedule,
+    connect_all: Duration,
+    source_addresses: usize,
+    rss_before: u64,
+    rss_after: Option<u64>,
+) -> Report {
+    let mut expected = 0u64;
+    let mut received = 0u64;
+    let mut duplicated = 0u64;
+    for o in outcomes.iter().filter(|o| o.subscribed) {
+        let acked = shared.acked[o.group].load(Ordering::Relaxed);
+        expected += acked;
+        received += o.received.min(acked);
+        duplicated += o.duplicated;
+    }
+    let established = shared.connected.load(Ordering::Relaxed);
+    let last_delivery = Duration::from_micros(shared.last_delivery_us.load(Ordering::Relaxed));
+    // From the first publish to the last delivery.
+    let window = last_delivery
+        .saturating_sub(schedule.started_at)
+        .as_secs_f64();
+    let published = shared.published.load(Ordering::Relaxed);
+    let per_connection = rss_after
+        .filter(|_| established > 0)
+        .map(|after| (after as f64 - rss_before as f64) / established as f64);
+    let lag = schedule.max_lag;
+    let invalid_reason = (lag > MAX_SCHEDULE_LAG).then(|| {
+        format!(
+            "the generator fell behind its own schedule by {:.0} ms (limit {} ms): it is short of CPU, so latency and throughput figures are not trustworthy",
+            lag.as_secs_f64() * 1000.0,
+            MAX_SCHEDULE_LAG.as_millis()
+        )
+    });
+    Report {
+        schema: SCHEMA,
+        valid: invalid_reason.is_none(),
+        invalid_reason,
+        config: RunConfig {
+            server: cfg.server.to_string(),
+            model: match cfg.model {
+                Model::Closed => "closed".into(),
+                Model::Open { per_second } => format!("open ({per_second}/s)"),
+            },
+            connections: cfg.connections,
+            ramp_s: cfg.ramp.as_secs_f64(),
+            rate: cfg.rate,
+            duration_s: cfg.duration.as_secs_f64(),
+            rooms: cfg.rooms,
+            tenants: cfg.tenants,
+            payload_bytes: cfg.payload_bytes,
+            publishers: cfg.publishers,
+        },
+        connections: ConnectionReport {
+            established,
+            failed: shared.failed.load(Ordering::Relaxed),
+            time_to_connect_all_s: connect_all.as_secs_f64(),
+            source_addresses,
+        },
+        events: EventReport {
+            published,
+            publish_failed: shared.publish_failed.load(Ordering::Relaxed),
+            accepted_per_s: if schedule.elapsed.is_zero() {
+                0.0
+            } else {
+                published as f64 / schedule.elapsed.as_secs_f64()
+            },
+        },
+        deliveries: DeliveryReport {
+            expected,
+            received,
+            lost: expected.saturating_sub(received),
+            duplicated,
+            per_second: if window > 0.0 {
+                received as f64 / window
+            } else {
+                0.0
+            },
+        },
+        latency_ms: LatencyReport::from_micros(&shared.latency()),
+        errors: shared.errors.lock().expect("errors lock").clone(),
+        server_memory: MemoryReport {
+            rss_before_bytes: Some(rss_before),
+            rss_after_bytes: rss_after,
+            per_connection_bytes: per_connection,
+        },
+        generator: GeneratorReport {
+            max_schedule_lag_ms: lag.as_secs_f64() * 1000.0,
+            backpressure_ms: schedule.backpressure.as_secs_f64() * 1000.0,
+        },
+        thresholds: Vec::new(),
+    }
+}
