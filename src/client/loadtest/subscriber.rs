@@ -223,10 +223,14 @@ async fn session(
     let mut seen = Seen::default();
     let mut samples: Vec<u64> = Vec::with_capacity(SAMPLE_BATCH);
     let shard = plan.index % shared.shards.len();
+    // Pinned once: a fresh `cancelled()` per frame costs a lock each.
+    let stop = shared.stop.clone().cancelled_owned();
+    tokio::pin!(stop);
     loop {
         let frame = tokio::select! {
+            biased;
             frame = ws.next() => frame,
-            _ = shared.stop.cancelled() => break,
+            _ = &mut stop => break,
         };
         let text = match frame {
             Some(Ok(Message::Text(text))) => text,

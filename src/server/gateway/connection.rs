@@ -5,8 +5,9 @@
 //! reading cannot pin the task.
 
 use std::collections::HashMap;
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::num::NonZeroU32;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,10 +17,9 @@ use futures_util::SinkExt;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::mpsc;
-use tokio::time::{Instant, MissedTickBehavior};
-use tokio_util::sync::CancellationToken;
+use tokio::time::{Instant, Sleep};
 
-use super::hub::{ConnHandle, Membership, Outbound, ANY};
+use super::hub::{ConnHandle, Membership, Outbound, Verdict, ANY};
 use super::Target;
 use crate::protocol::frames::{now_rfc3339, ErrorPayload};
 use crate::protocol::limits::RATE_LIMIT_STRIKES;
@@ -88,11 +88,13 @@ pub(super) struct Connection {
 /// Keeps the connection counters right however the task ends.
 struct Counted<'a> {
     state: &'a AppState,
+    conn: u64,
     authenticated: bool,
 }
 
 impl Drop for Counted<'_> {
     fn drop(&mut self) {
+        self.state.hub.disconnect(self.conn);
         let stats = &self.state.hub.stats;
         stats.connections.fetch_sub(1, Ordering::Relaxed);
         if self.authenticated {
@@ -101,37 +103,68 @@ impl Drop for Counted<'_> {
     }
 }
 
-/// Runs `fut` unless shutdown, the slow-consumer verdict or (with `stall`)
-/// a stalled write comes first.
-async fn guarded(
-    fut: impl Future<Output = Step>,
-    kill: &CancellationToken,
-    shutdown: &CancellationToken,
-    stall: Option<Duration>,
-) -> Step {
-    let stalled = async {
-        match stall {
-            Some(d) => tokio::time::sleep(d).await,
-            None => std::future::pending().await,
+/// What ends a connection from outside (shutdown, slow consumer) and the
+/// write-stall timer, kept for its lifetime: creating cancellation futures
+/// and timers for every frame costs locks on the hot path (it showed in
+/// profiles).
+struct Signals {
+    handle: Arc<ConnHandle>,
+    /// Fires [`WRITE_STALL`] after a write began; reset lazily.
+    stall: Pin<Box<Sleep>>,
+}
+
+fn exit_for(verdict: Verdict) -> Exit {
+    match verdict {
+        Verdict::Shutdown => Exit::Close(close::GOING_AWAY, "server shutting down".into()),
+        Verdict::SlowConsumer => Exit::Close(close::SLOW_CONSUMER, "slow consumer".into()),
+    }
+}
+
+impl Signals {
+    fn new(handle: Arc<ConnHandle>) -> Signals {
+        Signals {
+            handle,
+            stall: Box::pin(tokio::time::sleep(WRITE_STALL)),
         }
-    };
-    tokio::select! {
-        biased;
-        step = fut => step,
-        _ = shutdown.cancelled() => Err(Exit::Close(close::GOING_AWAY, "server shutting down".into())),
-        _ = kill.cancelled() => Err(Exit::Close(close::SLOW_CONSUMER, "slow consumer".into())),
-        _ = stalled => Err(Exit::Close(close::SLOW_CONSUMER, "write stalled".into())),
+    }
+
+    /// Runs `fut` unless a verdict or (with `stall`) a write stuck for
+    /// [`WRITE_STALL`] comes first.
+    async fn guard(&mut self, fut: impl Future<Output = Step>, stall: bool) -> Step {
+        let started = Instant::now();
+        let Signals {
+            handle,
+            stall: timer,
+        } = self;
+        if stall && timer.deadline() < started + WRITE_STALL / 2 {
+            timer.as_mut().reset(started + WRITE_STALL);
+        }
+        tokio::pin!(fut);
+        loop {
+            tokio::select! {
+                biased;
+                step = &mut fut => return step,
+                verdict = poll_fn(|cx| handle.poll_verdict(cx)) => return Err(exit_for(verdict)),
+                _ = timer.as_mut(), if stall => {
+                    if started.elapsed() >= WRITE_STALL {
+                        return Err(Exit::Close(close::SLOW_CONSUMER, "write stalled".into()));
+                    }
+                    timer.as_mut().reset(started + WRITE_STALL);
+                }
+            }
+        }
     }
 }
 
 /// Serves one upgraded socket until it closes.
 pub async fn run(mut socket: WebSocket, state: AppState, target: Target, token: Option<String>) {
     state.hub.stats.connections.fetch_add(1, Ordering::Relaxed);
+    let (handle, mut rx) = state.hub.connect(state.gateway.outbound_queue);
     let mut counted = Counted {
         state: &state,
+        conn: handle.id,
         authenticated: false,
     };
-    let (handle, mut rx) = state.hub.connect(state.gateway.outbound_queue);
     let per_minute =
         NonZeroU32::new(state.gateway.rate_limit_per_minute).unwrap_or(NonZeroU32::MIN);
     let mut conn = Connection {
@@ -145,18 +178,17 @@ pub async fn run(mut socket: WebSocket, state: AppState, target: Target, token: 
         strike_window: Instant::now(),
         last_seen: Instant::now(),
     };
-    let shutdown = state.shutdown.clone();
-    let kill = handle.kill.clone();
+    let mut signals = Signals::new(handle.clone());
     let exit = match token {
         Some(token) => {
             let auth = conn.authenticate(&mut socket, &token, &target);
-            guarded(auth, &kill, &shutdown, Some(WRITE_STALL)).await
+            signals.guard(auth, true).await
         }
         None => Ok(()),
     };
     let exit = match exit {
         Ok(()) => {
-            conn.serve(&mut socket, &mut rx, &target, &mut counted)
+            conn.serve(&mut socket, &mut rx, &target, &mut counted, &mut signals)
                 .await
         }
         Err(exit) => exit,
@@ -197,18 +229,20 @@ impl Connection {
         rx: &mut mpsc::Receiver<Outbound>,
         target: &Target,
         counted: &mut Counted<'_>,
+        signals: &mut Signals,
     ) -> Exit {
         let g = self.state.gateway.clone();
-        let shutdown = self.state.shutdown.clone();
-        let kill = self.handle.kill.clone();
-        let auth_deadline = tokio::time::sleep(g.auth_timeout);
-        tokio::pin!(auth_deadline);
-        let token_expiry = tokio::time::sleep(Duration::ZERO);
-        tokio::pin!(token_expiry);
-        let idle = tokio::time::sleep(g.idle_timeout);
-        tokio::pin!(idle);
-        let mut ping = tokio::time::interval_at(Instant::now() + g.ping_interval, g.ping_interval);
-        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // One timer for every deadline (authentication, token expiry,
+        // idle, next ping): one timer poll per wake instead of four.
+        let auth_deadline = Instant::now() + g.auth_timeout;
+        let mut expires: Option<Instant> = None;
+        let mut next_ping = Instant::now() + g.ping_interval;
+        let timer = tokio::time::sleep_until(
+            auth_deadline
+                .min(next_ping)
+                .min(self.last_seen + g.idle_timeout),
+        );
+        tokio::pin!(timer);
         loop {
             if let (Some(claims), false) = (&self.claims, counted.authenticated) {
                 counted.authenticated = true;
@@ -217,52 +251,63 @@ impl Connection {
                     .stats
                     .authenticated
                     .fetch_add(1, Ordering::Relaxed);
-                token_expiry.as_mut().reset(expiry(claims.exp));
+                let at = expiry(claims.exp);
+                expires = Some(at);
+                if at < timer.deadline() {
+                    timer.as_mut().reset(at);
+                }
             }
             let step: Step = tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => Err(Exit::Close(close::GOING_AWAY, "server shutting down".into())),
-                _ = kill.cancelled() => {
-                    let frame = ServerFrame::error(
-                        ErrorCode::SlowConsumer,
-                        "outbound queue full: reconnect and resume with `since`",
-                    );
-                    let _ = tokio::time::timeout(CLOSE_GRACE, self.send(socket, &frame)).await;
-                    Err(Exit::Close(close::SLOW_CONSUMER, "slow consumer".into()))
-                }
-                _ = &mut auth_deadline, if self.claims.is_none() => {
-                    let message = format!("no Auth within {}", humantime::format_duration(g.auth_timeout));
-                    let frame = ServerFrame::error(ErrorCode::Unauthorized, message);
-                    let _ = tokio::time::timeout(CLOSE_GRACE, self.send(socket, &frame)).await;
-                    Err(Exit::Close(close::UNAUTHORIZED, "authentication timeout".into()))
-                }
-                _ = &mut token_expiry, if counted.authenticated => {
-                    let frame = ServerFrame::error(ErrorCode::Unauthorized, "token expired: reconnect with a fresh token");
-                    let _ = tokio::time::timeout(CLOSE_GRACE, self.send(socket, &frame)).await;
-                    Err(Exit::Close(close::UNAUTHORIZED, "token expired".into()))
-                }
-                _ = &mut idle => {
-                    let quiet_until = self.last_seen + g.idle_timeout;
-                    if Instant::now() >= quiet_until {
-                        Err(Exit::Close(close::GOING_AWAY, "idle timeout".into()))
-                    } else {
-                        idle.as_mut().reset(quiet_until);
-                        Ok(())
+                verdict = poll_fn(|cx| self.handle.poll_verdict(cx)) => {
+                    if verdict == Verdict::SlowConsumer {
+                        let frame = ServerFrame::error(
+                            ErrorCode::SlowConsumer,
+                            "outbound queue full: reconnect and resume with `since`",
+                        );
+                        let _ = tokio::time::timeout(CLOSE_GRACE, self.send(socket, &frame)).await;
                     }
+                    Err(exit_for(verdict))
                 }
-                _ = ping.tick() => {
-                    let ping = async { socket.send(Message::Ping(Default::default())).await.map_err(|_| Exit::Gone) };
-                    guarded(ping, &kill, &shutdown, Some(WRITE_STALL)).await
-                }
-                Some(out) = rx.recv() => guarded(self.forward(socket, rx, out), &kill, &shutdown, Some(WRITE_STALL)).await,
+                Some(out) = rx.recv() => signals.guard(self.forward(socket, rx, out), true).await,
                 msg = socket.recv() => match msg {
                     None => Err(Exit::Gone),
                     Some(Err(e)) => Err(read_error(e)),
                     Some(Ok(msg)) => {
                         self.last_seen = Instant::now();
-                        guarded(self.on_message(socket, msg, target), &kill, &shutdown, None).await
+                        signals.guard(self.on_message(socket, msg, target), false).await
                     }
                 },
+                _ = &mut timer => {
+                    let now = Instant::now();
+                    let step = if self.claims.is_none() && now >= auth_deadline {
+                        let message = format!("no Auth within {}", humantime::format_duration(g.auth_timeout));
+                        let frame = ServerFrame::error(ErrorCode::Unauthorized, message);
+                        let _ = tokio::time::timeout(CLOSE_GRACE, self.send(socket, &frame)).await;
+                        Err(Exit::Close(close::UNAUTHORIZED, "authentication timeout".into()))
+                    } else if expires.is_some_and(|at| now >= at) {
+                        let frame = ServerFrame::error(ErrorCode::Unauthorized, "token expired: reconnect with a fresh token");
+                        let _ = tokio::time::timeout(CLOSE_GRACE, self.send(socket, &frame)).await;
+                        Err(Exit::Close(close::UNAUTHORIZED, "token expired".into()))
+                    } else if now >= self.last_seen + g.idle_timeout {
+                        Err(Exit::Close(close::GOING_AWAY, "idle timeout".into()))
+                    } else if now >= next_ping {
+                        next_ping = now + g.ping_interval;
+                        let ping = async { socket.send(Message::Ping(Default::default())).await.map_err(|_| Exit::Gone) };
+                        signals.guard(ping, true).await
+                    } else {
+                        Ok(())
+                    };
+                    let mut next = (self.last_seen + g.idle_timeout).min(next_ping);
+                    if self.claims.is_none() {
+                        next = next.min(auth_deadline);
+                    }
+                    if let Some(at) = expires {
+                        next = next.min(at);
+                    }
+                    timer.as_mut().reset(next.max(now + Duration::from_millis(1)));
+                    step
+                }
             };
             if let Err(exit) = step {
                 return exit;

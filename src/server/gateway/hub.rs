@@ -3,10 +3,12 @@
 //! is full is closed as a slow consumer instead of growing memory.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::task::{Context, Poll};
 
 use axum::extract::ws::Utf8Bytes;
+use futures_util::task::AtomicWaker;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -27,13 +29,57 @@ pub struct Outbound {
     pub frame: Utf8Bytes,
 }
 
+/// Why a connection is told to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Its outbound queue filled up (4009).
+    SlowConsumer = 1,
+    /// The server is shutting down (1001).
+    Shutdown = 2,
+}
+
 /// The hub's side of a connection.
 pub struct ConnHandle {
     pub id: ConnId,
     tx: mpsc::Sender<Outbound>,
-    /// Cancelled when the hub gives up on the connection (slow consumer).
-    pub kill: CancellationToken,
-    slow: AtomicBool,
+    /// 0 while running, else a [`Verdict`]. Polled on every wake of the
+    /// connection, so it is an atomic and a lock-free waker rather than a
+    /// cancellation token (whose check takes a lock).
+    verdict: AtomicU8,
+    waker: AtomicWaker,
+}
+
+impl ConnHandle {
+    /// Tells the connection to stop; the first verdict wins.
+    pub fn stop(&self, verdict: Verdict) -> bool {
+        let first = self
+            .verdict
+            .compare_exchange(0, verdict as u8, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        self.waker.wake();
+        first
+    }
+
+    /// The verdict, if any.
+    pub fn verdict(&self) -> Option<Verdict> {
+        match self.verdict.load(Ordering::Acquire) {
+            1 => Some(Verdict::SlowConsumer),
+            2 => Some(Verdict::Shutdown),
+            _ => None,
+        }
+    }
+
+    /// Ready once a verdict is given.
+    pub fn poll_verdict(&self, cx: &mut Context<'_>) -> Poll<Verdict> {
+        if let Some(v) = self.verdict() {
+            return Poll::Ready(v);
+        }
+        self.waker.register(cx.waker());
+        match self.verdict() {
+            Some(v) => Poll::Ready(v),
+            None => Poll::Pending,
+        }
+    }
 }
 
 struct Member {
@@ -56,6 +102,9 @@ pub struct HubStats {
 /// Rooms by tenant (or [`ANY`]) then room name (or [`ANY`]).
 pub struct Hub {
     rooms: RwLock<HashMap<String, HashMap<String, Room>>>,
+    /// Every open connection, so shutdown reaches those in no room too;
+    /// `None` once the hub is closed.
+    conns: Mutex<Option<HashMap<ConnId, Weak<ConnHandle>>>>,
     next_conn: AtomicU64,
     pub stats: HubStats,
     head: watch::Sender<EventId>,
@@ -65,6 +114,7 @@ impl Hub {
     pub fn new(head: EventId) -> Arc<Hub> {
         Arc::new(Hub {
             rooms: RwLock::new(HashMap::new()),
+            conns: Mutex::new(Some(HashMap::new())),
             next_conn: AtomicU64::new(1),
             stats: HubStats::default(),
             head: watch::channel(head).0,
@@ -77,10 +127,35 @@ impl Hub {
         let handle = Arc::new(ConnHandle {
             id: self.next_conn.fetch_add(1, Ordering::Relaxed),
             tx,
-            kill: CancellationToken::new(),
-            slow: AtomicBool::new(false),
+            verdict: AtomicU8::new(0),
+            waker: AtomicWaker::new(),
         });
+        match &mut *self.conns.lock().expect("hub lock") {
+            Some(conns) => {
+                conns.insert(handle.id, Arc::downgrade(&handle));
+            }
+            None => {
+                handle.stop(Verdict::Shutdown);
+            }
+        }
         (handle, rx)
+    }
+
+    /// Forgets a closed connection.
+    pub fn disconnect(&self, id: ConnId) {
+        if let Some(conns) = &mut *self.conns.lock().expect("hub lock") {
+            conns.remove(&id);
+        }
+    }
+
+    /// Tells every connection, and any that opens later, to shut down.
+    pub fn close_all(&self) {
+        let conns = self.conns.lock().expect("hub lock").take();
+        for conn in conns.into_iter().flat_map(|c| c.into_values()) {
+            if let Some(conn) = conn.upgrade() {
+                conn.stop(Verdict::Shutdown);
+            }
+        }
     }
 
     /// Joins `conn` to a room; dropping the returned guard leaves it.
@@ -219,9 +294,8 @@ impl Hub {
     }
 
     fn drop_slow(&self, conn: &ConnHandle) {
-        if !conn.slow.swap(true, Ordering::Relaxed) {
+        if conn.stop(Verdict::SlowConsumer) {
             self.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
-            conn.kill.cancel();
         }
     }
 
@@ -254,6 +328,7 @@ impl Hub {
                 },
             }
         }
+        self.close_all();
     }
 }
 
@@ -339,9 +414,24 @@ mod tests {
         let (a, _rx) = hub.connect(1);
         let _m = hub.join(&a, "acme", ANY, None);
         hub.deliver(event(1, "acme", &["erp"], "X"));
-        assert!(!a.kill.is_cancelled());
+        assert_eq!(a.verdict(), None);
         hub.deliver(event(2, "acme", &["erp"], "X"));
-        assert!(a.kill.is_cancelled());
+        assert_eq!(a.verdict(), Some(Verdict::SlowConsumer));
         assert_eq!(hub.stats.slow_consumers.load(Ordering::Relaxed), 1);
+    }
+}
+
+#[cfg(test)]
+mod shutdown_tests {
+    use super::*;
+
+    #[test]
+    fn close_all_reaches_every_connection_and_later_ones() {
+        let hub = Hub::new(0);
+        let (a, _rx) = hub.connect(1);
+        hub.close_all();
+        assert_eq!(a.verdict(), Some(Verdict::Shutdown));
+        let (b, _rx) = hub.connect(1);
+        assert_eq!(b.verdict(), Some(Verdict::Shutdown));
     }
 }
