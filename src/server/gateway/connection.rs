@@ -181,7 +181,7 @@ pub async fn run(mut socket: WebSocket, state: AppState, target: Target, token: 
     let mut signals = Signals::new(handle.clone());
     let exit = match token {
         Some(token) => {
-            let auth = conn.authenticate(&mut socket, &token, &target);
+            let auth = Box::pin(conn.authenticate(&mut socket, &token, &target));
             signals.guard(auth, true).await
         }
         None => Ok(()),
@@ -202,15 +202,18 @@ pub async fn run(mut socket: WebSocket, state: AppState, target: Target, token: 
         // Finish the closing handshake: read (and drop) what the client
         // still sends until its Close, so it reads our close code instead of
         // a connection reset. A peer that reads nothing gets dropped.
-        let _ = tokio::time::timeout(CLOSE_GRACE, async {
-            if socket.send(frame).await.is_ok() {
-                while let Some(Ok(msg)) = socket.recv().await {
-                    if matches!(msg, Message::Close(_)) {
-                        break;
+        let _ = tokio::time::timeout(
+            CLOSE_GRACE,
+            Box::pin(async {
+                if socket.send(frame).await.is_ok() {
+                    while let Some(Ok(msg)) = socket.recv().await {
+                        if matches!(msg, Message::Close(_)) {
+                            break;
+                        }
                     }
                 }
-            }
-        })
+            }),
+        )
         .await;
     }
     // Memberships leave their rooms as `conn` drops.
@@ -265,7 +268,7 @@ impl Connection {
                             ErrorCode::SlowConsumer,
                             "outbound queue full: reconnect and resume with `since`",
                         );
-                        let _ = tokio::time::timeout(CLOSE_GRACE, self.send(socket, &frame)).await;
+                        let _ = tokio::time::timeout(CLOSE_GRACE, Box::pin(self.send(socket, &frame))).await;
                     }
                     Err(exit_for(verdict))
                 }
@@ -275,7 +278,10 @@ impl Connection {
                     Some(Err(e)) => Err(read_error(e)),
                     Some(Ok(msg)) => {
                         self.last_seen = Instant::now();
-                        signals.guard(self.on_message(socket, msg, target), false).await
+                        // Boxed: messages are rare, and the futures of subscribe,
+                        // replay and publish would otherwise sit in every
+                        // connection's task for its whole life.
+                        signals.guard(Box::pin(self.on_message(socket, msg, target)), false).await
                     }
                 },
                 _ = &mut timer => {
@@ -283,18 +289,18 @@ impl Connection {
                     let step = if self.claims.is_none() && now >= auth_deadline {
                         let message = format!("no Auth within {}", humantime::format_duration(g.auth_timeout));
                         let frame = ServerFrame::error(ErrorCode::Unauthorized, message);
-                        let _ = tokio::time::timeout(CLOSE_GRACE, self.send(socket, &frame)).await;
+                        let _ = tokio::time::timeout(CLOSE_GRACE, Box::pin(self.send(socket, &frame))).await;
                         Err(Exit::Close(close::UNAUTHORIZED, "authentication timeout".into()))
                     } else if expires.is_some_and(|at| now >= at) {
                         let frame = ServerFrame::error(ErrorCode::Unauthorized, "token expired: reconnect with a fresh token");
-                        let _ = tokio::time::timeout(CLOSE_GRACE, self.send(socket, &frame)).await;
+                        let _ = tokio::time::timeout(CLOSE_GRACE, Box::pin(self.send(socket, &frame))).await;
                         Err(Exit::Close(close::UNAUTHORIZED, "token expired".into()))
                     } else if now >= self.last_seen + g.idle_timeout {
                         Err(Exit::Close(close::GOING_AWAY, "idle timeout".into()))
                     } else if now >= next_ping {
                         next_ping = now + g.ping_interval;
                         let ping = async { socket.send(Message::Ping(Default::default())).await.map_err(|_| Exit::Gone) };
-                        signals.guard(ping, true).await
+                        signals.guard(Box::pin(ping), true).await
                     } else {
                         Ok(())
                     };
