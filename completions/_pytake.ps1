@@ -89,7 +89,7 @@ Register-ArgumentCompleter -Native -CommandName 'pytake' -ScriptBlock {
             [CompletionResult]::new('--rooms', '--rooms', [CompletionResultType]::ParameterName, 'Rooms the connections and events are spread over (per tenant)')
             [CompletionResult]::new('--tenants', '--tenants', [CompletionResultType]::ParameterName, 'Tenants the connections and events are spread over')
             [CompletionResult]::new('--payload-bytes', '--payload-bytes', [CompletionResultType]::ParameterName, 'Bytes of padding in each event''s data')
-            [CompletionResult]::new('--publishers', '--publishers', [CompletionResultType]::ParameterName, 'Concurrent publishing HTTP clients')
+            [CompletionResult]::new('--publishers', '--publishers', [CompletionResultType]::ParameterName, 'Concurrent POSTs in flight: enough that a slow server delays events (and shows it as latency) instead of capping the publish rate')
             [CompletionResult]::new('--arrival-rate', '--arrival-rate', [CompletionResultType]::ParameterName, 'Open model: connections arrive at this many per second during the run')
             [CompletionResult]::new('--threshold', '--threshold', [CompletionResultType]::ParameterName, 'Pass/fail criterion, repeatable: ''p99<50ms'', ''loss==0'', ''connect_errors==0'', ''deliveries_per_s>=100000''; an unmet one exits 99')
             [CompletionResult]::new('--junit', '--junit', [CompletionResultType]::ParameterName, 'Also write the result as JUnit XML, for CI systems')

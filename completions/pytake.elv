@@ -83,7 +83,7 @@ set edit:completion:arg-completer[pytake] = {|@words|
             cand --rooms 'Rooms the connections and events are spread over (per tenant)'
             cand --tenants 'Tenants the connections and events are spread over'
             cand --payload-bytes 'Bytes of padding in each event''s data'
-            cand --publishers 'Concurrent publishing HTTP clients'
+            cand --publishers 'Concurrent POSTs in flight: enough that a slow server delays events (and shows it as latency) instead of capping the publish rate'
             cand --arrival-rate 'Open model: connections arrive at this many per second during the run'
             cand --threshold 'Pass/fail criterion, repeatable: ''p99<50ms'', ''loss==0'', ''connect_errors==0'', ''deliveries_per_s>=100000''; an unmet one exits 99'
             cand --junit 'Also write the result as JUnit XML, for CI systems'

@@ -80,7 +80,7 @@ complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l duration -d '
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l rooms -d 'Rooms the connections and events are spread over (per tenant)' -r
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l tenants -d 'Tenants the connections and events are spread over' -r
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l payload-bytes -d 'Bytes of padding in each event\'s data' -r
-complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l publishers -d 'Concurrent publishing HTTP clients' -r
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l publishers -d 'Concurrent POSTs in flight: enough that a slow server delays events (and shows it as latency) instead of capping the publish rate' -r
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l arrival-rate -d 'Open model: connections arrive at this many per second during the run' -r
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l threshold -d 'Pass/fail criterion, repeatable: \'p99<50ms\', \'loss==0\', \'connect_errors==0\', \'deliveries_per_s>=100000\'; an unmet one exits 99' -r
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l junit -d 'Also write the result as JUnit XML, for CI systems' -r -F

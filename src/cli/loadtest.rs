@@ -53,8 +53,9 @@ pub struct LoadtestArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 64)]
     pub payload_bytes: usize,
 
-    /// Concurrent publishing HTTP clients
-    #[arg(long, value_name = "N", default_value_t = 4)]
+    /// Concurrent POSTs in flight: enough that a slow server delays events
+    /// (and shows it as latency) instead of capping the publish rate
+    #[arg(long, value_name = "N", default_value_t = 32)]
     pub publishers: usize,
 
     /// Open model: connections arrive at this many per second during the run

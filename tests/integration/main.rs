@@ -10,5 +10,6 @@ mod gateway_limits;
 mod gateway_protocol;
 mod history;
 mod intake;
+mod loadtest;
 mod resume;
 mod shutdown;
