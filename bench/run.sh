@@ -26,7 +26,7 @@ matrix=(
   "rooms-100|--connections 1000 --rooms 100 --rate 1000 --duration 20s"
   "idle-10k|--connections 10000 --ramp 5s --rate 0 --duration 1s"
   "idle-15k|--connections 15000 --ramp 8s --rate 0 --duration 1s"
-  "ingest|--connections 0 --rate 100000 --duration 20s --publishers 8"
+  "ingest|--connections 0 --rate 100000 --duration 20s"
 )
 
 selected=("$@")
