@@ -327,14 +327,7 @@ async fn tail_without_since_still_gets_what_happened_during_a_restart() {
         .unwrap();
     // Wait until tail is subscribed, then restart the server and publish
     // before it reconnects.
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while server.get(None, "/health").await.1["websocket"]["authenticated"] != 1 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "tail never connected"
-        );
-        tokio::task::yield_now().await;
-    }
+    server.wait_for_subscribers(1).await;
     server.restart().await;
     let ids: Vec<i64> = [
         server.publish(&admin, custom("acme", "erp", 1)).await[0],
@@ -365,14 +358,7 @@ async fn ctrl_c_stops_tail_with_exit_0() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while server.get(None, "/health").await.1["websocket"]["authenticated"] != 1 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "tail never connected"
-        );
-        tokio::task::yield_now().await;
-    }
+    server.wait_for_subscribers(1).await;
     let pid = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
     let status = tokio::time::timeout(DEADLINE, child.wait())

@@ -16,10 +16,9 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 
-use super::hub::{ConnHandle, Membership, Outbound, Verdict, ANY};
+use super::hub::{ConnHandle, Membership, Outbound, Outbox, Verdict, ANY};
 use super::Target;
 use crate::protocol::frames::{now_rfc3339, ErrorPayload};
 use crate::protocol::limits::RATE_LIMIT_STRIKES;
@@ -229,7 +228,7 @@ impl Connection {
     async fn serve(
         &mut self,
         socket: &mut WebSocket,
-        rx: &mut mpsc::Receiver<Outbound>,
+        rx: &mut Outbox,
         target: &Target,
         counted: &mut Counted<'_>,
         signals: &mut Signals,
@@ -322,19 +321,14 @@ impl Connection {
     }
 
     /// Writes a queued frame and whatever else is waiting, then flushes once.
-    async fn forward(
-        &mut self,
-        socket: &mut WebSocket,
-        rx: &mut mpsc::Receiver<Outbound>,
-        first: Outbound,
-    ) -> Step {
+    async fn forward(&mut self, socket: &mut WebSocket, rx: &mut Outbox, first: Outbound) -> Step {
         let mut next = Some(first);
         let mut written = 0;
         while let Some(out) = next.take() {
             if !self.seams.is_empty() {
                 self.seams.retain(|s| s.floor >= out.event.id);
                 if self.seams.iter().any(|s| s.covers(&out)) {
-                    next = rx.try_recv().ok();
+                    next = rx.try_recv();
                     continue;
                 }
             }
@@ -344,7 +338,7 @@ impl Connection {
                 .map_err(|_| Exit::Gone)?;
             written += 1;
             if written < WRITE_BATCH {
-                next = rx.try_recv().ok();
+                next = rx.try_recv();
             }
         }
         socket.flush().await.map_err(|_| Exit::Gone)

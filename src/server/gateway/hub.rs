@@ -3,7 +3,7 @@
 //! is full is closed as a slow consumer instead of growing memory.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::task::{Context, Poll};
 
@@ -29,6 +29,32 @@ pub struct Outbound {
     pub frame: Utf8Bytes,
 }
 
+/// The receiving end of a connection's bounded queue.
+pub struct Outbox {
+    rx: mpsc::UnboundedReceiver<Outbound>,
+    conn: Arc<ConnHandle>,
+}
+
+impl Outbox {
+    /// The next queued frame.
+    pub async fn recv(&mut self) -> Option<Outbound> {
+        let out = self.rx.recv().await;
+        if out.is_some() {
+            self.conn.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+        out
+    }
+
+    /// A queued frame if one is waiting.
+    pub fn try_recv(&mut self) -> Option<Outbound> {
+        let out = self.rx.try_recv().ok();
+        if out.is_some() {
+            self.conn.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+        out
+    }
+}
+
 /// Why a connection is told to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -41,7 +67,11 @@ pub enum Verdict {
 /// The hub's side of a connection.
 pub struct ConnHandle {
     pub id: ConnId,
-    tx: mpsc::Sender<Outbound>,
+    /// Unbounded channel plus our own count: tokio's bounded channel takes
+    /// a lock to return each slot, on the hottest path of all.
+    tx: mpsc::UnboundedSender<Outbound>,
+    queued: AtomicUsize,
+    capacity: usize,
     /// 0 while running, else a [`Verdict`]. Polled on every wake of the
     /// connection, so it is an atomic and a lock-free waker rather than a
     /// cancellation token (whose check takes a lock).
@@ -122,11 +152,13 @@ impl Hub {
     }
 
     /// A new connection handle and the receiving end of its bounded queue.
-    pub fn connect(&self, queue: usize) -> (Arc<ConnHandle>, mpsc::Receiver<Outbound>) {
-        let (tx, rx) = mpsc::channel(queue);
+    pub fn connect(&self, queue: usize) -> (Arc<ConnHandle>, Outbox) {
+        let (tx, rx) = mpsc::unbounded_channel();
         let handle = Arc::new(ConnHandle {
             id: self.next_conn.fetch_add(1, Ordering::Relaxed),
             tx,
+            queued: AtomicUsize::new(0),
+            capacity: queue,
             verdict: AtomicU8::new(0),
             waker: AtomicWaker::new(),
         });
@@ -138,7 +170,11 @@ impl Hub {
                 handle.stop(Verdict::Shutdown);
             }
         }
-        (handle, rx)
+        let outbox = Outbox {
+            rx,
+            conn: handle.clone(),
+        };
+        (handle, outbox)
     }
 
     /// Forgets a closed connection.
@@ -280,17 +316,21 @@ impl Hub {
                 return false;
             }
         }
-        match member.conn.tx.try_send(Outbound {
+        let conn = &member.conn;
+        if conn.queued.fetch_add(1, Ordering::Relaxed) >= conn.capacity {
+            conn.queued.fetch_sub(1, Ordering::Relaxed);
+            self.drop_slow(conn);
+            return false;
+        }
+        let out = Outbound {
             event: event.clone(),
             frame: frame.clone(),
-        }) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.drop_slow(&member.conn);
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        };
+        if conn.tx.send(out).is_err() {
+            conn.queued.fetch_sub(1, Ordering::Relaxed);
+            return false;
         }
+        true
     }
 
     fn drop_slow(&self, conn: &ConnHandle) {
@@ -388,8 +428,8 @@ mod tests {
             "MessageSent",
         ));
         assert_eq!(rx_a.recv().await.unwrap().event.id, 1);
-        assert!(rx_a.try_recv().is_err(), "delivered twice");
-        assert!(rx_b.try_recv().is_err(), "crossed tenants");
+        assert!(rx_a.try_recv().is_none(), "delivered twice");
+        assert!(rx_b.try_recv().is_none(), "crossed tenants");
         assert_eq!(*hub.head().borrow(), 1);
     }
 
@@ -405,7 +445,7 @@ mod tests {
         drop(m);
         assert_eq!(hub.room_count(), 0);
         hub.deliver(event(3, "acme", &["erp"], "ERPCall"));
-        assert!(rx.try_recv().is_err());
+        assert!(rx.try_recv().is_none());
     }
 
     #[tokio::test]

@@ -229,6 +229,18 @@ impl TestServer {
         serde_json::from_value(body["events"].clone()).expect("events")
     }
 
+    /// Waits until `n` WebSocket connections are authenticated (per `/health`).
+    pub async fn wait_for_subscribers(&self, n: u64) {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        while self.get(None, "/health").await.1["websocket"]["authenticated"] != n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{n} connections never authenticated"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Sends SIGTERM and waits for the process to exit.
     pub async fn stop(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("running");
