@@ -279,7 +279,7 @@ mod tests {
 
     #[test]
     fn scans_an_event_frame() {
-        let frame = br#"{"message_type":"Event","payload":{"id":42,"event_type":"LoadTest","tenant_id":"loadtest-0","room":"campaign:lt-0","rooms":["campaign:lt-0"],"data":{"pad":"xxxx","seq":7,"t":123456},"timestamp":"2026-01-01T00:00:00.000Z"},"timestamp":"2026-01-01T00:00:00.000Z"}"#;
+        let frame = br#"{"message_type":"Event","payload":{"id":42,"event_type":"LoadTest","tenant_id":"loadtest-0","room":"campaign:lt-0","rooms":["campaign:lt-0"],"data":{"pad":"aaaa","seq":7,"t":123456},"timestamp":"2026-01-01T00:00:00.000Z"},"timestamp":"2026-01-01T00:00:00.000Z"}"#;
         let d = Scanner::new().delivery(frame).unwrap();
         assert_eq!((d.id, d.seq, d.intended_us), (42, 7, 123456));
         assert!(Scanner::new()
