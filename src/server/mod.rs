@@ -15,6 +15,7 @@ pub mod storage;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -103,6 +104,14 @@ impl Server {
         let state = self.state;
         let app = api::router(state.clone());
         let token = state.shutdown.clone();
+        // Nagle's algorithm would hold each small frame until the previous
+        // one is acknowledged, and the peer delays that ACK by up to 40 ms:
+        // fatal for a realtime fan-out of small frames.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
+            }
+        });
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(token.cancelled_owned())
             .await;
