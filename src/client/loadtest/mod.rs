@@ -43,8 +43,10 @@ const CONNECT_CONCURRENCY: usize = 256;
 /// Histogram shards; connections record into `index % SHARDS`.
 const SHARDS: usize = 16;
 
-/// Connections per loopback source address before another is used.
-const CONNECTIONS_PER_SOURCE: usize = 8000;
+/// Connections per loopback source address before another is used: well
+/// under the ~28,000 ephemeral ports of one address, because the sockets of
+/// earlier runs linger in TIME_WAIT for a minute and hold theirs.
+const CONNECTIONS_PER_SOURCE: usize = 1000;
 
 /// How connections arrive.
 #[derive(Debug, Clone, Copy, PartialEq)]
