@@ -18,7 +18,8 @@ pub use sqlite::SqliteStore;
 /// clients.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database error")]
+    /// sqlx's message names the failure ("UNIQUE constraint failed: ...").
+    #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error("migration failed")]
     Migration(#[from] sqlx::migrate::MigrateError),
@@ -77,7 +78,7 @@ pub struct EventQuery {
 /// The event store.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Stores a group of requests in one transaction (group commit), in
+    /// Stores a group of requests atomically (group commit), in
     /// order, assigning increasing ids. A request whose idempotency key was
     /// seen before gets its earlier events back instead.
     async fn append(&self, batch: Vec<AppendRequest>) -> Result<Vec<AppendOutcome>, StoreError>;

@@ -56,6 +56,10 @@ impl SqliteStore {
             .pragma("cache_size", "-16000");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            // The check is a round trip to SQLite's thread on every
+            // acquire; a local file does not drop connections the way a
+            // network peer can.
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         sqlx::migrate!("src/server/storage/migrations/sqlite")
@@ -141,12 +145,60 @@ struct Pending<'a> {
     key: Option<&'a str>,
 }
 
-#[async_trait]
-impl Store for SqliteStore {
-    async fn append(&self, batch: Vec<AppendRequest>) -> Result<Vec<AppendOutcome>, StoreError> {
-        let mut next_id = self.next_id.lock().await;
-        let mut next = *next_id;
-        let received_at = Utc::now().timestamp_millis();
+impl SqliteStore {
+    /// The common case: no idempotency key to look up, so every id is known
+    /// before SQLite is asked anything, and the whole group travels to
+    /// SQLite's thread as one query (`BEGIN`, the INSERTs, `COMMIT`): one
+    /// round trip instead of one per statement, each of which could wait
+    /// for a busy worker thread while a large fan-out ran.
+    async fn append_unkeyed(
+        &self,
+        batch: &[AppendRequest],
+        mut next: EventId,
+        received_at: i64,
+    ) -> Result<(Vec<AppendOutcome>, EventId), StoreError> {
+        let outcomes: Vec<AppendOutcome> = batch
+            .iter()
+            .map(|req| {
+                let events: Vec<Arc<Event>> = req
+                    .events
+                    .iter()
+                    .map(|ev| {
+                        next += 1;
+                        to_event(next - 1, ev)
+                    })
+                    .collect();
+                let fresh = vec![true; events.len()];
+                AppendOutcome { events, fresh }
+            })
+            .collect();
+        let pending = pending_rows(batch, &outcomes);
+        if pending.is_empty() {
+            return Ok((outcomes, next));
+        }
+        let mut conn = self.pool.acquire().await?;
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("BEGIN IMMEDIATE; ");
+        push_inserts(&mut qb, &pending, received_at);
+        qb.push("COMMIT;");
+        if let Err(e) = qb.build().execute(&mut *conn).await {
+            // The statements stopped at the one that failed, inside the
+            // transaction: end it, or give the connection up.
+            if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
+                conn.close_on_drop();
+            }
+            return Err(e.into());
+        }
+        Ok((outcomes, next))
+    }
+
+    /// The general append: looks idempotency keys up inside the
+    /// transaction, then stores what is new.
+    async fn append_keyed(
+        &self,
+        batch: &[AppendRequest],
+        mut next: EventId,
+        received_at: i64,
+    ) -> Result<(Vec<AppendOutcome>, EventId), StoreError> {
         let mut tx = self.pool.begin().await?;
         let mut outcomes: Vec<AppendOutcome> = Vec::with_capacity(batch.len());
         // Keys first seen inside this batch are not in the tables yet.
@@ -226,53 +278,85 @@ impl Store for SqliteStore {
             outcomes.push(AppendOutcome { events, fresh });
         }
 
-        let mut pending: Vec<Pending<'_>> = Vec::new();
-        for (req, outcome) in batch.iter().zip(&outcomes) {
-            for ((event, fresh), ev) in outcome.events.iter().zip(&outcome.fresh).zip(&req.events) {
-                if *fresh {
-                    pending.push(Pending {
-                        event,
-                        key: ev.idempotency_key.as_deref(),
-                    });
-                }
-            }
-        }
-        for chunk in pending.chunks(INSERT_CHUNK) {
-            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO events (id, tenant_id, event_type, rooms, data, ts, received_at, idempotency_key) ",
-            );
-            qb.push_values(chunk, |mut b, p| {
-                b.push_bind(p.event.id)
-                    .push_bind(&p.event.tenant_id)
-                    .push_bind(&p.event.event_type)
-                    .push_bind(serde_json::to_string(&p.event.rooms).expect("rooms serialize"))
-                    .push_bind(p.event.data.to_string())
-                    .push_bind(
-                        p.event
-                            .timestamp
-                            .to_rfc3339_opts(SecondsFormat::Millis, true),
-                    )
-                    .push_bind(received_at)
-                    .push_bind(p.key);
-            });
+        let pending = pending_rows(batch, &outcomes);
+        if !pending.is_empty() {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("");
+            push_inserts(&mut qb, &pending, received_at);
             qb.build().execute(&mut *tx).await?;
-
-            let pairs: Vec<(&Event, &String)> = chunk
-                .iter()
-                .flat_map(|p| p.event.rooms.iter().map(move |r| (p.event, r)))
-                .collect();
-            for rooms in pairs.chunks(INSERT_CHUNK * 2) {
-                let mut qb: QueryBuilder<Sqlite> =
-                    QueryBuilder::new("INSERT INTO event_rooms (tenant_id, room, event_id) ");
-                qb.push_values(rooms, |mut b, (event, room)| {
-                    b.push_bind(&event.tenant_id)
-                        .push_bind(room.as_str())
-                        .push_bind(event.id);
-                });
-                qb.build().execute(&mut *tx).await?;
-            }
         }
         tx.commit().await?;
+        Ok((outcomes, next))
+    }
+}
+
+/// The new events of `outcomes`, beside their events' keys.
+fn pending_rows<'a>(batch: &'a [AppendRequest], outcomes: &'a [AppendOutcome]) -> Vec<Pending<'a>> {
+    let mut pending = Vec::new();
+    for (req, outcome) in batch.iter().zip(outcomes) {
+        for ((event, fresh), ev) in outcome.events.iter().zip(&outcome.fresh).zip(&req.events) {
+            if *fresh {
+                pending.push(Pending {
+                    event,
+                    key: ev.idempotency_key.as_deref(),
+                });
+            }
+        }
+    }
+    pending
+}
+
+/// Multi-row INSERTs of `rows` into `events` and `event_rooms`, each ended
+/// by `;`. Chunked so every statement stays far below SQLite's limit of
+/// 32,766 bound values (one query may hold several statements).
+fn push_inserts<'a>(qb: &mut QueryBuilder<'a, Sqlite>, rows: &'a [Pending<'a>], received_at: i64) {
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        qb.push(
+            "INSERT INTO events (id, tenant_id, event_type, rooms, data, ts, received_at, idempotency_key) ",
+        );
+        qb.push_values(chunk, |mut b, p| {
+            b.push_bind(p.event.id)
+                .push_bind(&p.event.tenant_id)
+                .push_bind(&p.event.event_type)
+                .push_bind(serde_json::to_string(&p.event.rooms).expect("rooms serialize"))
+                .push_bind(p.event.data.to_string())
+                .push_bind(
+                    p.event
+                        .timestamp
+                        .to_rfc3339_opts(SecondsFormat::Millis, true),
+                )
+                .push_bind(received_at)
+                .push_bind(p.key);
+        });
+        qb.push("; ");
+    }
+    let pairs: Vec<(&Event, &String)> = rows
+        .iter()
+        .flat_map(|p| p.event.rooms.iter().map(move |r| (p.event, r)))
+        .collect();
+    for chunk in pairs.chunks(INSERT_CHUNK * 2) {
+        qb.push("INSERT INTO event_rooms (tenant_id, room, event_id) ");
+        qb.push_values(chunk.iter().copied(), |mut b, (event, room)| {
+            b.push_bind(&event.tenant_id)
+                .push_bind(room.as_str())
+                .push_bind(event.id);
+        });
+        qb.push("; ");
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn append(&self, batch: Vec<AppendRequest>) -> Result<Vec<AppendOutcome>, StoreError> {
+        let mut next_id = self.next_id.lock().await;
+        let received_at = Utc::now().timestamp_millis();
+        let keyed = batch.iter().any(|r| {
+            r.idempotency_key.is_some() || r.events.iter().any(|e| e.idempotency_key.is_some())
+        });
+        let (outcomes, next) = if keyed {
+            self.append_keyed(&batch, *next_id, received_at).await?
+        } else {
+            self.append_unkeyed(&batch, *next_id, received_at).await?
+        };
         *next_id = next;
         self.committed.store(next - 1, Ordering::Release);
         Ok(outcomes)
@@ -354,5 +438,143 @@ impl Store for SqliteStore {
 
     fn kind(&self) -> &'static str {
         "sqlite"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(room: &str, extra_room: Option<&str>, key: Option<&str>) -> ValidEvent {
+        let mut rooms = vec![room.to_string()];
+        rooms.extend(extra_room.map(str::to_string));
+        ValidEvent {
+            event_type: "MessageReceived".into(),
+            tenant_id: "acme".into(),
+            rooms,
+            data: serde_json::json!({"n": 1}),
+            timestamp: Utc::now(),
+            idempotency_key: key.map(str::to_string),
+        }
+    }
+
+    fn request(events: Vec<ValidEvent>) -> AppendRequest {
+        AppendRequest {
+            idempotency_key: None,
+            key_scope: "acme".into(),
+            events,
+        }
+    }
+
+    async fn ids_in(store: &SqliteStore, room: &str) -> Vec<EventId> {
+        let query = EventQuery {
+            tenant_id: Some("acme".into()),
+            rooms: vec![room.into()],
+            limit: 5000,
+            ..EventQuery::default()
+        };
+        let events = store.events(&query).await.unwrap();
+        events.iter().map(|e| e.id).collect()
+    }
+
+    async fn open() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pytake.db");
+        let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn a_group_is_stored_in_one_query_with_every_room_indexed() {
+        let (_dir, store) = open().await;
+        let outcomes = store
+            .append(vec![
+                request(vec![event("campaigns", Some("alerts"), None)]),
+                request(vec![event("campaigns", None, None)]),
+            ])
+            .await
+            .unwrap();
+        let ids: Vec<EventId> = outcomes
+            .iter()
+            .flat_map(|o| o.events.iter().map(|e| e.id))
+            .collect();
+        assert_eq!(ids, vec![1, 2]);
+        assert_eq!(ids_in(&store, "campaigns").await, vec![1, 2]);
+        assert_eq!(ids_in(&store, "alerts").await, vec![1]);
+        assert_eq!(store.last_event_id().await.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn groups_larger_than_one_statement_are_stored_whole() {
+        let (_dir, store) = open().await;
+        let many = |n| (0..n).map(|_| event("erp", Some("ai"), None)).collect();
+        let outcomes = store
+            .append(vec![request(many(700)), request(many(600))])
+            .await
+            .unwrap();
+        assert_eq!(outcomes[1].events.last().unwrap().id, 1300);
+        let all: Vec<EventId> = (1..=1300).collect();
+        assert_eq!(ids_in(&store, "erp").await, all);
+        assert_eq!(ids_in(&store, "ai").await, all);
+    }
+
+    #[tokio::test]
+    async fn keyed_events_are_looked_up_and_indexed_once() {
+        let (_dir, store) = open().await;
+        let first = store
+            .append(vec![request(vec![event("ai", Some("alerts"), Some("k1"))])])
+            .await
+            .unwrap();
+        let again = store
+            .append(vec![request(vec![
+                event("ai", Some("alerts"), Some("k1")),
+                event("ai", None, None),
+            ])])
+            .await
+            .unwrap();
+        assert_eq!(first[0].fresh, vec![true]);
+        assert_eq!(again[0].fresh, vec![false, true]);
+        assert_eq!(again[0].events[0].id, first[0].events[0].id);
+        assert_eq!(ids_in(&store, "ai").await, vec![1, 2]);
+        assert_eq!(ids_in(&store, "alerts").await, vec![1]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_group_leaves_nothing_behind_and_the_store_usable() {
+        let (_dir, store) = open().await;
+        // A stray index row makes the group's second statement fail after
+        // its first (the events INSERT) succeeded.
+        sqlx::query(
+            "INSERT INTO event_rooms (tenant_id, room, event_id) VALUES ('acme', 'erp', 1)",
+        )
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        let failed = store
+            .append(vec![request(vec![event("erp", None, None)])])
+            .await;
+        let message = failed.unwrap_err().to_string();
+        assert!(message.contains("UNIQUE constraint failed"), "{message}");
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(count, 0, "the events INSERT was rolled back");
+        assert_eq!(store.last_event_id().await.unwrap(), 0);
+
+        sqlx::query("DELETE FROM event_rooms")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        // Every pooled connection is out of any transaction: a leftover one
+        // would fail `BEGIN` with "cannot start a transaction within a
+        // transaction".
+        for n in 1..=8 {
+            let stored = store
+                .append(vec![request(vec![event("erp", None, None)])])
+                .await;
+            assert_eq!(stored.unwrap()[0].events[0].id, n);
+        }
+        assert_eq!(ids_in(&store, "erp").await, (1..=8).collect::<Vec<_>>());
     }
 }
