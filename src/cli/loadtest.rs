@@ -18,7 +18,9 @@ use super::spawn::Spawned;
 use super::{fdlimit, junit};
 use crate::auth::Keys;
 use crate::client::loadtest::{
-    self, report::Report, LoadConfig, LoadError, Model, Shared, Threshold,
+    self,
+    report::{LatencyReport, Report},
+    LoadConfig, LoadError, Model, Shared, Threshold,
 };
 use crate::client::TokenSource;
 use crate::config::Settings;
@@ -301,14 +303,16 @@ fn table(r: &Report) -> Table {
             r.deliveries.per_second
         ),
     );
-    let l = &r.latency_ms;
-    row(
-        "latency (ms)",
+    let percentiles = |l: &LatencyReport| {
         format!(
             "p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
             l.p50, l.p90, l.p99, l.p99_9, l.max
-        ),
-    );
+        )
+    };
+    row("latency (ms)", percentiles(&r.latency_ms));
+    if r.events.ack_latency_ms.samples > 0 {
+        row("publish ack (ms)", percentiles(&r.events.ack_latency_ms));
+    }
     if let Some(per) = r.server_memory.per_connection_bytes {
         row(
             "server memory",

@@ -50,6 +50,9 @@ async fn spawn_runs_a_clean_test_and_reports_json() {
     assert_eq!(r["deliveries"]["duplicated"], 0);
     assert_eq!(r["latency_ms"]["samples"], 250);
     assert!(r["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
+    // One POST per event at this rate, each acknowledged after its commit.
+    assert_eq!(r["events"]["ack_latency_ms"]["samples"], 50);
+    assert!(r["events"]["ack_latency_ms"]["p50"].as_f64().unwrap() > 0.0);
     assert!(r["server_memory"]["rss_after_bytes"].as_u64().unwrap() > 0);
     assert_eq!(
         r["thresholds"],

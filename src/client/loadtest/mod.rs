@@ -98,6 +98,8 @@ pub struct Shared {
     /// Subscribed connections per group.
     subscribers: Vec<AtomicU64>,
     shards: Vec<Mutex<Histogram<u64>>>,
+    /// Acknowledgement latency of publish batches, in microseconds.
+    acks: Mutex<Histogram<u64>>,
     errors: Mutex<BTreeMap<String, u64>>,
     fatal: Mutex<Option<String>>,
 }
@@ -118,6 +120,7 @@ impl Shared {
             acked: (0..groups).map(|_| AtomicU64::new(0)).collect(),
             subscribers: (0..groups).map(|_| AtomicU64::new(0)).collect(),
             shards: (0..SHARDS).map(|_| Mutex::new(histogram())).collect(),
+            acks: Mutex::new(histogram()),
             errors: Mutex::new(BTreeMap::new()),
             fatal: Mutex::new(None),
         })
@@ -422,6 +425,7 @@ fn build_report(
             } else {
                 published as f64 / schedule.elapsed.as_secs_f64()
             },
+            ack_latency_ms: LatencyReport::from_micros(&shared.acks.lock().expect("acks lock")),
         },
         deliveries: DeliveryReport {
             expected,

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 use super::Shared;
 
@@ -49,6 +48,7 @@ pub struct Schedule {
 struct Batch {
     first_seq: u64,
     count: u64,
+    intended_us: u64,
     body: String,
 }
 
@@ -76,8 +76,100 @@ impl PublishPlan {
 }
 
 /// Publishes for the plan's duration; returns how the schedule held up.
+///
+/// The subscribers keep the generator's runtime busy, and its timer ticks in
+/// whole milliseconds: on that runtime, sends would start late and responses
+/// would wait in line behind thousands of connection tasks, and the delay
+/// would be charged to the server as latency. So the schedule runs on a
+/// thread of its own with precise sleeps, and the POSTs on a runtime of
+/// their own.
 pub async fn run(plan: Arc<PublishPlan>, shared: Arc<Shared>) -> Schedule {
     let (tx, rx) = mpsc::channel::<Batch>(plan.workers * QUEUE_PER_WORKER);
+    let posting = {
+        let (plan, shared) = (plan.clone(), shared.clone());
+        std::thread::Builder::new()
+            .name("loadtest-post".into())
+            .spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("publisher runtime")
+                    .block_on(post_all(rx, plan, shared));
+            })
+            .expect("spawn the publisher thread")
+    };
+    let (done, scheduled) = tokio::sync::oneshot::channel();
+    let scheduler = {
+        let shared = shared.clone();
+        std::thread::Builder::new()
+            .name("loadtest-schedule".into())
+            .spawn(move || {
+                let _ = done.send(schedule(&plan, &shared, tx));
+            })
+            .expect("spawn the scheduler thread")
+    };
+    let mut schedule = scheduled.await.unwrap_or_default();
+    // Every batch answered (the posting thread ends when the channel drains).
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = scheduler.join();
+        let _ = posting.join();
+    })
+    .await;
+    schedule.elapsed = shared.start.elapsed().saturating_sub(schedule.started_at);
+    schedule
+}
+
+/// Emits the batches on time, blocking the calling thread.
+fn schedule(plan: &PublishPlan, shared: &Shared, tx: mpsc::Sender<Batch>) -> Schedule {
+    let pad = "x".repeat(plan.payload_bytes);
+    let tick = if plan.rate <= BATCH_ABOVE_RATE {
+        Duration::from_secs_f64(1.0 / plan.rate)
+    } else {
+        BATCH_TICK
+    };
+    let per_tick = plan.rate * tick.as_secs_f64();
+    let total = (plan.rate * plan.duration.as_secs_f64()).round() as u64;
+    let epoch = shared.start.into_std();
+    let started = std::time::Instant::now();
+    let mut schedule = Schedule {
+        started_at: started.duration_since(epoch),
+        ..Schedule::default()
+    };
+    let mut sent = 0u64;
+    let mut k = 0u64;
+    while sent < total && !shared.stop.is_cancelled() {
+        let due = started + tick.mul_f64(k as f64);
+        let now = std::time::Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+            // Woken late with nothing in the way: the generator is starved.
+            schedule.max_lag = schedule.max_lag.max(due.elapsed());
+        }
+        k += 1;
+        let target = ((k as f64 * per_tick).round() as u64).min(total);
+        let count = target.saturating_sub(sent);
+        if count == 0 {
+            continue;
+        }
+        let intended_us = due.duration_since(epoch).as_micros() as u64;
+        let batch = Batch {
+            first_seq: sent,
+            count,
+            intended_us,
+            body: plan.body(sent, count, intended_us, &pad),
+        };
+        sent += count;
+        let waited = std::time::Instant::now();
+        if tx.blocking_send(batch).is_err() {
+            break;
+        }
+        schedule.backpressure += waited.elapsed();
+    }
+    schedule
+}
+
+/// POSTs batches with `plan.workers` in flight until the schedule ends.
+async fn post_all(rx: mpsc::Receiver<Batch>, plan: Arc<PublishPlan>, shared: Arc<Shared>) {
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(plan.workers)
@@ -95,54 +187,9 @@ pub async fn run(plan: Arc<PublishPlan>, shared: Arc<Shared>) -> Schedule {
             }
         }));
     }
-
-    let pad = "x".repeat(plan.payload_bytes);
-    let tick = if plan.rate <= BATCH_ABOVE_RATE {
-        Duration::from_secs_f64(1.0 / plan.rate)
-    } else {
-        BATCH_TICK
-    };
-    let per_tick = plan.rate * tick.as_secs_f64();
-    let total = (plan.rate * plan.duration.as_secs_f64()).round() as u64;
-    let started = Instant::now();
-    let mut schedule = Schedule {
-        started_at: started.duration_since(shared.start),
-        ..Schedule::default()
-    };
-    let mut sent = 0u64;
-    let mut k = 0u64;
-    while sent < total {
-        let due = started + tick.mul_f64(k as f64);
-        if due > Instant::now() {
-            tokio::time::sleep_until(due).await;
-            // Woken late with nothing in the way: the generator is starved.
-            schedule.max_lag = schedule.max_lag.max(Instant::now() - due);
-        }
-        k += 1;
-        let target = ((k as f64 * per_tick).round() as u64).min(total);
-        let count = target.saturating_sub(sent);
-        if count == 0 {
-            continue;
-        }
-        let intended_us = due.duration_since(shared.start).as_micros() as u64;
-        let batch = Batch {
-            first_seq: sent,
-            count,
-            body: plan.body(sent, count, intended_us, &pad),
-        };
-        sent += count;
-        let waited = Instant::now();
-        if tx.send(batch).await.is_err() {
-            break;
-        }
-        schedule.backpressure += waited.elapsed();
-    }
-    drop(tx);
     for worker in workers {
         let _ = worker.await;
     }
-    schedule.elapsed = started.elapsed();
-    schedule
 }
 
 async fn post(http: &reqwest::Client, plan: &PublishPlan, shared: &Shared, batch: Batch) {
@@ -155,6 +202,15 @@ async fn post(http: &reqwest::Client, plan: &PublishPlan, shared: &Shared, batch
         .await;
     match result {
         Ok(resp) if resp.status().is_success() => {
+            let acked_us = shared.start.elapsed().as_micros() as u64;
+            // Read the body to its end: only then does the connection go
+            // back to the pool instead of being closed and reopened.
+            let _ = resp.bytes().await;
+            shared
+                .acks
+                .lock()
+                .expect("acks lock")
+                .saturating_record(acked_us.saturating_sub(batch.intended_us));
             let groups = shared.groups as u64;
             for seq in batch.first_seq..batch.first_seq + batch.count {
                 shared.acked[(seq % groups) as usize].fetch_add(1, Ordering::Relaxed);

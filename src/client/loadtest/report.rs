@@ -62,6 +62,9 @@ pub struct EventReport {
     pub publish_failed: u64,
     /// Events accepted per second during the publish phase.
     pub accepted_per_s: f64,
+    /// From each batch's intended send time to the server's acknowledgement
+    /// (stored and published): the intake's share of delivery latency.
+    pub ack_latency_ms: LatencyReport,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
