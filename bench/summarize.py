@@ -42,8 +42,8 @@ except (OSError, StopIteration):
 commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 print(f"Machine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}; "
       f"results {os.path.basename(folder)} (UTC), commit {commit}; medians of {max(len(v) for v in runs.values())} runs.\n")
-print("| run | connections (ok/failed) | published | deliveries/s | lost | dup | p50 ms | p99 ms | p99.9 ms | max ms | server KiB/conn | accepted ev/s | valid |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| run | connections (ok/failed) | published | deliveries/s | lost | dup | p50 ms | p99 ms | p99.9 ms | max ms | ack p50 ms | ack p99 ms | server KiB/conn | accepted ev/s | valid |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for name, results in runs.items():
     ok = [r for r in results if r]
     get = lambda f: median([f(r) for r in ok])
@@ -59,6 +59,9 @@ for name, results in runs.items():
         fmt(get(lambda r: r["latency_ms"]["p99"])),
         fmt(get(lambda r: r["latency_ms"]["p99_9"])),
         fmt(get(lambda r: r["latency_ms"]["max"])),
+        # Publish acknowledgement (absent from summaries made before it was reported).
+        fmt(get(lambda r: r["events"].get("ack_latency_ms", {}).get("p50") or None)),
+        fmt(get(lambda r: r["events"].get("ack_latency_ms", {}).get("p99") or None)),
         fmt(mem / 1024 if mem is not None else None),
         fmt(get(lambda r: r["events"]["accepted_per_s"]), 0),
         f'{sum(1 for r in ok if r["valid"])}/{len(results)}',
