@@ -359,6 +359,16 @@ impl NewEvent {
                 if rooms.is_empty() {
                     return Err(FieldError::new("rooms", "must name at least one room"));
                 }
+                if rooms.len() > super::limits::MAX_ROOMS_PER_EVENT {
+                    return Err(FieldError::new(
+                        "rooms",
+                        format!(
+                            "{} rooms is over the limit of {} per event",
+                            rooms.len(),
+                            super::limits::MAX_ROOMS_PER_EVENT
+                        ),
+                    ));
+                }
                 for (i, room) in rooms.iter().enumerate() {
                     validate_room(room).map_err(|e| FieldError::new(format!("rooms[{i}]"), e))?;
                 }
@@ -474,6 +484,17 @@ mod tests {
         let mut bad = new("OrderShipped", json!({}));
         bad.rooms = Some(vec!["erp".into(), "nope".into()]);
         assert_eq!(bad.validate("acme".into()).unwrap_err().field, "rooms[1]");
+    }
+
+    #[test]
+    fn an_event_names_at_most_100_rooms() {
+        let rooms = |n: usize| Some((0..n).map(|i| format!("campaign:{i}")).collect());
+        let mut most = new("OrderShipped", json!({}));
+        most.rooms = rooms(100);
+        assert_eq!(most.validate("acme".into()).unwrap().rooms.len(), 100);
+        let mut over = new("OrderShipped", json!({}));
+        over.rooms = rooms(101);
+        assert_eq!(over.validate("acme".into()).unwrap_err().field, "rooms");
     }
 
     #[test]

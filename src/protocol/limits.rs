@@ -53,6 +53,10 @@ pub const RECONNECT_MAX: Duration = Duration::from_secs(30);
 /// Rooms one `Subscription` may name.
 pub const MAX_ROOMS_PER_SUBSCRIPTION: usize = 100;
 
+/// Rooms one event may be published to: each is a hub lookup on delivery
+/// and an index row in the store, so a 1 MiB body cannot name 60,000.
+pub const MAX_ROOMS_PER_EVENT: usize = 100;
+
 /// Rooms one connection may be in at once: membership costs hub memory and
 /// lock time, so a client cannot join thousands of keyed rooms.
 pub const MAX_ROOMS_PER_CONNECTION: usize = 256;

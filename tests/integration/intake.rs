@@ -41,6 +41,8 @@ async fn one_event_or_a_batch_gets_increasing_ids() {
 async fn bad_bodies_name_what_is_wrong() {
     let server = TestServer::start().await;
     let op = server.operator("acme");
+    let rooms: Vec<String> = (0..101).map(|i| format!("\"campaign:{i}\"")).collect();
+    let too_many_rooms = format!(r#"{{"event_type": "X", "rooms": [{}]}}"#, rooms.join(","));
     let cases = [
         ("{\"event_type\": ", 400, "bad_message", None, "body is not valid JSON: EOF while parsing a value at line 1 column 15"),
         ("42", 422, "unprocessable", Some("body"), "body: expected an event object or an array of them, got a number"),
@@ -55,6 +57,8 @@ async fn bad_bodies_name_what_is_wrong() {
          "rooms[0]: unknown room `lobby`: expected one of dashboard, conversations, campaigns, erp, ai, alerts, presence or campaign:ID, conversation:ID, user:ID"),
         (r#"{"event_type": "X", "timestamp": "noon"}"#, 422, "unprocessable", Some("timestamp"),
          "timestamp: input contains invalid characters"),
+        (too_many_rooms.as_str(), 422, "unprocessable", Some("rooms"),
+         "rooms: 101 rooms is over the limit of 100 per event"),
     ];
     for (body, status, code, field, message) in cases {
         let (got, reply) = server.post(Some(&op), body, None).await;
