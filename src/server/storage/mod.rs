@@ -30,6 +30,8 @@ pub enum StoreError {
     },
     #[error("stored event {id} is corrupt: {message}")]
     Corrupt { id: EventId, message: String },
+    #[error("the append task failed: {0}")]
+    Task(String),
     #[error("unsupported store URL `{0}`: use sqlite://PATH")]
     UnsupportedUrl(String),
 }

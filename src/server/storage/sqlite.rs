@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 use tokio::sync::Mutex;
@@ -28,9 +29,15 @@ const INSERT_CHUNK: usize = 500;
 /// The SQLite store.
 pub struct SqliteStore {
     pool: SqlitePool,
+    ids: Arc<Ids>,
+}
+
+/// Id assignment, shared with the append task.
+struct Ids {
     /// The next id to assign; held for the whole of an append, which makes
-    /// the writer single and ids follow commit order.
-    next_id: Mutex<EventId>,
+    /// the writer single and ids follow commit order. `None` after an append
+    /// failed: the next one reads the next free id from the database.
+    next: Mutex<Option<EventId>>,
     /// The newest committed id, readable without waiting for a writer.
     committed: AtomicI64,
 }
@@ -65,16 +72,13 @@ impl SqliteStore {
         sqlx::migrate!("src/server/storage/migrations/sqlite")
             .run(&pool)
             .await?;
-        let last: i64 = sqlx::query_scalar(
-            "SELECT MAX(COALESCE((SELECT MAX(id) FROM events), 0),
-                        COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0))",
-        )
-        .fetch_one(&pool)
-        .await?;
+        let last = last_stored_id(&pool).await?;
         Ok(SqliteStore {
             pool,
-            next_id: Mutex::new(last + 1),
-            committed: AtomicI64::new(last),
+            ids: Arc::new(Ids {
+                next: Mutex::new(Some(last + 1)),
+                committed: AtomicI64::new(last),
+            }),
         })
     }
 
@@ -103,6 +107,45 @@ impl SqliteStore {
                 })
             })
             .collect()
+    }
+}
+
+/// The highest id ever used, including deleted rows' (AUTOINCREMENT).
+async fn last_stored_id(pool: &SqlitePool) -> Result<EventId, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT MAX(COALESCE((SELECT MAX(id) FROM events), 0),
+                    COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0))",
+    )
+    .fetch_one(pool)
+    .await?)
+}
+
+/// Groups up to this many rows keep their prepared statements cached: the
+/// realtime case, where the SQL text repeats. Larger groups vary in size,
+/// and each would cache its own set of big statements.
+const CACHED_GROUP_ROWS: usize = 16;
+
+/// A pooled connection that is closed, not returned, if dropped before
+/// [`CloseUnlessDone::done`]: an append stopped mid-flight (its task dropped
+/// when the runtime shuts down) may leave its transaction open, and closing
+/// the connection rolls it back.
+struct CloseUnlessDone(Option<PoolConnection<Sqlite>>);
+
+impl CloseUnlessDone {
+    fn conn(&mut self) -> &mut SqliteConnection {
+        self.0.as_mut().expect("connection until done")
+    }
+
+    fn done(mut self) {
+        self.0.take();
+    }
+}
+
+impl Drop for CloseUnlessDone {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.as_mut() {
+            conn.close_on_drop();
+        }
     }
 }
 
@@ -146,13 +189,37 @@ struct Pending<'a> {
 }
 
 impl SqliteStore {
+    async fn append_group(
+        pool: &SqlitePool,
+        ids: &Ids,
+        batch: &[AppendRequest],
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
+        let mut next_id = ids.next.lock().await;
+        let first = match next_id.take() {
+            Some(id) => id,
+            None => last_stored_id(pool).await? + 1,
+        };
+        let received_at = Utc::now().timestamp_millis();
+        let keyed = batch.iter().any(|r| {
+            r.idempotency_key.is_some() || r.events.iter().any(|e| e.idempotency_key.is_some())
+        });
+        let (outcomes, next) = if keyed {
+            SqliteStore::append_keyed(pool, batch, first, received_at).await?
+        } else {
+            SqliteStore::append_unkeyed(pool, batch, first, received_at).await?
+        };
+        *next_id = Some(next);
+        ids.committed.store(next - 1, Ordering::Release);
+        Ok(outcomes)
+    }
+
     /// The common case: no idempotency key to look up, so every id is known
     /// before SQLite is asked anything, and the whole group travels to
     /// SQLite's thread as one query (`BEGIN`, the INSERTs, `COMMIT`): one
     /// round trip instead of one per statement, each of which could wait
     /// for a busy worker thread while a large fan-out ran.
     async fn append_unkeyed(
-        &self,
+        pool: &SqlitePool,
         batch: &[AppendRequest],
         mut next: EventId,
         received_at: i64,
@@ -176,30 +243,32 @@ impl SqliteStore {
         if pending.is_empty() {
             return Ok((outcomes, next));
         }
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = CloseUnlessDone(Some(pool.acquire().await?));
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("BEGIN IMMEDIATE; ");
         push_inserts(&mut qb, &pending, received_at);
         qb.push("COMMIT;");
-        if let Err(e) = qb.build().execute(&mut *conn).await {
+        let query = qb.build().persistent(pending.len() <= CACHED_GROUP_ROWS);
+        if let Err(e) = query.execute(conn.conn()).await {
             // The statements stopped at the one that failed, inside the
             // transaction: end it, or give the connection up.
-            if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
-                conn.close_on_drop();
+            if sqlx::query("ROLLBACK").execute(conn.conn()).await.is_ok() {
+                conn.done();
             }
             return Err(e.into());
         }
+        conn.done();
         Ok((outcomes, next))
     }
 
     /// The general append: looks idempotency keys up inside the
     /// transaction, then stores what is new.
     async fn append_keyed(
-        &self,
+        pool: &SqlitePool,
         batch: &[AppendRequest],
         mut next: EventId,
         received_at: i64,
     ) -> Result<(Vec<AppendOutcome>, EventId), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = pool.begin().await?;
         let mut outcomes: Vec<AppendOutcome> = Vec::with_capacity(batch.len());
         // Keys first seen inside this batch are not in the tables yet.
         let mut batch_keys: HashMap<(&str, &str), usize> = HashMap::new();
@@ -282,7 +351,10 @@ impl SqliteStore {
         if !pending.is_empty() {
             let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("");
             push_inserts(&mut qb, &pending, received_at);
-            qb.build().execute(&mut *tx).await?;
+            qb.build()
+                .persistent(pending.len() <= CACHED_GROUP_ROWS)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok((outcomes, next))
@@ -347,19 +419,13 @@ fn push_inserts<'a>(qb: &mut QueryBuilder<'a, Sqlite>, rows: &'a [Pending<'a>], 
 #[async_trait]
 impl Store for SqliteStore {
     async fn append(&self, batch: Vec<AppendRequest>) -> Result<Vec<AppendOutcome>, StoreError> {
-        let mut next_id = self.next_id.lock().await;
-        let received_at = Utc::now().timestamp_millis();
-        let keyed = batch.iter().any(|r| {
-            r.idempotency_key.is_some() || r.events.iter().any(|e| e.idempotency_key.is_some())
-        });
-        let (outcomes, next) = if keyed {
-            self.append_keyed(&batch, *next_id, received_at).await?
-        } else {
-            self.append_unkeyed(&batch, *next_id, received_at).await?
-        };
-        *next_id = next;
-        self.committed.store(next - 1, Ordering::Release);
-        Ok(outcomes)
+        // In a task of its own, so a caller that goes away cannot stop an
+        // append half-way: its query would still reach SQLite's thread and
+        // might commit after the ids were handed out again.
+        let (pool, ids) = (self.pool.clone(), self.ids.clone());
+        tokio::spawn(async move { SqliteStore::append_group(&pool, &ids, &batch).await })
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
     async fn events(&self, q: &EventQuery) -> Result<Vec<Event>, StoreError> {
@@ -400,7 +466,7 @@ impl Store for SqliteStore {
     }
 
     async fn last_event_id(&self) -> Result<EventId, StoreError> {
-        Ok(self.committed.load(Ordering::Acquire))
+        Ok(self.ids.committed.load(Ordering::Acquire))
     }
 
     async fn id_before(&self, time: DateTime<Utc>) -> Result<EventId, StoreError> {
@@ -576,5 +642,30 @@ mod tests {
             assert_eq!(stored.unwrap()[0].events[0].id, n);
         }
         assert_eq!(ids_in(&store, "erp").await, (1..=8).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn appends_dropped_midway_leave_no_transaction_open_and_no_id_reused() {
+        let (_dir, store) = open().await;
+        // Dropped at their first await: after the query went to SQLite's
+        // thread, before its answer came back.
+        for _ in 0..16 {
+            let append = store.append(vec![request(vec![event("erp", None, None)])]);
+            let _ = tokio::time::timeout(std::time::Duration::ZERO, append).await;
+        }
+        // A connection left inside BEGIN IMMEDIATE would hold the write lock
+        // and fail these with "database is locked"; a stale next id would
+        // fail them with a UNIQUE constraint.
+        let mut ids = Vec::new();
+        for _ in 0..8 {
+            let stored = store
+                .append(vec![request(vec![event("erp", None, None)])])
+                .await;
+            ids.push(stored.unwrap()[0].events[0].id);
+        }
+        let all = ids_in(&store, "erp").await;
+        assert!(all.windows(2).all(|w| w[0] < w[1]), "{all:?}");
+        assert_eq!(all[all.len() - 8..], ids[..]);
+        assert_eq!(store.last_event_id().await.unwrap(), *ids.last().unwrap());
     }
 }
