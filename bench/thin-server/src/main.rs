@@ -48,16 +48,6 @@ async fn main() {
     axum::serve(listener, app).await.expect("serve");
 }
 
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split(' ')
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
-}
-
 async fn health(State(hub): State<AppState>) -> Json<Health> {
     Json(Health {
         status: "ok".into(),
@@ -73,7 +63,8 @@ async fn health(State(hub): State<AppState>) -> Json<Health> {
             slow_consumers_closed: 0,
         },
         process: ProcessStats {
-            rss_bytes: rss_bytes(),
+            // Read as pytake reads its own, so the two compare.
+            rss_bytes: pytake::server::api::resident_memory(),
         },
     })
 }

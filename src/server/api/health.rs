@@ -60,7 +60,7 @@ pub async fn get_ready(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// This process's resident memory in bytes (0 where the OS will not say).
-fn resident_memory() -> u64 {
+pub fn resident_memory() -> u64 {
     use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
     let Ok(pid) = sysinfo::get_current_pid() else {
         return 0;

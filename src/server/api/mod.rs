@@ -5,6 +5,8 @@ pub mod error;
 mod events;
 mod health;
 
+pub use health::resident_memory;
+
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::Router;
