@@ -288,3 +288,31 @@ async fn subscriptions_are_capped() {
     .await;
     assert_eq!(ws.error().await.1, "payload.event_types: at most 32 types");
 }
+
+#[tokio::test]
+async fn a_plain_get_on_the_gateway_is_told_what_the_upgrade_lacks() {
+    let server = TestServer::start().await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/ws", server.url);
+    let plain = client.get(&url).send().await.unwrap();
+    assert_eq!(plain.status().as_u16(), 400);
+    assert_eq!(
+        plain.text().await.unwrap(),
+        "Connection header did not include 'upgrade'"
+    );
+    let no_key = client
+        .get(&url)
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "websocket")
+        .header("Sec-WebSocket-Version", "13")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_key.status().as_u16(), 400);
+    assert_eq!(
+        no_key.text().await.unwrap(),
+        "`Sec-WebSocket-Key` header missing"
+    );
+    let post = client.post(&url).send().await.unwrap();
+    assert_eq!(post.status().as_u16(), 405);
+}

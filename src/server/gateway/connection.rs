@@ -1,5 +1,5 @@
-//! One WebSocket connection: a single `select!` loop over shutdown, the
-//! hub's verdict, timers, the outbound queue and the socket. Fatal problems
+//! One WebSocket connection: a single `select!` loop over the hub's
+//! verdict, frames queued on the wire, the socket and timers. Fatal problems
 //! end in a close code; everything else in an `Error` frame. Every write
 //! races the shutdown and slow-consumer signals, so a peer that stops
 //! reading cannot pin the task.
@@ -13,21 +13,27 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
 use tokio::time::{Instant, Sleep};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
 
-use super::hub::{ConnHandle, Membership, Outbound, Outbox, Verdict, ANY};
+use super::hub::{ConnHandle, Membership, Verdict};
+use super::wire::WireStream;
 use super::Target;
 use crate::protocol::frames::{now_rfc3339, ErrorPayload};
 use crate::protocol::limits::RATE_LIMIT_STRIKES;
-use crate::protocol::{close, Claims, ClientFrame, ErrorCode, EventId, ServerFrame};
+use crate::protocol::{close, Claims, ClientFrame, ErrorCode, ServerFrame};
 use crate::server::state::AppState;
 
-/// Frames written before one flush when a subscriber is behind.
-const WRITE_BATCH: usize = 64;
+/// The WebSocket over the connection's shared wire.
+pub(super) type Socket = WebSocketStream<WireStream>;
 
 /// A write that makes no progress for this long means the peer stopped
 /// reading: the connection is dropped as a slow consumer.
@@ -50,35 +56,11 @@ pub(super) enum Exit {
 
 pub(super) type Step = Result<(), Exit>;
 
-/// Events up to `floor` in this scope were replayed: the same ones arriving
-/// live from the queue are dropped, so the seam has no duplicate.
-pub(super) struct Seam {
-    pub floor: EventId,
-    pub tenant: String,
-    pub rooms: Vec<String>,
-    pub types: Option<Vec<String>>,
-}
-
-impl Seam {
-    fn covers(&self, out: &Outbound) -> bool {
-        let e = &out.event;
-        e.id <= self.floor
-            && (self.tenant == ANY || self.tenant == e.tenant_id)
-            && (self.rooms.iter().any(|r| r == ANY)
-                || e.rooms.iter().any(|r| self.rooms.contains(r)))
-            && self
-                .types
-                .as_ref()
-                .is_none_or(|t| t.contains(&e.event_type))
-    }
-}
-
 pub(super) struct Connection {
     pub state: AppState,
     pub handle: Arc<ConnHandle>,
     pub claims: Option<Claims>,
     pub memberships: HashMap<(String, String), Membership>,
-    pub seams: Vec<Seam>,
     limiter: DefaultDirectRateLimiter,
     strikes: u32,
     strike_window: Instant,
@@ -161,10 +143,33 @@ impl Signals {
     }
 }
 
-/// Serves one upgraded socket until it closes.
-pub async fn run(mut socket: WebSocket, state: AppState, target: Target, token: Option<String>) {
+/// tungstenite's settings for every connection.
+fn socket_config(max_frame_bytes: usize) -> WebSocketConfig {
+    // Small buffers keep an idle connection cheap; tungstenite's default
+    // 128 KiB read buffer (zero-filled on every read) would dominate its
+    // memory and CPU. Client frames are small; big ones take more reads.
+    // Writes pass straight to the wire, which queues what the socket
+    // cannot take.
+    WebSocketConfig::default()
+        .max_message_size(Some(max_frame_bytes))
+        .max_frame_size(Some(max_frame_bytes))
+        .read_buffer_size(1024)
+        .write_buffer_size(0)
+}
+
+/// Serves one upgraded connection until it closes.
+pub async fn run(io: TokioIo<Upgraded>, state: AppState, target: Target, token: Option<String>) {
     state.hub.stats.connections.fetch_add(1, Ordering::Relaxed);
-    let (handle, mut rx) = state.hub.connect(state.gateway.outbound_queue);
+    let handle = state
+        .hub
+        .connect(Box::new(io), state.gateway.outbound_queue);
+    let config = socket_config(state.gateway.max_frame_bytes);
+    let mut socket = WebSocketStream::from_raw_socket(
+        WireStream(handle.wire.clone()),
+        Role::Server,
+        Some(config),
+    )
+    .await;
     let mut counted = Counted {
         state: &state,
         conn: handle.id,
@@ -177,7 +182,6 @@ pub async fn run(mut socket: WebSocket, state: AppState, target: Target, token: 
         handle: handle.clone(),
         claims: None,
         memberships: HashMap::new(),
-        seams: Vec::new(),
         limiter: RateLimiter::direct(Quota::per_minute(per_minute)),
         strikes: 0,
         strike_window: Instant::now(),
@@ -193,15 +197,16 @@ pub async fn run(mut socket: WebSocket, state: AppState, target: Target, token: 
     };
     let exit = match exit {
         Ok(()) => {
-            conn.serve(&mut socket, &mut rx, &target, &mut counted, &mut signals)
+            conn.serve(&mut socket, &target, &mut counted, &mut signals)
                 .await
         }
         Err(exit) => exit,
     };
+    handle.wire.close();
     if let Exit::Close(code, reason) = exit {
         tracing::debug!(conn = handle.id, code, %reason, "closing");
         let frame = Message::Close(Some(CloseFrame {
-            code,
+            code: CloseCode::from(code),
             reason: Utf8Bytes::from(reason),
         }));
         // Finish the closing handshake: read (and drop) what the client
@@ -211,7 +216,7 @@ pub async fn run(mut socket: WebSocket, state: AppState, target: Target, token: 
             CLOSE_GRACE,
             Box::pin(async {
                 if socket.send(frame).await.is_ok() {
-                    while let Some(Ok(msg)) = socket.recv().await {
+                    while let Some(Ok(msg)) = socket.next().await {
                         if matches!(msg, Message::Close(_)) {
                             break;
                         }
@@ -233,8 +238,7 @@ fn expiry(exp: u64) -> Instant {
 impl Connection {
     async fn serve(
         &mut self,
-        socket: &mut WebSocket,
-        rx: &mut Outbox,
+        socket: &mut Socket,
         target: &Target,
         counted: &mut Counted<'_>,
         signals: &mut Signals,
@@ -277,8 +281,16 @@ impl Connection {
                     }
                     Err(exit_for(verdict))
                 }
-                Some(out) = rx.recv() => signals.guard(self.forward(socket, rx, out), true).await,
-                msg = socket.recv() => match msg {
+                // Frames the hub could not write at once.
+                _ = poll_fn(|cx| match self.handle.wire.poll_pending(cx) {
+                    true => Poll::Ready(()),
+                    false => Poll::Pending,
+                }) => {
+                    let wire = &self.handle.wire;
+                    let drain = poll_fn(|cx| wire.poll_drain(cx).map_err(|_| Exit::Gone));
+                    signals.guard(drain, true).await
+                }
+                msg = socket.next() => match msg {
                     None => Err(Exit::Gone),
                     Some(Err(e)) => Err(read_error(e)),
                     Some(Ok(msg)) => {
@@ -326,31 +338,7 @@ impl Connection {
         }
     }
 
-    /// Writes a queued frame and whatever else is waiting, then flushes once.
-    async fn forward(&mut self, socket: &mut WebSocket, rx: &mut Outbox, first: Outbound) -> Step {
-        let mut next = Some(first);
-        let mut written = 0;
-        while let Some(out) = next.take() {
-            if !self.seams.is_empty() {
-                self.seams.retain(|s| s.floor >= out.event.id);
-                if self.seams.iter().any(|s| s.covers(&out)) {
-                    next = rx.try_recv();
-                    continue;
-                }
-            }
-            socket
-                .feed(Message::Text(out.frame))
-                .await
-                .map_err(|_| Exit::Gone)?;
-            written += 1;
-            if written < WRITE_BATCH {
-                next = rx.try_recv();
-            }
-        }
-        socket.flush().await.map_err(|_| Exit::Gone)
-    }
-
-    pub(super) async fn send(&self, socket: &mut WebSocket, frame: &ServerFrame) -> Step {
+    pub(super) async fn send(&self, socket: &mut Socket, frame: &ServerFrame) -> Step {
         socket
             .send(Message::Text(Utf8Bytes::from(frame.to_text())))
             .await
@@ -359,18 +347,18 @@ impl Connection {
 
     pub(super) async fn send_error(
         &self,
-        socket: &mut WebSocket,
+        socket: &mut Socket,
         code: ErrorCode,
         message: impl Into<String>,
     ) -> Step {
         self.send(socket, &ServerFrame::error(code, message)).await
     }
 
-    async fn on_message(&mut self, socket: &mut WebSocket, msg: Message, target: &Target) -> Step {
+    async fn on_message(&mut self, socket: &mut Socket, msg: Message, target: &Target) -> Step {
         let text = match msg {
             Message::Text(text) => Some(text),
             Message::Binary(_) => None,
-            Message::Ping(_) | Message::Pong(_) => return Ok(()),
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Ok(()),
             Message::Close(_) => return Err(Exit::Gone),
         };
         if !self.check_rate(socket).await? {
@@ -438,7 +426,7 @@ impl Connection {
     /// Counts a client message against the rate limit; false when the
     /// message must be dropped. A connection that keeps getting refused
     /// within a minute is closed.
-    async fn check_rate(&mut self, socket: &mut WebSocket) -> Result<bool, Exit> {
+    async fn check_rate(&mut self, socket: &mut Socket) -> Result<bool, Exit> {
         let Err(not_until) = self.limiter.check() else {
             return Ok(true);
         };
@@ -469,64 +457,11 @@ impl Connection {
 }
 
 /// A read failure: an oversized frame gets 1009, anything else just ends.
-fn read_error(e: axum::Error) -> Exit {
-    let text = e.to_string();
-    if text.contains("too long") || text.contains("Space limit") || text.contains("too big") {
-        Exit::Close(close::TOO_BIG, "frame too large".into())
-    } else {
-        Exit::Gone
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::protocol::Event;
-
-    fn out(id: EventId, tenant: &str, room: &str, event_type: &str) -> Outbound {
-        let event = Arc::new(Event {
-            id,
-            event_type: event_type.into(),
-            tenant_id: tenant.into(),
-            room: room.into(),
-            rooms: vec![room.into()],
-            data: serde_json::json!({}),
-            timestamp: chrono::Utc::now(),
-        });
-        Outbound {
-            frame: Utf8Bytes::from(ServerFrame::event_text(&event)),
-            event,
+fn read_error(e: tokio_tungstenite::tungstenite::Error) -> Exit {
+    match e {
+        tokio_tungstenite::tungstenite::Error::Capacity(_) => {
+            Exit::Close(close::TOO_BIG, "frame too large".into())
         }
-    }
-
-    #[test]
-    fn a_seam_covers_only_what_its_replay_sent() {
-        let seam = Seam {
-            floor: 10,
-            tenant: "acme".into(),
-            rooms: vec!["erp".into()],
-            types: Some(vec!["ERPCall".into()]),
-        };
-        assert!(seam.covers(&out(9, "acme", "erp", "ERPCall")));
-        assert!(
-            !seam.covers(&out(11, "acme", "erp", "ERPCall")),
-            "above the floor"
-        );
-        assert!(
-            !seam.covers(&out(9, "globex", "erp", "ERPCall")),
-            "other tenant"
-        );
-        assert!(!seam.covers(&out(9, "acme", "ai", "ERPCall")), "other room");
-        assert!(
-            !seam.covers(&out(9, "acme", "erp", "Other")),
-            "filtered out of the replay"
-        );
-        let everything = Seam {
-            floor: 10,
-            tenant: ANY.into(),
-            rooms: vec![ANY.into()],
-            types: None,
-        };
-        assert!(everything.covers(&out(3, "globex", "ai", "Other")));
+        _ => Exit::Gone,
     }
 }

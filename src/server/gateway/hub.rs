@@ -1,18 +1,18 @@
-//! The hub: room membership and fan-out. Each event is serialized once and
-//! the same bytes are queued for every subscriber; a subscriber whose queue
-//! is full is closed as a slow consumer instead of growing memory.
+//! The hub: room membership and fan-out. Each event is framed once and the
+//! same bytes go to every subscriber's socket (see [`super::wire`]); a
+//! subscriber whose queue is full is closed as a slow consumer instead of
+//! growing memory.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::task::{Context, Poll};
 
-use axum::extract::ws::Utf8Bytes;
-use futures_util::task::AtomicWaker;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::{Event, EventId, ServerFrame};
+use super::wire::{Delivery, Io, Offer, Wire};
+use crate::protocol::{Event, EventId};
 use crate::server::bus::BusReceiver;
 
 /// Stands for "every tenant" or "every room" in a membership key. Tenant ids
@@ -21,39 +21,6 @@ pub const ANY: &str = "*";
 
 /// Connection id, unique within a process.
 pub type ConnId = u64;
-
-/// One frame queued for a connection: the shared bytes, and the event they
-/// carry so the connection can drop replay duplicates at the seam.
-pub struct Outbound {
-    pub event: Arc<Event>,
-    pub frame: Utf8Bytes,
-}
-
-/// The receiving end of a connection's bounded queue.
-pub struct Outbox {
-    rx: mpsc::UnboundedReceiver<Outbound>,
-    conn: Arc<ConnHandle>,
-}
-
-impl Outbox {
-    /// The next queued frame.
-    pub async fn recv(&mut self) -> Option<Outbound> {
-        let out = self.rx.recv().await;
-        if out.is_some() {
-            self.conn.queued.fetch_sub(1, Ordering::Relaxed);
-        }
-        out
-    }
-
-    /// A queued frame if one is waiting.
-    pub fn try_recv(&mut self) -> Option<Outbound> {
-        let out = self.rx.try_recv().ok();
-        if out.is_some() {
-            self.conn.queued.fetch_sub(1, Ordering::Relaxed);
-        }
-        out
-    }
-}
 
 /// Why a connection is told to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,16 +34,12 @@ pub enum Verdict {
 /// The hub's side of a connection.
 pub struct ConnHandle {
     pub id: ConnId,
-    /// Unbounded channel plus our own count: tokio's bounded channel takes
-    /// a lock to return each slot, on the hottest path of all.
-    tx: mpsc::UnboundedSender<Outbound>,
-    queued: AtomicUsize,
-    capacity: usize,
-    /// 0 while running, else a [`Verdict`]. Polled on every wake of the
-    /// connection, so it is an atomic and a lock-free waker rather than a
-    /// cancellation token (whose check takes a lock).
+    /// The socket, written by the hub directly when nothing is queued.
+    pub wire: Arc<Wire>,
+    /// 0 while running, else a [`Verdict`]; checked on every wake of the
+    /// connection, so an atomic rather than a cancellation token (whose
+    /// check takes a lock).
     verdict: AtomicU8,
-    waker: AtomicWaker,
 }
 
 impl ConnHandle {
@@ -86,7 +49,7 @@ impl ConnHandle {
             .verdict
             .compare_exchange(0, verdict as u8, Ordering::AcqRel, Ordering::Acquire)
             .is_ok();
-        self.waker.wake();
+        self.wire.wake();
         first
     }
 
@@ -104,7 +67,7 @@ impl ConnHandle {
         if let Some(v) = self.verdict() {
             return Poll::Ready(v);
         }
-        self.waker.register(cx.waker());
+        self.wire.poll_pending(cx);
         match self.verdict() {
             Some(v) => Poll::Ready(v),
             None => Poll::Pending,
@@ -151,16 +114,12 @@ impl Hub {
         })
     }
 
-    /// A new connection handle and the receiving end of its bounded queue.
-    pub fn connect(&self, queue: usize) -> (Arc<ConnHandle>, Outbox) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    /// A new connection on `io`, queueing at most `queue` events.
+    pub fn connect(&self, io: Box<dyn Io>, queue: usize) -> Arc<ConnHandle> {
         let handle = Arc::new(ConnHandle {
             id: self.next_conn.fetch_add(1, Ordering::Relaxed),
-            tx,
-            queued: AtomicUsize::new(0),
-            capacity: queue,
+            wire: Arc::new(Wire::new(io, queue)),
             verdict: AtomicU8::new(0),
-            waker: AtomicWaker::new(),
         });
         match &mut *self.conns.lock().expect("hub lock") {
             Some(conns) => {
@@ -170,11 +129,7 @@ impl Hub {
                 handle.stop(Verdict::Shutdown);
             }
         }
-        let outbox = Outbox {
-            rx,
-            conn: handle.clone(),
-        };
-        (handle, outbox)
+        handle
     }
 
     /// Forgets a closed connection.
@@ -262,8 +217,11 @@ impl Hub {
         self.head.subscribe()
     }
 
-    /// Queues one event for every member of its rooms, once per connection.
-    pub fn deliver(&self, event: Arc<Event>) {
+    /// Sends one event to every member of its rooms, once per connection:
+    /// written straight to each socket when `now` (the hub is keeping up
+    /// with the bus), else queued so each connection writes its backlog in
+    /// one syscall.
+    pub fn deliver(&self, event: Arc<Event>, now: bool) {
         {
             let rooms = self.rooms.read().expect("hub lock");
             let mut targets: Vec<&Room> = Vec::with_capacity(event.rooms.len() * 2 + 2);
@@ -278,20 +236,20 @@ impl Hub {
                 }
             }
             // Serialized once, only if someone listens.
-            let frame = match targets.is_empty() {
+            let delivery = match targets.is_empty() {
                 true => None,
-                false => Some(Utf8Bytes::from(ServerFrame::event_text(&event))),
+                false => Some(Arc::new(Delivery::new(event.clone()))),
             };
             let mut delivered = 0u64;
-            if let (1, Some(frame)) = (targets.len(), &frame) {
+            if let (1, Some(delivery)) = (targets.len(), &delivery) {
                 for member in targets[0].values() {
-                    delivered += self.offer(member, &event, frame) as u64;
+                    delivered += self.offer(member, delivery, now) as u64;
                 }
-            } else if let Some(frame) = &frame {
+            } else if let Some(delivery) = &delivery {
                 let mut seen: HashSet<ConnId> = HashSet::new();
                 for members in targets {
                     for member in members.values() {
-                        if !seen.contains(&member.conn.id) && self.offer(member, &event, frame) {
+                        if !seen.contains(&member.conn.id) && self.offer(member, delivery, now) {
                             seen.insert(member.conn.id);
                             delivered += 1;
                         }
@@ -309,28 +267,22 @@ impl Hub {
         });
     }
 
-    /// Queues the frame if the member wants this type; true if queued.
-    fn offer(&self, member: &Member, event: &Arc<Event>, frame: &Utf8Bytes) -> bool {
+    /// Offers the event if the member wants this type; true if written or
+    /// queued.
+    fn offer(&self, member: &Member, delivery: &Arc<Delivery>, now: bool) -> bool {
         if let Some(types) = &member.types {
-            if !types.iter().any(|t| *t == event.event_type) {
+            if !types.iter().any(|t| *t == delivery.event.event_type) {
                 return false;
             }
         }
-        let conn = &member.conn;
-        if conn.queued.fetch_add(1, Ordering::Relaxed) >= conn.capacity {
-            conn.queued.fetch_sub(1, Ordering::Relaxed);
-            self.drop_slow(conn);
-            return false;
+        match member.conn.wire.offer(delivery, now) {
+            Offer::Written | Offer::Queued => true,
+            Offer::Closed => false,
+            Offer::Full => {
+                self.drop_slow(&member.conn);
+                false
+            }
         }
-        let out = Outbound {
-            event: event.clone(),
-            frame: frame.clone(),
-        };
-        if conn.tx.send(out).is_err() {
-            conn.queued.fetch_sub(1, Ordering::Relaxed);
-            return false;
-        }
-        true
     }
 
     fn drop_slow(&self, conn: &ConnHandle) {
@@ -353,13 +305,29 @@ impl Hub {
         }
     }
 
-    /// Delivers everything the bus publishes until shutdown.
-    pub async fn run(self: Arc<Self>, mut bus: BusReceiver, shutdown: CancellationToken) {
+    /// Delivers everything the bus publishes until shutdown. Runs outside
+    /// tokio's cooperative budget: the socket writes of one fan-out would
+    /// use it up after 128 and make every later subscriber look full.
+    pub async fn run(self: Arc<Self>, bus: BusReceiver, shutdown: CancellationToken) {
+        tokio::task::unconstrained(self.deliver_all(bus, shutdown)).await
+    }
+
+    async fn deliver_all(self: Arc<Self>, mut bus: BusReceiver, shutdown: CancellationToken) {
+        let mut behind = 0u32;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 received = bus.recv() => match received {
-                    Ok(event) => self.deliver(event),
+                    Ok(event) => {
+                        // Behind the bus: queue, so connections batch their
+                        // writes, and let other tasks run now and then.
+                        let now = bus.is_empty();
+                        self.deliver(event, now);
+                        behind = if now { 0 } else { behind + 1 };
+                        if behind % 32 == 31 {
+                            tokio::task::yield_now().await;
+                        }
+                    }
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         tracing::error!(missed, "hub fell behind the bus; closing subscribers so they resume");
                         self.drop_everyone();
@@ -396,12 +364,17 @@ impl Drop for Membership {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use chrono::Utc;
     use serde_json::json;
+    use std::io::Cursor;
+    use tokio::io::{AsyncReadExt, DuplexStream};
+    use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 
-    fn event(id: EventId, tenant: &str, rooms: &[&str], event_type: &str) -> Arc<Event> {
+    use crate::protocol::ServerFrame;
+
+    pub fn event(id: EventId, tenant: &str, rooms: &[&str], event_type: &str) -> Arc<Event> {
         Arc::new(Event {
             id,
             event_type: event_type.into(),
@@ -413,65 +386,100 @@ mod tests {
         })
     }
 
+    /// A connection on an in-memory pipe of `pipe` bytes; the other end
+    /// reads what the hub wrote.
+    pub fn connect(hub: &Hub, pipe: usize, queue: usize) -> (Arc<ConnHandle>, DuplexStream) {
+        let (server, client) = tokio::io::duplex(pipe);
+        (hub.connect(Box::new(server), queue), client)
+    }
+
+    /// The ids of the event frames readable now on `client`.
+    pub async fn read_ids(client: &mut DuplexStream) -> Vec<EventId> {
+        let mut bytes = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while let Ok(Ok(n)) = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            client.read(&mut chunk),
+        )
+        .await
+        {
+            if n == 0 {
+                break;
+            }
+            bytes.extend_from_slice(&chunk[..n]);
+        }
+        let mut cursor = Cursor::new(&bytes[..]);
+        let mut ids = Vec::new();
+        while let Some((header, len)) = FrameHeader::parse(&mut cursor).unwrap() {
+            assert!(header.mask.is_none(), "server frames are not masked");
+            let at = cursor.position() as usize;
+            let text = std::str::from_utf8(&bytes[at..at + len as usize]).unwrap();
+            match ServerFrame::parse(text).unwrap() {
+                ServerFrame::Event(e) => ids.push(e.id),
+                other => panic!("not an event: {other:?}"),
+            }
+            cursor.set_position((at + len as usize) as u64);
+        }
+        assert_eq!(cursor.position() as usize, bytes.len(), "a partial frame");
+        ids
+    }
+
     #[tokio::test]
     async fn delivers_once_per_connection_and_respects_tenants() {
         let hub = Hub::new(0);
-        let (a, mut rx_a) = hub.connect(8);
-        let (b, mut rx_b) = hub.connect(8);
+        let (a, mut pipe_a) = connect(&hub, 64 * 1024, 8);
+        let (b, mut pipe_b) = connect(&hub, 64 * 1024, 8);
         let _m1 = hub.join(&a, "acme", "dashboard", None);
         let _m2 = hub.join(&a, "acme", "conversations", None);
         let _m3 = hub.join(&b, "globex", "dashboard", None);
-        hub.deliver(event(
-            1,
-            "acme",
-            &["dashboard", "conversations"],
-            "MessageSent",
-        ));
-        assert_eq!(rx_a.recv().await.unwrap().event.id, 1);
-        assert!(rx_a.try_recv().is_none(), "delivered twice");
-        assert!(rx_b.try_recv().is_none(), "crossed tenants");
+        hub.deliver(
+            event(1, "acme", &["dashboard", "conversations"], "MessageSent"),
+            true,
+        );
+        assert_eq!(
+            read_ids(&mut pipe_a).await,
+            [1],
+            "once, straight to the socket"
+        );
+        assert_eq!(read_ids(&mut pipe_b).await, [0; 0], "crossed tenants");
         assert_eq!(*hub.head().borrow(), 1);
     }
 
     #[tokio::test]
     async fn filters_by_type_and_leaves_on_drop() {
         let hub = Hub::new(0);
-        let (a, mut rx) = hub.connect(8);
+        let (a, mut pipe) = connect(&hub, 64 * 1024, 8);
         let types: Arc<[String]> = Arc::from(vec!["ERPCall".to_string()]);
         let m = hub.join(&a, ANY, "erp", Some(types));
-        hub.deliver(event(1, "acme", &["erp"], "Other"));
-        hub.deliver(event(2, "globex", &["erp"], "ERPCall"));
-        assert_eq!(rx.recv().await.unwrap().event.id, 2);
+        hub.deliver(event(1, "acme", &["erp"], "Other"), true);
+        hub.deliver(event(2, "globex", &["erp"], "ERPCall"), true);
+        assert_eq!(read_ids(&mut pipe).await, [2]);
         drop(m);
         assert_eq!(hub.room_count(), 0);
-        hub.deliver(event(3, "acme", &["erp"], "ERPCall"));
-        assert!(rx.try_recv().is_none());
+        hub.deliver(event(3, "acme", &["erp"], "ERPCall"), true);
+        assert_eq!(read_ids(&mut pipe).await, [0; 0]);
     }
 
     #[tokio::test]
     async fn a_full_queue_kills_the_connection() {
+        // A pipe too small for one frame: everything queues.
         let hub = Hub::new(0);
-        let (a, _rx) = hub.connect(1);
+        let (a, _pipe) = connect(&hub, 16, 1);
         let _m = hub.join(&a, "acme", ANY, None);
-        hub.deliver(event(1, "acme", &["erp"], "X"));
+        hub.deliver(event(1, "acme", &["erp"], "X"), true);
         assert_eq!(a.verdict(), None);
-        hub.deliver(event(2, "acme", &["erp"], "X"));
+        hub.deliver(event(2, "acme", &["erp"], "X"), true);
         assert_eq!(a.verdict(), Some(Verdict::SlowConsumer));
         assert_eq!(hub.stats.slow_consumers.load(Ordering::Relaxed), 1);
     }
-}
-
-#[cfg(test)]
-mod shutdown_tests {
-    use super::*;
 
     #[test]
     fn close_all_reaches_every_connection_and_later_ones() {
         let hub = Hub::new(0);
-        let (a, _rx) = hub.connect(1);
+        let (a, _pipe) = connect(&hub, 1024, 1);
         hub.close_all();
         assert_eq!(a.verdict(), Some(Verdict::Shutdown));
-        let (b, _rx) = hub.connect(1);
+        let (b, _pipe) = connect(&hub, 1024, 1);
         assert_eq!(b.verdict(), Some(Verdict::Shutdown));
     }
 }

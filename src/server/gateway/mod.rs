@@ -3,12 +3,14 @@
 mod connection;
 pub mod hub;
 mod session;
+mod upgrade;
+pub mod wire;
 
-use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
+use upgrade::WsUpgrade;
 
 use crate::server::state::AppState;
 
@@ -39,30 +41,14 @@ fn upgrade_token(query: UpgradeQuery, headers: &HeaderMap) -> Option<String> {
     })
 }
 
-fn upgrade(
-    ws: WebSocketUpgrade,
-    state: AppState,
-    target: Target,
-    token: Option<String>,
-) -> Response {
-    let limits = &state.gateway;
+fn upgrade(ws: WsUpgrade, state: AppState, target: Target, token: Option<String>) -> Response {
     let tracker = state.tracker.clone();
-    ws.max_message_size(limits.max_frame_bytes)
-        .max_frame_size(limits.max_frame_bytes)
-        // Small buffers keep an idle connection cheap; tungstenite's default
-        // 128 KiB read buffer (zero-filled on every read) would dominate its
-        // memory and CPU. Client frames are small; big ones take more reads.
-        .read_buffer_size(1024)
-        .write_buffer_size(8 * 1024)
-        .max_write_buffer_size(limits.max_frame_bytes.max(64 * 1024) * 4)
-        .on_upgrade(move |socket| {
-            tracker.track_future(connection::run(socket, state, target, token))
-        })
+    ws.on_upgrade(move |io| tracker.track_future(connection::run(io, state, target, token)))
 }
 
 /// `GET /ws`.
 pub async fn ws_root(
-    ws: WebSocketUpgrade,
+    ws: WsUpgrade,
     State(state): State<AppState>,
     Query(query): Query<UpgradeQuery>,
     headers: HeaderMap,
@@ -73,7 +59,7 @@ pub async fn ws_root(
 
 /// `GET /ws/{room}`.
 pub async fn ws_room(
-    ws: WebSocketUpgrade,
+    ws: WsUpgrade,
     State(state): State<AppState>,
     Path(room): Path<String>,
     Query(query): Query<UpgradeQuery>,
@@ -85,7 +71,7 @@ pub async fn ws_room(
 
 /// `GET /ws/tenant/{id}`.
 pub async fn ws_tenant(
-    ws: WebSocketUpgrade,
+    ws: WsUpgrade,
     State(state): State<AppState>,
     Path(tenant): Path<String>,
     Query(query): Query<UpgradeQuery>,

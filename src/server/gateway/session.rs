@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use super::connection::{Connection, Exit, Seam, Step, WRITE_STALL};
+use super::connection::{Connection, Exit, Socket, Step, WRITE_STALL};
 use super::hub::ANY;
+use super::wire::Seam;
 use super::Target;
 use crate::protocol::events::validate_event_types;
 use crate::protocol::frames::{Limits, Subscribed, Welcome};
@@ -25,10 +26,12 @@ impl Connection {
     /// Checks a token, joins what the endpoint names and sends `Welcome`.
     pub(super) async fn authenticate(
         &mut self,
-        socket: &mut WebSocket,
+        socket: &mut Socket,
         token: &str,
         target: &Target,
     ) -> Step {
+        // Live events wait until `Welcome` is out.
+        let _parked = self.handle.wire.park();
         let claims = match self.state.keys.verify(token) {
             Ok(claims) => claims,
             Err(e) => {
@@ -91,7 +94,9 @@ impl Connection {
         }
     }
 
-    pub(super) async fn subscribe(&mut self, socket: &mut WebSocket, sub: Subscription) -> Step {
+    pub(super) async fn subscribe(&mut self, socket: &mut Socket, sub: Subscription) -> Step {
+        // Live events wait until `Subscribed` and the replay are out.
+        let _parked = self.handle.wire.park();
         let claims = self.claims.as_ref().expect("checked by caller");
         let tenant = match &sub.tenant_id {
             Some(t) => {
@@ -191,7 +196,7 @@ impl Connection {
     /// seam so live duplicates are dropped.
     async fn replay(
         &mut self,
-        socket: &mut WebSocket,
+        socket: &mut Socket,
         since: EventId,
         tenant: String,
         rooms: Vec<String>,
@@ -241,7 +246,7 @@ impl Connection {
                 break;
             }
         }
-        self.seams.push(Seam {
+        self.handle.wire.add_seam(Seam {
             floor,
             tenant,
             rooms,
@@ -250,7 +255,7 @@ impl Connection {
         Ok(())
     }
 
-    async fn history_failed(&self, socket: &mut WebSocket, e: impl std::fmt::Display) -> Step {
+    async fn history_failed(&self, socket: &mut Socket, e: impl std::fmt::Display) -> Step {
         tracing::error!(error = %e, "reading history failed");
         let message = "history is unavailable; reconnect and resume with `since`";
         self.send_error(socket, ErrorCode::Unavailable, message)
@@ -260,7 +265,7 @@ impl Connection {
 
     pub(super) async fn publish(
         &mut self,
-        socket: &mut WebSocket,
+        socket: &mut Socket,
         room: String,
         event_type: String,
         data: serde_json::Value,

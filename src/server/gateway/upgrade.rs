@@ -1,0 +1,97 @@
+//! The WebSocket handshake, done here rather than by axum's extractor so the
+//! gateway owns the upgraded connection: the hub writes to it directly (see
+//! [`super::wire`]). Rejections match what axum's extractor answers.
+
+use axum::body::Body;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Version};
+use axum::response::{IntoResponse, Response};
+use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+
+/// A valid upgrade request.
+pub struct WsUpgrade {
+    key: HeaderValue,
+    on_upgrade: OnUpgrade,
+}
+
+/// Why a request is not a WebSocket upgrade.
+pub struct Rejection(StatusCode, &'static str);
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        (self.0, self.1).into_response()
+    }
+}
+
+fn header_has(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|v| v.trim().eq_ignore_ascii_case(token))
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for WsUpgrade {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Rejection> {
+        let bad = |message| Rejection(StatusCode::BAD_REQUEST, message);
+        if parts.version > Version::HTTP_11 {
+            return Err(bad("WebSocket upgrades need HTTP/1.1"));
+        }
+        if parts.method != Method::GET {
+            return Err(Rejection(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Request method must be `GET`",
+            ));
+        }
+        if !header_has(&parts.headers, header::CONNECTION, "upgrade") {
+            return Err(bad("Connection header did not include 'upgrade'"));
+        }
+        if !header_has(&parts.headers, header::UPGRADE, "websocket") {
+            return Err(bad("`Upgrade` header did not include 'websocket'"));
+        }
+        if !header_has(&parts.headers, header::SEC_WEBSOCKET_VERSION, "13") {
+            return Err(bad("`Sec-WebSocket-Version` header did not include '13'"));
+        }
+        let key = parts
+            .headers
+            .get(header::SEC_WEBSOCKET_KEY)
+            .cloned()
+            .ok_or(bad("`Sec-WebSocket-Key` header missing"))?;
+        let on_upgrade = parts.extensions.remove::<OnUpgrade>().ok_or(Rejection(
+            StatusCode::UPGRADE_REQUIRED,
+            "WebSocket request couldn't be upgraded since no upgrade state was present",
+        ))?;
+        Ok(WsUpgrade { key, on_upgrade })
+    }
+}
+
+impl WsUpgrade {
+    /// Answers 101 and runs `serve` on the connection once upgraded.
+    pub fn on_upgrade<F, Fut>(self, serve: F) -> Response
+    where
+        F: FnOnce(TokioIo<Upgraded>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let accept = derive_accept_key(self.key.as_bytes());
+        let on_upgrade = self.on_upgrade;
+        tokio::spawn(async move {
+            match on_upgrade.await {
+                Ok(upgraded) => serve(TokioIo::new(upgraded)).await,
+                Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+            }
+        });
+        Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header(header::CONNECTION, "upgrade")
+            .header(header::UPGRADE, "websocket")
+            .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+            .body(Body::empty())
+            .expect("a valid 101 response")
+    }
+}
