@@ -222,38 +222,17 @@ impl Hub {
     /// with the bus), else queued so each connection writes its backlog in
     /// one syscall.
     pub fn deliver(&self, event: Arc<Event>, now: bool) {
-        {
-            let rooms = self.rooms.read().expect("hub lock");
-            let mut targets: Vec<&Room> = Vec::with_capacity(event.rooms.len() * 2 + 2);
-            for tenant in [event.tenant_id.as_str(), ANY] {
-                let Some(by_room) = rooms.get(tenant) else {
-                    continue;
-                };
-                for room in event.rooms.iter().map(String::as_str).chain([ANY]) {
-                    if let Some(members) = by_room.get(room) {
-                        targets.push(members);
-                    }
-                }
-            }
-            // Serialized once, only if someone listens.
-            let delivery = match targets.is_empty() {
-                true => None,
-                false => Some(Arc::new(Delivery::new(event.clone()))),
-            };
+        let recipients = self.recipients(&event);
+        if !recipients.is_empty() {
+            // Framed once, only if someone listens; written outside the
+            // rooms lock, so joins and leaves never wait for a fan-out.
+            let delivery = Arc::new(Delivery::new(event.clone()));
             let mut delivered = 0u64;
-            if let (1, Some(delivery)) = (targets.len(), &delivery) {
-                for member in targets[0].values() {
-                    delivered += self.offer(member, delivery, now) as u64;
-                }
-            } else if let Some(delivery) = &delivery {
-                let mut seen: HashSet<ConnId> = HashSet::new();
-                for members in targets {
-                    for member in members.values() {
-                        if !seen.contains(&member.conn.id) && self.offer(member, delivery, now) {
-                            seen.insert(member.conn.id);
-                            delivered += 1;
-                        }
-                    }
+            for conn in &recipients {
+                match conn.wire.offer(&delivery, now) {
+                    Offer::Written | Offer::Queued => delivered += 1,
+                    Offer::Closed => {}
+                    Offer::Full => self.drop_slow(conn),
                 }
             }
             self.stats.delivered.fetch_add(delivered, Ordering::Relaxed);
@@ -267,20 +246,40 @@ impl Hub {
         });
     }
 
-    /// Offers the event if the member wants this type; true if written or
-    /// queued.
-    fn offer(&self, member: &Member, delivery: &Arc<Delivery>, now: bool) -> bool {
-        if let Some(types) = &member.types {
-            if !types.iter().any(|t| *t == delivery.event.event_type) {
-                return false;
+    /// The members of the event's rooms that want its type, once each.
+    fn recipients(&self, event: &Event) -> Vec<Arc<ConnHandle>> {
+        let rooms = self.rooms.read().expect("hub lock");
+        let mut targets: Vec<&Room> = Vec::with_capacity(event.rooms.len() * 2 + 2);
+        for tenant in [event.tenant_id.as_str(), ANY] {
+            let Some(by_room) = rooms.get(tenant) else {
+                continue;
+            };
+            for room in event.rooms.iter().map(String::as_str).chain([ANY]) {
+                if let Some(members) = by_room.get(room) {
+                    targets.push(members);
+                }
             }
         }
-        match member.conn.wire.offer(delivery, now) {
-            Offer::Written | Offer::Queued => true,
-            Offer::Closed => false,
-            Offer::Full => {
-                self.drop_slow(&member.conn);
-                false
+        let wants = |m: &&Member| {
+            m.types
+                .as_ref()
+                .is_none_or(|types| types.contains(&event.event_type))
+        };
+        match targets.as_slice() {
+            [] => Vec::new(),
+            [only] => only
+                .values()
+                .filter(wants)
+                .map(|m| m.conn.clone())
+                .collect(),
+            _ => {
+                let mut seen: HashSet<ConnId> = HashSet::new();
+                targets
+                    .iter()
+                    .flat_map(|members| members.values())
+                    .filter(|m| wants(m) && seen.insert(m.conn.id))
+                    .map(|m| m.conn.clone())
+                    .collect()
             }
         }
     }
