@@ -272,6 +272,7 @@ impl Connection {
             let step: Step = tokio::select! {
                 biased;
                 verdict = poll_fn(|cx| self.handle.poll_verdict(cx)) => {
+                    self.handle.wire.close();
                     if verdict == Verdict::SlowConsumer {
                         let frame = ServerFrame::error(
                             ErrorCode::SlowConsumer,

@@ -298,12 +298,24 @@ impl Wire {
         self.lock().seams.push(seam);
     }
 
-    /// No more events: the connection is closing.
+    /// No more events: the connection is closing. Events not yet begun are
+    /// dropped (the client resumes with `since`), so its Error and Close
+    /// frames are not stuck behind a slow consumer's backlog.
     pub fn close(&self) {
         let mut s = self.lock();
         s.mode = Mode::Closed;
-        let parked = std::mem::take(&mut s.parked);
-        s.events -= parked.len();
+        s.parked.clear();
+        let keep_head = s.written > 0;
+        let mut index = 0;
+        s.queue.retain(|segment| {
+            index += 1;
+            matches!(segment, Segment::Raw(_)) || (index == 1 && keep_head)
+        });
+        s.events = s
+            .queue
+            .iter()
+            .filter(|segment| matches!(segment, Segment::Event(_)))
+            .count();
     }
 }
 
@@ -481,12 +493,35 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_closing_wire_takes_no_events() {
+    async fn a_closing_wire_drops_its_backlog_and_takes_no_events() {
         let hub = Hub::new(0);
-        let (conn, mut pipe) = connect(&hub, 1024, 8);
-        conn.wire.close();
-        let d = delivery(1, "acme", "erp", "X");
-        assert_eq!(conn.wire.offer(&d, true), Offer::Closed);
-        assert_eq!(read_ids(&mut pipe).await, [0; 0]);
+        // Smaller than a frame: event 1 is begun, event 2 waits behind it.
+        let (conn, mut pipe) = connect(&hub, 16, 8);
+        let wire = &conn.wire;
+        assert_eq!(
+            wire.offer(&delivery(1, "acme", "erp", "X"), true),
+            Offer::Queued
+        );
+        assert_eq!(
+            wire.offer(&delivery(2, "acme", "erp", "X"), true),
+            Offer::Queued
+        );
+        let _parked = wire.park();
+        assert_eq!(
+            wire.offer(&delivery(3, "acme", "erp", "X"), true),
+            Offer::Queued
+        );
+        wire.close();
+        assert_eq!(wire.lock().events, 1, "only the begun frame is kept");
+        assert_eq!(
+            wire.offer(&delivery(4, "acme", "erp", "X"), true),
+            Offer::Closed
+        );
+        let drain = tokio::spawn({
+            let wire = wire.clone();
+            async move { poll_fn(|cx| wire.poll_drain(cx)).await }
+        });
+        assert_eq!(read_ids(&mut pipe).await, [1]);
+        drain.await.unwrap().unwrap();
     }
 }
