@@ -231,7 +231,7 @@ impl Hub {
             for conn in &recipients {
                 match conn.wire.offer(&delivery, now) {
                     Offer::Written | Offer::Queued => delivered += 1,
-                    Offer::Closed => {}
+                    Offer::Replayed | Offer::Closed => {}
                     Offer::Full => self.drop_slow(conn),
                 }
             }

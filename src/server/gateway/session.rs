@@ -192,8 +192,9 @@ impl Connection {
         Ok(())
     }
 
-    /// Sends the stored events after `since`, page by page, then records the
-    /// seam so live duplicates are dropped.
+    /// Sends the stored events after `since`, page by page. The wire drops
+    /// live copies of what the replay sends, during it and after it, so the
+    /// seam has no duplicate.
     async fn replay(
         &mut self,
         socket: &mut Socket,
@@ -213,14 +214,20 @@ impl Connection {
             since,
             limit: MAX_PAGE,
         };
-        let mut floor = since;
+        self.handle.wire.begin_replay(Seam {
+            floor: since,
+            tenant,
+            rooms,
+            types,
+        });
         loop {
             // Read the head before the page: everything up to it is visible
-            // to the query, so the seam may drop live copies up to it.
+            // to the query, so live copies up to it are duplicates.
             let head = match self.state.store.last_event_id().await {
                 Ok(head) => head,
                 Err(e) => return self.history_failed(socket, e).await,
             };
+            self.handle.wire.replaying_to(head);
             let page = match self.state.store.events(&query).await {
                 Ok(page) => page,
                 Err(e) => return self.history_failed(socket, e).await,
@@ -237,21 +244,15 @@ impl Connection {
                 Ok(Err(_)) => return Err(Exit::Gone),
                 Err(_) => return Err(Exit::Close(close::SLOW_CONSUMER, "write stalled".into())),
             }
-            floor = floor.max(head);
             if let Some(last) = page.last() {
-                floor = floor.max(last.id);
+                self.handle.wire.replaying_to(last.id);
                 query.since = last.id;
             }
             if page.len() < MAX_PAGE as usize {
                 break;
             }
         }
-        self.handle.wire.add_seam(Seam {
-            floor,
-            tenant,
-            rooms,
-            types,
-        });
+        self.handle.wire.end_replay();
         Ok(())
     }
 

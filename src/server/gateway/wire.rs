@@ -108,6 +108,8 @@ enum Mode {
 pub enum Offer {
     Written,
     Queued,
+    /// A replay on this connection sends it: a duplicate, dropped.
+    Replayed,
     /// The queue is at capacity: a slow consumer.
     Full,
     Closed,
@@ -121,6 +123,8 @@ struct State {
     written: usize,
     /// Live events held while a subscription is answered.
     parked: Vec<Arc<Delivery>>,
+    /// The scope a replay in progress has read from the store so far.
+    replaying: Option<Seam>,
     seams: Vec<Seam>,
     /// Event frames in `queue` and `parked`, bounded by the capacity.
     events: usize,
@@ -130,6 +134,16 @@ struct State {
 }
 
 impl State {
+    /// A replay sent or sends this event. Checked before an event is
+    /// parked or queued, so copies that a hub behind the bus offers during
+    /// and after a replay never count against the queue's capacity.
+    fn replayed(&self, e: &Event) -> bool {
+        self.replaying
+            .iter()
+            .chain(&self.seams)
+            .any(|s| s.covers(e))
+    }
+
     fn push(&mut self, segment: Segment) {
         if self.queue.is_empty() {
             if let Some(waker) = &self.waker {
@@ -214,6 +228,7 @@ impl Wire {
                 queue: VecDeque::new(),
                 written: 0,
                 parked: Vec::new(),
+                replaying: None,
                 seams: Vec::new(),
                 events: 0,
                 mode: Mode::Live,
@@ -233,17 +248,19 @@ impl Wire {
     /// allows (the hub is not behind), else queues it for the task.
     pub fn offer(&self, delivery: &Arc<Delivery>, now: bool) -> Offer {
         let mut s = self.lock();
-        match s.mode {
-            Mode::Closed => return Offer::Closed,
-            Mode::Parked => {
-                if s.events >= self.capacity {
-                    return Offer::Full;
-                }
-                s.parked.push(delivery.clone());
-                s.events += 1;
-                return Offer::Queued;
+        if s.mode == Mode::Closed {
+            return Offer::Closed;
+        }
+        if s.replayed(&delivery.event) {
+            return Offer::Replayed;
+        }
+        if s.mode == Mode::Parked {
+            if s.events >= self.capacity {
+                return Offer::Full;
             }
-            Mode::Live => {}
+            s.parked.push(delivery.clone());
+            s.events += 1;
+            return Offer::Queued;
         }
         if now && s.queue.is_empty() && s.seams.is_empty() {
             // A no-op waker: if the socket is full, the task is woken below
@@ -293,9 +310,27 @@ impl Wire {
         ParkGuard(self.clone())
     }
 
-    /// Drops live copies of what a replay sent, until live passes `seam`.
-    pub fn add_seam(&self, seam: Seam) {
-        self.lock().seams.push(seam);
+    /// A replay of `scope` from `scope.floor` begins (the wire is parked).
+    pub fn begin_replay(&self, scope: Seam) {
+        self.lock().replaying = Some(scope);
+    }
+
+    /// The replay will send everything in its scope up to `id`: it has
+    /// read the store's head, and pages until it has sent all of it, or
+    /// the connection closes.
+    pub fn replaying_to(&self, id: EventId) {
+        if let Some(seam) = &mut self.lock().replaying {
+            seam.floor = seam.floor.max(id);
+        }
+    }
+
+    /// The replay is out: its seam drops live copies of what it sent until
+    /// live events pass it.
+    pub fn end_replay(&self) {
+        let mut s = self.lock();
+        if let Some(seam) = s.replaying.take() {
+            s.seams.push(seam);
+        }
     }
 
     /// No more events: the connection is closing. Events not yet begun are
@@ -330,9 +365,14 @@ impl Drop for ParkGuard {
             return;
         }
         s.mode = Mode::Live;
+        // A replay that did not end sent nothing it may vouch for.
+        s.replaying = None;
         for delivery in std::mem::take(&mut s.parked) {
             s.push(Segment::Event(delivery));
         }
+        // Parked before the replay's floor reached them: drop them now, so
+        // they do not count against the capacity until the next drain.
+        s.drop_replayed();
     }
 }
 
@@ -460,7 +500,14 @@ mod tests {
         let (conn, mut pipe) = connect(&hub, 64 * 1024, 8);
         let wire = &conn.wire;
         let parked = wire.park();
-        // Live while the replay runs: 5 was replayed, 6 was not.
+        wire.begin_replay(Seam {
+            floor: 0,
+            tenant: "acme".into(),
+            rooms: vec!["erp".into()],
+            types: None,
+        });
+        // Live while the replay runs, before it read the head: 5 is in the
+        // replay, 6 is not.
         assert_eq!(
             wire.offer(&delivery(5, "acme", "erp", "X"), true),
             Offer::Queued
@@ -470,18 +517,15 @@ mod tests {
             Offer::Queued
         );
         // The replay, written by the task before the parked events.
+        wire.replaying_to(5);
         let replayed = delivery(5, "acme", "erp", "X");
         let mut stream = WireStream(wire.clone());
         tokio::io::AsyncWriteExt::write_all(&mut stream, &replayed.frame)
             .await
             .unwrap();
-        wire.add_seam(Seam {
-            floor: 5,
-            tenant: "acme".into(),
-            rooms: vec!["erp".into()],
-            types: None,
-        });
+        wire.end_replay();
         drop(parked);
+        assert_eq!(wire.lock().events, 1, "the parked copy of 5 is dropped");
         poll_fn(|cx| wire.poll_drain(cx)).await.unwrap();
         assert_eq!(read_ids(&mut pipe).await, [5, 6]);
         // Past the floor, the seam is gone and the hub writes directly.
@@ -490,6 +534,78 @@ mod tests {
             Offer::Written
         );
         assert_eq!(read_ids(&mut pipe).await, [7]);
+    }
+
+    #[tokio::test]
+    async fn copies_of_replayed_events_never_fill_the_queue() {
+        let hub = Hub::new(0);
+        let (conn, mut pipe) = connect(&hub, 64 * 1024, 2);
+        let wire = &conn.wire;
+        let parked = wire.park();
+        wire.begin_replay(Seam {
+            floor: 0,
+            tenant: "acme".into(),
+            rooms: vec!["erp".into()],
+            types: None,
+        });
+        wire.replaying_to(10);
+        // A hub behind the bus offers what the replay sends: more copies
+        // than the queue holds, during the replay and after it.
+        let mut stream = WireStream(wire.clone());
+        for id in 1..=5 {
+            assert_eq!(
+                wire.offer(&delivery(id, "acme", "erp", "X"), false),
+                Offer::Replayed
+            );
+            let frame = delivery(id, "acme", "erp", "X").frame.clone();
+            tokio::io::AsyncWriteExt::write_all(&mut stream, &frame)
+                .await
+                .unwrap();
+        }
+        wire.end_replay();
+        drop(parked);
+        for id in 6..=10 {
+            assert_eq!(
+                wire.offer(&delivery(id, "acme", "erp", "X"), false),
+                Offer::Replayed
+            );
+        }
+        // Other scopes are not covered, and neither is anything past 10.
+        assert_eq!(
+            wire.offer(&delivery(7, "acme", "ai", "X"), false),
+            Offer::Queued
+        );
+        assert_eq!(
+            wire.offer(&delivery(11, "acme", "erp", "X"), false),
+            Offer::Queued
+        );
+        assert_eq!(
+            wire.offer(&delivery(12, "acme", "erp", "X"), false),
+            Offer::Full
+        );
+        poll_fn(|cx| wire.poll_drain(cx)).await.unwrap();
+        assert_eq!(read_ids(&mut pipe).await, [1, 2, 3, 4, 5, 7, 11]);
+    }
+
+    #[tokio::test]
+    async fn a_replay_that_does_not_end_vouches_for_nothing() {
+        let hub = Hub::new(0);
+        let (conn, mut pipe) = connect(&hub, 64 * 1024, 8);
+        let wire = &conn.wire;
+        let parked = wire.park();
+        wire.begin_replay(Seam {
+            floor: 0,
+            tenant: "acme".into(),
+            rooms: vec!["erp".into()],
+            types: None,
+        });
+        wire.replaying_to(10);
+        drop(parked);
+        assert_eq!(
+            wire.offer(&delivery(3, "acme", "erp", "X"), true),
+            Offer::Written
+        );
+        assert_eq!(read_ids(&mut pipe).await, [3]);
     }
 
     #[tokio::test]
