@@ -39,7 +39,10 @@ pub(super) type Socket = WebSocketStream<WireStream>;
 /// reading: the connection is dropped as a slow consumer.
 pub(super) const WRITE_STALL: Duration = Duration::from_secs(10);
 
-/// How long a closing connection waits to send its Close and read the
+/// The why of a [`WRITE_STALL`] close, in the client's `Error` frame.
+pub(super) const STALLED: &str = "no write progress for 10 s";
+
+/// How long a closing connection waits to send its last frames and read the
 /// client's reply.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
@@ -52,6 +55,9 @@ pub(super) enum Exit {
     Gone,
     /// Close with this code and reason.
     Close(u16, String),
+    /// The peer does not read fast enough (the why, for its `Error`
+    /// frame): closed 4009, to resume with `since`.
+    Slow(&'static str),
 }
 
 pub(super) type Step = Result<(), Exit>;
@@ -98,7 +104,7 @@ struct Signals {
 fn exit_for(verdict: Verdict) -> Exit {
     match verdict {
         Verdict::Shutdown => Exit::Close(close::GOING_AWAY, "server shutting down".into()),
-        Verdict::SlowConsumer => Exit::Close(close::SLOW_CONSUMER, "slow consumer".into()),
+        Verdict::SlowConsumer => Exit::Slow("outbound queue full"),
     }
 }
 
@@ -134,7 +140,7 @@ impl Signals {
                 verdict = poll_fn(|cx| handle.poll_verdict(cx)) => return Err(exit_for(verdict)),
                 _ = timer.as_mut(), if stall => {
                     if started.elapsed() >= WRITE_STALL {
-                        return Err(Exit::Close(close::SLOW_CONSUMER, "write stalled".into()));
+                        return Err(Exit::Slow(STALLED));
                     }
                     timer.as_mut().reset(started + WRITE_STALL);
                 }
@@ -203,29 +209,42 @@ pub async fn run(io: TokioIo<Upgraded>, state: AppState, target: Target, token: 
         Err(exit) => exit,
     };
     handle.wire.close();
-    if let Exit::Close(code, reason) = exit {
-        tracing::debug!(conn = handle.id, code, %reason, "closing");
-        let frame = Message::Close(Some(CloseFrame {
-            code: CloseCode::from(code),
-            reason: Utf8Bytes::from(reason),
-        }));
-        // Finish the closing handshake: read (and drop) what the client
-        // still sends until its Close, so it reads our close code instead of
-        // a connection reset. A peer that reads nothing gets dropped.
-        let _ = tokio::time::timeout(
-            CLOSE_GRACE,
-            Box::pin(async {
-                if socket.send(frame).await.is_ok() {
-                    while let Some(Ok(msg)) = socket.next().await {
-                        if matches!(msg, Message::Close(_)) {
-                            break;
-                        }
+    let (code, reason, error) = match exit {
+        Exit::Gone => return,
+        Exit::Close(code, reason) => (code, reason, None),
+        Exit::Slow(why) => {
+            let message = format!("{why}: reconnect and resume with `since`");
+            let error = ServerFrame::error(ErrorCode::SlowConsumer, message);
+            (close::SLOW_CONSUMER, "slow consumer".into(), Some(error))
+        }
+    };
+    tracing::debug!(conn = handle.id, code, %reason, "closing");
+    let frame = Message::Close(Some(CloseFrame {
+        code: CloseCode::from(code),
+        reason: Utf8Bytes::from(reason),
+    }));
+    // Finish the closing handshake: read (and drop) what the client still
+    // sends until its Close, so it reads our close code instead of a
+    // connection reset. A peer that reads nothing gets dropped.
+    let _ = tokio::time::timeout(
+        CLOSE_GRACE,
+        Box::pin(async {
+            if let Some(error) = error {
+                let text = Utf8Bytes::from(error.to_text());
+                if socket.send(Message::Text(text)).await.is_err() {
+                    return;
+                }
+            }
+            if socket.send(frame).await.is_ok() {
+                while let Some(Ok(msg)) = socket.next().await {
+                    if matches!(msg, Message::Close(_)) {
+                        break;
                     }
                 }
-            }),
-        )
-        .await;
-    }
+            }
+        }),
+    )
+    .await;
     // Memberships leave their rooms as `conn` drops.
 }
 
@@ -271,17 +290,7 @@ impl Connection {
             }
             let step: Step = tokio::select! {
                 biased;
-                verdict = poll_fn(|cx| self.handle.poll_verdict(cx)) => {
-                    self.handle.wire.close();
-                    if verdict == Verdict::SlowConsumer {
-                        let frame = ServerFrame::error(
-                            ErrorCode::SlowConsumer,
-                            "outbound queue full: reconnect and resume with `since`",
-                        );
-                        let _ = tokio::time::timeout(CLOSE_GRACE, Box::pin(self.send(socket, &frame))).await;
-                    }
-                    Err(exit_for(verdict))
-                }
+                verdict = poll_fn(|cx| self.handle.poll_verdict(cx)) => Err(exit_for(verdict)),
                 // Frames the hub could not write at once.
                 _ = poll_fn(|cx| match self.handle.wire.poll_pending(cx) {
                     true => Poll::Ready(()),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use super::connection::{Connection, Exit, Socket, Step, WRITE_STALL};
+use super::connection::{Connection, Exit, Socket, Step, STALLED, WRITE_STALL};
 use super::hub::ANY;
 use super::wire::Seam;
 use super::Target;
@@ -242,7 +242,7 @@ impl Connection {
             match tokio::time::timeout(WRITE_STALL, write).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return Err(Exit::Gone),
-                Err(_) => return Err(Exit::Close(close::SLOW_CONSUMER, "write stalled".into())),
+                Err(_) => return Err(Exit::Slow(STALLED)),
             }
             if let Some(last) = page.last() {
                 self.handle.wire.replaying_to(last.id);
