@@ -122,3 +122,37 @@ async fn the_seam_between_replay_and_live_has_no_gap_and_no_duplicate() {
     }
     publisher.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_replay_of_several_pages_meets_live_traffic_without_a_gap() {
+    let server = Arc::new(TestServer::start().await);
+    let admin = server.admin();
+    // Two full pages of history, and a third that live events extend.
+    const STORED: i64 = 2_500;
+    const LIVE: i64 = 400;
+    for first in (0..STORED).step_by(500) {
+        let batch: Vec<_> = (first..first + 500)
+            .map(|i| custom("acme", "erp", i))
+            .collect();
+        server.publish(&admin, json!(batch)).await;
+    }
+    let publisher = tokio::spawn({
+        let server = server.clone();
+        async move {
+            for i in 0..LIVE / 4 {
+                let batch: Vec<_> = (0..4).map(|j| custom("acme", "erp", i * 4 + j)).collect();
+                server.publish(&admin, json!(batch)).await;
+            }
+        }
+    });
+    let (mut ws, subscribed) = server
+        .subscribed(&server.viewer("acme"), since("erp", 0))
+        .await;
+    assert!(subscribed.head >= STORED, "{subscribed:?}");
+    for expect in 1..=STORED + LIVE {
+        assert_eq!(ws.event().await.id, expect, "gap or duplicate");
+    }
+    publisher.await.unwrap();
+    let health = server.get(None, "/health").await.1;
+    assert_eq!(health["websocket"]["slow_consumers_closed"], 0);
+}

@@ -39,11 +39,8 @@ pub(super) type Socket = WebSocketStream<WireStream>;
 /// reading: the connection is dropped as a slow consumer.
 pub(super) const WRITE_STALL: Duration = Duration::from_secs(10);
 
-/// The why of a [`WRITE_STALL`] close, in the client's `Error` frame.
-pub(super) const STALLED: &str = "no write progress for 10 s";
-
-/// How long a closing connection waits to send its last frames and read the
-/// client's reply.
+/// How long a closing connection waits to send its Close and read the
+/// client's reply (and, before that, to send its last `Error`).
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// Window in which [`RATE_LIMIT_STRIKES`] rejected messages close a flood.
@@ -55,9 +52,37 @@ pub(super) enum Exit {
     Gone,
     /// Close with this code and reason.
     Close(u16, String),
-    /// The peer does not read fast enough (the why, for its `Error`
-    /// frame): closed 4009, to resume with `since`.
-    Slow(&'static str),
+    /// The peer does not read fast enough: `Error slow_consumer`, then
+    /// close 4009, to resume with `since`.
+    Slow(Slow),
+}
+
+/// How a peer was found too slow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Slow {
+    /// Its outbound queue filled (the hub counted it).
+    QueueFull,
+    /// A write made no progress for [`WRITE_STALL`].
+    Stalled,
+}
+
+impl Slow {
+    /// The close frame's reason.
+    fn reason(self) -> &'static str {
+        match self {
+            Slow::QueueFull => "slow consumer",
+            Slow::Stalled => "write stalled",
+        }
+    }
+
+    /// The `Error` frame's message: what happened and what to do.
+    fn advice(self) -> String {
+        let why = match self {
+            Slow::QueueFull => "outbound queue full".to_string(),
+            Slow::Stalled => format!("no write progress for {} s", WRITE_STALL.as_secs()),
+        };
+        format!("{why}: reconnect and resume with `since`")
+    }
 }
 
 pub(super) type Step = Result<(), Exit>;
@@ -104,7 +129,7 @@ struct Signals {
 fn exit_for(verdict: Verdict) -> Exit {
     match verdict {
         Verdict::Shutdown => Exit::Close(close::GOING_AWAY, "server shutting down".into()),
-        Verdict::SlowConsumer => Exit::Slow("outbound queue full"),
+        Verdict::SlowConsumer => Exit::Slow(Slow::QueueFull),
     }
 }
 
@@ -140,7 +165,7 @@ impl Signals {
                 verdict = poll_fn(|cx| handle.poll_verdict(cx)) => return Err(exit_for(verdict)),
                 _ = timer.as_mut(), if stall => {
                     if started.elapsed() >= WRITE_STALL {
-                        return Err(Exit::Slow(STALLED));
+                        return Err(Exit::Slow(Slow::Stalled));
                     }
                     timer.as_mut().reset(started + WRITE_STALL);
                 }
@@ -212,10 +237,17 @@ pub async fn run(io: TokioIo<Upgraded>, state: AppState, target: Target, token: 
     let (code, reason, error) = match exit {
         Exit::Gone => return,
         Exit::Close(code, reason) => (code, reason, None),
-        Exit::Slow(why) => {
-            let message = format!("{why}: reconnect and resume with `since`");
-            let error = ServerFrame::error(ErrorCode::SlowConsumer, message);
-            (close::SLOW_CONSUMER, "slow consumer".into(), Some(error))
+        Exit::Slow(slow) => {
+            if slow == Slow::Stalled {
+                // The hub counts the full queues it finds; stalls show here.
+                state
+                    .hub
+                    .stats
+                    .slow_consumers
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            let error = ServerFrame::error(ErrorCode::SlowConsumer, slow.advice());
+            (close::SLOW_CONSUMER, slow.reason().into(), Some(error))
         }
     };
     tracing::debug!(conn = handle.id, code, %reason, "closing");
@@ -223,18 +255,16 @@ pub async fn run(io: TokioIo<Upgraded>, state: AppState, target: Target, token: 
         code: CloseCode::from(code),
         reason: Utf8Bytes::from(reason),
     }));
+    if let Some(error) = error {
+        let text = Message::Text(Utf8Bytes::from(error.to_text()));
+        let _ = tokio::time::timeout(CLOSE_GRACE, socket.send(text)).await;
+    }
     // Finish the closing handshake: read (and drop) what the client still
     // sends until its Close, so it reads our close code instead of a
     // connection reset. A peer that reads nothing gets dropped.
     let _ = tokio::time::timeout(
         CLOSE_GRACE,
         Box::pin(async {
-            if let Some(error) = error {
-                let text = Utf8Bytes::from(error.to_text());
-                if socket.send(Message::Text(text)).await.is_err() {
-                    return;
-                }
-            }
             if socket.send(frame).await.is_ok() {
                 while let Some(Ok(msg)) = socket.next().await {
                     if matches!(msg, Message::Close(_)) {

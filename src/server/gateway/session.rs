@@ -6,7 +6,7 @@ use std::sync::Arc;
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use super::connection::{Connection, Exit, Socket, Step, STALLED, WRITE_STALL};
+use super::connection::{Connection, Exit, Slow, Socket, Step, WRITE_STALL};
 use super::hub::ANY;
 use super::wire::Seam;
 use super::Target;
@@ -31,7 +31,13 @@ impl Connection {
         target: &Target,
     ) -> Step {
         // Live events wait until `Welcome` is out.
-        let _parked = self.handle.wire.park();
+        let parked = self.handle.wire.park();
+        self.welcome(socket, token, target).await?;
+        parked.release();
+        Ok(())
+    }
+
+    async fn welcome(&mut self, socket: &mut Socket, token: &str, target: &Target) -> Step {
         let claims = match self.state.keys.verify(token) {
             Ok(claims) => claims,
             Err(e) => {
@@ -96,7 +102,13 @@ impl Connection {
 
     pub(super) async fn subscribe(&mut self, socket: &mut Socket, sub: Subscription) -> Step {
         // Live events wait until `Subscribed` and the replay are out.
-        let _parked = self.handle.wire.park();
+        let parked = self.handle.wire.park();
+        self.subscribed(socket, sub).await?;
+        parked.release();
+        Ok(())
+    }
+
+    async fn subscribed(&mut self, socket: &mut Socket, sub: Subscription) -> Step {
         let claims = self.claims.as_ref().expect("checked by caller");
         let tenant = match &sub.tenant_id {
             Some(t) => {
@@ -129,6 +141,16 @@ impl Connection {
         if rooms.is_empty() {
             rooms.push(ANY.to_string());
         }
+        if let Some(since) = sub.since {
+            // Before joining: from the first live event on, copies of what
+            // the replay sends are dropped, not parked.
+            self.handle.wire.begin_replay(Seam {
+                floor: since,
+                tenant: tenant.clone(),
+                rooms: rooms.clone(),
+                types: types.clone(),
+            });
+        }
         let shared_types: Option<Arc<[String]>> = types.clone().map(Arc::from);
         for room in &rooms {
             self.join(&tenant, room, shared_types.clone());
@@ -137,6 +159,7 @@ impl Connection {
             Ok(head) => head,
             Err(e) => return self.history_failed(socket, e).await,
         };
+        self.handle.wire.replaying_to(head);
         let subscribed = ServerFrame::Subscribed(Subscribed {
             rooms: sub.rooms.clone(),
             tenant_id: (tenant != ANY).then(|| tenant.clone()),
@@ -204,22 +227,16 @@ impl Connection {
         types: Option<Vec<String>>,
     ) -> Step {
         let mut query = EventQuery {
-            tenant_id: (tenant != ANY).then(|| tenant.clone()),
+            tenant_id: (tenant != ANY).then_some(tenant),
             rooms: if rooms.iter().any(|r| r == ANY) {
                 Vec::new()
             } else {
-                rooms.clone()
+                rooms
             },
-            event_types: types.clone(),
+            event_types: types,
             since,
             limit: MAX_PAGE,
         };
-        self.handle.wire.begin_replay(Seam {
-            floor: since,
-            tenant,
-            rooms,
-            types,
-        });
         loop {
             // Read the head before the page: everything up to it is visible
             // to the query, so live copies up to it are duplicates.
@@ -242,7 +259,7 @@ impl Connection {
             match tokio::time::timeout(WRITE_STALL, write).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return Err(Exit::Gone),
-                Err(_) => return Err(Exit::Slow(STALLED)),
+                Err(_) => return Err(Exit::Slow(Slow::Stalled)),
             }
             if let Some(last) = page.last() {
                 self.handle.wire.replaying_to(last.id);

@@ -301,13 +301,17 @@ impl Wire {
         self.lock().drain(cx)
     }
 
-    /// Holds live events aside until the returned guard drops.
+    /// Holds live events aside while the task answers a request; see
+    /// [`ParkGuard`].
     pub fn park(self: &Arc<Self>) -> ParkGuard {
         let mut s = self.lock();
         if s.mode == Mode::Live {
             s.mode = Mode::Parked;
         }
-        ParkGuard(self.clone())
+        ParkGuard {
+            wire: self.clone(),
+            answered: false,
+        }
     }
 
     /// A replay of `scope` from `scope.floor` begins (the wire is parked).
@@ -319,9 +323,19 @@ impl Wire {
     /// read the store's head, and pages until it has sent all of it, or
     /// the connection closes.
     pub fn replaying_to(&self, id: EventId) {
-        if let Some(seam) = &mut self.lock().replaying {
-            seam.floor = seam.floor.max(id);
-        }
+        let mut s = self.lock();
+        let State {
+            replaying,
+            parked,
+            events,
+            ..
+        } = &mut *s;
+        let Some(seam) = replaying else { return };
+        seam.floor = seam.floor.max(id);
+        // Copies parked before the floor reached them stop counting now.
+        let before = parked.len();
+        parked.retain(|d| !seam.covers(&d.event));
+        *events -= before - parked.len();
     }
 
     /// The replay is out: its seam drops live copies of what it sent until
@@ -354,13 +368,30 @@ impl Wire {
     }
 }
 
-/// Returns parked events to the queue, behind whatever was written while
-/// they waited.
-pub struct ParkGuard(Arc<Wire>);
+/// Live events held aside while a request is answered. Released, they
+/// follow the answer. Dropped unreleased (the answer failed or was
+/// abandoned, so the connection is ending), the wire closes at once: a
+/// live event written after a partial replay would make the client resume
+/// past the events the replay never sent.
+pub struct ParkGuard {
+    wire: Arc<Wire>,
+    answered: bool,
+}
+
+impl ParkGuard {
+    /// The answer is out: parked events go to the queue, behind it.
+    pub fn release(mut self) {
+        self.answered = true;
+    }
+}
 
 impl Drop for ParkGuard {
     fn drop(&mut self) {
-        let mut s = self.0.lock();
+        if !self.answered {
+            self.wire.close();
+            return;
+        }
+        let mut s = self.wire.lock();
         if s.mode != Mode::Parked {
             return;
         }
@@ -524,7 +555,7 @@ mod tests {
             .await
             .unwrap();
         wire.end_replay();
-        drop(parked);
+        parked.release();
         assert_eq!(wire.lock().events, 1, "the parked copy of 5 is dropped");
         poll_fn(|cx| wire.poll_drain(cx)).await.unwrap();
         assert_eq!(read_ids(&mut pipe).await, [5, 6]);
@@ -548,22 +579,32 @@ mod tests {
             rooms: vec!["erp".into()],
             types: None,
         });
-        wire.replaying_to(10);
         // A hub behind the bus offers what the replay sends: more copies
-        // than the queue holds, during the replay and after it.
-        let mut stream = WireStream(wire.clone());
-        for id in 1..=5 {
+        // than the queue holds, before the replay read the head, during
+        // the replay and after it.
+        for id in 1..=2 {
             assert_eq!(
                 wire.offer(&delivery(id, "acme", "erp", "X"), false),
-                Offer::Replayed
+                Offer::Queued
             );
+        }
+        wire.replaying_to(10);
+        assert_eq!(wire.lock().events, 0, "parked copies stop counting");
+        let mut stream = WireStream(wire.clone());
+        for id in 1..=5 {
+            if id > 2 {
+                assert_eq!(
+                    wire.offer(&delivery(id, "acme", "erp", "X"), false),
+                    Offer::Replayed
+                );
+            }
             let frame = delivery(id, "acme", "erp", "X").frame.clone();
             tokio::io::AsyncWriteExt::write_all(&mut stream, &frame)
                 .await
                 .unwrap();
         }
         wire.end_replay();
-        drop(parked);
+        parked.release();
         for id in 6..=10 {
             assert_eq!(
                 wire.offer(&delivery(id, "acme", "erp", "X"), false),
@@ -600,12 +641,31 @@ mod tests {
             types: None,
         });
         wire.replaying_to(10);
-        drop(parked);
+        parked.release();
         assert_eq!(
             wire.offer(&delivery(3, "acme", "erp", "X"), true),
             Offer::Written
         );
         assert_eq!(read_ids(&mut pipe).await, [3]);
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_answer_closes_the_wire() {
+        let hub = Hub::new(0);
+        let (conn, _pipe) = connect(&hub, 64 * 1024, 8);
+        let wire = &conn.wire;
+        let parked = wire.park();
+        assert_eq!(
+            wire.offer(&delivery(1, "acme", "erp", "X"), true),
+            Offer::Queued
+        );
+        // A replay failed half-way: nothing live may follow it.
+        drop(parked);
+        assert_eq!(wire.lock().events, 0);
+        assert_eq!(
+            wire.offer(&delivery(2, "acme", "erp", "X"), true),
+            Offer::Closed
+        );
     }
 
     #[tokio::test]
