@@ -49,6 +49,7 @@ Register-ArgumentCompleter -Native -CommandName 'pytake' -ScriptBlock {
             [CompletionResult]::new('--auth-timeout', '--auth-timeout', [CompletionResultType]::ParameterName, 'Close connections that have not authenticated by then (4001) [env: PYTAKE_AUTH_TIMEOUT] [default: 10s]')
             [CompletionResult]::new('--ping-interval', '--ping-interval', [CompletionResultType]::ParameterName, 'How often the server pings each connection [env: PYTAKE_PING_INTERVAL] [default: 25s]')
             [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'Close connections silent for this long [env: PYTAKE_IDLE_TIMEOUT] [default: 30s]')
+            [CompletionResult]::new('--write-stall', '--write-stall', [CompletionResultType]::ParameterName, 'Close a connection as a slow consumer (4009) when a write makes no progress for this long [env: PYTAKE_WRITE_STALL] [default: 10s]')
             [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]')
             [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]')

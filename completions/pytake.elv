@@ -45,6 +45,7 @@ set edit:completion:arg-completer[pytake] = {|@words|
             cand --auth-timeout 'Close connections that have not authenticated by then (4001) [env: PYTAKE_AUTH_TIMEOUT] [default: 10s]'
             cand --ping-interval 'How often the server pings each connection [env: PYTAKE_PING_INTERVAL] [default: 25s]'
             cand --idle-timeout 'Close connections silent for this long [env: PYTAKE_IDLE_TIMEOUT] [default: 30s]'
+            cand --write-stall 'Close a connection as a slow consumer (4009) when a write makes no progress for this long [env: PYTAKE_WRITE_STALL] [default: 10s]'
             cand --server 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
             cand --token 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]'
             cand --config 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]'

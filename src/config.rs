@@ -100,6 +100,7 @@ pub struct GatewaySettings {
     pub auth_timeout: Duration,
     pub ping_interval: Duration,
     pub idle_timeout: Duration,
+    pub write_stall: Duration,
 }
 
 impl Default for GatewaySettings {
@@ -111,6 +112,7 @@ impl Default for GatewaySettings {
             auth_timeout: limits::AUTH_TIMEOUT,
             ping_interval: limits::PING_INTERVAL,
             idle_timeout: limits::IDLE_TIMEOUT,
+            write_stall: limits::WRITE_STALL,
         }
     }
 }
@@ -131,10 +133,11 @@ struct Raw {
     auth_timeout: String,
     ping_interval: String,
     idle_timeout: String,
+    write_stall: String,
 }
 
 /// Every key a config file or `PYTAKE_*` variable may set.
-pub const KEYS: [&str; 13] = [
+pub const KEYS: [&str; 14] = [
     "listen",
     "data_dir",
     "secret",
@@ -148,6 +151,7 @@ pub const KEYS: [&str; 13] = [
     "auth_timeout",
     "ping_interval",
     "idle_timeout",
+    "write_stall",
 ];
 
 fn secs(d: Duration) -> String {
@@ -168,6 +172,7 @@ impl Settings {
             .and_then(|b| b.set_default("auth_timeout", secs(g.auth_timeout)))
             .and_then(|b| b.set_default("ping_interval", secs(g.ping_interval)))
             .and_then(|b| b.set_default("idle_timeout", secs(g.idle_timeout)))
+            .and_then(|b| b.set_default("write_stall", secs(g.write_stall)))
             .map_err(|e| ConfigError::Other(e.to_string()))?;
         if let Some((path, required)) = &sources.file {
             if *required && !path.exists() {
@@ -260,6 +265,7 @@ impl Settings {
             auth_timeout: duration("auth_timeout", &raw.auth_timeout)?,
             ping_interval: duration("ping_interval", &raw.ping_interval)?,
             idle_timeout: duration("idle_timeout", &raw.idle_timeout)?,
+            write_stall: duration("write_stall", &raw.write_stall)?,
         };
         Ok(Settings {
             listen: raw.listen,

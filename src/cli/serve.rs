@@ -56,6 +56,10 @@ pub struct ServeArgs {
     /// Close connections silent for this long [env: PYTAKE_IDLE_TIMEOUT] [default: 30s]
     #[arg(long, value_name = "DURATION")]
     pub idle_timeout: Option<String>,
+
+    /// Close a connection as a slow consumer (4009) when a write makes no progress for this long [env: PYTAKE_WRITE_STALL] [default: 10s]
+    #[arg(long, value_name = "DURATION")]
+    pub write_stall: Option<String>,
 }
 
 impl ServeArgs {
@@ -70,6 +74,7 @@ impl ServeArgs {
         s.flag("auth_timeout", self.auth_timeout.as_ref());
         s.flag("ping_interval", self.ping_interval.as_ref());
         s.flag("idle_timeout", self.idle_timeout.as_ref());
+        s.flag("write_stall", self.write_stall.as_ref());
     }
 }
 

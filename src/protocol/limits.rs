@@ -29,6 +29,10 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(25);
 /// A connection silent for this long (no frame, no pong) is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A write that makes no progress for this long means the peer stopped
+/// reading: it is closed as a slow consumer (4009).
+pub const WRITE_STALL: Duration = Duration::from_secs(10);
+
 /// Largest `POST /api/v1/events` body (1 MiB); larger ones get 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 

@@ -97,22 +97,7 @@ async fn a_slow_consumer_is_closed_4009_and_resumes_without_loss() {
     let (mut slow, _) = server
         .subscribed(&server.viewer("acme"), rooms(&["erp"]))
         .await;
-    let admin = server.admin();
-    // Enough bytes to fill the socket buffers, so the server's queue fills.
-    // Publishing stops once the server has given up on the consumer, which
-    // must then read its Close within the server's grace.
-    let pad = "x".repeat(16 * 1024);
-    let mut last = 0;
-    for batch in 0.. {
-        assert!(batch < 200, "no slow consumer after {batch} batches");
-        let body: Vec<_> = (0..50)
-            .map(|i| json!({"event_type": "Bulk", "tenant_id": "acme", "rooms": ["erp"], "data": {"n": batch * 50 + i, "pad": pad}}))
-            .collect();
-        last = *server.publish(&admin, json!(body)).await.last().unwrap();
-        if slow_consumers_closed(&server).await >= 1 {
-            break;
-        }
-    }
+    let last = flood_until_closed(&server).await;
     let (frames, closed) = slow.closed().await;
     assert_eq!(closed.code, 4009, "{closed:?}");
     assert!(
@@ -144,6 +129,55 @@ async fn a_slow_consumer_is_closed_4009_and_resumes_without_loss() {
     // The replay was read at the client's pace: only the first consumer
     // was closed, even if the hub was still offering these events live.
     assert_eq!(slow_consumers_closed(&server).await, 1);
+}
+
+#[tokio::test]
+async fn a_peer_that_stops_reading_is_closed_4009_after_the_write_stall() {
+    let server = TestServer::start_with(Options::args(&[
+        "--write-stall",
+        "300ms",
+        "--outbound-queue",
+        "100000",
+    ]))
+    .await;
+    let (mut stuck, _) = server
+        .subscribed(&server.viewer("acme"), rooms(&["erp"]))
+        .await;
+    // The queue never fills: what closes the peer is a write that waits.
+    flood_until_closed(&server).await;
+    let (frames, closed) = stuck.closed().await;
+    assert_eq!(
+        (closed.code, closed.reason.as_str()),
+        (4009, "write stalled")
+    );
+    match frames.last() {
+        Some(ServerFrame::Error(e)) => {
+            assert_eq!(e.code.to_string(), "slow_consumer");
+            assert_eq!(
+                e.message,
+                "no write progress for 300ms: reconnect and resume with `since`"
+            );
+        }
+        _ => panic!("the last of {} frames is not an Error", frames.len()),
+    }
+}
+
+/// Publishes 16 KiB events into `erp`, enough to fill socket buffers, until
+/// the server has closed a subscriber as slow; returns the last id. It stops
+/// there, so the subscriber reads its Close within the server's grace.
+async fn flood_until_closed(server: &TestServer) -> i64 {
+    let admin = server.admin();
+    let pad = "x".repeat(16 * 1024);
+    for batch in 0..200 {
+        let body: Vec<_> = (0..50)
+            .map(|i| json!({"event_type": "Bulk", "tenant_id": "acme", "rooms": ["erp"], "data": {"n": batch * 50 + i, "pad": pad}}))
+            .collect();
+        let last = *server.publish(&admin, json!(body)).await.last().unwrap();
+        if slow_consumers_closed(server).await >= 1 {
+            return last;
+        }
+    }
+    panic!("no subscriber was closed as slow after 200 batches");
 }
 
 async fn slow_consumers_closed(server: &TestServer) -> i64 {

@@ -35,10 +35,6 @@ use crate::server::state::AppState;
 /// The WebSocket over the connection's shared wire.
 pub(super) type Socket = WebSocketStream<WireStream>;
 
-/// A write that makes no progress for this long means the peer stopped
-/// reading: the connection is dropped as a slow consumer.
-pub(super) const WRITE_STALL: Duration = Duration::from_secs(10);
-
 /// How long a closing connection waits to send its Close and read the
 /// client's reply (and, before that, to send its last `Error`).
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -62,7 +58,7 @@ pub(super) enum Exit {
 pub(super) enum Slow {
     /// Its outbound queue filled (the hub counted it).
     QueueFull,
-    /// A write made no progress for [`WRITE_STALL`].
+    /// A write made no progress for the `write_stall` setting.
     Stalled,
 }
 
@@ -76,10 +72,13 @@ impl Slow {
     }
 
     /// The `Error` frame's message: what happened and what to do.
-    fn advice(self) -> String {
+    fn advice(self, write_stall: Duration) -> String {
         let why = match self {
             Slow::QueueFull => "outbound queue full".to_string(),
-            Slow::Stalled => format!("no write progress for {} s", WRITE_STALL.as_secs()),
+            Slow::Stalled => format!(
+                "no write progress for {}",
+                humantime::format_duration(write_stall)
+            ),
         };
         format!("{why}: reconnect and resume with `since`")
     }
@@ -122,7 +121,9 @@ impl Drop for Counted<'_> {
 /// profiles).
 struct Signals {
     handle: Arc<ConnHandle>,
-    /// Fires [`WRITE_STALL`] after a write began; reset lazily.
+    /// The `write_stall` setting.
+    stall_after: Duration,
+    /// Fires `stall_after` once a write began; reset lazily.
     stall: Pin<Box<Sleep>>,
 }
 
@@ -134,15 +135,16 @@ fn exit_for(verdict: Verdict) -> Exit {
 }
 
 impl Signals {
-    fn new(handle: Arc<ConnHandle>) -> Signals {
+    fn new(handle: Arc<ConnHandle>, stall_after: Duration) -> Signals {
         Signals {
             handle,
-            stall: Box::pin(tokio::time::sleep(WRITE_STALL)),
+            stall_after,
+            stall: Box::pin(tokio::time::sleep(stall_after)),
         }
     }
 
     /// Runs `fut` unless a verdict or (with `stall`) a write stuck for
-    /// [`WRITE_STALL`] comes first.
+    /// `stall_after` comes first.
     async fn guard(&mut self, fut: impl Future<Output = Step>, stall: bool) -> Step {
         tokio::pin!(fut);
         // Most writes finish on their first poll; those need neither the
@@ -153,10 +155,12 @@ impl Signals {
         let started = Instant::now();
         let Signals {
             handle,
+            stall_after,
             stall: timer,
         } = self;
-        if stall && timer.deadline() < started + WRITE_STALL / 2 {
-            timer.as_mut().reset(started + WRITE_STALL);
+        let stall_after = *stall_after;
+        if stall && timer.deadline() < started + stall_after / 2 {
+            timer.as_mut().reset(started + stall_after);
         }
         loop {
             tokio::select! {
@@ -164,10 +168,10 @@ impl Signals {
                 step = &mut fut => return step,
                 verdict = poll_fn(|cx| handle.poll_verdict(cx)) => return Err(exit_for(verdict)),
                 _ = timer.as_mut(), if stall => {
-                    if started.elapsed() >= WRITE_STALL {
+                    if started.elapsed() >= stall_after {
                         return Err(Exit::Slow(Slow::Stalled));
                     }
-                    timer.as_mut().reset(started + WRITE_STALL);
+                    timer.as_mut().reset(started + stall_after);
                 }
             }
         }
@@ -218,7 +222,7 @@ pub async fn run(io: TokioIo<Upgraded>, state: AppState, target: Target, token: 
         strike_window: Instant::now(),
         last_seen: Instant::now(),
     };
-    let mut signals = Signals::new(handle.clone());
+    let mut signals = Signals::new(handle.clone(), state.gateway.write_stall);
     let exit = match token {
         Some(token) => {
             let auth = Box::pin(conn.authenticate(&mut socket, &token, &target));
@@ -246,7 +250,10 @@ pub async fn run(io: TokioIo<Upgraded>, state: AppState, target: Target, token: 
                     .slow_consumers
                     .fetch_add(1, Ordering::Relaxed);
             }
-            let error = ServerFrame::error(ErrorCode::SlowConsumer, slow.advice());
+            let error = ServerFrame::error(
+                ErrorCode::SlowConsumer,
+                slow.advice(state.gateway.write_stall),
+            );
             (close::SLOW_CONSUMER, slow.reason().into(), Some(error))
         }
     };

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use super::connection::{Connection, Exit, Slow, Socket, Step, WRITE_STALL};
+use super::connection::{Connection, Exit, Slow, Socket, Step};
 use super::hub::ANY;
 use super::wire::Seam;
 use super::Target;
@@ -256,7 +256,7 @@ impl Connection {
                 }
                 socket.flush().await
             };
-            match tokio::time::timeout(WRITE_STALL, write).await {
+            match tokio::time::timeout(self.state.gateway.write_stall, write).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return Err(Exit::Gone),
                 Err(_) => return Err(Exit::Slow(Slow::Stalled)),
