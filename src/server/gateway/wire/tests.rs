@@ -8,6 +8,21 @@ fn delivery(id: EventId, tenant: &str, room: &str, event_type: &str) -> Arc<Deli
     Arc::new(Delivery::new(event(id, tenant, &[room], event_type)))
 }
 
+/// Event `id` in acme's `erp` room.
+fn erp(id: EventId) -> Arc<Delivery> {
+    delivery(id, "acme", "erp", "X")
+}
+
+/// A replay of acme's `erp` room from the start.
+fn erp_replay() -> Seam {
+    Seam {
+        floor: 0,
+        tenant: "acme".into(),
+        rooms: vec!["erp".into()],
+        types: None,
+    }
+}
+
 #[test]
 fn a_seam_covers_only_what_its_replay_sent() {
     let seam = Seam {
@@ -42,10 +57,7 @@ async fn a_full_socket_queues_whole_frames_in_order() {
     let (conn, mut pipe) = connect(&hub, 100, 8);
     let wire = &conn.wire;
     for id in 1..=3 {
-        assert_eq!(
-            wire.offer(&delivery(id, "acme", "erp", "X"), true),
-            Offer::Queued
-        );
+        assert_eq!(wire.offer(&erp(id), true), Offer::Queued);
     }
     assert_eq!(wire.lock().queue.len(), 3, "nothing written past a queue");
     let drain = tokio::spawn({
@@ -63,25 +75,14 @@ async fn parked_events_follow_the_reply_and_replayed_ones_are_dropped() {
     let (conn, mut pipe) = connect(&hub, 64 * 1024, 8);
     let wire = &conn.wire;
     let parked = wire.park();
-    wire.begin_replay(Seam {
-        floor: 0,
-        tenant: "acme".into(),
-        rooms: vec!["erp".into()],
-        types: None,
-    });
+    wire.begin_replay(erp_replay());
     // Live while the replay runs, before it read the head: 5 is in the
     // replay, 6 is not.
-    assert_eq!(
-        wire.offer(&delivery(5, "acme", "erp", "X"), true),
-        Offer::Queued
-    );
-    assert_eq!(
-        wire.offer(&delivery(6, "acme", "erp", "X"), true),
-        Offer::Queued
-    );
+    assert_eq!(wire.offer(&erp(5), true), Offer::Queued);
+    assert_eq!(wire.offer(&erp(6), true), Offer::Queued);
     // The replay, written by the task before the parked events.
     wire.replaying_to(5);
-    let replayed = delivery(5, "acme", "erp", "X");
+    let replayed = erp(5);
     let mut stream = WireStream(wire.clone());
     tokio::io::AsyncWriteExt::write_all(&mut stream, &replayed.frame)
         .await
@@ -92,10 +93,7 @@ async fn parked_events_follow_the_reply_and_replayed_ones_are_dropped() {
     poll_fn(|cx| wire.poll_drain(cx)).await.unwrap();
     assert_eq!(read_ids(&mut pipe).await, [5, 6]);
     // Past the floor, the seam is gone and the hub writes directly.
-    assert_eq!(
-        wire.offer(&delivery(7, "acme", "erp", "X"), true),
-        Offer::Written
-    );
+    assert_eq!(wire.offer(&erp(7), true), Offer::Written);
     assert_eq!(read_ids(&mut pipe).await, [7]);
 }
 
@@ -105,32 +103,21 @@ async fn copies_of_replayed_events_never_fill_the_queue() {
     let (conn, mut pipe) = connect(&hub, 64 * 1024, 2);
     let wire = &conn.wire;
     let parked = wire.park();
-    wire.begin_replay(Seam {
-        floor: 0,
-        tenant: "acme".into(),
-        rooms: vec!["erp".into()],
-        types: None,
-    });
+    wire.begin_replay(erp_replay());
     // A hub behind the bus offers what the replay sends: more copies
     // than the queue holds, before the replay read the head, during
     // the replay and after it.
     for id in 1..=2 {
-        assert_eq!(
-            wire.offer(&delivery(id, "acme", "erp", "X"), false),
-            Offer::Queued
-        );
+        assert_eq!(wire.offer(&erp(id), false), Offer::Queued);
     }
     wire.replaying_to(10);
     assert_eq!(wire.lock().events, 0, "parked copies stop counting");
     let mut stream = WireStream(wire.clone());
     for id in 1..=5 {
         if id > 2 {
-            assert_eq!(
-                wire.offer(&delivery(id, "acme", "erp", "X"), false),
-                Offer::Replayed
-            );
+            assert_eq!(wire.offer(&erp(id), false), Offer::Replayed);
         }
-        let frame = delivery(id, "acme", "erp", "X").frame.clone();
+        let frame = erp(id).frame.clone();
         tokio::io::AsyncWriteExt::write_all(&mut stream, &frame)
             .await
             .unwrap();
@@ -138,24 +125,15 @@ async fn copies_of_replayed_events_never_fill_the_queue() {
     wire.end_replay();
     parked.release();
     for id in 6..=10 {
-        assert_eq!(
-            wire.offer(&delivery(id, "acme", "erp", "X"), false),
-            Offer::Replayed
-        );
+        assert_eq!(wire.offer(&erp(id), false), Offer::Replayed);
     }
     // Other scopes are not covered, and neither is anything past 10.
     assert_eq!(
         wire.offer(&delivery(7, "acme", "ai", "X"), false),
         Offer::Queued
     );
-    assert_eq!(
-        wire.offer(&delivery(11, "acme", "erp", "X"), false),
-        Offer::Queued
-    );
-    assert_eq!(
-        wire.offer(&delivery(12, "acme", "erp", "X"), false),
-        Offer::Full
-    );
+    assert_eq!(wire.offer(&erp(11), false), Offer::Queued);
+    assert_eq!(wire.offer(&erp(12), false), Offer::Full);
     poll_fn(|cx| wire.poll_drain(cx)).await.unwrap();
     assert_eq!(read_ids(&mut pipe).await, [1, 2, 3, 4, 5, 7, 11]);
 }
@@ -166,18 +144,10 @@ async fn a_replay_that_does_not_end_vouches_for_nothing() {
     let (conn, mut pipe) = connect(&hub, 64 * 1024, 8);
     let wire = &conn.wire;
     let parked = wire.park();
-    wire.begin_replay(Seam {
-        floor: 0,
-        tenant: "acme".into(),
-        rooms: vec!["erp".into()],
-        types: None,
-    });
+    wire.begin_replay(erp_replay());
     wire.replaying_to(10);
     parked.release();
-    assert_eq!(
-        wire.offer(&delivery(3, "acme", "erp", "X"), true),
-        Offer::Written
-    );
+    assert_eq!(wire.offer(&erp(3), true), Offer::Written);
     assert_eq!(read_ids(&mut pipe).await, [3]);
 }
 
@@ -187,17 +157,11 @@ async fn an_abandoned_answer_closes_the_wire() {
     let (conn, _pipe) = connect(&hub, 64 * 1024, 8);
     let wire = &conn.wire;
     let parked = wire.park();
-    assert_eq!(
-        wire.offer(&delivery(1, "acme", "erp", "X"), true),
-        Offer::Queued
-    );
+    assert_eq!(wire.offer(&erp(1), true), Offer::Queued);
     // A replay failed half-way: nothing live may follow it.
     drop(parked);
     assert_eq!(wire.lock().events, 0);
-    assert_eq!(
-        wire.offer(&delivery(2, "acme", "erp", "X"), true),
-        Offer::Closed
-    );
+    assert_eq!(wire.offer(&erp(2), true), Offer::Closed);
 }
 
 #[tokio::test]
@@ -206,25 +170,13 @@ async fn a_closing_wire_drops_its_backlog_and_takes_no_events() {
     // Smaller than a frame: event 1 is begun, event 2 waits behind it.
     let (conn, mut pipe) = connect(&hub, 16, 8);
     let wire = &conn.wire;
-    assert_eq!(
-        wire.offer(&delivery(1, "acme", "erp", "X"), true),
-        Offer::Queued
-    );
-    assert_eq!(
-        wire.offer(&delivery(2, "acme", "erp", "X"), true),
-        Offer::Queued
-    );
+    assert_eq!(wire.offer(&erp(1), true), Offer::Queued);
+    assert_eq!(wire.offer(&erp(2), true), Offer::Queued);
     let _parked = wire.park();
-    assert_eq!(
-        wire.offer(&delivery(3, "acme", "erp", "X"), true),
-        Offer::Queued
-    );
+    assert_eq!(wire.offer(&erp(3), true), Offer::Queued);
     wire.close();
     assert_eq!(wire.lock().events, 1, "only the begun frame is kept");
-    assert_eq!(
-        wire.offer(&delivery(4, "acme", "erp", "X"), true),
-        Offer::Closed
-    );
+    assert_eq!(wire.offer(&erp(4), true), Offer::Closed);
     let drain = tokio::spawn({
         let wire = wire.clone();
         async move { poll_fn(|cx| wire.poll_drain(cx)).await }
