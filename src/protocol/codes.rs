@@ -63,6 +63,12 @@ pub mod close {
     pub const NORMAL: u16 = 1000;
     /// Server going away (shutdown, or idle timeout).
     pub const GOING_AWAY: u16 = 1001;
+    /// The peer broke RFC 6455 framing (reserved bits or opcodes, an
+    /// unmasked or oversized control frame, a stray continuation, an
+    /// invalid close code).
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A text frame (or a close reason) that is not UTF-8.
+    pub const INVALID_PAYLOAD: u16 = 1007;
     /// A frame larger than the limit (RFC 6455 "message too big").
     pub const TOO_BIG: u16 = 1009;
     /// No valid `Auth` within the timeout, or a bad token.

@@ -8,6 +8,7 @@ mod docs;
 mod gateway_auth;
 mod gateway_limits;
 mod gateway_protocol;
+mod gateway_rfc6455;
 mod history;
 mod intake;
 mod loadtest;

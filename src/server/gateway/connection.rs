@@ -19,13 +19,14 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::time::{Instant, Sleep};
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
 use super::hub::{ConnHandle, Membership, Verdict};
-use super::wire::WireStream;
+use super::wire::{Wire, WireStream};
 use super::Target;
 use crate::protocol::frames::{now_rfc3339, ErrorPayload};
 use crate::protocol::limits::RATE_LIMIT_STRIKES;
@@ -46,6 +47,10 @@ const STRIKE_WINDOW: Duration = Duration::from_secs(60);
 pub(super) enum Exit {
     /// The peer went away or the socket failed: nothing left to say.
     Gone,
+    /// The peer sent Close: tungstenite has queued the echo of its code
+    /// (RFC 6455 §5.5.1 says the endpoint MUST reply), which only needs
+    /// flushing.
+    PeerClosed,
     /// Close with this code and reason.
     Close(u16, String),
     /// The peer does not read fast enough: `Error slow_consumer`, then
@@ -179,7 +184,7 @@ impl Signals {
 }
 
 /// tungstenite's settings for every connection.
-fn socket_config(max_frame_bytes: usize) -> WebSocketConfig {
+pub(super) fn socket_config(max_frame_bytes: usize) -> WebSocketConfig {
     // Small buffers keep an idle connection cheap; tungstenite's default
     // 128 KiB read buffer (zero-filled on every read) would dominate its
     // memory and CPU. Client frames are small; big ones take more reads.
@@ -237,12 +242,9 @@ pub async fn run(io: TokioIo<Upgraded>, state: AppState, target: Target, token: 
         }
         Err(exit) => exit,
     };
-    handle.wire.close();
-    let (code, reason, error) = match exit {
-        Exit::Gone => return,
-        Exit::Close(code, reason) => (code, reason, None),
+    let error = match &exit {
         Exit::Slow(slow) => {
-            if slow == Slow::Stalled {
+            if *slow == Slow::Stalled {
                 // The hub counts the full queues it finds; stalls show here.
                 state
                     .hub
@@ -250,25 +252,48 @@ pub async fn run(io: TokioIo<Upgraded>, state: AppState, target: Target, token: 
                     .slow_consumers
                     .fetch_add(1, Ordering::Relaxed);
             }
-            let error = ServerFrame::error(
+            Some(ServerFrame::error(
                 ErrorCode::SlowConsumer,
                 slow.advice(state.gateway.write_stall),
-            );
-            (close::SLOW_CONSUMER, slow.reason().into(), Some(error))
+            ))
         }
+        _ => None,
     };
-    tracing::debug!(conn = handle.id, code, %reason, "closing");
-    let frame = Message::Close(Some(CloseFrame {
-        code: CloseCode::from(code),
-        reason: Utf8Bytes::from(reason),
-    }));
+    tracing::debug!(conn = handle.id, "closing");
+    finish(&mut socket, &handle.wire, exit, error).await;
+    // Memberships leave their rooms as `conn` drops.
+}
+
+/// Ends a connection the way `exit` says: nothing for a peer that is gone;
+/// for one that sent Close, its echo; otherwise `error` (if any), our
+/// Close, and the client's reply, so it reads our close code instead of a
+/// connection reset. A peer that reads nothing is dropped after
+/// [`CLOSE_GRACE`]. Shared by every endpoint built on the gateway's
+/// connection code.
+pub(super) async fn finish(
+    socket: &mut Socket,
+    wire: &Wire,
+    exit: Exit,
+    error: Option<ServerFrame>,
+) {
+    wire.close();
+    let (code, reason) = match exit {
+        Exit::Gone => return,
+        Exit::PeerClosed => {
+            let _ = tokio::time::timeout(CLOSE_GRACE, socket.flush()).await;
+            return;
+        }
+        Exit::Close(code, reason) => (code, reason),
+        Exit::Slow(slow) => (close::SLOW_CONSUMER, slow.reason().to_string()),
+    };
     if let Some(error) = error {
         let text = Message::Text(Utf8Bytes::from(error.to_text()));
         let _ = tokio::time::timeout(CLOSE_GRACE, socket.send(text)).await;
     }
-    // Finish the closing handshake: read (and drop) what the client still
-    // sends until its Close, so it reads our close code instead of a
-    // connection reset. A peer that reads nothing gets dropped.
+    let frame = Message::Close(Some(CloseFrame {
+        code: CloseCode::from(code),
+        reason: Utf8Bytes::from(close_reason(reason)),
+    }));
     let _ = tokio::time::timeout(
         CLOSE_GRACE,
         Box::pin(async {
@@ -282,7 +307,20 @@ pub async fn run(io: TokioIo<Upgraded>, state: AppState, target: Target, token: 
         }),
     )
     .await;
-    // Memberships leave their rooms as `conn` drops.
+}
+
+/// A close reason fits the 123 bytes a control frame leaves it; a longer
+/// one is cut at a character boundary.
+fn close_reason(mut reason: String) -> String {
+    const MAX: usize = 123;
+    if reason.len() > MAX {
+        let mut end = MAX;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+    }
+    reason
 }
 
 /// The instant a token's `exp` (Unix seconds) falls due.
@@ -406,7 +444,7 @@ impl Connection {
             Message::Text(text) => Some(text),
             Message::Binary(_) => None,
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Ok(()),
-            Message::Close(_) => return Err(Exit::Gone),
+            Message::Close(_) => return Err(Exit::PeerClosed),
         };
         if !self.check_rate(socket).await? {
             return Ok(());
@@ -503,12 +541,19 @@ impl Connection {
     }
 }
 
-/// A read failure: an oversized frame gets 1009, anything else just ends.
-fn read_error(e: tokio_tungstenite::tungstenite::Error) -> Exit {
+/// A read failure, failed the way RFC 6455 asks: an oversized frame gets
+/// 1009, text that is not UTF-8 1007 (tungstenite checks fragments as they
+/// arrive, so a bad byte fails the message before it completes), a framing
+/// violation 1002; a peer that vanished gets nothing.
+pub(super) fn read_error(e: WsError) -> Exit {
     match e {
-        tokio_tungstenite::tungstenite::Error::Capacity(_) => {
-            Exit::Close(close::TOO_BIG, "frame too large".into())
-        }
+        WsError::Capacity(_) => Exit::Close(close::TOO_BIG, "frame too large".into()),
+        WsError::Utf8(_) => Exit::Close(close::INVALID_PAYLOAD, "text is not valid UTF-8".into()),
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => Exit::Gone,
+        WsError::Protocol(violation) => Exit::Close(
+            close::PROTOCOL_ERROR,
+            format!("protocol error: {violation}"),
+        ),
         _ => Exit::Gone,
     }
 }

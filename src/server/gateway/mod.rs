@@ -1,5 +1,7 @@
 //! The WebSocket gateway: `/ws`, `/ws/{room}` and `/ws/tenant/{id}`.
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod connection;
 pub mod hub;
 mod session;

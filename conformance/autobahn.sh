@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Runs the Autobahn testsuite (wstest -m fuzzingclient) against
+#   1. the gateway's connection code with an echo handler
+#      (examples/autobahn_echo.rs): cases 1-7 and 9;
+#   2. a real `pytake serve` endpoint (/ws with a token): cases 7.x, the
+#      close handling that clients meet.
+# Fails if any case is not OK, NON-STRICT or INFORMATIONAL. Reports land in
+# $OUT (default target/autobahn); the summary goes to stdout.
+#
+# Usage: conformance/autobahn.sh [--quick]   (--quick: skip the 9.x cases)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+out=${OUT:-target/autobahn}
+venv=${AUTOBAHN_VENV:-target/autobahn-venv}
+case $venv in /*) ;; *) venv=$PWD/$venv ;; esac
+cases='"1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "9.*"'
+[ "${1:-}" = --quick ] && cases='"1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*"'
+
+# The testsuite is Python 2.7 only; pyenv has it on this kind of machine.
+if [ ! -x "$venv/bin/wstest" ]; then
+  py27=$(ls -d "$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")"/versions/2.7*/bin/python2.7 2>/dev/null | tail -n 1)
+  [ -n "$py27" ] || { echo "autobahn: no Python 2.7 under pyenv (pyenv install 2.7.18)" >&2; exit 1; }
+  "$py27" -m pip install -q --disable-pip-version-check 'virtualenv<20.22' 2>&1 | grep -v DEPRECATION || true
+  "$py27" -m virtualenv -q "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r conformance/requirements-py27.txt 2>&1 | grep -v DEPRECATION || true
+fi
+
+# Two builds: the feature must not reach the `pytake` binary.
+cargo build --release --locked --bin pytake
+cargo build --release --locked --features conformance --example autobahn_echo
+rm -rf "$out"
+mkdir -p "$out"
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+
+# Starts a command that prints `listening on URL` and echoes the URL.
+start() {
+  local log=$1
+  shift
+  "$@" >"$log" 2>"$log.err" &
+  pids+=($!)
+  for _ in $(seq 100); do
+    if grep -q '^listening on ' "$log"; then
+      sed -n 's/^listening on //p' "$log" | head -n 1
+      return
+    fi
+    sleep 0.1
+  done
+  echo "autobahn: $* did not start:" >&2
+  cat "$log.err" >&2
+  exit 1
+}
+
+fuzz() {
+  local name=$1 url=$2 cases=$3 exclude=${4:-}
+  cat >"$out/$name.json" <<JSON
+{"outdir": "./$name", "servers": [{"agent": "$name", "url": "$url"}],
+ "cases": [$cases], "exclude-cases": [$exclude], "exclude-agent-cases": {}}
+JSON
+  (cd "$out" && "$venv/bin/wstest" -m fuzzingclient -s "$name.json" >"$name.log" 2>&1) ||
+    { tail -n 20 "$out/$name.log" >&2; exit 1; }
+}
+
+echo_url=$(start "$out/echo.out" target/release/examples/autobahn_echo 127.0.0.1:0)
+fuzz pytake-echo "$echo_url" "$cases"
+
+data=$(mktemp -d)
+serve_url=$(start "$out/serve.out" target/release/pytake serve --listen 127.0.0.1:0 --data-dir "$data")
+token=$(target/release/pytake token create --data-dir "$data" --role admin --ttl 1h)
+# 7.1.1 waits for the echo of a text message, which only an echo sends: it
+# gives up and closes 1001 instead of the 1000 it then expects.
+fuzz pytake-serve "${serve_url/http:/ws:}/ws?token=$token" '"7.*"' '"7.1.1"'
+
+python3 conformance/summarize.py "$out/pytake-echo/index.json" \
+  --close-only "$out/pytake-serve/index.json"
