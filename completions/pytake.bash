@@ -332,7 +332,7 @@ _pytake() {
             return 0
             ;;
         pytake__subcmd__serve)
-            opts="-h -V --listen --secret --store --bus --demo --rate-limit --max-frame-bytes --outbound-queue --auth-timeout --ping-interval --idle-timeout --write-stall --server --token --config --data-dir --output --help --version"
+            opts="-h -V --listen --secret --store --bus --demo --rate-limit --max-frame-bytes --outbound-queue --auth-timeout --ping-interval --idle-timeout --write-stall --token-leeway --token-audience --token-issuer --token-max-lifetime --server --token --config --data-dir --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -379,6 +379,22 @@ _pytake() {
                     return 0
                     ;;
                 --write-stall)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-leeway)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-audience)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-issuer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-max-lifetime)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

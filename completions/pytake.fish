@@ -50,6 +50,10 @@ complete -c pytake -n "__fish_pytake_using_subcommand serve" -l auth-timeout -d 
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l ping-interval -d 'How often the server pings each connection [env: PYTAKE_PING_INTERVAL] [default: 25s]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l idle-timeout -d 'Close connections silent for this long [env: PYTAKE_IDLE_TIMEOUT] [default: 30s]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l write-stall -d 'Close a connection as a slow consumer (4009) when a write makes no progress for this long [env: PYTAKE_WRITE_STALL] [default: 10s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l token-leeway -d 'Clock skew tolerated on a token\'s exp, nbf and iat [env: PYTAKE_TOKEN_LEEWAY] [default: 30s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l token-audience -d 'Refuse tokens whose aud is not (or does not include) this; unset: aud is not checked [env: PYTAKE_TOKEN_AUDIENCE]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l token-issuer -d 'Refuse tokens whose iss is not this; unset: iss is not checked [env: PYTAKE_TOKEN_ISSUER]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l token-max-lifetime -d 'Refuse tokens whose exp - iat is longer, or `none` [env: PYTAKE_TOKEN_MAX_LIFETIME] [default: 366d]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l server -d 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l token -d 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]' -r -F

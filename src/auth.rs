@@ -6,6 +6,13 @@
 //! runs the server (and root) can mint tokens; client subcommands with no token
 //! configured do exactly that, minting a short-lived admin token for
 //! themselves. Everyone else needs a token made with `pytake token create`.
+//!
+//! The data dir is created 0700 and the database 0600, since both hold every
+//! tenant's events; an existing, looser data dir is warned about, not changed.
+//!
+//! Beyond signature and `exp`, [`Keys::verify`] refuses a future `nbf` or
+//! `iat` (past the leeway), a lifetime (`exp - iat`) over
+//! `token_max_lifetime`, and, when configured, a foreign `aud` or `iss`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,19 +21,28 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
 
+use crate::config::TokenSettings;
+use crate::protocol::claims::Audience;
 use crate::protocol::{Claims, Role};
 
 /// Name of the generated secret inside the data dir.
 pub const SECRET_FILE: &str = "secret";
 
-/// Clock skew tolerated on `exp`, so a token is not refused because two
-/// machines disagree by a few seconds.
-const LEEWAY_SECONDS: u64 = 30;
+/// Default `token_leeway`: clock skew tolerated on `exp`, `nbf` and `iat`, so
+/// a token is not refused because two machines disagree by a few seconds.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+
+/// Default `token_max_lifetime`: a year and a day, so a yearly service token
+/// fits and a leaked one is not good forever.
+pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(366 * 86_400);
 
 /// Lifetime of the tokens client subcommands mint for themselves: the
 /// gateway closes a connection when its token expires, and a long `tail`
 /// should not reconnect often for that.
 pub const LOCAL_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
+
+/// Longest piece of a token's `aud` or `iss` quoted back in an error.
+const QUOTE_MAX: usize = 64;
 
 /// Why a token was refused; the text is shown to the client.
 #[derive(Debug, thiserror::Error)]
@@ -41,25 +57,54 @@ pub enum AuthError {
     Malformed(String),
     #[error("token without tenant_id must have role admin")]
     MissingTenant,
+    #[error("token not valid before {}", rfc3339(*.0))]
+    NotYetValid(u64),
+    #[error("token issued in the future ({})", rfc3339(*.0))]
+    IssuedInFuture(u64),
+    #[error("token lifetime {} is over the limit of {}", compact(*lifetime), compact(*max))]
+    TooLong { lifetime: Duration, max: Duration },
+    #[error("{}", audience_problem(found.as_ref(), expected))]
+    WrongAudience {
+        found: Option<Audience>,
+        expected: String,
+    },
+    #[error("{}", issuer_problem(found.as_deref(), expected))]
+    WrongIssuer {
+        found: Option<String>,
+        expected: String,
+    },
 }
 
-/// Signing and verifying keys made from one secret.
+/// Signing and verifying keys made from one secret, with the server's token
+/// rules.
 #[derive(Clone)]
 pub struct Keys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    rules: TokenSettings,
 }
 
 impl Keys {
+    /// Keys with the default token rules (no audience or issuer).
     pub fn new(secret: &[u8]) -> Keys {
+        Keys::with_settings(secret, &TokenSettings::default())
+    }
+
+    /// Keys that check tokens by `rules` and put its audience and issuer in
+    /// the tokens they mint.
+    pub fn with_settings(secret: &[u8], rules: &TokenSettings) -> Keys {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = LEEWAY_SECONDS;
+        validation.leeway = rules.leeway.as_secs();
         validation.set_required_spec_claims(&["exp", "sub"]);
+        // `verify` checks these itself, to say what is wrong.
+        validation.validate_aud = false;
+        validation.validate_nbf = false;
         Keys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
+            rules: rules.clone(),
         }
     }
 
@@ -69,7 +114,8 @@ impl Keys {
             .expect("HS256 signing cannot fail")
     }
 
-    /// Makes and signs claims valid from now for `ttl`.
+    /// Makes and signs claims valid from now for `ttl` (at most
+    /// `token_max_lifetime`), with the configured audience and issuer.
     pub fn mint_for(
         &self,
         sub: &str,
@@ -77,6 +123,7 @@ impl Keys {
         role: Role,
         ttl: Duration,
     ) -> String {
+        let ttl = self.rules.max_lifetime.map_or(ttl, |max| ttl.min(max));
         let iat = unix_now();
         self.mint(&Claims {
             sub: sub.to_string(),
@@ -84,6 +131,9 @@ impl Keys {
             role,
             iat,
             exp: iat + ttl.as_secs(),
+            nbf: None,
+            aud: self.rules.audience.clone().map(Audience::One),
+            iss: self.rules.issuer.clone(),
         })
     }
 
@@ -108,6 +158,7 @@ impl Keys {
             }
         })?;
         let claims = data.claims;
+        self.check_rules(&claims, unix_now())?;
         match &claims.tenant_id {
             None if claims.role != Role::Admin => return Err(AuthError::MissingTenant),
             Some(tenant) => crate::protocol::rooms::validate_tenant(tenant)
@@ -115,6 +166,118 @@ impl Keys {
             None => {}
         }
         Ok(claims)
+    }
+
+    /// The checks beyond signature and `exp`: `nbf`, `iat`, lifetime,
+    /// issuer and audience, at Unix time `now`.
+    fn check_rules(&self, claims: &Claims, now: u64) -> Result<(), AuthError> {
+        let horizon = now.saturating_add(self.rules.leeway.as_secs());
+        if let Some(nbf) = claims.nbf.filter(|nbf| *nbf > horizon) {
+            return Err(AuthError::NotYetValid(nbf));
+        }
+        if claims.iat > horizon {
+            return Err(AuthError::IssuedInFuture(claims.iat));
+        }
+        if let Some(max) = self.rules.max_lifetime {
+            let lifetime = Duration::from_secs(claims.exp.saturating_sub(claims.iat));
+            if lifetime > max {
+                return Err(AuthError::TooLong { lifetime, max });
+            }
+        }
+        if let Some(expected) = &self.rules.issuer {
+            if claims.iss.as_ref() != Some(expected) {
+                return Err(AuthError::WrongIssuer {
+                    found: claims.iss.clone(),
+                    expected: expected.clone(),
+                });
+            }
+        }
+        if let Some(expected) = &self.rules.audience {
+            if !claims
+                .aud
+                .as_ref()
+                .is_some_and(|aud| aud.contains(expected))
+            {
+                return Err(AuthError::WrongAudience {
+                    found: claims.aud.clone(),
+                    expected: expected.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Refuses a lifetime a server with `rules` would refuse
+/// (`token_max_lifetime`), so `pytake token create` does not mint it.
+pub fn check_ttl(rules: &TokenSettings, ttl: Duration) -> Result<(), AuthError> {
+    match rules.max_lifetime {
+        Some(max) if ttl > max => Err(AuthError::TooLong { lifetime: ttl, max }),
+        _ => Ok(()),
+    }
+}
+
+/// Unix seconds as `2026-05-01T10:00:00Z`.
+fn rfc3339(secs: u64) -> String {
+    match UNIX_EPOCH.checked_add(Duration::from_secs(secs)) {
+        Some(t) => humantime::format_rfc3339_seconds(t).to_string(),
+        None => format!("{secs} (Unix seconds)"),
+    }
+}
+
+/// A duration as `900d`, `1d 2h` or `45s`: humantime would say "2years
+/// 5months 17days 9h" for 900 days.
+fn compact(d: Duration) -> String {
+    let secs = d.as_secs();
+    let parts: Vec<String> = [(86_400, "d"), (3_600, "h"), (60, "m"), (1, "s")]
+        .iter()
+        .scan(secs, |left, &(unit, name)| {
+            let n = *left / unit;
+            *left %= unit;
+            Some((n, name))
+        })
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, name)| format!("{n}{name}"))
+        .collect();
+    if parts.is_empty() {
+        "0s".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
+/// A value from a token, quoted and cut short.
+fn quote(value: &str) -> String {
+    match value.char_indices().nth(QUOTE_MAX) {
+        Some((end, _)) => format!("`{}…`", &value[..end]),
+        None => format!("`{value}`"),
+    }
+}
+
+fn audience_problem(found: Option<&Audience>, expected: &str) -> String {
+    match found {
+        None => format!("token has no audience (aud); this server expects `{expected}`"),
+        Some(Audience::One(one)) => {
+            format!("token audience {} is not `{expected}`", quote(one))
+        }
+        Some(Audience::Many(many)) if many.is_empty() => {
+            format!("token audience is empty; this server expects `{expected}`")
+        }
+        Some(Audience::Many(many)) => {
+            let shown: Vec<String> = many.iter().take(4).map(|a| quote(a)).collect();
+            let more = if many.len() > 4 { ", …" } else { "" };
+            format!(
+                "token audience [{}{more}] does not include `{expected}`",
+                shown.join(", ")
+            )
+        }
+    }
+}
+
+fn issuer_problem(found: Option<&str>, expected: &str) -> String {
+    match found {
+        None => format!("token has no issuer (iss); this server expects `{expected}`"),
+        Some(iss) => format!("token issuer {} is not `{expected}`", quote(iss)),
     }
 }
 
@@ -151,7 +314,7 @@ pub fn load_or_create_secret(data_dir: &Path) -> std::io::Result<String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    std::fs::create_dir_all(data_dir)?;
+    create_private_dir(data_dir)?;
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
@@ -173,6 +336,69 @@ pub fn load_or_create_secret(data_dir: &Path) -> std::io::Result<String> {
             Ok(std::fs::read_to_string(&path)?.trim().to_string())
         }
         Err(e) => Err(e),
+    }
+}
+
+/// Creates `dir` and its missing parents with mode 0700: the data dir holds
+/// the secret and every tenant's events. An existing directory keeps its
+/// mode (the server warns about it, see [`open_data_dir`]).
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// The server's start: creates the data dir 0700, or, when it exists and
+/// other local users may enter it, warns with the command that fixes it. It
+/// never changes an existing directory's mode behind the operator's back.
+pub fn open_data_dir(dir: &Path) -> std::io::Result<()> {
+    if !dir.exists() {
+        return create_private_dir(dir);
+    }
+    if let Some(mode) = shared_mode(dir) {
+        tracing::warn!(
+            path = %dir.display(),
+            mode = %format!("{mode:04o}"),
+            "data dir is open to other local users, who may read every tenant's events: \
+             run `chmod 700 {}`",
+            shell_word(dir)
+        );
+    }
+    Ok(())
+}
+
+/// The permission bits of `path` when its group or others have any
+/// access; `None` when only the owner has, or it cannot be read.
+pub fn shared_mode(path: &Path) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o7777;
+        (mode & 0o077 != 0).then_some(mode)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
+
+/// `path` as one shell word, for the commands warnings suggest.
+pub fn shell_word(path: &Path) -> String {
+    let text = path.display().to_string();
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%,".contains(c));
+    if plain {
+        text
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
     }
 }
 
@@ -206,6 +432,9 @@ mod tests {
             role: Role::Viewer,
             iat: now - 7200,
             exp: now - 3600,
+            nbf: None,
+            aud: None,
+            iss: None,
         });
         assert!(matches!(keys.verify(&expired), Err(AuthError::Expired)));
 
@@ -217,6 +446,287 @@ mod tests {
             keys.verify(&tenantless),
             Err(AuthError::MissingTenant)
         ));
+    }
+
+    const DAY: u64 = 86_400;
+
+    /// Viewer claims of acme issued at `iat`, expiring at `exp`.
+    fn claims(iat: u64, exp: u64) -> Claims {
+        Claims {
+            sub: "ana".into(),
+            tenant_id: Some("acme".into()),
+            role: Role::Viewer,
+            iat,
+            exp,
+            nbf: None,
+            aud: None,
+            iss: None,
+        }
+    }
+
+    fn rules(f: impl FnOnce(&mut TokenSettings)) -> Keys {
+        let mut rules = TokenSettings::default();
+        f(&mut rules);
+        Keys::with_settings(b"one", &rules)
+    }
+
+    fn refusal(keys: &Keys, claims: &Claims) -> String {
+        match keys.verify(&keys.mint(claims)) {
+            Ok(c) => panic!("accepted {c:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn nbf_beyond_the_leeway_is_refused() {
+        let keys = Keys::new(b"one");
+        let now = unix_now();
+        let nbf = 1_893_456_000; // 2030-01-01T00:00:00Z
+        let later = Claims {
+            nbf: Some(nbf),
+            ..claims(now, nbf + 3600)
+        };
+        assert_eq!(
+            refusal(&keys, &later),
+            "token not valid before 2030-01-01T00:00:00Z"
+        );
+        assert!(matches!(
+            keys.verify(&keys.mint(&later)),
+            Err(AuthError::NotYetValid(n)) if n == nbf
+        ));
+        // Within the leeway, or already reached: fine.
+        for nbf in [now + 20, now, now - 60] {
+            let ok = Claims {
+                nbf: Some(nbf),
+                ..claims(now, now + 3600)
+            };
+            assert!(
+                keys.verify(&keys.mint(&ok)).is_ok(),
+                "nbf now{:+}",
+                nbf as i64 - now as i64
+            );
+        }
+    }
+
+    #[test]
+    fn iat_in_the_future_beyond_the_leeway_is_refused() {
+        let keys = Keys::new(b"one");
+        let now = unix_now();
+        let iat = 1_893_456_000;
+        assert_eq!(
+            refusal(&keys, &claims(iat, iat + 3600)),
+            "token issued in the future (2030-01-01T00:00:00Z)"
+        );
+        assert!(matches!(
+            keys.verify(&keys.mint(&claims(now + 120, now + 3600))),
+            Err(AuthError::IssuedInFuture(_))
+        ));
+        assert!(keys
+            .verify(&keys.mint(&claims(now + 20, now + 3600)))
+            .is_ok());
+    }
+
+    #[test]
+    fn iat_is_required() {
+        let keys = Keys::new(b"one");
+        let now = unix_now();
+        let token = encode(
+            &Header::new(Algorithm::HS256),
+            &serde_json::json!({"sub": "ana", "tenant_id": "acme", "role": "viewer", "exp": now + 60}),
+            &EncodingKey::from_secret(b"one"),
+        )
+        .unwrap();
+        let e = keys.verify(&token).unwrap_err().to_string();
+        assert!(
+            e.starts_with("token is malformed: ") && e.contains("iat"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_leeway_is_a_setting() {
+        let now = unix_now();
+        let strict = rules(|r| r.leeway = Duration::ZERO);
+        let lax = rules(|r| r.leeway = Duration::from_secs(300));
+        let just_expired = claims(now - 3600, now - 10);
+        let soon = Claims {
+            nbf: Some(now + 120),
+            ..claims(now, now + 3600)
+        };
+        let early = claims(now + 120, now + 3600);
+        assert!(Keys::new(b"one")
+            .verify(&strict.mint(&just_expired))
+            .is_ok());
+        assert!(matches!(
+            strict.verify(&strict.mint(&just_expired)),
+            Err(AuthError::Expired)
+        ));
+        assert!(matches!(
+            strict.verify(&strict.mint(&soon)),
+            Err(AuthError::NotYetValid(_))
+        ));
+        assert!(lax.verify(&lax.mint(&soon)).is_ok());
+        assert!(lax.verify(&lax.mint(&early)).is_ok());
+    }
+
+    #[test]
+    fn lifetimes_over_the_maximum_are_refused() {
+        let keys = Keys::new(b"one");
+        let now = unix_now();
+        let long = claims(now, now + 900 * DAY);
+        assert_eq!(
+            refusal(&keys, &long),
+            "token lifetime 900d is over the limit of 366d"
+        );
+        assert!(keys
+            .verify(&keys.mint(&claims(now, now + 366 * DAY)))
+            .is_ok());
+        let odd = claims(now, now + 2 * DAY + 3 * 3600 + 4);
+        let short = rules(|r| r.max_lifetime = Some(Duration::from_secs(DAY)));
+        assert_eq!(
+            refusal(&short, &odd),
+            "token lifetime 2d 3h 4s is over the limit of 1d"
+        );
+        let unlimited = rules(|r| r.max_lifetime = None);
+        assert!(unlimited.verify(&unlimited.mint(&long)).is_ok());
+
+        // The minting side: `token create` asks first; `mint_for` caps.
+        let defaults = TokenSettings::default();
+        assert_eq!(
+            check_ttl(&defaults, Duration::from_secs(900 * DAY))
+                .unwrap_err()
+                .to_string(),
+            "token lifetime 900d is over the limit of 366d"
+        );
+        assert!(check_ttl(&defaults, Duration::from_secs(366 * DAY)).is_ok());
+        let none = TokenSettings {
+            max_lifetime: None,
+            ..defaults
+        };
+        assert!(check_ttl(&none, Duration::from_secs(9000 * DAY)).is_ok());
+        let capped = short.mint_for("ana", Some("acme"), Role::Viewer, LOCAL_TOKEN_TTL * 4);
+        let c = short.verify(&capped).unwrap();
+        assert_eq!(c.exp - c.iat, DAY);
+    }
+
+    #[test]
+    fn audience_is_checked_only_when_configured() {
+        let now = unix_now();
+        let with = |aud: Option<Audience>| Claims {
+            aud,
+            ..claims(now, now + 60)
+        };
+        let one = |a: &str| Some(Audience::One(a.into()));
+        let many = |a: &[&str]| Some(Audience::Many(a.iter().map(|s| s.to_string()).collect()));
+
+        let open = Keys::new(b"one");
+        for aud in [None, one("anything"), many(&["x", "y"])] {
+            assert!(open.verify(&open.mint(&with(aud))).is_ok());
+        }
+
+        let keys = rules(|r| r.audience = Some("pytake".into()));
+        assert!(keys.verify(&keys.mint(&with(one("pytake")))).is_ok());
+        assert!(keys
+            .verify(&keys.mint(&with(many(&["crm", "pytake"]))))
+            .is_ok());
+        assert_eq!(
+            refusal(&keys, &with(one("crm"))),
+            "token audience `crm` is not `pytake`"
+        );
+        assert_eq!(
+            refusal(&keys, &with(many(&["crm", "erp"]))),
+            "token audience [`crm`, `erp`] does not include `pytake`"
+        );
+        assert_eq!(
+            refusal(&keys, &with(None)),
+            "token has no audience (aud); this server expects `pytake`"
+        );
+        let huge = "a".repeat(500);
+        let e = refusal(&keys, &with(one(&huge)));
+        assert!(e.len() < 120 && e.contains("…` is not `pytake`"), "{e}");
+    }
+
+    #[test]
+    fn issuer_is_checked_only_when_configured() {
+        let now = unix_now();
+        let with = |iss: Option<&str>| Claims {
+            iss: iss.map(str::to_string),
+            ..claims(now, now + 60)
+        };
+        let open = Keys::new(b"one");
+        assert!(open.verify(&open.mint(&with(Some("whoever")))).is_ok());
+
+        let keys = rules(|r| r.issuer = Some("https://id.example.com".into()));
+        assert!(keys
+            .verify(&keys.mint(&with(Some("https://id.example.com"))))
+            .is_ok());
+        assert_eq!(
+            refusal(&keys, &with(Some("https://evil.example.com"))),
+            "token issuer `https://evil.example.com` is not `https://id.example.com`"
+        );
+        assert_eq!(
+            refusal(&keys, &with(None)),
+            "token has no issuer (iss); this server expects `https://id.example.com`"
+        );
+    }
+
+    #[test]
+    fn minted_tokens_carry_the_configured_audience_and_issuer() {
+        let keys = rules(|r| {
+            r.audience = Some("pytake".into());
+            r.issuer = Some("ops".into());
+        });
+        let token = keys.mint_for("ana", None, Role::Admin, LOCAL_TOKEN_TTL);
+        let c = keys.verify(&token).unwrap();
+        assert_eq!(c.aud, Some(Audience::One("pytake".into())));
+        assert_eq!(c.iss.as_deref(), Some("ops"));
+        assert_eq!(c.exp - c.iat, LOCAL_TOKEN_TTL.as_secs());
+
+        let plain = Keys::new(b"one").mint_for("ana", None, Role::Admin, LOCAL_TOKEN_TTL);
+        let c = Keys::new(b"one").verify(&plain).unwrap();
+        assert_eq!((c.aud, c.iss, c.nbf), (None, None, None));
+        assert!(matches!(
+            keys.verify(&plain),
+            Err(AuthError::WrongIssuer { .. })
+        ));
+    }
+
+    #[test]
+    fn durations_read_compactly() {
+        assert_eq!(compact(Duration::ZERO), "0s");
+        assert_eq!(compact(Duration::from_secs(45)), "45s");
+        assert_eq!(compact(Duration::from_secs(DAY + 60)), "1d 1m");
+        assert_eq!(compact(DEFAULT_MAX_LIFETIME), "366d");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_data_dir_is_created_private_and_an_existing_one_is_left_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let root = tempfile::tempdir().unwrap();
+        let fresh = root.path().join("a").join("data");
+        open_data_dir(&fresh).unwrap();
+        assert_eq!(mode(&fresh), 0o700);
+        assert_eq!(shared_mode(&fresh), None);
+
+        let shared = root.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+        open_data_dir(&shared).unwrap();
+        assert_eq!(mode(&shared), 0o755);
+        assert_eq!(shared_mode(&shared), Some(0o755));
+
+        let secret_dir = root.path().join("s");
+        load_or_create_secret(&secret_dir).unwrap();
+        assert_eq!(mode(&secret_dir), 0o700);
+    }
+
+    #[test]
+    fn paths_are_quoted_for_the_shell() {
+        assert_eq!(shell_word(Path::new("/var/lib/pytake")), "/var/lib/pytake");
+        assert_eq!(shell_word(Path::new("/tmp/my dir")), "'/tmp/my dir'");
+        assert_eq!(shell_word(Path::new("/tmp/it's")), "'/tmp/it'\\''s'");
     }
 
     #[test]

@@ -89,6 +89,32 @@ pub struct Settings {
     /// Client credentials; `None` means minted from the local secret.
     pub token: Option<String>,
     pub gateway: GatewaySettings,
+    pub tokens: TokenSettings,
+}
+
+/// How the server checks tokens, and what the local tools put in the tokens
+/// they mint so that the server accepts them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenSettings {
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`.
+    pub leeway: Duration,
+    /// When set, a token's `aud` must be (or include) it.
+    pub audience: Option<String>,
+    /// When set, a token's `iss` must be it.
+    pub issuer: Option<String>,
+    /// Longest `exp - iat` accepted; `None`: no limit.
+    pub max_lifetime: Option<Duration>,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        TokenSettings {
+            leeway: crate::auth::DEFAULT_LEEWAY,
+            audience: None,
+            issuer: None,
+            max_lifetime: Some(crate::auth::DEFAULT_MAX_LIFETIME),
+        }
+    }
 }
 
 /// Per-connection limits of the WebSocket gateway.
@@ -134,10 +160,14 @@ struct Raw {
     ping_interval: String,
     idle_timeout: String,
     write_stall: String,
+    token_leeway: String,
+    token_audience: Option<String>,
+    token_issuer: Option<String>,
+    token_max_lifetime: String,
 }
 
 /// Every key a config file or `PYTAKE_*` variable may set.
-pub const KEYS: [&str; 14] = [
+pub const KEYS: [&str; 18] = [
     "listen",
     "data_dir",
     "secret",
@@ -152,7 +182,15 @@ pub const KEYS: [&str; 14] = [
     "ping_interval",
     "idle_timeout",
     "write_stall",
+    "token_leeway",
+    "token_audience",
+    "token_issuer",
+    "token_max_lifetime",
 ];
+
+/// `token_max_lifetime`'s default as written in the docs (humantime would
+/// print 366 days as "1year 18h").
+const DEFAULT_MAX_LIFETIME_TEXT: &str = "366d";
 
 fn secs(d: Duration) -> String {
     humantime::format_duration(d).to_string()
@@ -173,6 +211,8 @@ impl Settings {
             .and_then(|b| b.set_default("ping_interval", secs(g.ping_interval)))
             .and_then(|b| b.set_default("idle_timeout", secs(g.idle_timeout)))
             .and_then(|b| b.set_default("write_stall", secs(g.write_stall)))
+            .and_then(|b| b.set_default("token_leeway", secs(crate::auth::DEFAULT_LEEWAY)))
+            .and_then(|b| b.set_default("token_max_lifetime", DEFAULT_MAX_LIFETIME_TEXT))
             .map_err(|e| ConfigError::Other(e.to_string()))?;
         if let Some((path, required)) = &sources.file {
             if *required && !path.exists() {
@@ -267,6 +307,26 @@ impl Settings {
             idle_timeout: duration("idle_timeout", &raw.idle_timeout)?,
             write_stall: duration("write_stall", &raw.write_stall)?,
         };
+        let tokens = TokenSettings {
+            leeway: humantime::parse_duration(&raw.token_leeway).map_err(|e| {
+                ConfigError::Invalid {
+                    key: "token_leeway",
+                    message: format!("`{}` is not a duration like 30s: {e}", raw.token_leeway),
+                }
+            })?,
+            audience: raw.token_audience.filter(|s| !s.is_empty()),
+            issuer: raw.token_issuer.filter(|s| !s.is_empty()),
+            max_lifetime: match raw.token_max_lifetime.trim() {
+                v if v.eq_ignore_ascii_case("none") => None,
+                v => Some(duration("token_max_lifetime", v).map_err(|e| match e {
+                    ConfigError::Invalid { key, message } => ConfigError::Invalid {
+                        key,
+                        message: format!("{message} (or `none` for no limit)"),
+                    },
+                    other => other,
+                })?),
+            },
+        };
         Ok(Settings {
             listen: raw.listen,
             data_dir,
@@ -276,6 +336,7 @@ impl Settings {
             server,
             token: raw.token.filter(|s| !s.is_empty()),
             gateway,
+            tokens,
         })
     }
 }
@@ -334,6 +395,16 @@ mod tests {
         );
         assert_eq!(s.secret, None);
         assert_eq!(s.gateway, GatewaySettings::default());
+        assert_eq!(s.tokens, TokenSettings::default());
+        assert_eq!(s.tokens.leeway, Duration::from_secs(30));
+        assert_eq!(
+            s.tokens.max_lifetime,
+            Some(Duration::from_secs(366 * 86_400))
+        );
+        assert_eq!(
+            humantime::parse_duration(DEFAULT_MAX_LIFETIME_TEXT).ok(),
+            Some(crate::auth::DEFAULT_MAX_LIFETIME)
+        );
     }
 
     #[test]
@@ -341,7 +412,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = file(
             dir.path(),
-            "listen = \"0.0.0.0:9000\"\ndata_dir = \"/srv/pytake\"\nrate_limit = 50\nauth_timeout = \"3s\"\n",
+            "listen = \"0.0.0.0:9000\"\ndata_dir = \"/srv/pytake\"\nrate_limit = 50\nauth_timeout = \"3s\"\n\
+             token_leeway = \"5s\"\ntoken_audience = \"pytake\"\ntoken_issuer = \"https://id.example.com\"\n\
+             token_max_lifetime = \"30d\"\n",
         );
         let s = Settings::load(&Sources {
             file: Some((path, true)),
@@ -353,6 +426,15 @@ mod tests {
         assert_eq!(s.store, "sqlite:///srv/pytake/pytake.db");
         assert_eq!(s.gateway.rate_limit_per_minute, 50);
         assert_eq!(s.gateway.auth_timeout, Duration::from_secs(3));
+        assert_eq!(
+            s.tokens,
+            TokenSettings {
+                leeway: Duration::from_secs(5),
+                audience: Some("pytake".into()),
+                issuer: Some("https://id.example.com".into()),
+                max_lifetime: Some(Duration::from_secs(30 * 86_400)),
+            }
+        );
     }
 
     #[test]
@@ -360,7 +442,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = file(
             dir.path(),
-            "listen = \"0.0.0.0:9000\"\nsecret = \"from-file\"\n",
+            "listen = \"0.0.0.0:9000\"\nsecret = \"from-file\"\ntoken_audience = \"file\"\n\
+             token_issuer = \"file\"\n",
         );
         let s = Settings::load(&Sources {
             file: Some((path, false)),
@@ -368,6 +451,9 @@ mod tests {
                 ("PYTAKE_LISTEN", "127.0.0.1:7000"),
                 ("PYTAKE_DATA_DIR", "/tmp/x"),
                 ("PYTAKE_RATE_LIMIT", "7"),
+                ("PYTAKE_TOKEN_AUDIENCE", "env"),
+                ("PYTAKE_TOKEN_LEEWAY", "0s"),
+                ("PYTAKE_TOKEN_MAX_LIFETIME", "none"),
                 ("PYTAKE_UNRELATED", "ignored"),
             ]),
             ..Sources::default()
@@ -377,6 +463,10 @@ mod tests {
         assert_eq!(s.data_dir, PathBuf::from("/tmp/x"));
         assert_eq!(s.secret.as_deref(), Some("from-file"));
         assert_eq!(s.gateway.rate_limit_per_minute, 7);
+        assert_eq!(s.tokens.audience.as_deref(), Some("env"));
+        assert_eq!(s.tokens.issuer.as_deref(), Some("file"));
+        assert_eq!(s.tokens.leeway, Duration::ZERO);
+        assert_eq!(s.tokens.max_lifetime, None);
     }
 
     #[test]
@@ -385,15 +475,23 @@ mod tests {
             env: env(&[
                 ("PYTAKE_LISTEN", "127.0.0.1:7000"),
                 ("PYTAKE_TOKEN", "env-token"),
+                ("PYTAKE_TOKEN_ISSUER", "env"),
+                ("PYTAKE_TOKEN_MAX_LIFETIME", "1d"),
             ]),
             ..Sources::default()
         };
         sources.flag("listen", Some("127.0.0.1:0"));
+        sources.flag("token_issuer", Some("flag"));
+        sources.flag("token_leeway", Some("2s"));
+        sources.flag("token_max_lifetime", Some("12h"));
         sources.flag("server", None::<String>);
         let s = Settings::load(&sources).unwrap();
         assert_eq!(s.listen, "127.0.0.1:0");
         assert_eq!(s.token.as_deref(), Some("env-token"));
         assert_eq!(s.server, "http://127.0.0.1:8080");
+        assert_eq!(s.tokens.issuer.as_deref(), Some("flag"));
+        assert_eq!(s.tokens.leeway, Duration::from_secs(2));
+        assert_eq!(s.tokens.max_lifetime, Some(Duration::from_secs(12 * 3600)));
     }
 
     #[test]
@@ -415,6 +513,22 @@ mod tests {
         sources.flag("server", Some("ftp://x"));
         let e = Settings::load(&sources).unwrap_err().to_string();
         assert!(e.contains("must start with http://"), "{e}");
+
+        let mut sources = Sources::default();
+        sources.flag("token_leeway", Some("a bit"));
+        let e = Settings::load(&sources).unwrap_err().to_string();
+        assert!(
+            e.starts_with("setting `token_leeway`: `a bit` is not a duration"),
+            "{e}"
+        );
+
+        let mut sources = Sources::default();
+        sources.flag("token_max_lifetime", Some("0s"));
+        let e = Settings::load(&sources).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "setting `token_max_lifetime`: must be longer than 0s (or `none` for no limit)"
+        );
     }
 
     #[test]

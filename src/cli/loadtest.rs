@@ -139,7 +139,11 @@ pub async fn run(
     let (server, tokens) = match &spawned {
         Some(s) => (
             s.url.clone(),
-            TokenSource::Local(Box::new(Keys::new(s.secret.as_bytes()))),
+            // The spawned server inherits the PYTAKE_TOKEN_* settings.
+            TokenSource::Local(Box::new(Keys::with_settings(
+                s.secret.as_bytes(),
+                &settings.tokens,
+            ))),
         ),
         None => (
             settings.server.clone(),

@@ -60,6 +60,22 @@ pub struct ServeArgs {
     /// Close a connection as a slow consumer (4009) when a write makes no progress for this long [env: PYTAKE_WRITE_STALL] [default: 10s]
     #[arg(long, value_name = "DURATION")]
     pub write_stall: Option<String>,
+
+    /// Clock skew tolerated on a token's exp, nbf and iat [env: PYTAKE_TOKEN_LEEWAY] [default: 30s]
+    #[arg(long, value_name = "DURATION")]
+    pub token_leeway: Option<String>,
+
+    /// Refuse tokens whose aud is not (or does not include) this; unset: aud is not checked [env: PYTAKE_TOKEN_AUDIENCE]
+    #[arg(long, value_name = "AUD")]
+    pub token_audience: Option<String>,
+
+    /// Refuse tokens whose iss is not this; unset: iss is not checked [env: PYTAKE_TOKEN_ISSUER]
+    #[arg(long, value_name = "ISS")]
+    pub token_issuer: Option<String>,
+
+    /// Refuse tokens whose exp - iat is longer, or `none` [env: PYTAKE_TOKEN_MAX_LIFETIME] [default: 366d]
+    #[arg(long, value_name = "DURATION")]
+    pub token_max_lifetime: Option<String>,
 }
 
 impl ServeArgs {
@@ -75,6 +91,10 @@ impl ServeArgs {
         s.flag("ping_interval", self.ping_interval.as_ref());
         s.flag("idle_timeout", self.idle_timeout.as_ref());
         s.flag("write_stall", self.write_stall.as_ref());
+        s.flag("token_leeway", self.token_leeway.as_ref());
+        s.flag("token_audience", self.token_audience.as_ref());
+        s.flag("token_issuer", self.token_issuer.as_ref());
+        s.flag("token_max_lifetime", self.token_max_lifetime.as_ref());
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use crate::auth::{load_or_create_secret, Keys};
+use crate::auth::{check_ttl, load_or_create_secret, Keys};
 use crate::config::Settings;
 use crate::protocol::rooms::validate_tenant;
 use crate::protocol::Role;
@@ -66,6 +66,12 @@ pub fn run(cmd: TokenCommand, settings: Settings) -> anyhow::Result<()> {
         (Some(t), _) => validate_tenant(t).map_err(|e| UsageError(format!("--tenant: {e}")))?,
         _ => {}
     }
+    // A token the server would refuse is no use: say so instead.
+    check_ttl(&settings.tokens, args.ttl).map_err(|e| {
+        UsageError(format!(
+            "--ttl: {e} (token_max_lifetime; PYTAKE_TOKEN_MAX_LIFETIME)"
+        ))
+    })?;
     let secret = match &settings.secret {
         Some(secret) => secret.clone(),
         None => load_or_create_secret(&settings.data_dir).with_context(|| {
@@ -77,8 +83,13 @@ pub fn run(cmd: TokenCommand, settings: Settings) -> anyhow::Result<()> {
         .clone()
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "pytake".into());
-    let token =
-        Keys::new(secret.as_bytes()).mint_for(&sub, args.tenant.as_deref(), args.role, args.ttl);
+    // With the configured audience and issuer, so the server accepts it.
+    let token = Keys::with_settings(secret.as_bytes(), &settings.tokens).mint_for(
+        &sub,
+        args.tenant.as_deref(),
+        args.role,
+        args.ttl,
+    );
     let mut out = std::io::stdout().lock();
     writeln!(out, "{token}")?;
     Ok(())

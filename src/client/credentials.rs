@@ -30,7 +30,10 @@ impl TokenSource {
             .ok_or_else(|| ClientError::NoCredentials {
                 data_dir: settings.data_dir.display().to_string(),
             })?;
-        Ok(TokenSource::Local(Box::new(Keys::new(secret.as_bytes()))))
+        Ok(TokenSource::Local(Box::new(Keys::with_settings(
+            secret.as_bytes(),
+            &settings.tokens,
+        ))))
     }
 
     /// A token to present now.

@@ -53,6 +53,9 @@ pub struct Health {
     pub bus: String,
     pub last_event_id: EventId,
     pub websocket: ConnectionStats,
+    /// `GET /api/v1/events?wait=` requests held now (capped; see limits).
+    #[serde(default)]
+    pub long_polls: u64,
     pub process: ProcessStats,
 }
 

@@ -64,7 +64,35 @@ pub struct Claims {
     pub tenant_id: Option<String>,
     pub role: Role,
     pub exp: u64,
+    /// Required: the server measures a token's lifetime from it.
     pub iat: u64,
+    /// Not valid before (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    /// Checked only when the server has `token_audience` set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<Audience>,
+    /// Checked only when the server has `token_issuer` set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+}
+
+/// A token's `aud`: one string or an array of them (RFC 7519, 4.1.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    /// Whether `aud` is this audience or one of them.
+    pub fn contains(&self, aud: &str) -> bool {
+        match self {
+            Audience::One(one) => one == aud,
+            Audience::Many(many) => many.iter().any(|a| a == aud),
+        }
+    }
 }
 
 impl Claims {

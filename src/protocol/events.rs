@@ -30,8 +30,11 @@ pub fn rfc3339_millis<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S
     s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
-/// One event as a producer posts it to `POST /api/v1/events`.
+/// One event as a producer posts it to `POST /api/v1/events`. Unknown
+/// fields are refused: `room` for `rooms` would otherwise be dropped and
+/// the event delivered to its default rooms, a typo nobody notices.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewEvent {
     pub event_type: String,
     #[serde(default = "empty_object")]
@@ -310,18 +313,22 @@ pub fn validate_data(event_type: &str, data: &Value) -> Result<(), FieldError> {
     Ok(())
 }
 
-/// The rooms an event goes to when the producer names none.
-pub fn default_rooms(event_type: &str, data: &Value) -> Vec<String> {
+/// The rooms an event goes to when the producer names none. An id that
+/// cannot key its room (`conversation_id` with a quote in it) is refused
+/// rather than its room silently left out.
+pub fn default_rooms(event_type: &str, data: &Value) -> Result<Vec<String>, FieldError> {
     let Some(spec) = SPECS.iter().find(|s| s.name == event_type) else {
-        return CUSTOM_EVENT_ROOMS.iter().map(|r| r.to_string()).collect();
+        return Ok(CUSTOM_EVENT_ROOMS.iter().map(|r| r.to_string()).collect());
     };
     let mut rooms: Vec<String> = spec.rooms.iter().map(|r| r.to_string()).collect();
     if let Some((prefix, field)) = spec.keyed {
-        if let Some(room) = data.get(field).and_then(|id| keyed(prefix, id)) {
-            rooms.push(room);
+        match data.get(field) {
+            None | Some(Value::Null) => {}
+            Some(id) => rooms
+                .push(keyed(prefix, id).map_err(|e| FieldError::new(format!("data.{field}"), e))?),
         }
     }
-    rooms
+    Ok(rooms)
 }
 
 /// The JSON type of a value, for error messages.
@@ -345,13 +352,30 @@ pub struct ValidEvent {
     pub data: Value,
     pub timestamp: DateTime<Utc>,
     pub idempotency_key: Option<String>,
+    /// With a key: the event as posted ([`NewEvent::fingerprint`]), so a
+    /// reuse of the key for another event is told apart from a retry.
+    pub fingerprint: Option<String>,
 }
 
 impl NewEvent {
+    /// SHA-256 (hex) of the event as posted, in a canonical form: fields in
+    /// a fixed order, object keys sorted, numbers as written. Whitespace and
+    /// key order do not change it; any value does. The Idempotency-Key
+    /// draft's request fingerprint.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let canonical = serde_json::to_vec(self).expect("an event serializes");
+        Sha256::digest(&canonical)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// Checks the event and resolves its rooms; `tenant_id` is the tenant it
     /// is published for (the caller has already checked the right to).
     pub fn validate(self, tenant_id: String) -> Result<ValidEvent, FieldError> {
         validate_event_type(&self.event_type).map_err(|e| FieldError::new("event_type", e))?;
+        let fingerprint = self.idempotency_key.as_ref().map(|_| self.fingerprint());
         validate_tenant(&tenant_id).map_err(|e| FieldError::new("tenant_id", e))?;
         validate_data(&self.event_type, &self.data)?;
         let rooms = match self.rooms {
@@ -380,7 +404,7 @@ impl NewEvent {
                 }
                 unique
             }
-            None => default_rooms(&self.event_type, &self.data),
+            None => default_rooms(&self.event_type, &self.data)?,
         };
         if let Some(key) = &self.idempotency_key {
             if key.is_empty() || key.len() > super::limits::MAX_IDEMPOTENCY_KEY {
@@ -397,6 +421,7 @@ impl NewEvent {
             data: self.data,
             timestamp: self.timestamp.unwrap_or_else(Utc::now),
             idempotency_key: self.idempotency_key,
+            fingerprint,
         })
     }
 }
@@ -495,6 +520,45 @@ mod tests {
         let mut over = new("OrderShipped", json!({}));
         over.rooms = rooms(101);
         assert_eq!(over.validate("acme".into()).unwrap_err().field, "rooms");
+    }
+
+    #[test]
+    fn an_id_that_cannot_key_its_room_is_refused() {
+        let err = new(
+            "ConversationStarted",
+            json!({"conversation_id": "c\"1", "customer": "x"}),
+        )
+        .validate("acme".into())
+        .unwrap_err();
+        assert_eq!(err.field, "data.conversation_id");
+        assert!(err.problem.contains("1 to 128 characters"), "{err}");
+        let long = new(
+            "MessageSent",
+            json!({"message_id": 1, "to": "+55", "status": "sent", "conversation_id": "x".repeat(10_000)}),
+        );
+        assert_eq!(
+            long.validate("acme".into()).unwrap_err().field,
+            "data.conversation_id"
+        );
+        let mut explicit = new(
+            "MessageSent",
+            json!({"message_id": 1, "to": "+55", "status": "sent", "conversation_id": {"a": 1}}),
+        );
+        assert_eq!(
+            explicit.clone().validate("acme".into()).unwrap_err().field,
+            "data.conversation_id"
+        );
+        explicit.rooms = Some(vec!["dashboard".into()]);
+        assert!(explicit.validate("acme".into()).is_ok());
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err = serde_json::from_value::<NewEvent>(
+            json!({"event_type": "OrderShipped", "room": "alerts"}),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("unknown field `room`"), "{err}");
     }
 
     #[test]

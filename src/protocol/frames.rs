@@ -10,12 +10,14 @@ use serde_json::Value;
 use super::codes::ErrorCode;
 use super::events::{Event, EventId};
 
-/// `Subscription` payload: rooms to join (empty: every room of the tenant),
-/// an optional event-type filter, the tenant (admins only may pick another),
-/// and `since`, the last event id the client saw, to replay what it missed.
+/// `Subscription` payload: rooms to join (required; an explicit `[]` means
+/// every room of the tenant), an optional event-type filter, the tenant
+/// (admins only may pick another), and `since`, the last event id the
+/// client saw, to replay what it missed. Unknown fields are refused, as in
+/// every client payload: a misspelt `since` would silently skip the replay.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Subscription {
-    #[serde(default)]
     pub rooms: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_types: Option<Vec<String>>,
@@ -69,16 +71,19 @@ struct RawEnvelope<'a> {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct AuthPayload {
     token: String,
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct UnsubscribePayload {
     rooms: Vec<String>,
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct PublishPayload {
     room: String,
     event_type: String,
@@ -87,12 +92,14 @@ struct PublishPayload {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct TypingPayload {
     conversation_id: String,
     typing: bool,
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct PresencePayload {
     status: String,
 }

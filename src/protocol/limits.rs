@@ -68,5 +68,31 @@ pub const MAX_ROOMS_PER_CONNECTION: usize = 256;
 /// Entries of an `event_types` filter (checked for every delivery).
 pub const MAX_EVENT_TYPES: usize = 32;
 
+/// How long an idempotency key is honoured after its first use: far longer
+/// than any client's retry loop, short enough that the keys stay few.
+/// After it the key is forgotten (swept hourly, ignored by lookups at once).
+pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+
 /// Longest idempotency key; keys are opaque, usually a UUID.
 pub const MAX_IDEMPOTENCY_KEY: usize = 200;
+
+/// A client must send a request's whole header within this, or the
+/// connection is closed: a slowloris client dribbling a byte a second
+/// would otherwise hold a socket (and a file descriptor) forever.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A request body must keep arriving: a gap longer than this between two
+/// of its chunks fails the request (400) and frees the connection.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest request target (path and query); longer ones get 414. Every
+/// parameter of the API fits many times over.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// Long-polls (`GET /api/v1/events?wait=`) held at once, server-wide. Each
+/// holds a connection and a task; past this, 503 with `Retry-After`.
+pub const MAX_LONG_POLLS: usize = 1024;
+
+/// Long-polls one token subject may hold at once: a browser needs one or
+/// two; past this, 429 with `Retry-After`.
+pub const MAX_LONG_POLLS_PER_TOKEN: usize = 8;

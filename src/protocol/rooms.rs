@@ -56,15 +56,25 @@ pub fn validate_tenant(id: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The keyed room for an id taken from event data (a string or a number).
-pub fn keyed(prefix: &str, id: &serde_json::Value) -> Option<String> {
+/// The keyed room for an id taken from event data (a string or an
+/// integer); the error says what a key may hold.
+pub fn keyed(prefix: &str, id: &serde_json::Value) -> Result<String, String> {
     let key = match id {
         serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Number(n) => n.to_string(),
-        _ => return None,
+        serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
+        _ => {
+            return Err(format!(
+                "expected a string or an integer to key the `{prefix}:` room, got {}",
+                super::events::json_type(id)
+            ))
+        }
     };
-    let room = format!("{prefix}:{key}");
-    validate_room(&room).ok().map(|()| room)
+    if key.is_empty() || key.len() > MAX_KEY || !key.chars().all(key_char_ok) {
+        return Err(format!(
+            "cannot key the `{prefix}:` room: 1 to {MAX_KEY} characters of A-Z a-z 0-9 _ - . @ +"
+        ));
+    }
+    Ok(format!("{prefix}:{key}"))
 }
 
 #[cfg(test)]
@@ -88,12 +98,13 @@ mod tests {
     fn keyed_rooms_take_strings_and_numbers() {
         assert_eq!(
             keyed("campaign", &serde_json::json!(7)).as_deref(),
-            Some("campaign:7")
+            Ok("campaign:7")
         );
         assert_eq!(
             keyed("user", &serde_json::json!("u1")).as_deref(),
-            Some("user:u1")
+            Ok("user:u1")
         );
-        assert_eq!(keyed("user", &serde_json::json!(true)), None);
+        assert!(keyed("user", &serde_json::json!(true)).is_err());
+        assert!(keyed("user", &serde_json::json!("a'b")).is_err());
     }
 }

@@ -238,6 +238,7 @@ pub async fn run(state: AppState) {
         let request = AppendRequest {
             idempotency_key: None,
             key_scope: tenant.name.into(),
+            fingerprint: None,
             events: vec![valid],
         };
         if let Err(e) = state.ingest.submit(request).await {

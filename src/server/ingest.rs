@@ -10,9 +10,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::protocol::limits::IDEMPOTENCY_TTL;
 use crate::protocol::Event;
 use crate::server::bus::Bus;
-use crate::server::storage::{AppendOutcome, AppendRequest, Store};
+use crate::server::storage::{AppendOutcome, AppendRequest, KeyReused, Store};
 
 /// Requests waiting for the writer. When full, producers wait up to
 /// [`SUBMIT_TIMEOUT`] and then get 503: backpressure, not memory growth.
@@ -20,10 +21,6 @@ const QUEUE: usize = 4096;
 
 /// How long a producer waits for room in the queue before giving up.
 const SUBMIT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How long an `Idempotency-Key` is honoured: far longer than any client's
-/// retry loop, short enough that the table stays small.
-pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// How often expired idempotency keys are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(3600);
@@ -43,6 +40,8 @@ pub enum IngestError {
     Overloaded,
     #[error("the store failed: {0}")]
     Store(String),
+    #[error(transparent)]
+    KeyReused(#[from] KeyReused),
 }
 
 struct Job {
@@ -149,12 +148,14 @@ async fn commit(
         Ok(outcomes) => {
             let mut fresh: Vec<Arc<Event>> = Vec::new();
             for (reply, outcome) in replies.drain(..).zip(outcomes) {
-                for (event, new) in outcome.events.iter().zip(&outcome.fresh) {
-                    if *new {
-                        fresh.push(event.clone());
+                if let Ok(outcome) = &outcome {
+                    for (event, new) in outcome.events.iter().zip(&outcome.fresh) {
+                        if *new {
+                            fresh.push(event.clone());
+                        }
                     }
                 }
-                let _ = reply.send(Ok(outcome));
+                let _ = reply.send(outcome.map_err(IngestError::from));
             }
             if let Err(e) = bus.publish(&fresh).await {
                 tracing::error!(error = %e, events = fresh.len(), "publish failed after store; subscribers resume from the store");

@@ -8,6 +8,7 @@ pub mod api;
 pub mod bus;
 pub mod demo;
 pub mod gateway;
+pub mod http;
 pub mod ingest;
 pub mod state;
 pub mod storage;
@@ -15,12 +16,11 @@ pub mod storage;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{load_or_create_secret, Keys};
+use crate::auth::{load_or_create_secret, open_data_dir, Keys};
 use crate::config::Settings;
 use gateway::hub::Hub;
 use ingest::Ingest;
@@ -36,6 +36,11 @@ pub enum ServerError {
     Store(#[from] storage::StoreError),
     #[error("cannot open the bus")]
     Bus(#[from] bus::BusError),
+    #[error("cannot create the data dir {path}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot read or create the secret in {path}")]
     Secret {
         path: String,
@@ -53,6 +58,10 @@ pub struct Server {
 impl Server {
     /// Opens the store and bus and starts the background tasks.
     pub async fn new(settings: &Settings) -> Result<Server, ServerError> {
+        open_data_dir(&settings.data_dir).map_err(|source| ServerError::DataDir {
+            path: settings.data_dir.display().to_string(),
+            source,
+        })?;
         let secret = match &settings.secret {
             Some(secret) => secret.clone(),
             None => {
@@ -71,7 +80,7 @@ impl Server {
         let ingest = Ingest::start(store.clone(), bus.clone(), &tracker, shutdown.clone());
         let state = Arc::new(Shared {
             gateway: settings.gateway.clone(),
-            keys: Keys::new(secret.as_bytes()),
+            keys: Keys::with_settings(secret.as_bytes(), &settings.tokens),
             store,
             bus,
             hub,
@@ -79,6 +88,7 @@ impl Server {
             shutdown,
             tracker,
             started: Instant::now(),
+            long_polls: Default::default(),
         });
         Ok(Server { state })
     }
@@ -103,18 +113,7 @@ impl Server {
     pub async fn listen(self, listener: TcpListener) -> Result<(), ServerError> {
         let state = self.state;
         let app = api::router(state.clone());
-        let token = state.shutdown.clone();
-        // Nagle's algorithm would hold each small frame until the previous
-        // one is acknowledged, and the peer delays that ACK by up to 40 ms:
-        // fatal for a realtime fan-out of small frames.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
-            }
-        });
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(token.cancelled_owned())
-            .await;
+        let served = http::serve(listener, app, state.shutdown.clone()).await;
         // Make sure every task sees the shutdown even if serve failed.
         state.shutdown.cancel();
         state.tracker.close();

@@ -8,6 +8,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Keys;
 use crate::config::GatewaySettings;
+use crate::server::api::long_poll::LongPolls;
 use crate::server::bus::Bus;
 use crate::server::gateway::hub::Hub;
 use crate::server::ingest::Ingest;
@@ -30,4 +31,6 @@ pub struct Shared {
     /// for them (axum's graceful shutdown does not wait for upgraded sockets).
     pub tracker: TaskTracker,
     pub started: Instant,
+    /// Long-polls held now, capped.
+    pub long_polls: Arc<LongPolls>,
 }

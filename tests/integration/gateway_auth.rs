@@ -29,6 +29,9 @@ async fn bad_tokens_close_4001_with_the_reason() {
         role: Role::Viewer,
         iat: now - 7200,
         exp: now - 3600,
+        nbf: None,
+        aud: None,
+        iss: None,
     });
     let foreign = Keys::new(b"another secret").mint_for(
         "t",
@@ -156,6 +159,9 @@ async fn a_connection_is_closed_when_its_token_expires() {
         role: Role::Viewer,
         iat: now,
         exp: now + 1,
+        nbf: None,
+        aud: None,
+        iss: None,
     });
     let mut ws = server.ws("/ws").await;
     ws.auth(&short).await;

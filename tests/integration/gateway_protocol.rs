@@ -296,9 +296,10 @@ async fn a_plain_get_on_the_gateway_is_told_what_the_upgrade_lacks() {
     let url = format!("{}/ws", server.url);
     let plain = client.get(&url).send().await.unwrap();
     assert_eq!(plain.status().as_u16(), 400);
+    let body: serde_json::Value = plain.json().await.unwrap();
     assert_eq!(
-        plain.text().await.unwrap(),
-        "Connection header did not include 'upgrade'"
+        body["error"]["message"],
+        "not a WebSocket upgrade: Connection header did not include 'upgrade'"
     );
     let no_key = client
         .get(&url)
@@ -309,10 +310,12 @@ async fn a_plain_get_on_the_gateway_is_told_what_the_upgrade_lacks() {
         .await
         .unwrap();
     assert_eq!(no_key.status().as_u16(), 400);
+    let body: serde_json::Value = no_key.json().await.unwrap();
     assert_eq!(
-        no_key.text().await.unwrap(),
-        "`Sec-WebSocket-Key` header missing"
+        body["error"]["message"],
+        "not a WebSocket upgrade: `Sec-WebSocket-Key` header missing"
     );
     let post = client.post(&url).send().await.unwrap();
     assert_eq!(post.status().as_u16(), 405);
+    assert_eq!(post.headers()["allow"], "GET,HEAD");
 }

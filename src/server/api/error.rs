@@ -27,6 +27,15 @@ pub enum ApiError {
     /// 404.
     #[error("{0}")]
     NotFound(String),
+    /// 405; the router adds `Allow`.
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// 414.
+    #[error("{0}")]
+    UriTooLong(String),
+    /// 429, with `Retry-After` in seconds.
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after: u64 },
     /// 413.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -70,6 +79,13 @@ impl ApiError {
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, None),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, ErrorCode::Forbidden, None),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound, None),
+            ApiError::MethodNotAllowed(_) => {
+                (StatusCode::METHOD_NOT_ALLOWED, ErrorCode::BadMessage, None)
+            }
+            ApiError::UriTooLong(_) => (StatusCode::URI_TOO_LONG, ErrorCode::BadMessage, None),
+            ApiError::TooManyRequests { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited, None)
+            }
             ApiError::PayloadTooLarge(_) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 ErrorCode::PayloadTooLarge,
@@ -95,6 +111,9 @@ impl From<IngestError> for ApiError {
             IngestError::Store(_) => {
                 ApiError::Unavailable("the event store is unavailable; retry later".into())
             }
+            IngestError::KeyReused(reused) => {
+                ApiError::unprocessable(reused.field.clone(), reused.to_string())
+            }
             other => ApiError::Unavailable(other.to_string()),
         }
     }
@@ -110,6 +129,11 @@ impl From<crate::server::storage::StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, field) = self.parts();
+        let retry_after = match &self {
+            ApiError::TooManyRequests { retry_after, .. } => Some(*retry_after),
+            ApiError::Unavailable(_) => Some(1),
+            _ => None,
+        };
         let body = ErrorBody {
             error: ErrorDetail {
                 code,
@@ -118,10 +142,10 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(seconds) = retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

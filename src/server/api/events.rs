@@ -12,9 +12,11 @@ use axum::response::IntoResponse;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use super::auth::Caller;
 use super::error::ApiError;
+use super::long_poll::LongPolls;
 use crate::protocol::api::{EventsPage, PublishResponse};
 use crate::protocol::events::{json_type, validate_event_types};
 use crate::protocol::limits::{
@@ -50,8 +52,9 @@ pub async fn post_events(
         }
     })?;
     let key = idempotency_header(&headers)?;
-    let events = parse_events(&body, &claims)?;
+    let (events, fingerprint) = parse_events(&body, &claims)?;
     let request = AppendRequest {
+        fingerprint: key.as_ref().map(|_| fingerprint),
         idempotency_key: key,
         key_scope: claims.tenant_id.clone().unwrap_or_else(|| "*".into()),
         events,
@@ -85,7 +88,9 @@ fn idempotency_header(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 /// Parses and checks the body; errors name the event (`[3].data.to`).
-fn parse_events(body: &[u8], claims: &Claims) -> Result<Vec<ValidEvent>, ApiError> {
+/// Returns the events and the request's fingerprint (SHA-256 over the
+/// events' own, so whitespace and key order do not change it).
+fn parse_events(body: &[u8], claims: &Claims) -> Result<(Vec<ValidEvent>, String), ApiError> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("body is not valid JSON: {e}")))?;
     let (items, batch) = match value {
@@ -110,7 +115,8 @@ fn parse_events(body: &[u8], claims: &Claims) -> Result<Vec<ValidEvent>, ApiErro
             items.len()
         )));
     }
-    let mut events = Vec::with_capacity(items.len());
+    let mut events: Vec<ValidEvent> = Vec::with_capacity(items.len());
+    let mut request_hash = Sha256::new();
     for (i, item) in items.into_iter().enumerate() {
         let at = |field: &str| {
             if batch {
@@ -144,12 +150,30 @@ fn parse_events(body: &[u8], claims: &Claims) -> Result<Vec<ValidEvent>, ApiErro
                 ))
             }
         };
+        request_hash.update(event.fingerprint().as_bytes());
         let valid = event
             .validate(tenant)
             .map_err(|e| ApiError::unprocessable(at(&e.field), e.problem))?;
+        if let Some(key) = &valid.idempotency_key {
+            if let Some(first) = events.iter().position(|e| {
+                e.tenant_id == valid.tenant_id && e.idempotency_key.as_ref() == Some(key)
+            }) {
+                return Err(ApiError::unprocessable(
+                    format!("[{i}].idempotency_key"),
+                    format!(
+                        "key `{key}` is also the key of [{first}]: each event of a batch needs its own key"
+                    ),
+                ));
+            }
+        }
         events.push(valid);
     }
-    Ok(events)
+    let fingerprint = request_hash
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok((events, fingerprint))
 }
 
 /// Parses `GET /api/v1/events` parameters into a query and a wait.
@@ -261,6 +285,10 @@ pub async fn get_events(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<EventsPage>, ApiError> {
     let (mut query, wait, since_time) = history_query(&params, &claims)?;
+    let _permit = match wait.is_zero() {
+        true => None,
+        false => Some(LongPolls::acquire(&state.long_polls, &claims.sub)?),
+    };
     if let Some(t) = since_time {
         query.since = query.since.max(state.store.id_before(t).await?);
     }

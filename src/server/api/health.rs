@@ -27,6 +27,7 @@ pub async fn get_health(State(state): State<AppState>) -> impl IntoResponse {
             rooms: state.hub.room_count(),
             slow_consumers_closed: stats.slow_consumers.load(Ordering::Relaxed),
         },
+        long_polls: state.long_polls.held() as u64,
         process: ProcessStats {
             rss_bytes: resident_memory(),
         },

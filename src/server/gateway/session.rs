@@ -322,6 +322,7 @@ impl Connection {
         let request = AppendRequest {
             idempotency_key: None,
             key_scope: tenant,
+            fingerprint: None,
             events: vec![valid],
         };
         match self.state.ingest.submit(request).await {

@@ -1,6 +1,7 @@
 //! The WebSocket handshake, done here rather than by axum's extractor so the
 //! gateway owns the upgraded connection: the hub writes to it directly (see
-//! [`super::wire`]). Rejections match what axum's extractor answers.
+//! [`super::wire`]). Rejections say what axum's extractor says, in the
+//! API's JSON error shape.
 
 use axum::body::Body;
 use axum::extract::FromRequestParts;
@@ -10,6 +11,9 @@ use axum::response::{IntoResponse, Response};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+
+use crate::protocol::api::{ErrorBody, ErrorDetail};
+use crate::protocol::ErrorCode;
 
 /// A valid upgrade request.
 pub struct WsUpgrade {
@@ -22,7 +26,14 @@ pub struct Rejection(StatusCode, &'static str);
 
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
-        (self.0, self.1).into_response()
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: ErrorCode::BadMessage,
+                message: format!("not a WebSocket upgrade: {}", self.1),
+                field: None,
+            },
+        };
+        (self.0, axum::Json(body)).into_response()
     }
 }
 

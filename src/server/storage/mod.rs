@@ -43,7 +43,24 @@ pub struct AppendRequest {
     /// `key_scope` (the caller's tenant, or `*` for admins).
     pub idempotency_key: Option<String>,
     pub key_scope: String,
+    /// With a request key: what the request asked for, so reusing the key
+    /// for a different request is refused instead of answered with the
+    /// first request's ids.
+    pub fingerprint: Option<String>,
     pub events: Vec<ValidEvent>,
+}
+
+/// An idempotency key reused for something else: the request is refused
+/// whole and nothing of it is stored (the Idempotency-Key draft's 422).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("key `{key}` was already used for a different {what} within the last {hours} h; use a new key for new content")]
+pub struct KeyReused {
+    /// Where the key was given: `Idempotency-Key` or `[2].idempotency_key`.
+    pub field: String,
+    pub key: String,
+    /// `request` or `event`.
+    pub what: &'static str,
+    pub hours: u64,
 }
 
 /// What became of one request.
@@ -80,10 +97,20 @@ pub struct EventQuery {
 /// The event store.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Stores a group of requests atomically (group commit), in
-    /// order, assigning increasing ids. A request whose idempotency key was
-    /// seen before gets its earlier events back instead.
-    async fn append(&self, batch: Vec<AppendRequest>) -> Result<Vec<AppendOutcome>, StoreError>;
+    /// Stores a group of requests atomically (group commit), in order,
+    /// assigning increasing ids; one outcome per request, in order.
+    ///
+    /// Idempotency: a key (the request's, scoped by `key_scope`, or an
+    /// event's, scoped by its tenant) is honoured for
+    /// [`IDEMPOTENCY_TTL`](crate::protocol::limits::IDEMPOTENCY_TTL) after
+    /// its first use. Within it, a repeat with the same fingerprint gets
+    /// the earlier events back (`fresh` false, nothing stored); a repeat
+    /// with another fingerprint is [`KeyReused`], and nothing of that
+    /// request is stored. After it, the key is free again.
+    async fn append(
+        &self,
+        batch: Vec<AppendRequest>,
+    ) -> Result<Vec<Result<AppendOutcome, KeyReused>>, StoreError>;
 
     /// Events matching `query`, in id order.
     async fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StoreError>;
@@ -95,8 +122,8 @@ pub trait Store: Send + Sync + 'static {
     /// start a replay from a point in time.
     async fn id_before(&self, time: DateTime<Utc>) -> Result<EventId, StoreError>;
 
-    /// Forgets request-level idempotency keys recorded before `before`;
-    /// returns how many.
+    /// Forgets idempotency keys (request and event) first used before
+    /// `before`; returns how many.
     async fn expire_idempotency_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 
     /// Whether the store answers (for `/ready`).

@@ -11,10 +11,11 @@ use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use sqlx::{QueryBuilder, Sqlite};
 
 use super::{last_stored_id, Ids, SqliteStore};
+use crate::protocol::limits::IDEMPOTENCY_TTL;
 use crate::protocol::{Event, EventId, ValidEvent};
-use crate::server::storage::{AppendOutcome, AppendRequest, StoreError};
+use crate::server::storage::{AppendOutcome, AppendRequest, KeyReused, StoreError};
 
-/// Events per multi-row INSERT; 8 bound values each stays far below SQLite's
+/// Events per multi-row INSERT; 9 bound values each stays far below SQLite's
 /// limit of 32,766 variables per statement.
 const INSERT_CHUNK: usize = 500;
 
@@ -63,6 +64,7 @@ fn to_event(id: EventId, ev: &ValidEvent) -> Arc<Event> {
 struct Pending<'a> {
     event: &'a Event,
     key: Option<&'a str>,
+    fingerprint: Option<&'a str>,
 }
 
 impl SqliteStore {
@@ -70,7 +72,7 @@ impl SqliteStore {
         pool: &SqlitePool,
         ids: &Ids,
         batch: &[AppendRequest],
-    ) -> Result<Vec<AppendOutcome>, StoreError> {
+    ) -> Result<Vec<Outcome>, StoreError> {
         let mut next_id = ids.next.lock().await;
         let first = match next_id.take() {
             Some(id) => id,
@@ -100,8 +102,8 @@ impl SqliteStore {
         batch: &[AppendRequest],
         mut next: EventId,
         received_at: i64,
-    ) -> Result<(Vec<AppendOutcome>, EventId), StoreError> {
-        let outcomes: Vec<AppendOutcome> = batch
+    ) -> Result<(Vec<Outcome>, EventId), StoreError> {
+        let outcomes: Vec<Outcome> = batch
             .iter()
             .map(|req| {
                 let events: Vec<Arc<Event>> = req
@@ -113,7 +115,7 @@ impl SqliteStore {
                     })
                     .collect();
                 let fresh = vec![true; events.len()];
-                AppendOutcome { events, fresh }
+                Ok(AppendOutcome { events, fresh })
             })
             .collect();
         let pending = pending_rows(batch, &outcomes);
@@ -138,90 +140,161 @@ impl SqliteStore {
     }
 
     /// The general append: looks idempotency keys up inside the
-    /// transaction, then stores what is new.
+    /// transaction, then stores what is new. Each request is checked
+    /// whole before anything of it is assigned, so a refused one leaves no
+    /// trace (no id taken, no key remembered).
     async fn append_keyed(
         pool: &SqlitePool,
         batch: &[AppendRequest],
         mut next: EventId,
         received_at: i64,
-    ) -> Result<(Vec<AppendOutcome>, EventId), StoreError> {
+    ) -> Result<(Vec<Outcome>, EventId), StoreError> {
         let mut tx = pool.begin().await?;
-        let mut outcomes: Vec<AppendOutcome> = Vec::with_capacity(batch.len());
+        let cutoff = received_at - IDEMPOTENCY_TTL.as_millis() as i64;
+        let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
         // Keys first seen inside this batch are not in the tables yet.
         let mut batch_keys: HashMap<(&str, &str), usize> = HashMap::new();
-        let mut batch_event_keys: HashMap<(&str, &str), Arc<Event>> = HashMap::new();
+        let mut batch_event_keys: HashMap<(&str, &str), FirstUse<'_>> = HashMap::new();
 
-        for (index, req) in batch.iter().enumerate() {
+        'requests: for (index, req) in batch.iter().enumerate() {
             if let Some(key) = req.idempotency_key.as_deref() {
+                let reused = || reused("Idempotency-Key".into(), key, "request");
                 if let Some(&earlier) = batch_keys.get(&(req.key_scope.as_str(), key)) {
-                    let events = outcomes[earlier].events.clone();
-                    let fresh = vec![false; events.len()];
-                    outcomes.push(AppendOutcome { events, fresh });
+                    outcomes.push(match &outcomes[earlier] {
+                        Ok(first)
+                            if same(
+                                batch[earlier].fingerprint.as_deref(),
+                                req.fingerprint.as_deref(),
+                            ) =>
+                        {
+                            Ok(repeat(first.events.clone()))
+                        }
+                        _ => Err(reused()),
+                    });
                     continue;
                 }
-                let stored: Option<String> = sqlx::query_scalar(
-                    "SELECT event_ids FROM idempotency_keys WHERE scope = ? AND key = ?",
+                let stored: Option<(String, Option<String>)> = sqlx::query_as(
+                    "SELECT event_ids, fingerprint FROM idempotency_keys \
+                     WHERE scope = ? AND key = ? AND created_at > ?",
                 )
                 .bind(&req.key_scope)
                 .bind(key)
+                .bind(cutoff)
                 .fetch_optional(&mut *tx)
                 .await?;
-                if let Some(ids) = stored {
+                if let Some((ids, fingerprint)) = stored {
+                    if !same(fingerprint.as_deref(), req.fingerprint.as_deref()) {
+                        outcomes.push(Err(reused()));
+                        continue;
+                    }
                     let ids: Vec<EventId> =
                         serde_json::from_str(&ids).map_err(|e| StoreError::Corrupt {
                             id: 0,
                             message: format!("idempotency key `{key}`: {e}"),
                         })?;
                     let events = Self::load_ids(&mut tx, &ids).await?;
-                    let fresh = vec![false; events.len()];
-                    outcomes.push(AppendOutcome { events, fresh });
+                    outcomes.push(Ok(repeat(events)));
                     continue;
                 }
-                batch_keys.insert((req.key_scope.as_str(), key), index);
+            }
+            // Resolve every event key before assigning anything.
+            let mut earlier: Vec<Option<Arc<Event>>> = Vec::with_capacity(req.events.len());
+            let mut own_keys: Vec<(&str, &str)> = Vec::new();
+            for (i, ev) in req.events.iter().enumerate() {
+                let Some(key) = ev.idempotency_key.as_deref() else {
+                    earlier.push(None);
+                    continue;
+                };
+                let field = if req.events.len() > 1 {
+                    format!("[{i}].idempotency_key")
+                } else {
+                    "idempotency_key".into()
+                };
+                if own_keys.contains(&(ev.tenant_id.as_str(), key)) {
+                    // Two events of one request under one key: which one
+                    // the key means is unknowable.
+                    outcomes.push(Err(reused(field, key, "event")));
+                    continue 'requests;
+                }
+                own_keys.push((ev.tenant_id.as_str(), key));
+                if let Some((event, fingerprint)) =
+                    batch_event_keys.get(&(ev.tenant_id.as_str(), key))
+                {
+                    if !same(*fingerprint, ev.fingerprint.as_deref()) {
+                        outcomes.push(Err(reused(field, key, "event")));
+                        continue 'requests;
+                    }
+                    earlier.push(Some(event.clone()));
+                    continue;
+                }
+                let existing: Option<(EventId, Option<String>)> = sqlx::query_as(
+                    "SELECT id, idempotency_fingerprint FROM events \
+                     WHERE tenant_id = ? AND idempotency_key = ? AND received_at > ?",
+                )
+                .bind(&ev.tenant_id)
+                .bind(key)
+                .bind(cutoff)
+                .fetch_optional(&mut *tx)
+                .await?;
+                match existing {
+                    Some((_, fingerprint))
+                        if !same(fingerprint.as_deref(), ev.fingerprint.as_deref()) =>
+                    {
+                        outcomes.push(Err(reused(field, key, "event")));
+                        continue 'requests;
+                    }
+                    Some((id, _)) => earlier.push(Self::load_ids(&mut tx, &[id]).await?.pop()),
+                    None => {
+                        // An expired use of the key still holds the unique
+                        // index: the key is free, so take it from that event.
+                        sqlx::query(
+                            "UPDATE events SET idempotency_key = NULL, idempotency_fingerprint = NULL \
+                             WHERE tenant_id = ? AND idempotency_key = ?",
+                        )
+                        .bind(&ev.tenant_id)
+                        .bind(key)
+                        .execute(&mut *tx)
+                        .await?;
+                        earlier.push(None);
+                    }
+                }
             }
             let mut events = Vec::with_capacity(req.events.len());
             let mut fresh = Vec::with_capacity(req.events.len());
-            for ev in &req.events {
-                if let Some(key) = ev.idempotency_key.as_deref() {
-                    if let Some(earlier) = batch_event_keys.get(&(ev.tenant_id.as_str(), key)) {
-                        events.push(earlier.clone());
-                        fresh.push(false);
-                        continue;
-                    }
-                    let existing: Option<EventId> = sqlx::query_scalar(
-                        "SELECT id FROM events WHERE tenant_id = ? AND idempotency_key = ?",
-                    )
-                    .bind(&ev.tenant_id)
-                    .bind(key)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if let Some(id) = existing {
-                        events.extend(Self::load_ids(&mut tx, &[id]).await?);
-                        fresh.push(false);
-                        continue;
-                    }
+            for (ev, earlier) in req.events.iter().zip(earlier) {
+                if let Some(event) = earlier {
+                    events.push(event);
+                    fresh.push(false);
+                    continue;
                 }
                 let event = to_event(next, ev);
                 next += 1;
                 if let Some(key) = ev.idempotency_key.as_deref() {
-                    batch_event_keys.insert((ev.tenant_id.as_str(), key), event.clone());
+                    batch_event_keys.insert(
+                        (ev.tenant_id.as_str(), key),
+                        (event.clone(), ev.fingerprint.as_deref()),
+                    );
                 }
                 events.push(event);
                 fresh.push(true);
             }
             if let Some(key) = req.idempotency_key.as_deref() {
+                batch_keys.insert((req.key_scope.as_str(), key), index);
                 let ids: Vec<EventId> = events.iter().map(|e| e.id).collect();
+                // REPLACE: an expired row of the same key may still be there.
                 sqlx::query(
-                    "INSERT INTO idempotency_keys (scope, key, event_ids, created_at) VALUES (?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO idempotency_keys (scope, key, event_ids, created_at, fingerprint) \
+                     VALUES (?, ?, ?, ?, ?)",
                 )
                 .bind(&req.key_scope)
                 .bind(key)
                 .bind(serde_json::to_string(&ids).expect("ids serialize"))
                 .bind(received_at)
+                .bind(req.fingerprint.as_deref())
                 .execute(&mut *tx)
                 .await?;
             }
-            outcomes.push(AppendOutcome { events, fresh });
+            outcomes.push(Ok(AppendOutcome { events, fresh }));
         }
 
         let pending = pending_rows(batch, &outcomes);
@@ -238,15 +311,44 @@ impl SqliteStore {
     }
 }
 
+/// One request's result.
+type Outcome = Result<AppendOutcome, KeyReused>;
+
+/// An event key's first use inside a group: its event and fingerprint.
+type FirstUse<'a> = (Arc<Event>, Option<&'a str>);
+
+/// Whether a key's first use and this one asked for the same thing. A key
+/// stored before fingerprints were (NULL) matches anything, as it did then.
+fn same(stored: Option<&str>, now: Option<&str>) -> bool {
+    stored.is_none() || stored == now
+}
+
+/// The earlier events of a repeated request: nothing new.
+fn repeat(events: Vec<Arc<Event>>) -> AppendOutcome {
+    let fresh = vec![false; events.len()];
+    AppendOutcome { events, fresh }
+}
+
+fn reused(field: String, key: &str, what: &'static str) -> KeyReused {
+    KeyReused {
+        field,
+        key: key.to_string(),
+        what,
+        hours: IDEMPOTENCY_TTL.as_secs() / 3600,
+    }
+}
+
 /// The new events of `outcomes`, beside their events' keys.
-fn pending_rows<'a>(batch: &'a [AppendRequest], outcomes: &'a [AppendOutcome]) -> Vec<Pending<'a>> {
+fn pending_rows<'a>(batch: &'a [AppendRequest], outcomes: &'a [Outcome]) -> Vec<Pending<'a>> {
     let mut pending = Vec::new();
     for (req, outcome) in batch.iter().zip(outcomes) {
+        let Ok(outcome) = outcome else { continue };
         for ((event, fresh), ev) in outcome.events.iter().zip(&outcome.fresh).zip(&req.events) {
             if *fresh {
                 pending.push(Pending {
                     event,
                     key: ev.idempotency_key.as_deref(),
+                    fingerprint: ev.fingerprint.as_deref(),
                 });
             }
         }
@@ -260,7 +362,7 @@ fn pending_rows<'a>(batch: &'a [AppendRequest], outcomes: &'a [AppendOutcome]) -
 fn push_inserts<'a>(qb: &mut QueryBuilder<'a, Sqlite>, rows: &'a [Pending<'a>], received_at: i64) {
     for chunk in rows.chunks(INSERT_CHUNK) {
         qb.push(
-            "INSERT INTO events (id, tenant_id, event_type, rooms, data, ts, received_at, idempotency_key) ",
+            "INSERT INTO events (id, tenant_id, event_type, rooms, data, ts, received_at, idempotency_key, idempotency_fingerprint) ",
         );
         qb.push_values(chunk, |mut b, p| {
             b.push_bind(p.event.id)
@@ -274,7 +376,8 @@ fn push_inserts<'a>(qb: &mut QueryBuilder<'a, Sqlite>, rows: &'a [Pending<'a>], 
                         .to_rfc3339_opts(SecondsFormat::Millis, true),
                 )
                 .push_bind(received_at)
-                .push_bind(p.key);
+                .push_bind(p.key)
+                .push_bind(p.fingerprint);
         });
         qb.push("; ");
     }

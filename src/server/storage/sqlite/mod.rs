@@ -20,7 +20,7 @@ use tokio::sync::Mutex;
 
 mod append;
 
-use super::{AppendOutcome, AppendRequest, EventQuery, Store, StoreError};
+use super::{AppendOutcome, AppendRequest, EventQuery, KeyReused, Store, StoreError};
 use crate::protocol::{Event, EventId};
 
 /// The SQLite store.
@@ -44,14 +44,7 @@ const COLUMNS: &str = "e.id, e.tenant_id, e.event_type, e.rooms, e.data, e.ts";
 impl SqliteStore {
     /// Opens (creating if needed) the database file and runs migrations.
     pub async fn open(path: &str) -> Result<SqliteStore, StoreError> {
-        if let Some(parent) = Path::new(path).parent() {
-            if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
-                    path: parent.display().to_string(),
-                    source,
-                })?;
-            }
-        }
+        create_private_file(path)?;
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -107,6 +100,49 @@ impl SqliteStore {
     }
 }
 
+/// Creates the database file (and its missing parent dirs, 0700) with mode
+/// 0600 before SQLite opens it: SQLite gives the `-wal` and `-shm` files the
+/// database file's mode, so the three hold every tenant's events for the
+/// server's user alone. An existing file keeps its mode, with a warning when
+/// other users may read it.
+fn create_private_file(path: &str) -> Result<(), StoreError> {
+    // `sqlite://PATH?mode=ro` and the like: the file is before the query.
+    let file = path.split('?').next().unwrap_or_default();
+    if file.is_empty() || file.starts_with(":memory:") {
+        return Ok(());
+    }
+    let file = Path::new(file);
+    let io = |at: &Path| {
+        let at = at.display().to_string();
+        move |source| StoreError::Io { path: at, source }
+    };
+    if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+        crate::auth::create_private_dir(parent).map_err(io(parent))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(file) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            if let Some(mode) = crate::auth::shared_mode(file) {
+                tracing::warn!(
+                    path = %file.display(),
+                    mode = %format!("{mode:04o}"),
+                    "database file is open to other local users, who may read every tenant's events: run `chmod 600 {}`",
+                    crate::auth::shell_word(file)
+                );
+            }
+            Ok(())
+        }
+        Err(e) => Err(io(file)(e)),
+    }
+}
+
 /// The highest id ever used, including deleted rows' (AUTOINCREMENT).
 async fn last_stored_id(pool: &SqlitePool) -> Result<EventId, StoreError> {
     Ok(sqlx::query_scalar(
@@ -139,7 +175,10 @@ fn row_to_event(row: &SqliteRow) -> Result<Event, StoreError> {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn append(&self, batch: Vec<AppendRequest>) -> Result<Vec<AppendOutcome>, StoreError> {
+    async fn append(
+        &self,
+        batch: Vec<AppendRequest>,
+    ) -> Result<Vec<Result<AppendOutcome, KeyReused>>, StoreError> {
         // In a task of its own, so a caller that goes away cannot stop an
         // append half-way: its query would still reach SQLite's thread and
         // might commit after the ids were handed out again.
@@ -203,11 +242,18 @@ impl Store for SqliteStore {
     }
 
     async fn expire_idempotency_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
+        let requests = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
             .bind(before.timestamp_millis())
             .execute(&self.pool)
             .await?;
-        Ok(done.rows_affected())
+        let events = sqlx::query(
+            "UPDATE events SET idempotency_key = NULL, idempotency_fingerprint = NULL \
+             WHERE idempotency_key IS NOT NULL AND received_at < ?",
+        )
+        .bind(before.timestamp_millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(requests.rows_affected() + events.rows_affected())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -243,6 +289,7 @@ mod tests {
             data: serde_json::json!({"n": 1}),
             timestamp: Utc::now(),
             idempotency_key: key.map(str::to_string),
+            fingerprint: key.map(|k| format!("fingerprint of {k}")),
         }
     }
 
@@ -250,6 +297,7 @@ mod tests {
         AppendRequest {
             idempotency_key: None,
             key_scope: "acme".into(),
+            fingerprint: None,
             events,
         }
     }
@@ -281,7 +329,10 @@ mod tests {
                 request(vec![event("campaigns", None, None)]),
             ])
             .await
-            .unwrap();
+            .unwrap()
+            .into_iter()
+            .map(|o| o.expect("accepted"))
+            .collect::<Vec<_>>();
         let ids: Vec<EventId> = outcomes
             .iter()
             .flat_map(|o| o.events.iter().map(|e| e.id))
@@ -299,7 +350,10 @@ mod tests {
         let outcomes = store
             .append(vec![request(many(700)), request(many(600))])
             .await
-            .unwrap();
+            .unwrap()
+            .into_iter()
+            .map(|o| o.expect("accepted"))
+            .collect::<Vec<_>>();
         assert_eq!(outcomes[1].events.last().unwrap().id, 1300);
         let all: Vec<EventId> = (1..=1300).collect();
         assert_eq!(ids_in(&store, "erp").await, all);
@@ -312,19 +366,137 @@ mod tests {
         let first = store
             .append(vec![request(vec![event("ai", Some("alerts"), Some("k1"))])])
             .await
-            .unwrap();
+            .unwrap()
+            .into_iter()
+            .map(|o| o.expect("accepted"))
+            .collect::<Vec<_>>();
         let again = store
             .append(vec![request(vec![
                 event("ai", Some("alerts"), Some("k1")),
                 event("ai", None, None),
             ])])
             .await
-            .unwrap();
+            .unwrap()
+            .into_iter()
+            .map(|o| o.expect("accepted"))
+            .collect::<Vec<_>>();
         assert_eq!(first[0].fresh, vec![true]);
         assert_eq!(again[0].fresh, vec![false, true]);
         assert_eq!(again[0].events[0].id, first[0].events[0].id);
         assert_eq!(ids_in(&store, "ai").await, vec![1, 2]);
         assert_eq!(ids_in(&store, "alerts").await, vec![1]);
+    }
+
+    #[tokio::test]
+    async fn a_key_reused_for_other_content_is_refused_and_stores_nothing() {
+        let (_dir, store) = open().await;
+        let keyed = |key: &str, fingerprint: &str, events| AppendRequest {
+            idempotency_key: Some(key.into()),
+            fingerprint: Some(fingerprint.into()),
+            ..request(events)
+        };
+        let mut other = event("ai", None, Some("e1"));
+        other.fingerprint = Some("another event".into());
+        let outcomes = store
+            .append(vec![
+                keyed("r1", "one event", vec![event("ai", None, None)]),
+                keyed("r1", "two events", vec![event("ai", None, None); 2]),
+                keyed("r1", "one event", vec![event("ai", None, None)]),
+                request(vec![event("ai", None, Some("e1"))]),
+                request(vec![event("erp", None, None), other]),
+                request(vec![
+                    event("ai", None, Some("e2")),
+                    event("ai", None, Some("e2")),
+                ]),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(outcomes[0].as_ref().unwrap().fresh, vec![true]);
+        let reused = outcomes[1].as_ref().unwrap_err();
+        assert_eq!(
+            (reused.field.as_str(), reused.what),
+            ("Idempotency-Key", "request")
+        );
+        assert_eq!(outcomes[2].as_ref().unwrap().fresh, vec![false]);
+        assert_eq!(outcomes[3].as_ref().unwrap().fresh, vec![true]);
+        assert_eq!(
+            outcomes[4].as_ref().unwrap_err().field,
+            "[1].idempotency_key"
+        );
+        assert_eq!(
+            outcomes[5].as_ref().unwrap_err().field,
+            "[1].idempotency_key"
+        );
+        // Only the first request and the first keyed event were stored.
+        assert_eq!(ids_in(&store, "ai").await, vec![1, 2]);
+        assert_eq!(ids_in(&store, "erp").await, Vec::<EventId>::new());
+        // Across groups, too.
+        let later = store
+            .append(vec![keyed(
+                "r1",
+                "two events",
+                vec![event("ai", None, None)],
+            )])
+            .await
+            .unwrap();
+        assert!(later[0].is_err());
+    }
+
+    #[tokio::test]
+    async fn keys_are_free_again_once_their_ttl_has_passed() {
+        let (_dir, store) = open().await;
+        let keyed = AppendRequest {
+            idempotency_key: Some("r1".into()),
+            fingerprint: Some("first".into()),
+            ..request(vec![event("ai", None, Some("e1"))])
+        };
+        store.append(vec![keyed.clone()]).await.unwrap();
+        // Age the first use past the TTL, as a day passing would.
+        let aged = Utc::now().timestamp_millis()
+            - crate::protocol::limits::IDEMPOTENCY_TTL.as_millis() as i64
+            - 1;
+        for table in [
+            "UPDATE idempotency_keys SET created_at = ?",
+            "UPDATE events SET received_at = ?",
+        ] {
+            sqlx::query(table)
+                .bind(aged)
+                .execute(&store.pool)
+                .await
+                .unwrap();
+        }
+        // Lookups ignore expired keys before any sweep: new content is new.
+        let mut changed = keyed.clone();
+        changed.fingerprint = Some("second".into());
+        changed.events[0].fingerprint = Some("second event".into());
+        let again = store.append(vec![changed]).await.unwrap();
+        assert_eq!(again[0].as_ref().unwrap().fresh, vec![true]);
+        assert_eq!(again[0].as_ref().unwrap().events[0].id, 2);
+        // The sweep forgets what is older than its cut-off.
+        assert_eq!(
+            store
+                .expire_idempotency_keys(Utc::now() - chrono::Duration::hours(1))
+                .await
+                .unwrap(),
+            0
+        );
+        sqlx::query("UPDATE events SET received_at = ?")
+            .bind(aged)
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE idempotency_keys SET created_at = ?")
+            .bind(aged)
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .expire_idempotency_keys(Utc::now() - chrono::Duration::hours(1))
+                .await
+                .unwrap(),
+            2
+        );
     }
 
     #[tokio::test]
@@ -361,7 +533,7 @@ mod tests {
             let stored = store
                 .append(vec![request(vec![event("erp", None, None)])])
                 .await;
-            assert_eq!(stored.unwrap()[0].events[0].id, n);
+            assert_eq!(stored.unwrap()[0].as_ref().unwrap().events[0].id, n);
         }
         assert_eq!(ids_in(&store, "erp").await, (1..=8).collect::<Vec<_>>());
     }
@@ -383,7 +555,7 @@ mod tests {
             let stored = store
                 .append(vec![request(vec![event("erp", None, None)])])
                 .await;
-            ids.push(stored.unwrap()[0].events[0].id);
+            ids.push(stored.unwrap()[0].as_ref().unwrap().events[0].id);
         }
         let all = ids_in(&store, "erp").await;
         assert!(all.windows(2).all(|w| w[0] < w[1]), "{all:?}");

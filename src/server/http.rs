@@ -1,0 +1,138 @@
+//! The HTTP accept loop. axum's `serve` cannot bound how long a client
+//! takes to send its request header, so connections are served here with
+//! hyper's own builder, which can: a slowloris client is cut off after
+//! [`HEADER_READ_TIMEOUT`].
+
+use std::io;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+use crate::protocol::limits::HEADER_READ_TIMEOUT;
+
+/// Serves `app` on `listener` until `shutdown`, then lets each connection
+/// finish its request in flight (keep-alive off) and returns once all
+/// have; upgraded WebSockets are not connections here any more (the
+/// gateway tracks them).
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let connections = TaskTracker::new();
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(e) if is_per_connection(&e) => continue,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, don't spin.
+                    tracing::error!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        // Nagle's algorithm would hold each small frame until the previous
+        // one is acknowledged, and the peer delays that ACK by up to 40 ms:
+        // fatal for a realtime fan-out of small frames.
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
+        }
+        let service = TowerToHyperService::new(
+            app.clone()
+                .map_request(|req: Request<Incoming>| req.map(Body::new)),
+        );
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let mut builder = Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                result = conn.as_mut() => result,
+                _ = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    connections.close();
+    connections.wait().await;
+    Ok(())
+}
+
+/// Errors of one connection (reset before it was accepted): not the
+/// listener's fault.
+fn is_per_connection(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    /// The clock is paused: tokio moves it on whenever every task waits, so
+    /// the 10 s timeout passes at once, and only a timer can close the
+    /// socket.
+    #[tokio::test(start_paused = true)]
+    async fn a_request_header_not_sent_in_time_closes_the_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let app = Router::new().route("/", get(|| async { "ok" }));
+        let server = tokio::spawn(serve(listener, app, shutdown.clone()));
+
+        let mut prompt = TcpStream::connect(addr).await.unwrap();
+        prompt
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut reply = [0u8; 12];
+        prompt.read_exact(&mut reply).await.unwrap();
+        assert_eq!(&reply, b"HTTP/1.1 200");
+
+        let started = tokio::time::Instant::now();
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET / HTTP/1.1\r\nHos").await.unwrap();
+        let mut rest = Vec::new();
+        let _ = slow.read_to_end(&mut rest).await;
+        assert!(
+            rest.is_empty() || rest.starts_with(b"HTTP/1.1 408"),
+            "{}",
+            String::from_utf8_lossy(&rest)
+        );
+        let waited = started.elapsed();
+        assert!(
+            waited >= HEADER_READ_TIMEOUT && waited < HEADER_READ_TIMEOUT * 2,
+            "closed after {waited:?}"
+        );
+        shutdown.cancel();
+        server.await.unwrap().unwrap();
+    }
+}

@@ -1,0 +1,116 @@
+//! Every error is JSON `{error: {code, message}}` with the right status
+//! and headers, even where the router or the upgrade answers; held
+//! long-polls are capped.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::TestServer;
+
+async fn json_error(response: reqwest::Response) -> (u16, reqwest::header::HeaderMap, Value) {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    assert_eq!(
+        headers["content-type"], "application/json",
+        "status {status} is not JSON"
+    );
+    let body: Value = response.json().await.expect("a JSON body");
+    assert!(body["error"]["code"].is_string(), "{body}");
+    assert!(body["error"]["message"].is_string(), "{body}");
+    (status, headers, body)
+}
+
+#[tokio::test]
+async fn router_and_upgrade_errors_are_json() {
+    let server = TestServer::start().await;
+    let http = reqwest::Client::new();
+
+    let (status, _, body) = json_error(
+        http.get(format!("{}/nope", server.url))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+
+    let (status, headers, body) = json_error(
+        http.delete(format!("{}/api/v1/events", server.url))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 405);
+    assert_eq!(headers["allow"], "GET,HEAD,POST");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("DELETE is not allowed on /api/v1/events"));
+
+    let long = format!("{}/api/v1/events?rooms={}", server.url, "a".repeat(20_000));
+    let (status, _, body) = json_error(http.get(long).send().await.unwrap()).await;
+    assert_eq!(status, 414, "{body}");
+
+    let (status, _, body) =
+        json_error(http.get(format!("{}/ws", server.url)).send().await.unwrap()).await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("not a WebSocket upgrade"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn long_polls_are_capped_per_token_with_429_and_retry_after() {
+    let server = TestServer::start().await;
+    let token = server.viewer("acme");
+    let url = format!("{}/api/v1/events?rooms=alerts&wait=30s", server.url);
+    let http = reqwest::Client::new();
+    let mut held = Vec::new();
+    for _ in 0..pytake::protocol::limits::MAX_LONG_POLLS_PER_TOKEN {
+        held.push(tokio::spawn(http.get(&url).bearer_auth(&token).send()));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while server.get(None, "/health").await.1["long_polls"] != held.len() {
+        assert!(tokio::time::Instant::now() < deadline, "polls not held");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refused = http.get(&url).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let (_, headers, body) = json_error(refused).await;
+    assert_eq!(headers["retry-after"], "1");
+    assert_eq!(body["error"]["code"], "rate_limited");
+    // Another token, and the same token without `wait`, still get answers.
+    let other = http
+        .get(format!("{}/api/v1/events?rooms=alerts", server.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 200);
+    // An event answers the held polls, which frees their places.
+    server
+        .publish(
+            &server.operator("acme"),
+            crate::support::custom("acme", "alerts", 1),
+        )
+        .await;
+    for poll in held {
+        assert_eq!(poll.await.unwrap().unwrap().status(), 200);
+    }
+    let again = http
+        .get(format!("{}&wait=0", url.split("&wait").next().unwrap()))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200);
+}
