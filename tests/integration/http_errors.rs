@@ -114,3 +114,45 @@ async fn long_polls_are_capped_per_token_with_429_and_retry_after() {
         .unwrap();
     assert_eq!(again.status(), 200);
 }
+
+/// What hyper answers by itself (before any route runs) is JSON too.
+#[tokio::test]
+async fn requests_hyper_cannot_parse_get_json_errors() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start().await;
+    let host = server.url.trim_start_matches("http://").to_string();
+    let cases: [(Vec<u8>, &str); 3] = [
+        (
+            format!(
+                "GET /api/v1/events?x={} HTTP/1.1\r\nHost: x\r\n\r\n",
+                "a".repeat(70_000)
+            )
+            .into_bytes(),
+            "HTTP/1.1 414 ",
+        ),
+        (b"NOT HTTP AT ALL\r\n\r\n".to_vec(), "HTTP/1.1 400 "),
+        (
+            format!(
+                "GET /health HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+                "b".repeat(500_000)
+            )
+            .into_bytes(),
+            "HTTP/1.1 431 ",
+        ),
+    ];
+    for (request, status) in cases {
+        let mut tcp = tokio::net::TcpStream::connect(&host).await.unwrap();
+        // The server may answer and close before it has read everything.
+        let _ = tcp.write_all(&request).await;
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut answer)).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with(status), "{answer}");
+        assert!(
+            answer.contains("\r\ncontent-type: application/json\r\n"),
+            "{answer}"
+        );
+        let body: Value = serde_json::from_str(answer.split_once("\r\n\r\n").unwrap().1).unwrap();
+        assert!(body["error"]["message"].is_string(), "{body}");
+    }
+}

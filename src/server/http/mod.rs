@@ -1,7 +1,10 @@
 //! The HTTP accept loop. axum's `serve` cannot bound how long a client
 //! takes to send its request header, so connections are served here with
 //! hyper's own builder, which can: a slowloris client is cut off after
-//! [`HEADER_READ_TIMEOUT`].
+//! [`HEADER_READ_TIMEOUT`]. The connection is wrapped so hyper's own
+//! parse-error answers carry the API's JSON error body too.
+
+mod parse_errors;
 
 use std::io;
 
@@ -60,7 +63,8 @@ pub async fn serve(
                 .http1()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT);
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
+            let io = TokioIo::new(parse_errors::JsonParseErrors::new(tcp));
+            let conn = builder.serve_connection_with_upgrades(io, service);
             tokio::pin!(conn);
             let result = tokio::select! {
                 result = conn.as_mut() => result,
