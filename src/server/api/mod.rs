@@ -25,29 +25,37 @@ pub use error::ApiError;
 
 /// Every route of the server.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/health", get(health::get_health))
-        .route("/ready", get(health::get_ready))
-        .route(
-            "/api/v1/events",
-            get(events::get_events).post(events::post_events),
-        )
-        .route("/ws", get(gateway::ws_root))
-        .route("/ws/tenant/{id}", get(gateway::ws_tenant))
-        .route("/ws/{room}", get(gateway::ws_room))
-        .fallback(|uri: Uri| async move {
-            ApiError::NotFound(format!("no such endpoint: {}", uri.path()))
-        })
-        .method_not_allowed_fallback(|method: Method, uri: Uri| async move {
-            ApiError::MethodNotAllowed(format!(
-                "{method} is not allowed on {}: see the Allow header",
-                uri.path()
-            ))
-        })
+    limits(
+        Router::new()
+            .route("/health", get(health::get_health))
+            .route("/ready", get(health::get_ready))
+            .route(
+                "/api/v1/events",
+                get(events::get_events).post(events::post_events),
+            )
+            .route("/ws", get(gateway::ws_root))
+            .route("/ws/tenant/{id}", get(gateway::ws_tenant))
+            .route("/ws/{room}", get(gateway::ws_room))
+            .fallback(|uri: Uri| async move {
+                ApiError::NotFound(format!("no such endpoint: {}", uri.path()))
+            })
+            .method_not_allowed_fallback(|method: Method, uri: Uri| async move {
+                ApiError::MethodNotAllowed(format!(
+                    "{method} is not allowed on {}: see the Allow header",
+                    uri.path()
+                ))
+            }),
+    )
+    .with_state(state)
+}
+
+/// The request limits every route shares: body size, body read gaps,
+/// target length.
+fn limits<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+    router
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(RequestBodyTimeoutLayer::new(BODY_READ_TIMEOUT))
         .layer(middleware::from_fn(refuse_long_uris))
-        .with_state(state)
 }
 
 /// 414 as JSON for a target over [`MAX_URI_BYTES`] (hyper itself answers,
@@ -64,4 +72,50 @@ async fn refuse_long_uris(request: Request, next: Next) -> Response {
         .into_response();
     }
     next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Bytes;
+    use axum::extract::rejection::BytesRejection;
+    use axum::routing::post;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio_util::sync::CancellationToken;
+
+    /// The clock is paused and moves on whenever every task waits: the
+    /// 10 s gap passes at once, and only the timeout can end the request.
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_stops_arriving_fails_the_request() {
+        let app = limits(Router::new().route(
+            "/",
+            post(|body: Result<Bytes, BytesRejection>| async move {
+                match body {
+                    Ok(_) => "read".to_string(),
+                    Err(e) => e.body_text(),
+                }
+            }),
+        ));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(crate::server::http::serve(listener, app, shutdown.clone()));
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"half\":")
+            .await
+            .unwrap();
+        let started = tokio::time::Instant::now();
+        let mut answer = vec![0u8; 1024];
+        let n = tcp.read(&mut answer).await.unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]).to_string();
+        assert!(started.elapsed() >= BODY_READ_TIMEOUT, "{answer}");
+        assert!(
+            answer.contains("timed out") || answer.contains("timeout"),
+            "{answer}"
+        );
+        shutdown.cancel();
+        drop(tcp);
+        server.await.unwrap().unwrap();
+    }
 }
