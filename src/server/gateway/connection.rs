@@ -280,7 +280,17 @@ pub(super) async fn finish(
     let (code, reason) = match exit {
         Exit::Gone => return,
         Exit::PeerClosed => {
-            let _ = tokio::time::timeout(CLOSE_GRACE, socket.flush()).await;
+            // tungstenite hands the echo to the wire but, the handshake
+            // being over, does not flush the wire itself: a backed-up
+            // socket would keep the echo queued while the task ends.
+            let _ = tokio::time::timeout(
+                CLOSE_GRACE,
+                Box::pin(async {
+                    let _ = socket.flush().await;
+                    let _ = poll_fn(|cx| wire.poll_drain(cx)).await;
+                }),
+            )
+            .await;
             return;
         }
         Exit::Close(code, reason) => (code, reason),

@@ -1,5 +1,7 @@
 //! The WebSocket gateway: `/ws`, `/ws/{room}` and `/ws/tenant/{id}`.
 
+#[cfg(test)]
+mod close_tests;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod connection;
