@@ -9,6 +9,7 @@ use url::Url;
 
 use super::{ClientError, TokenSource};
 use crate::protocol::api::{ErrorBody, EventsPage, Health, PublishResponse};
+use crate::protocol::limits::HEADER_READ_TIMEOUT;
 use crate::protocol::{EventId, NewEvent};
 
 /// Parameters of `GET /api/v1/events`.
@@ -39,6 +40,9 @@ impl ApiClient {
         })?;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
+            // The server closes a connection idle for its header timeout;
+            // dropping ours first avoids sending on one it is closing.
+            .pool_idle_timeout(HEADER_READ_TIMEOUT / 2)
             .user_agent(concat!("pytake/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ClientError::Protocol(e.to_string()))?;

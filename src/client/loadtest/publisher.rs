@@ -173,6 +173,8 @@ async fn post_all(rx: mpsc::Receiver<Batch>, plan: Arc<PublishPlan>, shared: Arc
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(plan.workers)
+        // Below the server's idle close (its header timeout).
+        .pool_idle_timeout(crate::protocol::limits::HEADER_READ_TIMEOUT / 2)
         .build()
         .expect("HTTP client");
     let mut workers = Vec::with_capacity(plan.workers);

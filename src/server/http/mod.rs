@@ -12,8 +12,8 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -58,13 +58,16 @@ pub async fn serve(
         );
         let shutdown = shutdown.clone();
         connections.spawn(async move {
-            let mut builder = Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT);
+            // HTTP/1 only (nothing here speaks HTTP/2): hyper-util's
+            // auto-detecting builder reads the protocol preface with no
+            // timer, so a client that connects and says nothing would
+            // never be timed out. This one's header timer starts at once.
             let io = TokioIo::new(parse_errors::JsonParseErrors::new(tcp));
-            let conn = builder.serve_connection_with_upgrades(io, service);
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(io, service)
+                .with_upgrades();
             tokio::pin!(conn);
             let result = tokio::select! {
                 result = conn.as_mut() => result,
@@ -79,9 +82,22 @@ pub async fn serve(
         });
     }
     connections.close();
-    connections.wait().await;
+    // A client that stops reading a response, or trickles a body, would
+    // hold its connection (and so the shutdown) forever.
+    if tokio::time::timeout(DRAIN_TIMEOUT, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            connections = connections.len(),
+            "HTTP connections still open after the drain timeout; dropping them"
+        );
+    }
     Ok(())
 }
+
+/// How long shutdown waits for HTTP requests in flight.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Errors of one connection (reset before it was accepted): not the
 /// listener's fault.
@@ -120,6 +136,18 @@ mod tests {
         let mut reply = [0u8; 12];
         prompt.read_exact(&mut reply).await.unwrap();
         assert_eq!(&reply, b"HTTP/1.1 200");
+
+        // Silent from the start: no byte at all.
+        let started = tokio::time::Instant::now();
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        let mut nothing = Vec::new();
+        let _ = silent.read_to_end(&mut nothing).await;
+        assert!(nothing.is_empty());
+        let waited = started.elapsed();
+        assert!(
+            waited >= HEADER_READ_TIMEOUT && waited < HEADER_READ_TIMEOUT * 2,
+            "closed after {waited:?}"
+        );
 
         let started = tokio::time::Instant::now();
         let mut slow = TcpStream::connect(addr).await.unwrap();
