@@ -358,24 +358,10 @@ pub struct ValidEvent {
 }
 
 impl NewEvent {
-    /// SHA-256 (hex) of the event as posted, in a canonical form: fields in
-    /// a fixed order, object keys sorted, numbers as written. Whitespace and
-    /// key order do not change it; any value does. The Idempotency-Key
-    /// draft's request fingerprint.
-    pub fn fingerprint(&self) -> String {
-        use sha2::{Digest, Sha256};
-        let canonical = serde_json::to_vec(self).expect("an event serializes");
-        Sha256::digest(&canonical)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    }
-
     /// Checks the event and resolves its rooms; `tenant_id` is the tenant it
     /// is published for (the caller has already checked the right to).
     pub fn validate(self, tenant_id: String) -> Result<ValidEvent, FieldError> {
         validate_event_type(&self.event_type).map_err(|e| FieldError::new("event_type", e))?;
-        let fingerprint = self.idempotency_key.as_ref().map(|_| self.fingerprint());
         validate_tenant(&tenant_id).map_err(|e| FieldError::new("tenant_id", e))?;
         validate_data(&self.event_type, &self.data)?;
         let rooms = match self.rooms {
@@ -414,16 +400,41 @@ impl NewEvent {
                 ));
             }
         }
-        Ok(ValidEvent {
+        let mut event = ValidEvent {
             event_type: self.event_type,
             tenant_id,
             rooms,
             data: self.data,
             timestamp: self.timestamp.unwrap_or_else(Utc::now),
             idempotency_key: self.idempotency_key,
-            fingerprint,
-        })
+            fingerprint: None,
+        };
+        if event.idempotency_key.is_some() {
+            event.fingerprint = Some(event.content_fingerprint());
+        }
+        Ok(event)
     }
+}
+
+impl ValidEvent {
+    /// SHA-256 (hex) of what the event asks for: its type, tenant, rooms
+    /// and data, in canonical form (object keys sorted, numbers as
+    /// written). Whitespace, key order, a tenant or rooms written out or
+    /// left to their defaults, and `timestamp` (a retry may stamp it
+    /// anew) do not change it; any other value does. The Idempotency-Key
+    /// draft's fingerprint.
+    pub fn content_fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let canonical =
+            serde_json::to_vec(&(&self.event_type, &self.tenant_id, &self.rooms, &self.data))
+                .expect("an event serializes");
+        hex(&Sha256::digest(&canonical))
+    }
+}
+
+/// Lower-case hex of a digest.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -550,6 +561,32 @@ mod tests {
         );
         explicit.rooms = Some(vec!["dashboard".into()]);
         assert!(explicit.validate("acme".into()).is_ok());
+    }
+
+    #[test]
+    fn the_fingerprint_ignores_form_and_timestamp_but_not_content() {
+        let posted = |body: &str| {
+            serde_json::from_str::<NewEvent>(body)
+                .unwrap()
+                .validate("acme".into())
+                .unwrap()
+                .fingerprint
+                .unwrap()
+        };
+        let first = posted(r#"{"event_type":"X","idempotency_key":"k","data":{"a":1,"b":[2]}}"#);
+        let same = posted(
+            r#"{ "data": {"b": [2], "a": 1}, "tenant_id": "acme", "rooms": ["dashboard"],
+                 "timestamp": "2026-01-01T00:00:00Z", "event_type": "X", "idempotency_key": "k" }"#,
+        );
+        assert_eq!(first, same);
+        for other in [
+            r#"{"event_type":"X","idempotency_key":"k","data":{"a":2,"b":[2]}}"#,
+            r#"{"event_type":"X","idempotency_key":"k","data":{"a":1.0,"b":[2]}}"#,
+            r#"{"event_type":"Y","idempotency_key":"k","data":{"a":1,"b":[2]}}"#,
+            r#"{"event_type":"X","idempotency_key":"k","rooms":["erp"],"data":{"a":1,"b":[2]}}"#,
+        ] {
+            assert_ne!(posted(other), first, "{other}");
+        }
     }
 
     #[test]

@@ -68,10 +68,17 @@ pub const MAX_ROOMS_PER_CONNECTION: usize = 256;
 /// Entries of an `event_types` filter (checked for every delivery).
 pub const MAX_EVENT_TYPES: usize = 32;
 
-/// How long an idempotency key is honoured after its first use: far longer
-/// than any client's retry loop, short enough that the keys stay few.
-/// After it the key is forgotten (swept hourly, ignored by lookups at once).
+/// How long a request's `Idempotency-Key` is honoured after its first
+/// use: far longer than any client's retry loop, short enough that the
+/// keys stay few. After it the key is forgotten (ignored by lookups at
+/// once, swept hourly).
 pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// How long an event's own `idempotency_key` is honoured: a week, because
+/// such keys are usually the platform's message ids (`wamid`), and the
+/// WhatsApp Cloud API keeps redelivering an unacknowledged webhook for up
+/// to seven days.
+pub const EVENT_KEY_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Longest idempotency key; keys are opaque, usually a UUID.
 pub const MAX_IDEMPOTENCY_KEY: usize = 200;

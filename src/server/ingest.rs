@@ -10,7 +10,6 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::protocol::limits::IDEMPOTENCY_TTL;
 use crate::protocol::Event;
 use crate::server::bus::Bus;
 use crate::server::storage::{AppendOutcome, AppendRequest, KeyReused, Store};
@@ -96,8 +95,7 @@ async fn writer(
             biased;
             job = rx.recv() => job,
             _ = sweep.tick() => {
-                let before = chrono::Utc::now() - chrono::Duration::from_std(IDEMPOTENCY_TTL).expect("24h fits");
-                match store.expire_idempotency_keys(before).await {
+                match store.expire_idempotency_keys(chrono::Utc::now()).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(expired = n, "idempotency keys swept"),
                     Err(e) => tracing::warn!(error = %e, "sweeping idempotency keys failed"),

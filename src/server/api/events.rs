@@ -18,7 +18,7 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::long_poll::LongPolls;
 use crate::protocol::api::{EventsPage, PublishResponse};
-use crate::protocol::events::{json_type, validate_event_types};
+use crate::protocol::events::{hex, json_type, validate_event_types};
 use crate::protocol::limits::{
     DEFAULT_PAGE, MAX_BATCH_EVENTS, MAX_IDEMPOTENCY_KEY, MAX_LONG_POLL, MAX_PAGE,
 };
@@ -52,9 +52,9 @@ pub async fn post_events(
         }
     })?;
     let key = idempotency_header(&headers)?;
-    let (events, fingerprint) = parse_events(&body, &claims)?;
+    let events = parse_events(&body, &claims)?;
     let request = AppendRequest {
-        fingerprint: key.as_ref().map(|_| fingerprint),
+        fingerprint: key.as_ref().map(|_| request_fingerprint(&events)),
         idempotency_key: key,
         key_scope: claims.tenant_id.clone().unwrap_or_else(|| "*".into()),
         events,
@@ -87,10 +87,18 @@ fn idempotency_header(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_string()))
 }
 
+/// What a request asked for (SHA-256 over its events' fingerprints, in
+/// order), to tell a retry from a reuse of its `Idempotency-Key`.
+fn request_fingerprint(events: &[ValidEvent]) -> String {
+    let mut hash = Sha256::new();
+    for event in events {
+        hash.update(event.content_fingerprint().as_bytes());
+    }
+    hex(&hash.finalize())
+}
+
 /// Parses and checks the body; errors name the event (`[3].data.to`).
-/// Returns the events and the request's fingerprint (SHA-256 over the
-/// events' own, so whitespace and key order do not change it).
-fn parse_events(body: &[u8], claims: &Claims) -> Result<(Vec<ValidEvent>, String), ApiError> {
+fn parse_events(body: &[u8], claims: &Claims) -> Result<Vec<ValidEvent>, ApiError> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("body is not valid JSON: {e}")))?;
     let (items, batch) = match value {
@@ -116,7 +124,6 @@ fn parse_events(body: &[u8], claims: &Claims) -> Result<(Vec<ValidEvent>, String
         )));
     }
     let mut events: Vec<ValidEvent> = Vec::with_capacity(items.len());
-    let mut request_hash = Sha256::new();
     for (i, item) in items.into_iter().enumerate() {
         let at = |field: &str| {
             if batch {
@@ -150,7 +157,6 @@ fn parse_events(body: &[u8], claims: &Claims) -> Result<(Vec<ValidEvent>, String
                 ))
             }
         };
-        request_hash.update(event.fingerprint().as_bytes());
         let valid = event
             .validate(tenant)
             .map_err(|e| ApiError::unprocessable(at(&e.field), e.problem))?;
@@ -168,12 +174,7 @@ fn parse_events(body: &[u8], claims: &Claims) -> Result<(Vec<ValidEvent>, String
         }
         events.push(valid);
     }
-    let fingerprint = request_hash
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Ok((events, fingerprint))
+    Ok(events)
 }
 
 /// Parses `GET /api/v1/events` parameters into a query and a wait.
@@ -287,7 +288,16 @@ pub async fn get_events(
     let (mut query, wait, since_time) = history_query(&params, &claims)?;
     let _permit = match wait.is_zero() {
         true => None,
-        false => Some(LongPolls::acquire(&state.long_polls, &claims.sub)?),
+        // A token is its tenant and subject: one operator's tokens for two
+        // tenants share a `sub` but not a quota.
+        false => {
+            let holder = format!(
+                "{}/{}",
+                claims.tenant_id.as_deref().unwrap_or("*"),
+                claims.sub
+            );
+            Some(LongPolls::acquire(&state.long_polls, &holder)?)
+        }
     };
     if let Some(t) = since_time {
         query.since = query.since.max(state.store.id_before(t).await?);

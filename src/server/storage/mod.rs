@@ -102,8 +102,9 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// Idempotency: a key (the request's, scoped by `key_scope`, or an
     /// event's, scoped by its tenant) is honoured for
-    /// [`IDEMPOTENCY_TTL`](crate::protocol::limits::IDEMPOTENCY_TTL) after
-    /// its first use. Within it, a repeat with the same fingerprint gets
+    /// [`IDEMPOTENCY_TTL`](crate::protocol::limits::IDEMPOTENCY_TTL) (a
+    /// request's) or [`EVENT_KEY_TTL`](crate::protocol::limits::EVENT_KEY_TTL)
+    /// (an event's) after its first use. Within it, a repeat with the same fingerprint gets
     /// the earlier events back (`fresh` false, nothing stored); a repeat
     /// with another fingerprint is [`KeyReused`], and nothing of that
     /// request is stored. After it, the key is free again.
@@ -122,9 +123,9 @@ pub trait Store: Send + Sync + 'static {
     /// start a replay from a point in time.
     async fn id_before(&self, time: DateTime<Utc>) -> Result<EventId, StoreError>;
 
-    /// Forgets idempotency keys (request and event) first used before
-    /// `before`; returns how many.
-    async fn expire_idempotency_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Forgets the idempotency keys whose time-to-live has passed at `now`
+    /// (see [`Store::append`]); returns how many.
+    async fn expire_idempotency_keys(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
 
     /// Whether the store answers (for `/ready`).
     async fn ping(&self) -> Result<(), StoreError>;

@@ -11,7 +11,7 @@ use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use sqlx::{QueryBuilder, Sqlite};
 
 use super::{last_stored_id, Ids, SqliteStore};
-use crate::protocol::limits::IDEMPOTENCY_TTL;
+use crate::protocol::limits::{EVENT_KEY_TTL, IDEMPOTENCY_TTL};
 use crate::protocol::{Event, EventId, ValidEvent};
 use crate::server::storage::{AppendOutcome, AppendRequest, KeyReused, StoreError};
 
@@ -150,7 +150,8 @@ impl SqliteStore {
         received_at: i64,
     ) -> Result<(Vec<Outcome>, EventId), StoreError> {
         let mut tx = pool.begin().await?;
-        let cutoff = received_at - IDEMPOTENCY_TTL.as_millis() as i64;
+        let request_cutoff = received_at - IDEMPOTENCY_TTL.as_millis() as i64;
+        let event_cutoff = received_at - EVENT_KEY_TTL.as_millis() as i64;
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
         // Keys first seen inside this batch are not in the tables yet.
         let mut batch_keys: HashMap<(&str, &str), usize> = HashMap::new();
@@ -158,7 +159,7 @@ impl SqliteStore {
 
         'requests: for (index, req) in batch.iter().enumerate() {
             if let Some(key) = req.idempotency_key.as_deref() {
-                let reused = || reused("Idempotency-Key".into(), key, "request");
+                let reused = || reused("Idempotency-Key".into(), key, "request", IDEMPOTENCY_TTL);
                 if let Some(&earlier) = batch_keys.get(&(req.key_scope.as_str(), key)) {
                     outcomes.push(match &outcomes[earlier] {
                         Ok(first)
@@ -179,7 +180,7 @@ impl SqliteStore {
                 )
                 .bind(&req.key_scope)
                 .bind(key)
-                .bind(cutoff)
+                .bind(request_cutoff)
                 .fetch_optional(&mut *tx)
                 .await?;
                 if let Some((ids, fingerprint)) = stored {
@@ -213,7 +214,7 @@ impl SqliteStore {
                 if own_keys.contains(&(ev.tenant_id.as_str(), key)) {
                     // Two events of one request under one key: which one
                     // the key means is unknowable.
-                    outcomes.push(Err(reused(field, key, "event")));
+                    outcomes.push(Err(reused(field, key, "event", EVENT_KEY_TTL)));
                     continue 'requests;
                 }
                 own_keys.push((ev.tenant_id.as_str(), key));
@@ -221,42 +222,41 @@ impl SqliteStore {
                     batch_event_keys.get(&(ev.tenant_id.as_str(), key))
                 {
                     if !same(*fingerprint, ev.fingerprint.as_deref()) {
-                        outcomes.push(Err(reused(field, key, "event")));
+                        outcomes.push(Err(reused(field, key, "event", EVENT_KEY_TTL)));
                         continue 'requests;
                     }
                     earlier.push(Some(event.clone()));
                     continue;
                 }
-                let existing: Option<(EventId, Option<String>)> = sqlx::query_as(
-                    "SELECT id, idempotency_fingerprint FROM events \
-                     WHERE tenant_id = ? AND idempotency_key = ? AND received_at > ?",
+                let existing: Option<(EventId, Option<String>, i64)> = sqlx::query_as(
+                    "SELECT id, idempotency_fingerprint, received_at FROM events \
+                     WHERE tenant_id = ? AND idempotency_key = ?",
                 )
                 .bind(&ev.tenant_id)
                 .bind(key)
-                .bind(cutoff)
                 .fetch_optional(&mut *tx)
                 .await?;
                 match existing {
-                    Some((_, fingerprint))
-                        if !same(fingerprint.as_deref(), ev.fingerprint.as_deref()) =>
-                    {
-                        outcomes.push(Err(reused(field, key, "event")));
-                        continue 'requests;
-                    }
-                    Some((id, _)) => earlier.push(Self::load_ids(&mut tx, &[id]).await?.pop()),
-                    None => {
-                        // An expired use of the key still holds the unique
-                        // index: the key is free, so take it from that event.
+                    None => earlier.push(None),
+                    Some((id, _, at)) if at <= event_cutoff => {
+                        // An expired use still holds the unique index: the
+                        // key is free, so take it from that event.
                         sqlx::query(
                             "UPDATE events SET idempotency_key = NULL, idempotency_fingerprint = NULL \
-                             WHERE tenant_id = ? AND idempotency_key = ?",
+                             WHERE id = ?",
                         )
-                        .bind(&ev.tenant_id)
-                        .bind(key)
+                        .bind(id)
                         .execute(&mut *tx)
                         .await?;
                         earlier.push(None);
                     }
+                    Some((_, fingerprint, _))
+                        if !same(fingerprint.as_deref(), ev.fingerprint.as_deref()) =>
+                    {
+                        outcomes.push(Err(reused(field, key, "event", EVENT_KEY_TTL)));
+                        continue 'requests;
+                    }
+                    Some((id, _, _)) => earlier.push(Self::load_ids(&mut tx, &[id]).await?.pop()),
                 }
             }
             let mut events = Vec::with_capacity(req.events.len());
@@ -329,12 +329,12 @@ fn repeat(events: Vec<Arc<Event>>) -> AppendOutcome {
     AppendOutcome { events, fresh }
 }
 
-fn reused(field: String, key: &str, what: &'static str) -> KeyReused {
+fn reused(field: String, key: &str, what: &'static str, ttl: std::time::Duration) -> KeyReused {
     KeyReused {
         field,
         key: key.to_string(),
         what,
-        hours: IDEMPOTENCY_TTL.as_secs() / 3600,
+        hours: ttl.as_secs() / 3600,
     }
 }
 

@@ -21,6 +21,7 @@ use tokio::sync::Mutex;
 mod append;
 
 use super::{AppendOutcome, AppendRequest, EventQuery, KeyReused, Store, StoreError};
+use crate::protocol::limits::{EVENT_KEY_TTL, IDEMPOTENCY_TTL};
 use crate::protocol::{Event, EventId};
 
 /// The SQLite store.
@@ -241,16 +242,19 @@ impl Store for SqliteStore {
         }
     }
 
-    async fn expire_idempotency_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+    async fn expire_idempotency_keys(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let before = |ttl: std::time::Duration| now.timestamp_millis() - ttl.as_millis() as i64;
         let requests = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
-            .bind(before.timestamp_millis())
+            .bind(before(IDEMPOTENCY_TTL))
             .execute(&self.pool)
             .await?;
+        // Served by the partial index `events_keyed_received`: only keyed
+        // events are visited, not the whole history.
         let events = sqlx::query(
             "UPDATE events SET idempotency_key = NULL, idempotency_fingerprint = NULL \
              WHERE idempotency_key IS NOT NULL AND received_at < ?",
         )
-        .bind(before.timestamp_millis())
+        .bind(before(EVENT_KEY_TTL))
         .execute(&self.pool)
         .await?;
         Ok(requests.rows_affected() + events.rows_affected())
@@ -445,58 +449,58 @@ mod tests {
     #[tokio::test]
     async fn keys_are_free_again_once_their_ttl_has_passed() {
         let (_dir, store) = open().await;
-        let keyed = AppendRequest {
+        let keyed_request = AppendRequest {
             idempotency_key: Some("r1".into()),
             fingerprint: Some("first".into()),
-            ..request(vec![event("ai", None, Some("e1"))])
+            ..request(vec![event("ai", None, None)])
         };
-        store.append(vec![keyed.clone()]).await.unwrap();
-        // Age the first use past the TTL, as a day passing would.
-        let aged = Utc::now().timestamp_millis()
-            - crate::protocol::limits::IDEMPOTENCY_TTL.as_millis() as i64
-            - 1;
-        for table in [
-            "UPDATE idempotency_keys SET created_at = ?",
-            "UPDATE events SET received_at = ?",
-        ] {
-            sqlx::query(table)
-                .bind(aged)
-                .execute(&store.pool)
-                .await
-                .unwrap();
-        }
-        // Lookups ignore expired keys before any sweep: new content is new.
-        let mut changed = keyed.clone();
-        changed.fingerprint = Some("second".into());
-        changed.events[0].fingerprint = Some("second event".into());
-        let again = store.append(vec![changed]).await.unwrap();
-        assert_eq!(again[0].as_ref().unwrap().fresh, vec![true]);
-        assert_eq!(again[0].as_ref().unwrap().events[0].id, 2);
-        // The sweep forgets what is older than its cut-off.
-        assert_eq!(
-            store
-                .expire_idempotency_keys(Utc::now() - chrono::Duration::hours(1))
-                .await
-                .unwrap(),
-            0
-        );
-        sqlx::query("UPDATE events SET received_at = ?")
-            .bind(aged)
-            .execute(&store.pool)
+        let keyed_event = request(vec![event("erp", None, Some("e1"))]);
+        store
+            .append(vec![keyed_request.clone(), keyed_event.clone()])
             .await
             .unwrap();
-        sqlx::query("UPDATE idempotency_keys SET created_at = ?")
-            .bind(aged)
-            .execute(&store.pool)
+        // Dates every first use `ago` back, as time passing would.
+        let age = |ago: Duration| {
+            let at = Utc::now().timestamp_millis() - ago.as_millis() as i64;
+            let pool = store.pool.clone();
+            async move {
+                for sql in [
+                    "UPDATE idempotency_keys SET created_at = ?",
+                    "UPDATE events SET received_at = ?",
+                ] {
+                    sqlx::query(sql).bind(at).execute(&pool).await.unwrap();
+                }
+            }
+        };
+        let mut other_request = keyed_request.clone();
+        other_request.fingerprint = Some("second".into());
+        let mut other_event = keyed_event.clone();
+        other_event.events[0].fingerprint = Some("another".into());
+
+        // A day on, before any sweep: the request key is free, the event
+        // key (kept a week) is not.
+        age(IDEMPOTENCY_TTL + Duration::from_millis(1)).await;
+        let later = store
+            .append(vec![other_request, other_event.clone()])
             .await
             .unwrap();
-        assert_eq!(
-            store
-                .expire_idempotency_keys(Utc::now() - chrono::Duration::hours(1))
-                .await
-                .unwrap(),
-            2
-        );
+        assert_eq!(later[0].as_ref().unwrap().fresh, vec![true]);
+        assert_eq!(later[1].as_ref().unwrap_err().what, "event");
+
+        // A week on, the event key is free too.
+        age(EVENT_KEY_TTL + Duration::from_millis(1)).await;
+        let week = store.append(vec![other_event]).await.unwrap();
+        assert_eq!(week[0].as_ref().unwrap().fresh, vec![true]);
+
+        // The sweep forgets each key once its own time is up: `r1` (reused
+        // a week ago) and `e1` (reused now) at a day and at a week.
+        let now = Utc::now();
+        assert_eq!(store.expire_idempotency_keys(now).await.unwrap(), 1);
+        let in_a_day = now + chrono::Duration::from_std(IDEMPOTENCY_TTL).unwrap();
+        assert_eq!(store.expire_idempotency_keys(in_a_day).await.unwrap(), 0);
+        let in_a_week =
+            now + chrono::Duration::from_std(EVENT_KEY_TTL).unwrap() + chrono::Duration::seconds(1);
+        assert_eq!(store.expire_idempotency_keys(in_a_week).await.unwrap(), 1);
     }
 
     #[tokio::test]
