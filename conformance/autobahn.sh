@@ -32,24 +32,27 @@ cargo build --release --locked --features conformance --example autobahn_echo
 rm -rf "$out"
 mkdir -p "$out"
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "${data:-}"' EXIT
 
-# Starts a command that prints `listening on URL` and echoes the URL.
+# Starts a command that prints `listening on URL`, in this shell (so the
+# EXIT trap can stop it), and waits for that line.
 start() {
   local log=$1
   shift
   "$@" >"$log" 2>"$log.err" &
   pids+=($!)
   for _ in $(seq 100); do
-    if grep -q '^listening on ' "$log"; then
-      sed -n 's/^listening on //p' "$log" | head -n 1
-      return
-    fi
+    grep -q '^listening on ' "$log" && return
     sleep 0.1
   done
   echo "autobahn: $* did not start:" >&2
   cat "$log.err" >&2
   exit 1
+}
+
+# The URL a started command printed.
+url_of() {
+  sed -n 's/^listening on //p' "$1" | head -n 1
 }
 
 fuzz() {
@@ -62,11 +65,12 @@ JSON
     { tail -n 20 "$out/$name.log" >&2; exit 1; }
 }
 
-echo_url=$(start "$out/echo.out" target/release/examples/autobahn_echo 127.0.0.1:0)
-fuzz pytake-echo "$echo_url" "$cases"
+start "$out/echo.out" target/release/examples/autobahn_echo 127.0.0.1:0
+fuzz pytake-echo "$(url_of "$out/echo.out")" "$cases"
 
 data=$(mktemp -d)
-serve_url=$(start "$out/serve.out" target/release/pytake serve --listen 127.0.0.1:0 --data-dir "$data")
+start "$out/serve.out" target/release/pytake serve --listen 127.0.0.1:0 --data-dir "$data"
+serve_url=$(url_of "$out/serve.out")
 token=$(target/release/pytake token create --data-dir "$data" --role admin --ttl 1h)
 # 7.1.1 waits for the echo of a text message, which only an echo sends: it
 # gives up and closes 1001 instead of the 1000 it then expects.
