@@ -12,7 +12,8 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use super::connection::{finish, socket_config, Exit};
+use super::close::finish;
+use super::connection::{socket_config, Exit};
 use super::wire::{Delivery, Offer, Wire, WireStream};
 use crate::protocol::Event;
 

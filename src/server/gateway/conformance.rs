@@ -17,7 +17,8 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use super::connection::{finish, read_error, socket_config, Exit};
+use super::close::{finish, read_error};
+use super::connection::{socket_config, Exit};
 use super::upgrade::WsUpgrade;
 use super::wire::{Wire, WireStream};
 

@@ -19,14 +19,13 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::time::{Instant, Sleep};
-use tokio_tungstenite::tungstenite::error::ProtocolError;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
+use super::close::{finish, read_error};
 use super::hub::{ConnHandle, Membership, Verdict};
-use super::wire::{Wire, WireStream};
+use super::wire::WireStream;
 use super::Target;
 use crate::protocol::frames::{now_rfc3339, ErrorPayload};
 use crate::protocol::limits::RATE_LIMIT_STRIKES;
@@ -38,7 +37,7 @@ pub(super) type Socket = WebSocketStream<WireStream>;
 
 /// How long a closing connection waits to send its Close and read the
 /// client's reply (and, before that, to send its last `Error`).
-const CLOSE_GRACE: Duration = Duration::from_secs(2);
+pub(super) const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// Window in which [`RATE_LIMIT_STRIKES`] rejected messages close a flood.
 const STRIKE_WINDOW: Duration = Duration::from_secs(60);
@@ -69,7 +68,7 @@ pub(super) enum Slow {
 
 impl Slow {
     /// The close frame's reason.
-    fn reason(self) -> &'static str {
+    pub(super) fn reason(self) -> &'static str {
         match self {
             Slow::QueueFull => "slow consumer",
             Slow::Stalled => "write stalled",
@@ -262,75 +261,6 @@ pub async fn run(io: TokioIo<Upgraded>, state: AppState, target: Target, token: 
     tracing::debug!(conn = handle.id, "closing");
     finish(&mut socket, &handle.wire, exit, error).await;
     // Memberships leave their rooms as `conn` drops.
-}
-
-/// Ends a connection the way `exit` says: nothing for a peer that is gone;
-/// for one that sent Close, its echo; otherwise `error` (if any), our
-/// Close, and the client's reply, so it reads our close code instead of a
-/// connection reset. A peer that reads nothing is dropped after
-/// [`CLOSE_GRACE`]. Shared by every endpoint built on the gateway's
-/// connection code.
-pub(super) async fn finish(
-    socket: &mut Socket,
-    wire: &Wire,
-    exit: Exit,
-    error: Option<ServerFrame>,
-) {
-    wire.close();
-    let (code, reason) = match exit {
-        Exit::Gone => return,
-        Exit::PeerClosed => {
-            // tungstenite hands the echo to the wire but, the handshake
-            // being over, does not flush the wire itself: a backed-up
-            // socket would keep the echo queued while the task ends.
-            let _ = tokio::time::timeout(
-                CLOSE_GRACE,
-                Box::pin(async {
-                    let _ = socket.flush().await;
-                    let _ = poll_fn(|cx| wire.poll_drain(cx)).await;
-                }),
-            )
-            .await;
-            return;
-        }
-        Exit::Close(code, reason) => (code, reason),
-        Exit::Slow(slow) => (close::SLOW_CONSUMER, slow.reason().to_string()),
-    };
-    if let Some(error) = error {
-        let text = Message::Text(Utf8Bytes::from(error.to_text()));
-        let _ = tokio::time::timeout(CLOSE_GRACE, socket.send(text)).await;
-    }
-    let frame = Message::Close(Some(CloseFrame {
-        code: CloseCode::from(code),
-        reason: Utf8Bytes::from(close_reason(reason)),
-    }));
-    let _ = tokio::time::timeout(
-        CLOSE_GRACE,
-        Box::pin(async {
-            if socket.send(frame).await.is_ok() {
-                while let Some(Ok(msg)) = socket.next().await {
-                    if matches!(msg, Message::Close(_)) {
-                        break;
-                    }
-                }
-            }
-        }),
-    )
-    .await;
-}
-
-/// A close reason fits the 123 bytes a control frame leaves it; a longer
-/// one is cut at a character boundary.
-fn close_reason(mut reason: String) -> String {
-    const MAX: usize = 123;
-    if reason.len() > MAX {
-        let mut end = MAX;
-        while !reason.is_char_boundary(end) {
-            end -= 1;
-        }
-        reason.truncate(end);
-    }
-    reason
 }
 
 /// The instant a token's `exp` (Unix seconds) falls due.
@@ -548,22 +478,5 @@ impl Connection {
         });
         self.send(socket, &frame).await?;
         Ok(false)
-    }
-}
-
-/// A read failure, failed the way RFC 6455 asks: an oversized frame gets
-/// 1009, text that is not UTF-8 1007 (tungstenite checks fragments as they
-/// arrive, so a bad byte fails the message before it completes), a framing
-/// violation 1002; a peer that vanished gets nothing.
-pub(super) fn read_error(e: WsError) -> Exit {
-    match e {
-        WsError::Capacity(_) => Exit::Close(close::TOO_BIG, "frame too large".into()),
-        WsError::Utf8(_) => Exit::Close(close::INVALID_PAYLOAD, "text is not valid UTF-8".into()),
-        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => Exit::Gone,
-        WsError::Protocol(violation) => Exit::Close(
-            close::PROTOCOL_ERROR,
-            format!("protocol error: {violation}"),
-        ),
-        _ => Exit::Gone,
     }
 }

@@ -1,5 +1,6 @@
 //! The WebSocket gateway: `/ws`, `/ws/{room}` and `/ws/tenant/{id}`.
 
+mod close;
 #[cfg(test)]
 mod close_tests;
 #[cfg(feature = "conformance")]
