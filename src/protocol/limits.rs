@@ -92,6 +92,11 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// of its chunks fails the request (400) and frees the connection.
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A request body must have arrived whole within this (1 MiB needs 35 KB/s),
+/// or the request is answered 408: a body trickled just inside the gap
+/// limit above would otherwise hold its connection for days.
+pub const BODY_TOTAL_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Longest request target (path and query); longer ones get 414. Every
 /// parameter of the API fits many times over.
 pub const MAX_URI_BYTES: usize = 8 * 1024;

@@ -27,6 +27,9 @@ pub enum ApiError {
     /// 404.
     #[error("{0}")]
     NotFound(String),
+    /// 408: the request body did not arrive in time.
+    #[error("{0}")]
+    RequestTimeout(String),
     /// 405; the router adds `Allow`.
     #[error("{0}")]
     MethodNotAllowed(String),
@@ -81,6 +84,9 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound, None),
             ApiError::MethodNotAllowed(_) => {
                 (StatusCode::METHOD_NOT_ALLOWED, ErrorCode::BadMessage, None)
+            }
+            ApiError::RequestTimeout(_) => {
+                (StatusCode::REQUEST_TIMEOUT, ErrorCode::BadMessage, None)
             }
             ApiError::UriTooLong(_) => (StatusCode::URI_TOO_LONG, ErrorCode::BadMessage, None),
             ApiError::TooManyRequests { .. } => {

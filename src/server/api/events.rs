@@ -4,9 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
@@ -15,6 +13,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::auth::Caller;
+use super::body::read_body;
 use super::error::ApiError;
 use super::long_poll::LongPolls;
 use crate::protocol::api::{EventsPage, PublishResponse};
@@ -33,7 +32,7 @@ pub async fn post_events(
     State(state): State<AppState>,
     Caller(claims): Caller,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<impl IntoResponse, ApiError> {
     if !claims.role.can_publish() {
         return Err(ApiError::Forbidden(format!(
@@ -41,16 +40,7 @@ pub async fn post_events(
             claims.role
         )));
     }
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge(format!(
-                "body larger than the limit of {} bytes",
-                crate::protocol::limits::MAX_BODY_BYTES
-            ))
-        } else {
-            ApiError::bad_request(format!("cannot read body: {e}"))
-        }
-    })?;
+    let body = read_body(request).await?;
     let key = idempotency_header(&headers)?;
     let events = parse_events(&body, &claims)?;
     let request = AppendRequest {

@@ -1,6 +1,7 @@
 //! The REST API and the router.
 
 mod auth;
+mod body;
 pub mod error;
 mod events;
 mod health;
@@ -77,12 +78,61 @@ async fn refuse_long_uris(request: Request, next: Next) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::limits::BODY_TOTAL_TIMEOUT;
     use axum::body::Bytes;
     use axum::extract::rejection::BytesRejection;
     use axum::routing::post;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
     use tokio_util::sync::CancellationToken;
+
+    /// A body trickled a byte every 9 s (inside the 10 s gap limit) is
+    /// answered 408 once 30 s have passed; the clock is paused, so virtual
+    /// time passes at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_body_trickled_inside_the_gap_limit_still_ends() {
+        let app = limits(Router::new().route(
+            "/",
+            post(|request: Request| async move {
+                match body::read_body(request).await {
+                    Ok(_) => "read".into_response(),
+                    Err(e) => e.into_response(),
+                }
+            }),
+        ));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(crate::server::http::serve(listener, app, shutdown.clone()));
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let (mut rx, mut tx) = tcp.into_split();
+        tx.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+            .await
+            .unwrap();
+        let started = tokio::time::Instant::now();
+        let trickle = tokio::spawn(async move {
+            for _ in 0..100 {
+                tokio::time::sleep(std::time::Duration::from_secs(9)).await;
+                if tx.write_all(b"x").await.is_err() {
+                    return;
+                }
+            }
+        });
+        let mut answer = vec![0u8; 1024];
+        let n = rx.read(&mut answer).await.unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]).to_string();
+        let waited = started.elapsed();
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("did not arrive within 30s"), "{answer}");
+        assert!(
+            waited >= BODY_TOTAL_TIMEOUT
+                && waited < BODY_TOTAL_TIMEOUT + std::time::Duration::from_secs(10),
+            "{waited:?}"
+        );
+        trickle.abort();
+        shutdown.cancel();
+        server.await.unwrap().unwrap();
+    }
 
     /// The clock is paused and moves on whenever every task waits: the
     /// 10 s gap passes at once, and only the timeout can end the request.
