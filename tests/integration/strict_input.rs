@@ -54,6 +54,9 @@ async fn an_idempotency_key_reused_for_another_body_is_refused_with_422() {
         .post(Some(&op), json!([keyed("m5")]).to_string(), None)
         .await;
     assert_eq!(status, 422, "{reply}");
+    assert_eq!(error_of(&reply).0, "[0].idempotency_key");
+    let (status, reply) = server.post(Some(&op), keyed("m5").to_string(), None).await;
+    assert_eq!(status, 422, "{reply}");
     assert_eq!(error_of(&reply).0, "idempotency_key");
     assert_eq!(server.history("").await.len(), 2);
 }

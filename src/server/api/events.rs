@@ -23,6 +23,7 @@ use crate::protocol::limits::{
 };
 use crate::protocol::rooms::{validate_room, validate_tenant};
 use crate::protocol::{Claims, NewEvent, Role, ValidEvent};
+use crate::server::ingest::IngestError;
 use crate::server::state::AppState;
 use crate::server::storage::{AppendRequest, EventQuery};
 
@@ -42,14 +43,22 @@ pub async fn post_events(
     }
     let body = read_body(request).await?;
     let key = idempotency_header(&headers)?;
-    let events = parse_events(&body, &claims)?;
+    let (events, batch) = parse_events(&body, &claims)?;
     let request = AppendRequest {
         fingerprint: key.as_ref().map(|_| request_fingerprint(&events)),
         idempotency_key: key,
         key_scope: claims.tenant_id.clone().unwrap_or_else(|| "*".into()),
         events,
     };
-    let outcome = state.ingest.submit(request).await?;
+    let outcome = state.ingest.submit(request).await.map_err(|e| match e {
+        // The store names a lone event's key without a position; in an
+        // array body the error names `[0]`, as every other error does.
+        IngestError::KeyReused(mut reused) if batch && reused.field == "idempotency_key" => {
+            reused.field = "[0].idempotency_key".into();
+            IngestError::KeyReused(reused)
+        }
+        other => other,
+    })?;
     let duplicate = outcome.duplicate();
     let status = if duplicate {
         StatusCode::OK
@@ -88,7 +97,8 @@ fn request_fingerprint(events: &[ValidEvent]) -> String {
 }
 
 /// Parses and checks the body; errors name the event (`[3].data.to`).
-fn parse_events(body: &[u8], claims: &Claims) -> Result<Vec<ValidEvent>, ApiError> {
+/// Also says whether the body was an array (a batch), however long.
+fn parse_events(body: &[u8], claims: &Claims) -> Result<(Vec<ValidEvent>, bool), ApiError> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("body is not valid JSON: {e}")))?;
     let (items, batch) = match value {
@@ -164,7 +174,7 @@ fn parse_events(body: &[u8], claims: &Claims) -> Result<Vec<ValidEvent>, ApiErro
         }
         events.push(valid);
     }
-    Ok(events)
+    Ok((events, batch))
 }
 
 /// Parses `GET /api/v1/events` parameters into a query and a wait.
