@@ -78,11 +78,9 @@ async fn long_polls_are_capped_per_token_with_429_and_retry_after() {
     for _ in 0..pytake::protocol::limits::MAX_LONG_POLLS_PER_TOKEN {
         held.push(tokio::spawn(http.get(&url).bearer_auth(&token).send()));
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while server.get(None, "/health").await.1["long_polls"] != held.len() {
-        assert!(tokio::time::Instant::now() < deadline, "polls not held");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    server
+        .wait_for_health("/long_polls", held.len() as u64)
+        .await;
     let refused = http.get(&url).bearer_auth(&token).send().await.unwrap();
     assert_eq!(refused.status(), 429);
     let (_, headers, body) = json_error(refused).await;

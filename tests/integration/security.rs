@@ -261,39 +261,13 @@ async fn a_shared_data_dir_is_reported_and_left_alone() {
     assert_eq!(mode(&db), 0o644);
 }
 
-/// Runs the binary like `support::pytake`, with extra environment.
-async fn pytake_env(args: &[&str], home: &Path, env: &[(&str, &str)]) -> crate::support::Run {
-    let output = tokio::time::timeout(
-        crate::support::DEADLINE * 2,
-        tokio::process::Command::new(crate::support::bin())
-            .args(args)
-            .env_remove("PYTAKE_TOKEN")
-            .env_remove("PYTAKE_SERVER")
-            .env_remove("PYTAKE_DATA_DIR")
-            .env("XDG_CONFIG_HOME", home.join("no-config"))
-            .env("XDG_DATA_HOME", home.join("no-data"))
-            .env("NO_COLOR", "1")
-            .envs(env.iter().copied())
-            .stdin(std::process::Stdio::null())
-            .output(),
-    )
-    .await
-    .expect("pytake did not finish in time")
-    .expect("run pytake");
-    crate::support::Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
-
 #[tokio::test]
 async fn token_create_refuses_a_ttl_over_the_max_lifetime() {
     let home = tempfile::tempdir().unwrap();
     let d = home.path().join("data");
     let d = d.to_str().unwrap();
     let create = ["--data-dir", d, "token", "create", "--role", "admin"];
-    let run = pytake_env(
+    let run = crate::support::pytake_env(
         &[&create[..], &["--ttl", "900d"]].concat(),
         home.path(),
         &[],
@@ -308,7 +282,7 @@ async fn token_create_refuses_a_ttl_over_the_max_lifetime() {
             ""
         )
     );
-    let run = pytake_env(
+    let run = crate::support::pytake_env(
         &[&create[..], &["--ttl", "2h"]].concat(),
         home.path(),
         &[("PYTAKE_TOKEN_MAX_LIFETIME", "1h")],
@@ -320,7 +294,7 @@ async fn token_create_refuses_a_ttl_over_the_max_lifetime() {
             .contains("token lifetime 2h is over the limit of 1h"),
         "{run:?}"
     );
-    let run = pytake_env(
+    let run = crate::support::pytake_env(
         &[&create[..], &["--ttl", "900d"]].concat(),
         home.path(),
         &[("PYTAKE_TOKEN_MAX_LIFETIME", "none")],
@@ -346,7 +320,7 @@ async fn local_tools_mint_tokens_with_the_configured_audience_and_issuer() {
     ];
 
     // `token create`: the token names the audience and issuer.
-    let run = pytake_env(
+    let run = crate::support::pytake_env(
         &["--data-dir", d, "token", "create", "--role", "admin"],
         home.path(),
         &env,
@@ -365,7 +339,7 @@ async fn local_tools_mint_tokens_with_the_configured_audience_and_issuer() {
     let id = server.publish(admin, custom("acme", "erp", 1)).await[0];
 
     // A client command minting its own token from the data dir's secret.
-    let run = pytake_env(
+    let run = crate::support::pytake_env(
         &[
             "--server",
             &server.url,
@@ -387,7 +361,7 @@ async fn local_tools_mint_tokens_with_the_configured_audience_and_issuer() {
     assert!(run.stdout.contains(&format!("\"id\":{id}")), "{run:?}");
 
     // Without the settings, the same client is refused, and says why.
-    let run = pytake_env(
+    let run = crate::support::pytake_env(
         &[
             "--server",
             &server.url,

@@ -231,11 +231,16 @@ impl TestServer {
 
     /// Waits until `n` WebSocket connections are authenticated (per `/health`).
     pub async fn wait_for_subscribers(&self, n: u64) {
+        self.wait_for_health("/websocket/authenticated", n).await;
+    }
+
+    /// Waits until the `/health` value at `pointer` (a JSON pointer) is `n`.
+    pub async fn wait_for_health(&self, pointer: &str, n: u64) {
         let deadline = tokio::time::Instant::now() + DEADLINE;
-        while self.get(None, "/health").await.1["websocket"]["authenticated"] != n {
+        while self.get(None, "/health").await.1.pointer(pointer) != Some(&Value::from(n)) {
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "{n} connections never authenticated"
+                "/health {pointer} never reached {n}"
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -496,6 +501,11 @@ pub struct Run {
 
 /// Runs the binary to completion with a clean environment for pytake.
 pub async fn pytake(args: &[&str], home: &Path) -> Run {
+    pytake_env(args, home, &[]).await
+}
+
+/// [`pytake`] with extra environment variables.
+pub async fn pytake_env(args: &[&str], home: &Path, env: &[(&str, &str)]) -> Run {
     let output = tokio::time::timeout(
         DEADLINE * 2,
         Command::new(bin())
@@ -506,6 +516,7 @@ pub async fn pytake(args: &[&str], home: &Path) -> Run {
             .env("XDG_CONFIG_HOME", home.join("no-config"))
             .env("XDG_DATA_HOME", home.join("no-data"))
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .output(),
     )
