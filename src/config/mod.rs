@@ -12,6 +12,8 @@ use serde::Deserialize;
 
 use crate::protocol::limits;
 
+pub mod duration;
+
 /// Why settings could not be loaded; the text names the setting.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
