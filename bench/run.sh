@@ -39,7 +39,7 @@ for row in "${matrix[@]}"; do
   for i in $(seq "$RUNS"); do
     echo "== $name run $i: pytake loadtest --spawn $args" >&2
     # shellcheck disable=SC2086
-    "$bin" --output json loadtest --spawn $args > "$out/$name.$i.json" || echo "   (exit $?)" >&2
+    "$bin" loadtest --output json --spawn $args > "$out/$name.$i.json" || echo "   (exit $?)" >&2
   done
 done
 

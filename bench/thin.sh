@@ -22,13 +22,13 @@ ulimit -n "$(ulimit -Hn)"
 
 for i in $(seq "$RUNS"); do
   echo "== pytake run $i: pytake loadtest --spawn ${args[*]}" >&2
-  "$bin" --output json loadtest --spawn "${args[@]}" > "$out/pytake.$i.json" || echo "   (exit $?)" >&2
+  "$bin" loadtest --output json --spawn "${args[@]}" > "$out/pytake.$i.json" || echo "   (exit $?)" >&2
 
   echo "== thin run $i" >&2
   coproc THIN { exec target/release/thin-server 127.0.0.1:0; }
   read -r line <&"${THIN[0]}"
   url=${line#listening on }
-  "$bin" --output json loadtest --server "$url" --token thin "${args[@]}" > "$out/thin.$i.json" || echo "   (exit $?)" >&2
+  "$bin" loadtest --output json --server "$url" --token thin "${args[@]}" > "$out/thin.$i.json" || echo "   (exit $?)" >&2
   kill "$THIN_PID"; wait "$THIN_PID" 2>/dev/null || true
 done
 

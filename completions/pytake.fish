@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_pytake_global_optspecs
-    string join \n server= token= config= data-dir= output= h/help V/version
+    string join \n config= color= v/verbose q/quiet data-dir= h/help V/version
 end
 
 function __fish_pytake_needs_command
@@ -24,44 +24,48 @@ function __fish_pytake_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c pytake -n "__fish_pytake_needs_command" -l server -d 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
-complete -c pytake -n "__fish_pytake_needs_command" -l token -d 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
-complete -c pytake -n "__fish_pytake_needs_command" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]' -r -F
-complete -c pytake -n "__fish_pytake_needs_command" -l data-dir -d 'Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]' -r -F
-complete -c pytake -n "__fish_pytake_needs_command" -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t'Human-readable: tables, or one line per event'
-json\t'One JSON object per line'
-csv\t'Comma-separated values'"
+complete -c pytake -n "__fish_pytake_needs_command" -l config -d 'Config file [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_needs_command" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pytake -n "__fish_pytake_needs_command" -l data-dir -d 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_needs_command" -s v -l verbose -d 'More log output on stderr: -v, -vv, -vvv (RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_needs_command" -s q -l quiet -d 'Less log output on stderr: -q errors only, -qq nothing'
 complete -c pytake -n "__fish_pytake_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pytake -n "__fish_pytake_needs_command" -s V -l version -d 'Print version'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "serve" -d 'Run the server: event intake, WebSocket fan-out, history'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "tail" -d 'Stream events as they happen; reconnects and resumes without loss'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "loadtest" -d 'WebSocket load against a server (or one it spawns), with thresholds for CI'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "token" -d 'Create tokens'
+complete -c pytake -n "__fish_pytake_needs_command" -f -a "config" -d 'Show, check and write the configuration'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l listen -d 'Address to listen on; port 0 picks a free one [env: PYTAKE_LISTEN] [default: 127.0.0.1:8080]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l secret -d 'JWT HS256 secret [env: PYTAKE_SECRET] [default: generated into <data-dir>/secret, mode 0600]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l store -d 'Event store [env: PYTAKE_STORE] [default: sqlite://<data-dir>/pytake.db]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l bus -d 'Event bus [env: PYTAKE_BUS] [default: memory]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l rate-limit -d 'Client messages per minute per WebSocket connection [env: PYTAKE_RATE_LIMIT] [default: 100]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l max-frame-bytes -d 'Largest WebSocket frame a client may send [env: PYTAKE_MAX_FRAME_BYTES] [default: 65536]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l outbound-queue -d 'Frames queued per connection before it is closed as a slow consumer (4009) [env: PYTAKE_OUTBOUND_QUEUE] [default: 1024]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l auth-timeout -d 'Close connections that have not authenticated by then (4001) [env: PYTAKE_AUTH_TIMEOUT] [default: 10s]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l ping-interval -d 'How often the server pings each connection [env: PYTAKE_PING_INTERVAL] [default: 25s]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l idle-timeout -d 'Close connections silent for this long [env: PYTAKE_IDLE_TIMEOUT] [default: 30s]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l write-stall -d 'Close a connection as a slow consumer (4009) when a write makes no progress for this long [env: PYTAKE_WRITE_STALL] [default: 10s]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l token-leeway -d 'Clock skew tolerated on a token\'s exp, nbf and iat [env: PYTAKE_TOKEN_LEEWAY] [default: 30s]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l token-audience -d 'Refuse tokens whose aud is not (or does not include) this; unset: aud is not checked [env: PYTAKE_TOKEN_AUDIENCE]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l token-issuer -d 'Refuse tokens whose iss is not this; unset: iss is not checked [env: PYTAKE_TOKEN_ISSUER]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l token-max-lifetime -d 'Refuse tokens whose exp - iat is longer, or `none` [env: PYTAKE_TOKEN_MAX_LIFETIME] [default: 366d]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l server -d 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l token -d 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]' -r -F
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l data-dir -d 'Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]' -r -F
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t'Human-readable: tables, or one line per event'
-json\t'One JSON object per line'
-csv\t'Comma-separated values'"
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l secret-file -d 'File holding the JWT secret (its first line)' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l listen -d 'Address to listen on, HOST:PORT; port 0 picks a free one [default: 127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l log-format -d 'Log lines as readable text or one JSON object per line [default: text]' -r -f -a "text\t'Readable lines'
+json\t'One JSON object per line, for log shippers'"
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l secret -d 'JWT HS256 secret; prefer --secret-file or PYTAKE_SECRET, which `ps` does not show [default: generated into <data-dir>/secret, mode 0600]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l token-leeway -d 'Clock skew tolerated on a token\'s exp, nbf and iat [default: 30s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l token-audience -d 'Refuse tokens whose aud is not (or does not include) this; unset: aud is not checked [default: not checked]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l token-issuer -d 'Refuse tokens whose iss is not this; unset: iss is not checked [default: not checked]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l token-max-lifetime -d 'Refuse tokens whose exp - iat is longer, or `none` [default: 366d]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l rate-limit -d 'Client messages per minute per WebSocket connection [default: 100]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l max-frame-bytes -d 'Largest WebSocket frame a client may send, in bytes [default: 65536]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l outbound-queue -d 'Frames queued per connection before it is closed as a slow consumer (4009) [default: 1024]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l auth-timeout -d 'Close connections that have not authenticated by then (4001) [default: 10s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l ping-interval -d 'How often the server pings each connection [default: 25s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l idle-timeout -d 'Close connections silent for this long [default: 30s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l write-stall -d 'Close a connection as a slow consumer (4009) when a write makes no progress for this long [default: 10s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l store -d 'Event store URL: sqlite://PATH [default: sqlite://<data-dir>/pytake.db]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l bus -d 'Event bus: memory [default: memory]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l config -d 'Config file [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l data-dir -d 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l demo -d 'Feed realistic synthetic traffic of three tenants (acme, globex, initech)'
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -s v -l verbose -d 'More log output on stderr: -v, -vv, -vvv (RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -s q -l quiet -d 'Less log output on stderr: -q errors only, -qq nothing'
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -s V -l version -d 'Print version'
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -s r -l room -d 'Room to follow, repeatable: dashboard, conversations, campaigns, erp, ai, alerts, presence, campaign:ID, conversation:ID, user:ID [default: every room]' -r
@@ -69,14 +73,19 @@ complete -c pytake -n "__fish_pytake_using_subcommand tail" -s t -l type -d 'Onl
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -l tenant -d 'Tenant to follow (admin tokens; others see their own tenant only) [default: every tenant]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -l since -d 'Start after this event id, or this long ago (10m, 2h) [default: now]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -s n -l count -d 'Exit after printing N events' -r
-complete -c pytake -n "__fish_pytake_using_subcommand tail" -l server -d 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand tail" -l token -d 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand tail" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]' -r -F
-complete -c pytake -n "__fish_pytake_using_subcommand tail" -l data-dir -d 'Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]' -r -F
-complete -c pytake -n "__fish_pytake_using_subcommand tail" -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t'Human-readable: tables, or one line per event'
-json\t'One JSON object per line'
-csv\t'Comma-separated values'"
-complete -c pytake -n "__fish_pytake_using_subcommand tail" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c pytake -n "__fish_pytake_using_subcommand tail" -l token-file -d 'File holding the token (its first line)' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand tail" -s o -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t''
+json\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand tail" -l server -d 'Server to talk to [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand tail" -l token -d 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand tail" -l config -d 'Config file [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand tail" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand tail" -l data-dir -d 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand tail" -s v -l verbose -d 'More log output on stderr: -v, -vv, -vvv (RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand tail" -s q -l quiet -d 'Less log output on stderr: -q errors only, -qq nothing'
+complete -c pytake -n "__fish_pytake_using_subcommand tail" -s h -l help -d 'Print help'
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -s V -l version -d 'Print version'
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l connections -d 'WebSocket connections: held for the whole run (closed model) or opened during it (--arrival-rate)' -r
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l ramp -d 'Time over which the connections are opened' -r
@@ -89,24 +98,30 @@ complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l publishers -d
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l arrival-rate -d 'Open model: connections arrive at this many per second during the run' -r
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l threshold -d 'Pass/fail criterion, repeatable: \'p99<50ms\', \'loss==0\', \'connect_errors==0\', \'deliveries_per_s>=100000\'; an unmet one exits 99' -r
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l junit -d 'Also write the result as JUnit XML, for CI systems' -r -F
-complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l server -d 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l token -d 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]' -r -F
-complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l data-dir -d 'Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]' -r -F
-complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t'Human-readable: tables, or one line per event'
-json\t'One JSON object per line'
-csv\t'Comma-separated values'"
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l token-file -d 'File holding the token (its first line)' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -s o -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t''
+json\t''
+csv\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l server -d 'Server to talk to [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l token -d 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l config -d 'Config file [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l data-dir -d 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l spawn -d 'Start a pytake serve on a free loopback port with a temporary data dir, test it, stop it'
-complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -s v -l verbose -d 'More log output on stderr: -v, -vv, -vvv (RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -s q -l quiet -d 'Less log output on stderr: -q errors only, -qq nothing'
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -s h -l help -d 'Print help'
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -s V -l version -d 'Print version'
-complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -l server -d 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -l token -d 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]' -r -F
-complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -l data-dir -d 'Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]' -r -F
-complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t'Human-readable: tables, or one line per event'
-json\t'One JSON object per line'
-csv\t'Comma-separated values'"
-complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -l config -d 'Config file [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -l data-dir -d 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -s v -l verbose -d 'More log output on stderr: -v, -vv, -vvv (RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -s q -l quiet -d 'Less log output on stderr: -q errors only, -qq nothing'
+complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -s h -l help -d 'Print help'
 complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -s V -l version -d 'Print version'
 complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -f -a "create" -d 'Print a new token signed with the server\'s secret'
 complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -114,30 +129,81 @@ complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_sub
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l role -d 'admin (every tenant), operator (read and publish), viewer (read), service (publish)' -r
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l sub -d 'Who the token is for, shown in the server\'s log [default: $USER]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l ttl -d 'Lifetime, e.g. 15m, 24h, 30d' -r
-complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l server -d 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l token -d 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]' -r -F
-complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l data-dir -d 'Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]' -r -F
-complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t'Human-readable: tables, or one line per event'
-json\t'One JSON object per line'
-csv\t'Comma-separated values'"
-complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l config -d 'Config file [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l data-dir -d 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -s v -l verbose -d 'More log output on stderr: -v, -vv, -vvv (RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -s q -l quiet -d 'Less log output on stderr: -q errors only, -qq nothing'
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -s V -l version -d 'Print version'
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "create" -d 'Print a new token signed with the server\'s secret'
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c pytake -n "__fish_pytake_using_subcommand completions" -l server -d 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand completions" -l token -d 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand completions" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]' -r -F
-complete -c pytake -n "__fish_pytake_using_subcommand completions" -l data-dir -d 'Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]' -r -F
-complete -c pytake -n "__fish_pytake_using_subcommand completions" -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t'Human-readable: tables, or one line per event'
-json\t'One JSON object per line'
-csv\t'Comma-separated values'"
-complete -c pytake -n "__fish_pytake_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c pytake -n "__fish_pytake_using_subcommand config; and not __fish_seen_subcommand_from show check init help" -l config -d 'Config file [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand config; and not __fish_seen_subcommand_from show check init help" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand config; and not __fish_seen_subcommand_from show check init help" -l data-dir -d 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand config; and not __fish_seen_subcommand_from show check init help" -s v -l verbose -d 'More log output on stderr: -v, -vv, -vvv (RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand config; and not __fish_seen_subcommand_from show check init help" -s q -l quiet -d 'Less log output on stderr: -q errors only, -qq nothing'
+complete -c pytake -n "__fish_pytake_using_subcommand config; and not __fish_seen_subcommand_from show check init help" -s h -l help -d 'Print help'
+complete -c pytake -n "__fish_pytake_using_subcommand config; and not __fish_seen_subcommand_from show check init help" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand config; and not __fish_seen_subcommand_from show check init help" -f -a "show" -d 'Print the settings in effect (file, PYTAKE_* variables, defaults), secrets masked'
+complete -c pytake -n "__fish_pytake_using_subcommand config; and not __fish_seen_subcommand_from show check init help" -f -a "check" -d 'Check a config file as `pytake serve` would read it'
+complete -c pytake -n "__fish_pytake_using_subcommand config; and not __fish_seen_subcommand_from show check init help" -f -a "init" -d 'Write a commented config file with every setting at its default'
+complete -c pytake -n "__fish_pytake_using_subcommand config; and not __fish_seen_subcommand_from show check init help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from show" -s o -l output -d 'Output format: table (TOML text, also when piped) or json' -r -f -a "table\t''
+json\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from show" -l config -d 'Config file [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from show" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from show" -l data-dir -d 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from show" -l origin -d 'Say where each value came from: a flag, a variable, the file (with its line) or the default'
+complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from show" -s v -l verbose -d 'More log output on stderr: -v, -vv, -vvv (RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Less log output on stderr: -q errors only, -qq nothing'
+complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
+complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from check" -l config -d 'Config file [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from check" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from check" -l data-dir -d 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from check" -s v -l verbose -d 'More log output on stderr: -v, -vv, -vvv (RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from check" -s q -l quiet -d 'Less log output on stderr: -q errors only, -qq nothing'
+complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from check" -s h -l help -d 'Print help'
+complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from check" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from init" -l config -d 'Config file [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from init" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from init" -l data-dir -d 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from init" -s v -l verbose -d 'More log output on stderr: -v, -vv, -vvv (RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from init" -s q -l quiet -d 'Less log output on stderr: -q errors only, -qq nothing'
+complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from init" -s h -l help -d 'Print help'
+complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from init" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "show" -d 'Print the settings in effect (file, PYTAKE_* variables, defaults), secrets masked'
+complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "check" -d 'Check a config file as `pytake serve` would read it'
+complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "init" -d 'Write a commented config file with every setting at its default'
+complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pytake -n "__fish_pytake_using_subcommand completions" -l config -d 'Config file [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand completions" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand completions" -l data-dir -d 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand completions" -s v -l verbose -d 'More log output on stderr: -v, -vv, -vvv (RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand completions" -s q -l quiet -d 'Less log output on stderr: -q errors only, -qq nothing'
+complete -c pytake -n "__fish_pytake_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c pytake -n "__fish_pytake_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail loadtest token completions help" -f -a "serve" -d 'Run the server: event intake, WebSocket fan-out, history'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail loadtest token completions help" -f -a "tail" -d 'Stream events as they happen; reconnects and resumes without loss'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail loadtest token completions help" -f -a "loadtest" -d 'WebSocket load against a server (or one it spawns), with thresholds for CI'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail loadtest token completions help" -f -a "token" -d 'Create tokens'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail loadtest token completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail loadtest token completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail loadtest token config completions help" -f -a "serve" -d 'Run the server: event intake, WebSocket fan-out, history'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail loadtest token config completions help" -f -a "tail" -d 'Stream events as they happen; reconnects and resumes without loss'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail loadtest token config completions help" -f -a "loadtest" -d 'WebSocket load against a server (or one it spawns), with thresholds for CI'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail loadtest token config completions help" -f -a "token" -d 'Create tokens'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail loadtest token config completions help" -f -a "config" -d 'Show, check and write the configuration'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail loadtest token config completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail loadtest token config completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "create" -d 'Print a new token signed with the server\'s secret'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "show" -d 'Print the settings in effect (file, PYTAKE_* variables, defaults), secrets masked'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "check" -d 'Check a config file as `pytake serve` would read it'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "init" -d 'Write a commented config file with every setting at its default'

@@ -142,11 +142,11 @@ pub async fn run(
             // The spawned server inherits the PYTAKE_TOKEN_* settings.
             TokenSource::Local(Box::new(Keys::with_settings(
                 s.secret.as_bytes(),
-                &settings.tokens,
+                &settings.tokens(),
             ))),
         ),
         None => (
-            settings.server.clone(),
+            settings.server_url().to_string(),
             TokenSource::from_settings(&settings)?,
         ),
     };

@@ -2,23 +2,42 @@
 //! The only layer that prints.
 
 mod completions;
+mod config;
 pub mod docs;
 pub mod exit;
 mod fdlimit;
 mod junit;
 mod loadtest;
-mod output;
+mod logging;
+pub mod output;
 mod serve;
 mod spawn;
 mod tail;
 mod token;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::config::{Settings, Sources};
+use crate::config::flags::{
+    AuthFlags, BusFlags, ClientFlags, CommandFlags, DataDirFlag, GatewayFlags, ServerFlags,
+    StoreFlags,
+};
+use crate::config::{Loaded, Sources};
 pub use output::OutputFormat;
+use output::{ColorWhen, Output, OutputWithCsv};
+
+/// The exit codes, shown at the end of every command's help.
+pub const EXIT_CODES: &str = "\
+Exit status:
+  0   ok
+  1   failure
+  2   usage: a bad flag, variable or config file
+  3   cannot reach the server
+  4   unauthorized or forbidden
+  99  loadtest thresholds not met
+A broken pipe (`pytake tail | head`) is success.";
 
 /// pytake: realtime operations for WhatsApp Business platforms.
 ///
@@ -30,28 +49,28 @@ pub use output::OutputFormat;
     name = "pytake",
     version,
     propagate_version = true,
-    max_term_width = 100
+    max_term_width = 100,
+    after_help = EXIT_CODES
 )]
 pub struct Cli {
-    /// Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]
-    #[arg(long, global = true, value_name = "URL")]
-    pub server: Option<String>,
-
-    /// Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]
-    #[arg(long, global = true, value_name = "JWT")]
-    pub token: Option<String>,
-
-    /// Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]
-    #[arg(long, global = true, value_name = "FILE")]
+    /// Config file [default: <user config dir>/pytake/config.toml]
+    #[arg(long, global = true, value_name = "FILE", env = "PYTAKE_CONFIG")]
     pub config: Option<PathBuf>,
 
-    /// Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]
-    #[arg(long, global = true, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub data_dir: DataDirFlag,
 
-    /// Output format [default: table on a terminal, json when piped]
-    #[arg(long, global = true, value_enum)]
-    pub output: Option<OutputFormat>,
+    /// Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never
+    #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
+    pub color: ColorWhen,
+
+    /// More log output on stderr: -v, -vv, -vvv (RUST_LOG overrides)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Less log output on stderr: -q errors only, -qq nothing
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub quiet: u8,
 
     #[command(subcommand)]
     pub command: Command,
@@ -60,44 +79,147 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server: event intake, WebSocket fan-out, history
-    Serve(serve::ServeArgs),
+    #[command(after_help = serve::AFTER_HELP)]
+    Serve {
+        #[command(flatten)]
+        args: serve::ServeArgs,
+        #[command(flatten)]
+        server: ServerFlags,
+        #[command(flatten)]
+        auth: AuthFlags,
+        #[command(flatten)]
+        gateway: GatewayFlags,
+        #[command(flatten)]
+        store: StoreFlags,
+        #[command(flatten)]
+        bus: BusFlags,
+    },
     /// Stream events as they happen; reconnects and resumes without loss
-    Tail(tail::TailArgs),
+    Tail {
+        #[command(flatten)]
+        args: tail::TailArgs,
+        #[command(flatten)]
+        client: ClientFlags,
+        #[command(flatten)]
+        output: Output,
+    },
     /// WebSocket load against a server (or one it spawns), with thresholds for CI
-    Loadtest(loadtest::LoadtestArgs),
+    Loadtest {
+        #[command(flatten)]
+        args: loadtest::LoadtestArgs,
+        #[command(flatten)]
+        client: ClientFlags,
+        #[command(flatten)]
+        output: OutputWithCsv,
+    },
     /// Create tokens
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Show, check and write the configuration
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
     /// Print a shell completion script
     Completions(completions::CompletionsArgs),
 }
 
-impl Cli {
-    /// The settings sources with this command line's flags on top.
-    fn sources(&self) -> Sources {
-        let mut sources = Sources::from_process(self.config.clone());
-        sources.flag("server", self.server.as_ref());
-        sources.flag("token", self.token.as_ref());
-        sources.flag(
-            "data_dir",
-            self.data_dir.as_ref().map(|d| d.display().to_string()),
-        );
-        if let Command::Serve(args) = &self.command {
-            args.add_flags(&mut sources);
+impl Command {
+    /// Commands that must work while the config file is broken: the ones
+    /// that check it or write a new one, and completions.
+    fn ignores_config_file(&self) -> bool {
+        matches!(
+            self,
+            Command::Config(config::ConfigCommand::Check(_) | config::ConfigCommand::Init(_))
+                | Command::Completions(_)
+        )
+    }
+
+    /// The settings flag groups this command has, for the loader.
+    fn flags<'a>(&self, matches: &'a ArgMatches, global: &Cli) -> CommandFlags<'a> {
+        let flags = CommandFlags::new(matches).group(&global.data_dir);
+        match self {
+            Command::Serve {
+                server,
+                auth,
+                gateway,
+                store,
+                bus,
+                ..
+            } => flags
+                .group(server)
+                .group(auth)
+                .group(gateway)
+                .group(store)
+                .group(bus),
+            Command::Tail { client, .. } | Command::Loadtest { client, .. } => flags.group(client),
+            Command::Token(_) | Command::Config(_) | Command::Completions(_) => flags,
         }
-        sources
     }
 }
 
-/// Runs the parsed command line.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let settings = Settings::load(&cli.sources())?;
-    let output = cli.output;
+/// The clap model with every settings flag's default in its help.
+pub fn command() -> clap::Command {
+    crate::config::flags::with_defaults(Cli::command())
+}
+
+/// The innermost subcommand's matches, where its flags (and the global
+/// ones, which clap propagates) are.
+fn leaf(matches: &ArgMatches) -> &ArgMatches {
+    match matches.subcommand() {
+        Some((_, sub)) => leaf(sub),
+        None => matches,
+    }
+}
+
+/// Everything `main` does: check the environment, parse, load settings,
+/// set up colour and logs, run, and map the result to an exit code.
+pub fn main() -> ExitCode {
+    let sources = Sources::from_process(None);
+    // Before clap, which reads the same variables but would blame a flag.
+    if let Err(e) = crate::config::check_env(&sources.env) {
+        return exit::report(&e.into());
+    }
+    output::set_color(output::color_from_args(std::env::args_os()));
+    let matches = command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    output::set_color(cli.color);
+    let sources = Sources::from_process(cli.config.clone());
+    let flags = cli.command.flags(leaf(&matches), &cli);
+    let mut load_from = sources.clone();
+    if cli.command.ignores_config_file() {
+        load_from.file = None;
+    }
+    let loaded = match crate::config::load(&load_from, Some(&flags)) {
+        Ok(loaded) => loaded,
+        Err(e) => return exit::report(&e.into()),
+    };
+    logging::init(&cli, &loaded.settings);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    match runtime.block_on(run(cli, loaded, sources)) {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(e) => exit::report(&e),
+    }
+}
+
+/// Runs the parsed command line with its settings.
+pub async fn run(cli: Cli, loaded: Loaded, sources: Sources) -> anyhow::Result<()> {
+    let settings = loaded.settings.clone();
     match cli.command {
-        Command::Serve(args) => serve::run(args, settings).await,
-        Command::Tail(args) => tail::run(args, settings, output).await,
-        Command::Loadtest(args) => loadtest::run(args, settings, output).await,
+        Command::Serve { args, .. } => serve::run(args, settings).await,
+        Command::Tail { args, output, .. } => tail::run(args, settings, output.output).await,
+        Command::Loadtest { args, output, .. } => {
+            loadtest::run(args, settings, output.output).await
+        }
         Command::Token(cmd) => token::run(cmd, settings),
+        Command::Config(cmd) => config::run(cmd, &loaded, &sources),
         Command::Completions(args) => completions::run(args),
     }
 }

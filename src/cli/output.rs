@@ -1,10 +1,14 @@
 //! Output format and colour: a table (or readable lines) on a terminal,
-//! JSON lines when piped, unless `--output` says otherwise; colour only on a
-//! terminal and never with `NO_COLOR`.
+//! JSON lines when piped, unless `--output` says otherwise. Whether to
+//! colour is decided in one place, [`color_enabled`], from `--color` and
+//! the conventions anstream follows (`NO_COLOR`, `CLICOLOR_FORCE`,
+//! `TERM=dumb`, a terminal or not).
 
+use std::ffi::OsString;
 use std::io::IsTerminal;
 
-use clap::ValueEnum;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Args, ValueEnum};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
@@ -27,9 +31,87 @@ impl OutputFormat {
     }
 }
 
-/// Whether to colour stdout: a terminal and no `NO_COLOR` (any non-empty value).
+pub(super) fn formats(
+    allowed: &'static [&'static str],
+) -> impl TypedValueParser<Value = OutputFormat> {
+    PossibleValuesParser::new(allowed).map(|s| match s.as_str() {
+        "json" => OutputFormat::Json,
+        "csv" => OutputFormat::Csv,
+        _ => OutputFormat::Table,
+    })
+}
+
+/// `--output table|json`, for commands that have no CSV form.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct Output {
+    /// Output format [default: table on a terminal, json when piped]
+    #[arg(long, short = 'o', value_name = "FORMAT", value_parser = formats(&["table", "json"]))]
+    pub output: Option<OutputFormat>,
+}
+
+/// `--output table|json|csv`.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct OutputWithCsv {
+    /// Output format [default: table on a terminal, json when piped]
+    #[arg(long, short = 'o', value_name = "FORMAT", value_parser = formats(&["table", "json", "csv"]))]
+    pub output: Option<OutputFormat>,
+}
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ColorWhen {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+/// Sets the choice every stream asks [`color_enabled`] and clap about.
+pub fn set_color(when: ColorWhen) {
+    let choice = match when {
+        ColorWhen::Auto => anstream::ColorChoice::Auto,
+        ColorWhen::Always => anstream::ColorChoice::Always,
+        ColorWhen::Never => anstream::ColorChoice::Never,
+    };
+    choice.write_global();
+}
+
+/// `--color` read from raw arguments, so clap's own errors and help (which
+/// come before parsing finishes) follow it too.
+pub fn color_from_args(args: impl IntoIterator<Item = OsString>) -> ColorWhen {
+    let mut when = ColorWhen::Auto;
+    let mut next_is_value = false;
+    for arg in args {
+        let arg = arg.to_string_lossy().into_owned();
+        let value = if next_is_value {
+            next_is_value = false;
+            Some(arg.as_str())
+        } else if arg == "--color" {
+            next_is_value = true;
+            None
+        } else {
+            arg.strip_prefix("--color=")
+        };
+        if let Some(v) = value.and_then(|v| ColorWhen::from_str(v, false).ok()) {
+            when = v;
+        }
+    }
+    when
+}
+
+/// Whether to colour stdout: `--color`, else anstream's reading of the
+/// terminal and of `NO_COLOR`, `CLICOLOR_FORCE` and `TERM`.
 pub fn color_enabled() -> bool {
-    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    stream_colored(&std::io::stdout())
+}
+
+/// The same for stderr (log lines, progress).
+pub fn stderr_color_enabled() -> bool {
+    stream_colored(&std::io::stderr())
+}
+
+fn stream_colored<S: anstream::stream::RawStream>(stream: &S) -> bool {
+    anstream::AutoStream::choice(stream) != anstream::ColorChoice::Never
 }
 
 /// ANSI styles used by readable output.

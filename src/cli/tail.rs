@@ -93,7 +93,7 @@ pub async fn run(
         .into());
     }
     let tokens = TokenSource::from_settings(&settings)?;
-    let api = ApiClient::new(&settings.server, tokens.clone())?;
+    let api = ApiClient::new(settings.server_url(), tokens.clone())?;
     let since = match args.since.as_deref().map(parse_since).transpose()? {
         None => None,
         Some(Since::Id(id)) => Some(id),

@@ -67,15 +67,18 @@ pub fn run(cmd: TokenCommand, settings: Settings) -> anyhow::Result<()> {
         _ => {}
     }
     // A token the server would refuse is no use: say so instead.
-    check_ttl(&settings.tokens, args.ttl).map_err(|e| {
+    check_ttl(&settings.tokens(), args.ttl).map_err(|e| {
         UsageError(format!(
             "--ttl: {e} (token_max_lifetime; PYTAKE_TOKEN_MAX_LIFETIME)"
         ))
     })?;
-    let secret = match &settings.secret {
-        Some(secret) => secret.clone(),
-        None => load_or_create_secret(&settings.data_dir).with_context(|| {
-            format!("cannot read the secret in {}", settings.data_dir.display())
+    let secret = match settings.secret() {
+        Some(secret) => secret.to_string(),
+        None => load_or_create_secret(&settings.data_dir()).with_context(|| {
+            format!(
+                "cannot read the secret in {}",
+                settings.data_dir().display()
+            )
         })?,
     };
     let sub = args
@@ -84,7 +87,7 @@ pub fn run(cmd: TokenCommand, settings: Settings) -> anyhow::Result<()> {
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "pytake".into());
     // With the configured audience and issuer, so the server accepts it.
-    let token = Keys::with_settings(secret.as_bytes(), &settings.tokens).mint_for(
+    let token = Keys::with_settings(secret.as_bytes(), &settings.tokens()).mint_for(
         &sub,
         args.tenant.as_deref(),
         args.role,

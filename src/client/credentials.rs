@@ -20,19 +20,19 @@ impl TokenSource {
     /// A configured token, else the configured secret, else the secret in
     /// the data dir.
     pub fn from_settings(settings: &Settings) -> Result<TokenSource, ClientError> {
-        if let Some(token) = &settings.token {
-            return Ok(TokenSource::Static(token.clone()));
+        if let Some(token) = settings.token() {
+            return Ok(TokenSource::Static(token.to_string()));
         }
         let secret = settings
-            .secret
-            .clone()
-            .or_else(|| read_local_secret(&settings.data_dir))
+            .secret()
+            .map(str::to_string)
+            .or_else(|| read_local_secret(&settings.data_dir()))
             .ok_or_else(|| ClientError::NoCredentials {
-                data_dir: settings.data_dir.display().to_string(),
+                data_dir: settings.data_dir().display().to_string(),
             })?;
         Ok(TokenSource::Local(Box::new(Keys::with_settings(
             secret.as_bytes(),
-            &settings.tokens,
+            &settings.tokens(),
         ))))
     }
 

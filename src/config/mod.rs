@@ -1,66 +1,30 @@
-//! Layered settings: flags > `PYTAKE_*` environment > config file > defaults.
+//! Settings: one serde struct per section of the config file, each with
+//! its defaults from the documented constants, layered flags > `PYTAKE_*`
+//! environment > config file > defaults (see [`load`]).
 //!
-//! Loading is a pure function of its [`Sources`], so each layer is tested
-//! without touching the process environment.
+//! Adding a setting is one field in a section struct (and its default),
+//! plus, when it has a flag or a variable, one field in the section's flag
+//! group in [`flags`]: the file key, the variable, the flag, the help text,
+//! `config show` and `config init` all follow from those two.
 
-use std::collections::HashMap;
+pub mod duration;
+mod file;
+pub mod flags;
+mod load;
+pub(crate) mod origin;
+mod validate;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use config::{Config, Environment, File, FileFormat};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::protocol::limits;
 
-pub mod duration;
-
-/// Why settings could not be loaded; the text names the setting.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("config file {path}: {message}")]
-    File { path: PathBuf, message: String },
-    #[error("setting `{key}`: {message}")]
-    Invalid { key: &'static str, message: String },
-    #[error("{0}")]
-    Other(String),
-}
-
-/// Where settings come from, highest precedence last in the list below:
-/// defaults, `file`, `env`, `overrides` (the command-line flags).
-#[derive(Debug, Default, Clone)]
-pub struct Sources {
-    /// The config file, and whether it must exist (`--config` given).
-    pub file: Option<(PathBuf, bool)>,
-    /// Environment variables; only `PYTAKE_*` ones are read.
-    pub env: HashMap<String, String>,
-    /// Flags the user gave, as `(key, value)`.
-    pub overrides: Vec<(&'static str, String)>,
-}
-
-impl Sources {
-    /// The process environment and the default config file (or `--config`).
-    pub fn from_process(config_flag: Option<PathBuf>) -> Sources {
-        let env: HashMap<String, String> = std::env::vars()
-            .filter(|(k, _)| k.starts_with("PYTAKE_"))
-            .collect();
-        let file = match config_flag.or_else(|| env.get("PYTAKE_CONFIG").map(PathBuf::from)) {
-            Some(path) => Some((path, true)),
-            None => default_config_file().map(|p| (p, false)),
-        };
-        Sources {
-            file,
-            env,
-            overrides: Vec::new(),
-        }
-    }
-
-    /// Adds a flag's value if the user gave it.
-    pub fn flag(&mut self, key: &'static str, value: Option<impl ToString>) {
-        if let Some(v) = value {
-            self.overrides.push((key, v.to_string()));
-        }
-    }
-}
+pub use file::{check_file, init_text};
+pub use load::{check_env, load, ConfigError, Loaded, Sources};
+pub use origin::{default_text, Origin, SECRETS};
+pub use validate::listen_address;
 
 /// `dirs::config_dir()/pytake/config.toml`.
 pub fn default_config_file() -> Option<PathBuf> {
@@ -74,28 +38,82 @@ pub fn default_data_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("pytake-data"))
 }
 
-/// Every setting, resolved. Names match the design's Settings table.
-#[derive(Debug, Clone, PartialEq)]
+/// Every setting, resolved. Section and key names are the config file's.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Settings {
-    /// Server address; port 0 picks a free one.
-    pub listen: String,
-    pub data_dir: PathBuf,
-    /// JWT secret; `None` means the generated one in the data dir.
-    pub secret: Option<String>,
-    /// `sqlite://PATH` (default under the data dir).
-    pub store: String,
-    /// `memory`.
-    pub bus: String,
-    /// Where client subcommands go.
-    pub server: String,
-    /// Client credentials; `None` means minted from the local secret.
-    pub token: Option<String>,
+    pub server: ServerSettings,
+    pub auth: AuthSettings,
     pub gateway: GatewaySettings,
-    pub tokens: TokenSettings,
+    pub store: StoreSettings,
+    pub bus: BusSettings,
+    pub client: ClientSettings,
+}
+
+/// `[server]`: where `pytake serve` listens and keeps its files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// `HOST:PORT`; port 0 picks a free one.
+    pub listen: String,
+    /// `None`: [`default_data_dir`].
+    pub data_dir: Option<PathBuf>,
+    pub log_format: LogFormat,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: None,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// How `pytake serve` writes its log lines (stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers
+    Json,
+}
+
+/// `[auth]`: the JWT secret and the rules a token must meet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// `None`: the secret generated into the data dir.
+    pub secret: Option<String>,
+    /// A file holding the secret, so it stays out of argv and environment.
+    pub secret_file: Option<PathBuf>,
+    #[serde(with = "duration")]
+    pub token_leeway: Duration,
+    pub token_audience: Option<String>,
+    pub token_issuer: Option<String>,
+    /// `None` (`none` in text): no limit.
+    #[serde(with = "duration::option")]
+    pub token_max_lifetime: Option<Duration>,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            secret: None,
+            secret_file: None,
+            token_leeway: crate::auth::DEFAULT_LEEWAY,
+            token_audience: None,
+            token_issuer: None,
+            token_max_lifetime: Some(crate::auth::DEFAULT_MAX_LIFETIME),
+        }
+    }
 }
 
 /// How the server checks tokens, and what the local tools put in the tokens
-/// they mint so that the server accepts them.
+/// they mint so that the server accepts them (from `[auth]`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenSettings {
     /// Clock skew tolerated on `exp`, `nbf` and `iat`.
@@ -110,31 +128,43 @@ pub struct TokenSettings {
 
 impl Default for TokenSettings {
     fn default() -> Self {
+        AuthSettings::default().tokens()
+    }
+}
+
+impl AuthSettings {
+    pub fn tokens(&self) -> TokenSettings {
         TokenSettings {
-            leeway: crate::auth::DEFAULT_LEEWAY,
-            audience: None,
-            issuer: None,
-            max_lifetime: Some(crate::auth::DEFAULT_MAX_LIFETIME),
+            leeway: self.token_leeway,
+            audience: self.token_audience.clone(),
+            issuer: self.token_issuer.clone(),
+            max_lifetime: self.token_max_lifetime,
         }
     }
 }
 
-/// Per-connection limits of the WebSocket gateway.
-#[derive(Debug, Clone, PartialEq)]
+/// `[gateway]`: per-connection limits of the WebSocket gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct GatewaySettings {
-    pub rate_limit_per_minute: u32,
+    /// Client messages per minute per connection.
+    pub rate_limit: u32,
     pub max_frame_bytes: usize,
     pub outbound_queue: usize,
+    #[serde(with = "duration")]
     pub auth_timeout: Duration,
+    #[serde(with = "duration")]
     pub ping_interval: Duration,
+    #[serde(with = "duration")]
     pub idle_timeout: Duration,
+    #[serde(with = "duration")]
     pub write_stall: Duration,
 }
 
 impl Default for GatewaySettings {
     fn default() -> Self {
         GatewaySettings {
-            rate_limit_per_minute: limits::RATE_LIMIT_PER_MINUTE,
+            rate_limit: limits::RATE_LIMIT_PER_MINUTE,
             max_frame_bytes: limits::MAX_FRAME_BYTES,
             outbound_queue: limits::OUTBOUND_QUEUE,
             auth_timeout: limits::AUTH_TIMEOUT,
@@ -145,223 +175,104 @@ impl Default for GatewaySettings {
     }
 }
 
-/// The raw layer the `config` crate fills; durations stay text until checked.
-#[derive(Debug, Deserialize)]
-struct Raw {
-    listen: String,
-    data_dir: Option<String>,
-    secret: Option<String>,
-    store: Option<String>,
-    bus: String,
-    server: String,
-    token: Option<String>,
-    rate_limit: u32,
-    max_frame_bytes: usize,
-    outbound_queue: usize,
-    auth_timeout: String,
-    ping_interval: String,
-    idle_timeout: String,
-    write_stall: String,
-    token_leeway: String,
-    token_audience: Option<String>,
-    token_issuer: Option<String>,
-    token_max_lifetime: String,
+/// `[store]`: where events are kept.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    /// `sqlite://PATH`; `None`: `sqlite://<data-dir>/pytake.db`.
+    pub url: Option<String>,
 }
 
-/// Every key a config file or `PYTAKE_*` variable may set.
-pub const KEYS: [&str; 18] = [
-    "listen",
-    "data_dir",
-    "secret",
-    "store",
-    "bus",
-    "server",
-    "token",
-    "rate_limit",
-    "max_frame_bytes",
-    "outbound_queue",
-    "auth_timeout",
-    "ping_interval",
-    "idle_timeout",
-    "write_stall",
-    "token_leeway",
-    "token_audience",
-    "token_issuer",
-    "token_max_lifetime",
-];
+/// `[bus]`: how events reach every connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BusSettings {
+    /// `memory`.
+    pub url: String,
+}
 
-/// `token_max_lifetime`'s default as written in the docs (humantime would
-/// print 366 days as "1year 18h").
-const DEFAULT_MAX_LIFETIME_TEXT: &str = "366d";
+impl Default for BusSettings {
+    fn default() -> Self {
+        BusSettings {
+            url: "memory".into(),
+        }
+    }
+}
 
-fn secs(d: Duration) -> String {
-    humantime::format_duration(d).to_string()
+/// `[client]`: where the operator's commands go and who they say they are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientSettings {
+    pub server: String,
+    /// `None`: minted from the local secret.
+    pub token: Option<String>,
+    /// A file holding the token, so it stays out of argv and history.
+    pub token_file: Option<PathBuf>,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        ClientSettings {
+            server: "http://127.0.0.1:8080".into(),
+            token: None,
+            token_file: None,
+        }
+    }
 }
 
 impl Settings {
-    /// Resolves settings from their sources.
-    pub fn load(sources: &Sources) -> Result<Settings, ConfigError> {
-        let g = GatewaySettings::default();
-        let mut b = Config::builder()
-            .set_default("listen", "127.0.0.1:8080")
-            .and_then(|b| b.set_default("bus", "memory"))
-            .and_then(|b| b.set_default("server", "http://127.0.0.1:8080"))
-            .and_then(|b| b.set_default("rate_limit", i64::from(g.rate_limit_per_minute)))
-            .and_then(|b| b.set_default("max_frame_bytes", g.max_frame_bytes as i64))
-            .and_then(|b| b.set_default("outbound_queue", g.outbound_queue as i64))
-            .and_then(|b| b.set_default("auth_timeout", secs(g.auth_timeout)))
-            .and_then(|b| b.set_default("ping_interval", secs(g.ping_interval)))
-            .and_then(|b| b.set_default("idle_timeout", secs(g.idle_timeout)))
-            .and_then(|b| b.set_default("write_stall", secs(g.write_stall)))
-            .and_then(|b| b.set_default("token_leeway", secs(crate::auth::DEFAULT_LEEWAY)))
-            .and_then(|b| b.set_default("token_max_lifetime", DEFAULT_MAX_LIFETIME_TEXT))
-            .map_err(|e| ConfigError::Other(e.to_string()))?;
-        if let Some((path, required)) = &sources.file {
-            if *required && !path.exists() {
-                return Err(ConfigError::File {
-                    path: path.clone(),
-                    message: "no such file".into(),
-                });
-            }
-            check_file_keys(path)?;
-            b = b.add_source(
-                File::from(path.as_path())
-                    .format(FileFormat::Toml)
-                    .required(*required),
-            );
-        }
-        let env: HashMap<String, String> = sources
-            .env
-            .iter()
-            .filter(|(k, _)| {
-                k.strip_prefix("PYTAKE_")
-                    .is_some_and(|rest| KEYS.contains(&rest.to_ascii_lowercase().as_str()))
-            })
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        b = b.add_source(
-            Environment::with_prefix("PYTAKE")
-                .prefix_separator("_")
-                .source(Some(env)),
-        );
-        for (key, value) in &sources.overrides {
-            b = b
-                .set_override(*key, value.clone())
-                .map_err(|e| ConfigError::Other(e.to_string()))?;
-        }
-        let raw: Raw = b
-            .build()
-            .and_then(|c| c.try_deserialize())
-            .map_err(|e| ConfigError::Other(e.to_string()))?;
-        Settings::from_raw(raw)
+    /// The data dir: `[server] data_dir`, else the user's data dir.
+    pub fn data_dir(&self) -> PathBuf {
+        self.server
+            .data_dir
+            .clone()
+            .unwrap_or_else(default_data_dir)
     }
 
-    fn from_raw(raw: Raw) -> Result<Settings, ConfigError> {
-        let data_dir = raw
-            .data_dir
-            .filter(|s| !s.is_empty())
-            .map(PathBuf::from)
-            .unwrap_or_else(default_data_dir);
-        let store = raw
-            .store
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("pytake.db").display()));
-        let server = raw.server.trim_end_matches('/').to_string();
-        let url = url::Url::parse(&server).map_err(|e| ConfigError::Invalid {
-            key: "server",
-            message: format!("`{server}` is not a URL: {e}"),
-        })?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(ConfigError::Invalid {
-                key: "server",
-                message: format!("`{server}` must start with http:// or https://"),
-            });
-        }
-        let duration = |key: &'static str, v: &str| {
-            let d = humantime::parse_duration(v).map_err(|e| ConfigError::Invalid {
-                key,
-                message: format!("`{v}` is not a duration like 10s or 2m: {e}"),
-            })?;
-            if d.is_zero() {
-                return Err(ConfigError::Invalid {
-                    key,
-                    message: "must be longer than 0s".into(),
-                });
-            }
-            Ok(d)
-        };
-        let positive = |key: &'static str, v: usize| {
-            if v == 0 {
-                Err(ConfigError::Invalid {
-                    key,
-                    message: "must be greater than 0".into(),
-                })
-            } else {
-                Ok(v)
-            }
-        };
-        let gateway = GatewaySettings {
-            rate_limit_per_minute: positive("rate_limit", raw.rate_limit as usize)? as u32,
-            max_frame_bytes: positive("max_frame_bytes", raw.max_frame_bytes)?,
-            outbound_queue: positive("outbound_queue", raw.outbound_queue)?,
-            auth_timeout: duration("auth_timeout", &raw.auth_timeout)?,
-            ping_interval: duration("ping_interval", &raw.ping_interval)?,
-            idle_timeout: duration("idle_timeout", &raw.idle_timeout)?,
-            write_stall: duration("write_stall", &raw.write_stall)?,
-        };
-        let tokens = TokenSettings {
-            leeway: humantime::parse_duration(&raw.token_leeway).map_err(|e| {
-                ConfigError::Invalid {
-                    key: "token_leeway",
-                    message: format!("`{}` is not a duration like 30s: {e}", raw.token_leeway),
-                }
-            })?,
-            audience: raw.token_audience.filter(|s| !s.is_empty()),
-            issuer: raw.token_issuer.filter(|s| !s.is_empty()),
-            max_lifetime: match raw.token_max_lifetime.trim() {
-                v if v.eq_ignore_ascii_case("none") => None,
-                v => Some(duration("token_max_lifetime", v).map_err(|e| match e {
-                    ConfigError::Invalid { key, message } => ConfigError::Invalid {
-                        key,
-                        message: format!("{message} (or `none` for no limit)"),
-                    },
-                    other => other,
-                })?),
-            },
-        };
-        Ok(Settings {
-            listen: raw.listen,
-            data_dir,
-            secret: raw.secret.filter(|s| !s.is_empty()),
-            store,
-            bus: raw.bus,
-            server,
-            token: raw.token.filter(|s| !s.is_empty()),
-            gateway,
-            tokens,
-        })
+    /// The store URL: `[store] url`, else SQLite in the data dir.
+    pub fn store_url(&self) -> String {
+        self.store
+            .url
+            .clone()
+            .unwrap_or_else(|| sqlite_in(&self.data_dir()))
+    }
+
+    /// The token rules of `[auth]`.
+    pub fn tokens(&self) -> TokenSettings {
+        self.auth.tokens()
+    }
+
+    /// The configured secret (after `secret_file` was read); `None`: the one
+    /// in the data dir.
+    pub fn secret(&self) -> Option<&str> {
+        self.auth.secret.as_deref()
+    }
+
+    /// The server URL the client commands use, without a trailing `/`.
+    pub fn server_url(&self) -> &str {
+        self.client.server.trim_end_matches('/')
+    }
+
+    /// The configured client token (after `token_file` was read).
+    pub fn token(&self) -> Option<&str> {
+        self.client.token.as_deref()
     }
 }
 
-/// Unknown keys in a config file are almost always typos; say so rather than
-/// silently ignoring them.
-fn check_file_keys(path: &Path) -> Result<(), ConfigError> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Ok(());
-    };
-    let table: toml::Table = text.parse().map_err(|e| ConfigError::File {
-        path: path.to_path_buf(),
-        message: format!("{e}"),
-    })?;
-    for key in table.keys() {
-        if !KEYS.contains(&key.as_str()) {
-            return Err(ConfigError::File {
-                path: path.to_path_buf(),
-                message: format!("unknown key `{key}` (known: {})", KEYS.join(", ")),
-            });
+/// A URL with its password replaced, for logs and `config show`
+/// (`postgres://app:****@db/pytake`).
+pub fn mask_url(text: &str) -> String {
+    match url::Url::parse(text) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("****"));
+            url.to_string()
         }
+        _ => text.to_string(),
     }
-    Ok(())
+}
+
+fn sqlite_in(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("pytake.db").display())
 }
 
 #[cfg(test)]

@@ -58,21 +58,20 @@ pub struct Server {
 impl Server {
     /// Opens the store and bus and starts the background tasks.
     pub async fn new(settings: &Settings) -> Result<Server, ServerError> {
-        open_data_dir(&settings.data_dir).map_err(|source| ServerError::DataDir {
-            path: settings.data_dir.display().to_string(),
+        let data_dir = settings.data_dir();
+        open_data_dir(&data_dir).map_err(|source| ServerError::DataDir {
+            path: data_dir.display().to_string(),
             source,
         })?;
-        let secret = match &settings.secret {
+        let secret = match &settings.auth.secret {
             Some(secret) => secret.clone(),
-            None => {
-                load_or_create_secret(&settings.data_dir).map_err(|source| ServerError::Secret {
-                    path: settings.data_dir.display().to_string(),
-                    source,
-                })?
-            }
+            None => load_or_create_secret(&data_dir).map_err(|source| ServerError::Secret {
+                path: data_dir.display().to_string(),
+                source,
+            })?,
         };
-        let store = storage::open(&settings.store).await?;
-        let bus = bus::open(&settings.bus).await?;
+        let store = storage::open(&settings.store_url()).await?;
+        let bus = bus::open(&settings.bus.url).await?;
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let hub = Hub::new(store.last_event_id().await?);
@@ -80,7 +79,7 @@ impl Server {
         let ingest = Ingest::start(store.clone(), bus.clone(), &tracker, shutdown.clone());
         let state = Arc::new(Shared {
             gateway: settings.gateway.clone(),
-            keys: Keys::with_settings(secret.as_bytes(), &settings.tokens),
+            keys: Keys::with_settings(secret.as_bytes(), &settings.tokens()),
             store,
             bus,
             hub,

@@ -7,9 +7,9 @@ use crate::support::{pytake, TestServer};
 
 fn small<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
+        "loadtest",
         "--output",
         "json",
-        "loadtest",
         "--connections",
         "20",
         "--rate",
@@ -115,8 +115,7 @@ async fn against_a_running_server_with_a_token() {
     let server = TestServer::start().await;
     let admin = server.admin();
     let home = tempfile::tempdir().unwrap();
-    let mut args = vec!["--server", server.url.as_str(), "--token", admin.as_str()];
-    args.extend(small(&[]));
+    let args = small(&["--server", server.url.as_str(), "--token", admin.as_str()]);
     let run = pytake(&args, home.path()).await;
     assert_eq!(run.code, 0, "{run:?}");
     let r: Value = serde_json::from_str(&run.stdout).unwrap();
@@ -125,8 +124,7 @@ async fn against_a_running_server_with_a_token() {
 
     // A viewer token cannot publish the load: exit 4.
     let viewer = server.viewer("loadtest-0");
-    let mut args = vec!["--server", server.url.as_str(), "--token", viewer.as_str()];
-    args.extend(small(&[]));
+    let args = small(&["--server", server.url.as_str(), "--token", viewer.as_str()]);
     let run = pytake(&args, home.path()).await;
     assert_eq!(run.code, 4, "{run:?}");
     assert!(
@@ -149,7 +147,7 @@ async fn bad_input_gets_the_documented_exit_codes() {
     );
 
     let run = pytake(
-        &["--server", "http://127.0.0.1:1", "--token", "x", "loadtest"],
+        &["loadtest", "--server", "http://127.0.0.1:1", "--token", "x"],
         home.path(),
     )
     .await;
@@ -158,7 +156,7 @@ async fn bad_input_gets_the_documented_exit_codes() {
 
     let server = TestServer::start().await;
     let run = pytake(
-        &["--server", &server.url, "--token", "nonsense", "loadtest"],
+        &["loadtest", "--server", &server.url, "--token", "nonsense"],
         home.path(),
     )
     .await;

@@ -4,6 +4,7 @@
 mod support;
 
 mod cli;
+mod config_cli;
 mod docs;
 mod gateway_auth;
 mod gateway_limits;

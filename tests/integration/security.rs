@@ -341,13 +341,13 @@ async fn local_tools_mint_tokens_with_the_configured_audience_and_issuer() {
     // A client command minting its own token from the data dir's secret.
     let run = crate::support::pytake_env(
         &[
-            "--server",
-            &server.url,
             "--data-dir",
             d,
+            "tail",
+            "--server",
+            &server.url,
             "--output",
             "json",
-            "tail",
             "--since",
             "0",
             "--count",
@@ -363,11 +363,11 @@ async fn local_tools_mint_tokens_with_the_configured_audience_and_issuer() {
     // Without the settings, the same client is refused, and says why.
     let run = crate::support::pytake_env(
         &[
-            "--server",
-            &server.url,
             "--data-dir",
             d,
             "tail",
+            "--server",
+            &server.url,
             "--since",
             "0",
             "--count",

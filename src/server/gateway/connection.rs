@@ -214,8 +214,7 @@ pub async fn run(io: TokioIo<Upgraded>, state: AppState, target: Target, token: 
         conn: handle.id,
         authenticated: false,
     };
-    let per_minute =
-        NonZeroU32::new(state.gateway.rate_limit_per_minute).unwrap_or(NonZeroU32::MIN);
+    let per_minute = NonZeroU32::new(state.gateway.rate_limit).unwrap_or(NonZeroU32::MIN);
     let mut conn = Connection {
         state: state.clone(),
         handle: handle.clone(),
@@ -472,7 +471,7 @@ impl Connection {
             code: ErrorCode::RateLimited,
             message: format!(
                 "more than {} messages per minute; slow down",
-                self.state.gateway.rate_limit_per_minute
+                self.state.gateway.rate_limit
             ),
             retry_after: Some(retry_after),
         });

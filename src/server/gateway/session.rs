@@ -76,7 +76,7 @@ impl Connection {
             role: claims.role.to_string(),
             rooms,
             limits: Limits {
-                rate_limit_per_minute: g.rate_limit_per_minute,
+                rate_limit_per_minute: g.rate_limit,
                 max_frame_bytes: g.max_frame_bytes,
                 ping_interval_seconds: g.ping_interval.as_secs(),
                 idle_timeout_seconds: g.idle_timeout.as_secs(),

@@ -1,0 +1,186 @@
+//! The config file: read with line numbers in every error, and the
+//! commented default file `pytake config init` writes.
+
+use std::path::{Path, PathBuf};
+
+use super::flags::{all_groups, key_of};
+use super::load::ConfigError;
+use super::origin::{default_text, default_words, plain};
+use super::Settings;
+
+/// A config file that parsed and whose keys are all known.
+#[derive(Debug, Clone)]
+pub(super) struct FileLayer {
+    pub path: PathBuf,
+    pub text: String,
+    pub table: toml::Table,
+}
+
+impl FileLayer {
+    /// The line that sets `section.key`, for messages and `--origin`.
+    pub fn line_of(&self, section: &str, key: &str) -> Option<usize> {
+        let mut current = String::new();
+        for (n, line) in self.text.lines().enumerate() {
+            let t = line.trim();
+            if let Some(header) = t.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+                current = header.trim().to_string();
+            } else if current == section {
+                let name = t.split('=').next().unwrap_or("").trim().trim_matches('"');
+                if t.contains('=') && name == key {
+                    return Some(n + 1);
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Reads and checks a config file. `Ok(None)`: it does not exist and was
+/// not required (the default location).
+pub(super) fn read(path: &Path, required: bool) -> Result<Option<FileLayer>, ConfigError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(None),
+        Err(e) => {
+            return Err(ConfigError::File {
+                path: path.to_path_buf(),
+                line: None,
+                message: match e.kind() {
+                    std::io::ErrorKind::NotFound => {
+                        "no such file (`pytake config init` writes one)".into()
+                    }
+                    _ => e.to_string(),
+                },
+            })
+        }
+    };
+    parse(path, text).map(Some)
+}
+
+fn parse(path: &Path, text: String) -> Result<FileLayer, ConfigError> {
+    if let Err(e) = toml::from_str::<Settings>(&text) {
+        let line = e
+            .span()
+            .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+        return Err(ConfigError::File {
+            path: path.to_path_buf(),
+            line,
+            message: explain(e.message(), &text, line),
+        });
+    }
+    let table = text.parse::<toml::Table>().map_err(|e| ConfigError::File {
+        path: path.to_path_buf(),
+        line: None,
+        message: e.message().to_string(),
+    })?;
+    Ok(FileLayer {
+        path: path.to_path_buf(),
+        text,
+        table,
+    })
+}
+
+/// serde's words made the file's: "unknown field" is an unknown key, and a
+/// key of the old flat layout is pointed to its section.
+fn explain(message: &str, text: &str, line: Option<usize>) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return message.to_string();
+    };
+    let name = rest.split('`').next().unwrap_or("");
+    let expected = rest.split_once(", ").map(|(_, e)| e).unwrap_or("");
+    let section = line.and_then(|l| section_at(text, l));
+    let home = all_groups().into_iter().find_map(|(section, args)| {
+        args.iter()
+            .any(|a| key_of(section, a.get_id().as_str()) == name)
+            .then_some(section)
+    });
+    match (section, home) {
+        (None, Some(home)) => format!(
+            "unknown key `{name}` at the top level: it belongs in [{home}] (settings are in sections)"
+        ),
+        (None, None) => format!("unknown section or key `{name}`, {expected}"),
+        (Some(s), _) => format!("unknown key `{name}` in [{s}], {expected}"),
+    }
+}
+
+/// The `[section]` a line is in.
+fn section_at(text: &str, line: usize) -> Option<String> {
+    text.lines()
+        .take(line)
+        .filter_map(|l| {
+            let t = l.trim();
+            t.strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .map(|h| h.trim().to_string())
+        })
+        .last()
+}
+
+/// `pytake config check FILE`: parses and checks a file as `serve` would.
+pub fn check_file(path: &Path) -> Result<(), ConfigError> {
+    read(path, true).map(|_| ())
+}
+
+/// The commented default file `pytake config init` writes: every key at
+/// its default, commented out, with its flag and variable.
+pub fn init_text() -> String {
+    let mut out = String::from(
+        "# pytake configuration (`pytake config init`).\n\
+         # Precedence: flags > PYTAKE_* environment variables > this file > defaults.\n\
+         # Every key is shown commented out at its default: uncomment to change it.\n\
+         # `pytake config check FILE` validates a file; `pytake config show --origin`\n\
+         # prints the settings in effect and where each came from.\n",
+    );
+    let mut sections: Vec<&str> = Vec::new();
+    for (section, _) in all_groups() {
+        if !sections.contains(&section) {
+            sections.push(section);
+        }
+    }
+    for section in sections {
+        out.push_str(&format!("\n[{section}]\n"));
+        for (s, args) in all_groups() {
+            if s != section {
+                continue;
+            }
+            for arg in args {
+                let id = arg.get_id().as_str();
+                let key = key_of(section, id);
+                let path = format!("{section}.{key}");
+                let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                let env = arg
+                    .get_env()
+                    .map(|e| e.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let default = match default_text(&path) {
+                    Some(text) => format!(" [default: {text}]"),
+                    None => String::new(),
+                };
+                out.push_str(&format!(
+                    "# {help}{default}\n# --{}, {env}\n",
+                    arg.get_long().unwrap_or(id)
+                ));
+                let value = match (default_words(&path), default_text(&path)) {
+                    (None, Some(text)) => literal(&path, &text),
+                    _ => "\"\"".to_string(),
+                };
+                out.push_str(&format!("#{key} = {value}\n"));
+            }
+        }
+    }
+    out
+}
+
+/// A default as a TOML literal: numbers bare, everything else quoted.
+fn literal(path: &str, text: &str) -> String {
+    let defaults = toml::Value::try_from(Settings::default()).ok();
+    let (section, key) = path.split_once('.').unwrap_or(("", ""));
+    match defaults
+        .as_ref()
+        .and_then(|d| d.get(section))
+        .and_then(|s| s.get(key))
+    {
+        Some(v @ (toml::Value::Integer(_) | toml::Value::Boolean(_))) => plain(v),
+        _ => format!("{:?}", text),
+    }
+}

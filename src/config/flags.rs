@@ -1,0 +1,337 @@
+//! The settings that have flags, one clap group per config section.
+//!
+//! A field's name is its key in the section (the flag named after its
+//! section, `--store` and `--bus`, sets that section's `url`). Its `env`
+//! is its `PYTAKE_*` variable: the loader reads the environment through
+//! these same definitions, so a variable exists exactly where a flag does
+//! and both parse the same way. Defaults are not written here: they come
+//! from the section structs and are added to the help by [`with_defaults`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgMatches, Args, Command, FromArgMatches};
+use serde::Serialize;
+
+use super::duration;
+use super::LogFormat;
+
+/// A clap group whose fields are keys of one config section.
+pub trait Group: Args + FromArgMatches + Serialize {
+    const SECTION: &'static str;
+}
+
+/// The config key a flag sets in its section.
+pub fn key_of<'a>(section: &str, id: &'a str) -> &'a str {
+    if id == section {
+        "url"
+    } else {
+        id
+    }
+}
+
+fn parse_positive(s: &str) -> Result<Duration, String> {
+    duration::parse_positive(s)
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    duration::parse(s)
+}
+
+/// `none` or a positive duration, kept as text for the section to read.
+fn parse_lifetime(s: &str) -> Result<String, String> {
+    if s.trim().eq_ignore_ascii_case("none") {
+        return Ok("none".into());
+    }
+    duration::parse_positive(s)
+        .map(duration::format)
+        .map_err(|e| format!("{e}, or `none`"))
+}
+
+fn parse_count(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{s}` is not a whole number")),
+    }
+}
+
+/// Serializes a set `Option<Duration>` as text (unset ones are skipped).
+fn some_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    duration::option::serialize(d, s)
+}
+
+/// `--data-dir`: every command reads it (the server keeps its files there,
+/// the local tools find the secret there).
+#[derive(Debug, Clone, Default, Args, Serialize)]
+pub struct DataDirFlag {
+    /// Data dir: the SQLite file and the generated secret
+    #[arg(long, global = true, value_name = "DIR", env = "PYTAKE_DATA_DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Group for DataDirFlag {
+    const SECTION: &'static str = "server";
+}
+
+/// `[server]` flags of `pytake serve`.
+#[derive(Debug, Clone, Default, Args, Serialize)]
+#[command(next_help_heading = "Server")]
+pub struct ServerFlags {
+    /// Address to listen on, HOST:PORT; port 0 picks a free one
+    #[arg(long, value_name = "ADDR", env = "PYTAKE_LISTEN")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+
+    /// Log lines as readable text or one JSON object per line
+    #[arg(long, value_name = "FORMAT", env = "PYTAKE_LOG_FORMAT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+}
+
+impl Group for ServerFlags {
+    const SECTION: &'static str = "server";
+}
+
+/// `[auth]` flags: the secret and the token rules.
+#[derive(Debug, Clone, Default, Args, Serialize)]
+#[command(next_help_heading = "Tokens")]
+pub struct AuthFlags {
+    /// JWT HS256 secret; prefer --secret-file or PYTAKE_SECRET, which `ps` does not show
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "PYTAKE_SECRET",
+        hide_env_values = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+
+    /// File holding the JWT secret (its first line)
+    #[arg(long, value_name = "FILE", env = "PYTAKE_SECRET_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_file: Option<PathBuf>,
+
+    /// Clock skew tolerated on a token's exp, nbf and iat
+    #[arg(long, value_name = "DURATION", env = "PYTAKE_TOKEN_LEEWAY", value_parser = parse_duration)]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "some_duration"
+    )]
+    pub token_leeway: Option<Duration>,
+
+    /// Refuse tokens whose aud is not (or does not include) this; unset: aud is not checked
+    #[arg(long, value_name = "AUD", env = "PYTAKE_TOKEN_AUDIENCE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_audience: Option<String>,
+
+    /// Refuse tokens whose iss is not this; unset: iss is not checked
+    #[arg(long, value_name = "ISS", env = "PYTAKE_TOKEN_ISSUER")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_issuer: Option<String>,
+
+    /// Refuse tokens whose exp - iat is longer, or `none`
+    #[arg(long, value_name = "DURATION", env = "PYTAKE_TOKEN_MAX_LIFETIME", value_parser = parse_lifetime)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_max_lifetime: Option<String>,
+}
+
+impl Group for AuthFlags {
+    const SECTION: &'static str = "auth";
+}
+
+/// `[gateway]` flags: per-connection limits.
+#[derive(Debug, Clone, Default, Args, Serialize)]
+#[command(next_help_heading = "Gateway")]
+pub struct GatewayFlags {
+    /// Client messages per minute per WebSocket connection
+    #[arg(long, value_name = "N", env = "PYTAKE_RATE_LIMIT", value_parser = parse_count)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<u64>,
+
+    /// Largest WebSocket frame a client may send, in bytes
+    #[arg(long, value_name = "BYTES", env = "PYTAKE_MAX_FRAME_BYTES", value_parser = parse_count)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_frame_bytes: Option<u64>,
+
+    /// Frames queued per connection before it is closed as a slow consumer (4009)
+    #[arg(long, value_name = "N", env = "PYTAKE_OUTBOUND_QUEUE", value_parser = parse_count)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outbound_queue: Option<u64>,
+
+    /// Close connections that have not authenticated by then (4001)
+    #[arg(long, value_name = "DURATION", env = "PYTAKE_AUTH_TIMEOUT", value_parser = parse_positive)]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "some_duration"
+    )]
+    pub auth_timeout: Option<Duration>,
+
+    /// How often the server pings each connection
+    #[arg(long, value_name = "DURATION", env = "PYTAKE_PING_INTERVAL", value_parser = parse_positive)]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "some_duration"
+    )]
+    pub ping_interval: Option<Duration>,
+
+    /// Close connections silent for this long
+    #[arg(long, value_name = "DURATION", env = "PYTAKE_IDLE_TIMEOUT", value_parser = parse_positive)]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "some_duration"
+    )]
+    pub idle_timeout: Option<Duration>,
+
+    /// Close a connection as a slow consumer (4009) when a write makes no progress for this long
+    #[arg(long, value_name = "DURATION", env = "PYTAKE_WRITE_STALL", value_parser = parse_positive)]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "some_duration"
+    )]
+    pub write_stall: Option<Duration>,
+}
+
+impl Group for GatewayFlags {
+    const SECTION: &'static str = "gateway";
+}
+
+/// `[store]` flags.
+#[derive(Debug, Clone, Default, Args, Serialize)]
+#[command(next_help_heading = "Store and bus")]
+pub struct StoreFlags {
+    /// Event store URL: sqlite://PATH
+    #[arg(long, value_name = "URL", env = "PYTAKE_STORE", hide_env_values = true)]
+    #[serde(rename = "url", skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+}
+
+impl Group for StoreFlags {
+    const SECTION: &'static str = "store";
+}
+
+/// `[bus]` flags.
+#[derive(Debug, Clone, Default, Args, Serialize)]
+pub struct BusFlags {
+    /// Event bus: memory
+    #[arg(long, value_name = "URL", env = "PYTAKE_BUS", hide_env_values = true)]
+    #[serde(rename = "url", skip_serializing_if = "Option::is_none")]
+    pub bus: Option<String>,
+}
+
+impl Group for BusFlags {
+    const SECTION: &'static str = "bus";
+}
+
+/// `[client]` flags of the commands that talk to a server.
+#[derive(Debug, Clone, Default, Args, Serialize)]
+#[command(next_help_heading = "Connection")]
+pub struct ClientFlags {
+    /// Server to talk to
+    #[arg(long, value_name = "URL", env = "PYTAKE_SERVER")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+
+    /// Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show
+    #[arg(long, value_name = "JWT", env = "PYTAKE_TOKEN", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+
+    /// File holding the token (its first line)
+    #[arg(long, value_name = "FILE", env = "PYTAKE_TOKEN_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+}
+
+impl Group for ClientFlags {
+    const SECTION: &'static str = "client";
+}
+
+/// The flags of one command, as the loader reads them: each group's
+/// values and the matches that say which came from the command line.
+pub struct CommandFlags<'a> {
+    pub matches: &'a ArgMatches,
+    pub(super) overlays: Vec<(&'static str, toml::Table, Vec<clap::Arg>)>,
+}
+
+impl<'a> CommandFlags<'a> {
+    pub fn new(matches: &'a ArgMatches) -> CommandFlags<'a> {
+        CommandFlags {
+            matches,
+            overlays: Vec::new(),
+        }
+    }
+
+    /// Adds a group this command has (flattened in its clap args).
+    pub fn group<G: Group>(mut self, group: &G) -> Self {
+        let table = to_table(group);
+        self.overlays.push((G::SECTION, table, args_of::<G>()));
+        self
+    }
+}
+
+/// A group's set values as a TOML table keyed like its section.
+pub(super) fn to_table<G: Serialize>(group: &G) -> toml::Table {
+    match toml::Value::try_from(group) {
+        Ok(toml::Value::Table(t)) => t,
+        _ => toml::Table::new(),
+    }
+}
+
+/// A group's clap args, to read their names, variables and help.
+pub fn args_of<G: Group>() -> Vec<clap::Arg> {
+    G::augment_args(Command::new("group"))
+        .get_arguments()
+        .cloned()
+        .collect()
+}
+
+/// Every group, as (section, args): the whole set of flags and variables.
+pub fn all_groups() -> Vec<(&'static str, Vec<clap::Arg>)> {
+    vec![
+        (DataDirFlag::SECTION, args_of::<DataDirFlag>()),
+        (ServerFlags::SECTION, args_of::<ServerFlags>()),
+        (AuthFlags::SECTION, args_of::<AuthFlags>()),
+        (GatewayFlags::SECTION, args_of::<GatewayFlags>()),
+        (StoreFlags::SECTION, args_of::<StoreFlags>()),
+        (BusFlags::SECTION, args_of::<BusFlags>()),
+        (ClientFlags::SECTION, args_of::<ClientFlags>()),
+    ]
+}
+
+/// Adds `[default: ...]` to the help of every settings flag in `cmd` and
+/// its subcommands, from the section structs' defaults, so the help cannot
+/// disagree with what the server does.
+pub fn with_defaults(mut cmd: Command) -> Command {
+    let groups = all_groups();
+    let ids: Vec<(String, String)> = groups
+        .iter()
+        .flat_map(|(section, args)| {
+            args.iter().map(move |a| {
+                let id = a.get_id().as_str().to_string();
+                let key = key_of(section, &id).to_string();
+                (id, format!("{section}.{key}"))
+            })
+        })
+        .collect();
+    for (id, path) in &ids {
+        let Some(text) = super::origin::default_text(path) else {
+            continue;
+        };
+        if cmd.get_arguments().any(|a| a.get_id() == id.as_str()) {
+            cmd = cmd.mut_arg(id.as_str(), |a| {
+                let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+                a.help(format!("{help} [default: {text}]"))
+            });
+        }
+    }
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    for name in names {
+        cmd = cmd.mut_subcommand(name, with_defaults);
+    }
+    cmd
+}

@@ -1,0 +1,383 @@
+//! Layering: defaults < config file < `PYTAKE_*` environment < flags.
+//!
+//! Loading is a pure function of its [`Sources`] and the command's parsed
+//! flags, so each layer is tested without touching the process
+//! environment. The environment is read through the flags' own clap
+//! definitions ([`super::flags`]): a variable parses exactly as its flag
+//! does, and a bad one is reported by its name (`PYTAKE_RATE_LIMIT=abc`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use clap::parser::ValueSource;
+use clap::Command;
+
+use super::file;
+use super::flags::{
+    args_of, key_of, AuthFlags, BusFlags, ClientFlags, CommandFlags, DataDirFlag, GatewayFlags,
+    Group, ServerFlags, StoreFlags,
+};
+use super::origin::Origin;
+use super::Settings;
+
+/// Why settings could not be loaded; the text names where the bad value
+/// came from and what is accepted. Every one is a usage error (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: {message}", at_line(path, *line))]
+    File {
+        path: PathBuf,
+        line: Option<usize>,
+        message: String,
+    },
+    #[error("{var}={value}: {message}")]
+    Env {
+        var: String,
+        value: String,
+        message: String,
+    },
+    /// A value that parsed but cannot be used; `at` is its origin with the
+    /// value (`--listen 8080`, `config.toml line 3`).
+    #[error("{at}: {message}")]
+    Invalid { at: String, message: String },
+}
+
+fn at_line(path: &Path, line: Option<usize>) -> String {
+    match line {
+        Some(line) => format!("{} line {line}", path.display()),
+        None => path.display().to_string(),
+    }
+}
+
+/// Where settings come from, besides the command's flags.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    /// The config file, and whether it must exist (`--config` or
+    /// `PYTAKE_CONFIG` given).
+    pub file: Option<(PathBuf, bool)>,
+    /// Environment variables; only `PYTAKE_*` ones are read.
+    pub env: HashMap<String, String>,
+}
+
+impl Sources {
+    /// The process environment and the config file: `--config`, else
+    /// `PYTAKE_CONFIG`, else the default location if it exists.
+    pub fn from_process(config_flag: Option<PathBuf>) -> Sources {
+        let env: HashMap<String, String> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("PYTAKE_"))
+            .collect();
+        let file = match config_flag.or_else(|| {
+            env.get("PYTAKE_CONFIG")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        }) {
+            Some(path) => Some((path, true)),
+            None => super::default_config_file().map(|p| (p, false)),
+        };
+        Sources { file, env }
+    }
+}
+
+/// The settings in effect and where each came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub settings: Settings,
+    /// By `section.key`, for every key that has a flag or a default.
+    pub origins: BTreeMap<String, Origin>,
+    /// The config file that was read, if any.
+    pub file: Option<PathBuf>,
+}
+
+/// One layer's values by section, and the origin of each.
+#[derive(Default)]
+struct Layer {
+    values: Vec<(&'static str, String, toml::Value, Origin)>,
+}
+
+impl Layer {
+    fn add(
+        &mut self,
+        section: &'static str,
+        table: toml::Table,
+        origin_of: impl Fn(&str) -> Option<Origin>,
+    ) {
+        for (key, value) in table {
+            if let Some(origin) = origin_of(&key) {
+                self.values.push((section, key, value, origin));
+            }
+        }
+    }
+}
+
+/// Checks the `PYTAKE_*` variables alone, so a bad one is reported by its
+/// name before clap, which reads the same variables, reports it as a flag.
+pub fn check_env(env: &HashMap<String, String>) -> Result<(), ConfigError> {
+    env_layer(env).map(|_| ())
+}
+
+fn env_layer(env: &HashMap<String, String>) -> Result<Layer, ConfigError> {
+    let mut layer = Layer::default();
+    env_group::<DataDirFlag>(env, &mut layer)?;
+    env_group::<ServerFlags>(env, &mut layer)?;
+    env_group::<AuthFlags>(env, &mut layer)?;
+    env_group::<GatewayFlags>(env, &mut layer)?;
+    env_group::<StoreFlags>(env, &mut layer)?;
+    env_group::<BusFlags>(env, &mut layer)?;
+    env_group::<ClientFlags>(env, &mut layer)?;
+    Ok(layer)
+}
+
+/// Parses the variables of one group as if they were its flags.
+fn env_group<G: Group>(
+    env: &HashMap<String, String>,
+    layer: &mut Layer,
+) -> Result<(), ConfigError> {
+    // Without `env` on the args: clap must see only the map given here.
+    let command = || {
+        G::augment_args(Command::new("env").no_binary_name(true))
+            .mut_args(|a| a.env(None::<&'static str>).global(false))
+    };
+    let mut argv = Vec::new();
+    let mut vars = HashMap::new();
+    for arg in args_of::<G>() {
+        let Some(var) = arg.get_env().map(|v| v.to_string_lossy().into_owned()) else {
+            continue;
+        };
+        let Some(value) = env.get(&var).filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        let long = arg.get_long().unwrap_or(arg.get_id().as_str());
+        let flag = format!("--{long}={value}");
+        if let Err(e) = command().try_get_matches_from([&flag]) {
+            let shown = if arg.is_hide_env_values_set() {
+                "…".to_string()
+            } else {
+                value.clone()
+            };
+            return Err(ConfigError::Env {
+                var,
+                value: shown,
+                message: reason(&e),
+            });
+        }
+        argv.push(flag);
+        vars.insert(key_of(G::SECTION, arg.get_id().as_str()).to_string(), var);
+    }
+    if argv.is_empty() {
+        return Ok(());
+    }
+    let parsed = command()
+        .try_get_matches_from(&argv)
+        .and_then(|m| G::from_arg_matches(&m))
+        .map_err(|e| ConfigError::Invalid {
+            at: "the PYTAKE_* variables".into(),
+            message: reason(&e),
+        })?;
+    layer.add(G::SECTION, super::flags::to_table(&parsed), |key| {
+        vars.get(key).map(|v| Origin::Env(v.clone()))
+    });
+    Ok(())
+}
+
+/// What clap found wrong with a value, without its `error: invalid value
+/// ... for '--flag'` framing (the caller names the variable).
+pub(crate) fn reason(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    if let Some(source) = std::error::Error::source(e) {
+        return source.to_string();
+    }
+    if let Some(ContextValue::Strings(valid)) = e.get(ContextKind::ValidValue) {
+        return format!("expected one of {}", valid.join(", "));
+    }
+    let text = e.render().to_string();
+    let first = text.lines().next().unwrap_or("").trim();
+    first.strip_prefix("error: ").unwrap_or(first).to_string()
+}
+
+fn flag_layer(flags: &CommandFlags<'_>) -> Layer {
+    let mut layer = Layer::default();
+    for (section, table, args) in &flags.overlays {
+        let from_command_line: HashMap<String, String> = args
+            .iter()
+            .filter(|a| {
+                flags
+                    .matches
+                    .try_get_raw(a.get_id().as_str())
+                    .is_ok_and(|v| v.is_some())
+                    && flags.matches.value_source(a.get_id().as_str())
+                        == Some(ValueSource::CommandLine)
+            })
+            .map(|a| {
+                let id = a.get_id().as_str();
+                (
+                    key_of(section, id).to_string(),
+                    format!("--{}", a.get_long().unwrap_or(id)),
+                )
+            })
+            .collect();
+        layer.add(section, table.clone(), |key| {
+            from_command_line.get(key).map(|f| Origin::Flag(f.clone()))
+        });
+    }
+    layer
+}
+
+/// Keys whose empty value means "unset" (`PYTAKE_TOKEN=` in a shell, `""`
+/// in a file written by `config init`).
+const EMPTY_IS_UNSET: [&str; 8] = [
+    "server.data_dir",
+    "auth.secret",
+    "auth.secret_file",
+    "auth.token_audience",
+    "auth.token_issuer",
+    "store.url",
+    "client.token",
+    "client.token_file",
+];
+
+/// Resolves the settings of a command: `flags` are the groups it has, or
+/// `None` for a command with no settings flags (then only the file and the
+/// environment count, as for `config show`).
+pub fn load(sources: &Sources, flags: Option<&CommandFlags<'_>>) -> Result<Loaded, ConfigError> {
+    let file = match &sources.file {
+        Some((path, required)) => file::read(path, *required)?,
+        None => None,
+    };
+    let env = env_layer(&sources.env)?;
+    let flags = flags.map(flag_layer).unwrap_or_default();
+
+    let mut merged = file.as_ref().map(|f| f.table.clone()).unwrap_or_default();
+    let mut origins: BTreeMap<String, Origin> = BTreeMap::new();
+    if let Some(f) = &file {
+        for (section, keys) in &f.table {
+            if let toml::Value::Table(keys) = keys {
+                for key in keys.keys() {
+                    origins.insert(
+                        format!("{section}.{key}"),
+                        Origin::File {
+                            path: f.path.clone(),
+                            line: f.line_of(section, key),
+                        },
+                    );
+                }
+            }
+        }
+    }
+    for (section, key, value, origin) in env.values.into_iter().chain(flags.values) {
+        let table = merged
+            .entry(section)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let toml::Value::Table(t) = table {
+            t.insert(key.clone(), value);
+        }
+        origins.insert(format!("{section}.{key}"), origin);
+    }
+    for path in EMPTY_IS_UNSET {
+        let (section, key) = path.split_once('.').expect("section.key");
+        if let Some(toml::Value::Table(t)) = merged.get_mut(section) {
+            if t.get(key).and_then(|v| v.as_str()) == Some("") {
+                t.remove(key);
+            }
+        }
+    }
+    let mut settings: Settings =
+        toml::Value::Table(merged)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                at: "settings".into(),
+                message: e.message().to_string(),
+            })?;
+    let mut loaded = Loaded {
+        origins: all_origins(origins),
+        file: file.map(|f| f.path),
+        settings: Settings::default(),
+    };
+    read_secret_files(&mut settings, &loaded)?;
+    super::validate::check(&settings, &loaded)?;
+    loaded.settings = settings;
+    Ok(loaded)
+}
+
+/// Every key with a flag or a default gets an origin (`default` if no
+/// layer set it).
+fn all_origins(mut origins: BTreeMap<String, Origin>) -> BTreeMap<String, Origin> {
+    if let Ok(toml::Value::Table(defaults)) = toml::Value::try_from(Settings::default()) {
+        for (section, keys) in defaults {
+            if let toml::Value::Table(keys) = keys {
+                for key in keys.keys() {
+                    origins
+                        .entry(format!("{section}.{key}"))
+                        .or_insert(Origin::Default);
+                }
+            }
+        }
+    }
+    for (section, args) in super::flags::all_groups() {
+        for arg in args {
+            let key = key_of(section, arg.get_id().as_str());
+            origins
+                .entry(format!("{section}.{key}"))
+                .or_insert(Origin::Default);
+        }
+    }
+    origins
+}
+
+impl Loaded {
+    pub fn origin(&self, path: &str) -> Origin {
+        self.origins.get(path).cloned().unwrap_or(Origin::Default)
+    }
+}
+
+/// `secret_file` and `token_file`: the file's first line becomes the
+/// value. When both a value and a file are set, the higher layer wins; on
+/// one layer, both is an error (which was meant?).
+fn read_secret_files(settings: &mut Settings, loaded: &Loaded) -> Result<(), ConfigError> {
+    let pick = |value: &str, file: &str| -> Result<bool, ConfigError> {
+        let (v, f) = (loaded.origin(value), loaded.origin(file));
+        if v.rank() == f.rank() && v != Origin::Default {
+            return Err(ConfigError::Invalid {
+                at: format!("{v} and {f}"),
+                message: format!(
+                    "both `{value}` and `{file}` are set: give one (the file keeps it out of argv and the environment)"
+                ),
+            });
+        }
+        Ok(f.rank() > v.rank())
+    };
+    if let Some(path) = settings.auth.secret_file.clone() {
+        if pick("auth.secret", "auth.secret_file")? {
+            settings.auth.secret = Some(first_line(
+                &path,
+                &loaded.origin("auth.secret_file"),
+                "secret",
+            )?);
+        }
+    }
+    if let Some(path) = settings.client.token_file.clone() {
+        if pick("client.token", "client.token_file")? {
+            settings.client.token = Some(first_line(
+                &path,
+                &loaded.origin("client.token_file"),
+                "token",
+            )?);
+        }
+    }
+    Ok(())
+}
+
+fn first_line(path: &Path, origin: &Origin, what: &str) -> Result<String, ConfigError> {
+    let at = origin.with_value(&path.display().to_string());
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
+        at: at.clone(),
+        message: format!("cannot read the {what} file: {e}"),
+    })?;
+    let line = text.lines().next().unwrap_or("").trim().to_string();
+    if line.is_empty() {
+        return Err(ConfigError::Invalid {
+            at,
+            message: format!("the {what} file is empty"),
+        });
+    }
+    Ok(line)
+}

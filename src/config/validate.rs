@@ -1,0 +1,84 @@
+//! Checks that need more than a type: values that parse but cannot work.
+//! Each error names where the value came from and suggests a fix.
+
+use std::time::Duration;
+
+use super::load::{ConfigError, Loaded};
+use super::Settings;
+
+pub(super) fn check(s: &Settings, loaded: &Loaded) -> Result<(), ConfigError> {
+    let invalid = |path: &str, value: String, message: String| ConfigError::Invalid {
+        at: loaded.origin(path).with_value(&value),
+        message,
+    };
+    listen_address(&s.server.listen)
+        .map_err(|m| invalid("server.listen", s.server.listen.clone(), m))?;
+    server_url(&s.client.server)
+        .map_err(|m| invalid("client.server", s.client.server.clone(), m))?;
+    let g = &s.gateway;
+    for (path, value) in [
+        ("gateway.rate_limit", g.rate_limit as u64),
+        ("gateway.max_frame_bytes", g.max_frame_bytes as u64),
+        ("gateway.outbound_queue", g.outbound_queue as u64),
+    ] {
+        if value == 0 {
+            return Err(invalid(path, "0".into(), "must be at least 1".into()));
+        }
+    }
+    for (path, value) in [
+        ("gateway.auth_timeout", g.auth_timeout),
+        ("gateway.ping_interval", g.ping_interval),
+        ("gateway.idle_timeout", g.idle_timeout),
+        ("gateway.write_stall", g.write_stall),
+    ] {
+        if value == Duration::ZERO {
+            return Err(invalid(path, "0s".into(), "must be longer than 0s".into()));
+        }
+    }
+    if s.auth.token_max_lifetime == Some(Duration::ZERO) {
+        return Err(invalid(
+            "auth.token_max_lifetime",
+            "0s".into(),
+            "must be longer than 0s, or `none` for no limit".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `HOST:PORT`, with a suggestion for the usual mistakes (a bare port, a
+/// URL).
+pub fn listen_address(listen: &str) -> Result<(), String> {
+    let example = "127.0.0.1:8080, or 0.0.0.0:8080 for every interface";
+    if let Ok(port) = listen.trim().parse::<u16>() {
+        return Err(format!(
+            "not an address: write HOST:PORT, e.g. 127.0.0.1:{port} (0.0.0.0:{port} for every interface)"
+        ));
+    }
+    if listen.contains("://") {
+        return Err(format!(
+            "not an address: write HOST:PORT without a scheme, e.g. {example}"
+        ));
+    }
+    let Some((host, port)) = listen.rsplit_once(':') else {
+        return Err(format!("not an address: write HOST:PORT, e.g. {example}"));
+    };
+    if host.is_empty() {
+        return Err(format!("no host: write HOST:PORT, e.g. {example}"));
+    }
+    if port.parse::<u16>().is_err() {
+        return Err(format!(
+            "`{port}` is not a port (0 to 65535; 0 picks a free one)"
+        ));
+    }
+    Ok(())
+}
+
+/// An `http://` or `https://` URL.
+pub fn server_url(server: &str) -> Result<(), String> {
+    let url = url::Url::parse(server)
+        .map_err(|e| format!("not a URL ({e}): write e.g. http://127.0.0.1:8080"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("must start with http:// or https://, e.g. http://127.0.0.1:8080".into());
+    }
+    Ok(())
+}

@@ -1,0 +1,189 @@
+//! `pytake config show|check|init`, the layers as a user meets them, and
+//! each command offering only the options it uses.
+
+use crate::support::{pytake, pytake_env};
+
+#[tokio::test]
+async fn init_writes_a_commented_file_once_and_check_accepts_it() {
+    let home = tempfile::tempdir().unwrap();
+    let file = home.path().join("etc/pytake.toml");
+    let f = file.to_str().unwrap();
+    let run = pytake(&["config", "init", f], home.path()).await;
+    assert_eq!(
+        (run.code, run.stdout.as_str(), run.stderr.as_str()),
+        (0, format!("wrote {f}\n").as_str(), "")
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(text, pytake::config::init_text());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "it may come to hold secrets");
+    }
+
+    let run = pytake(&["config", "init", f], home.path()).await;
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stderr,
+        format!("error: {f} exists; not overwriting it (move it away first, or write elsewhere: pytake config init FILE)\n")
+    );
+
+    let run = pytake(&["config", "check", f], home.path()).await;
+    assert_eq!((run.code, run.stdout), (0, format!("{f}: ok\n")));
+
+    let run = pytake(&["config", "init", "-"], home.path()).await;
+    assert_eq!((run.code, run.stdout), (0, text));
+}
+
+#[tokio::test]
+async fn check_gives_the_line_and_exit_2() {
+    let home = tempfile::tempdir().unwrap();
+    let file = home.path().join("config.toml");
+    let f = file.to_str().unwrap();
+    std::fs::write(&file, "[server]\nlistne = \"0.0.0.0:80\"\n").unwrap();
+    let run = pytake(&["config", "check", f], home.path()).await;
+    assert_eq!(run.code, 2);
+    assert_eq!(
+        run.stderr,
+        format!("error: {f} line 2: unknown key `listne` in [server], expected one of `listen`, `data_dir`, `log_format`\n")
+    );
+    std::fs::write(&file, "[server]\nlisten = \"8080\"\n").unwrap();
+    let run = pytake(&["config", "check", f], home.path()).await;
+    assert_eq!(run.code, 2);
+    assert_eq!(
+        run.stderr,
+        format!("error: {f} line 2: not an address: write HOST:PORT, e.g. 127.0.0.1:8080 (0.0.0.0:8080 for every interface)\n")
+    );
+    // `serve` refuses the same file the same way, before binding anything.
+    let run = pytake(&["--config", f, "serve"], home.path()).await;
+    assert_eq!(run.code, 2);
+    assert_eq!(
+        run.stderr,
+        format!("error: {f} line 2: not an address: write HOST:PORT, e.g. 127.0.0.1:8080 (0.0.0.0:8080 for every interface)\n")
+    );
+    let run = pytake(&["config", "check"], home.path()).await;
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr
+            .starts_with("error: no config file to check: none at "),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test]
+async fn show_says_where_each_value_came_from_and_masks_secrets() {
+    let home = tempfile::tempdir().unwrap();
+    let file = home.path().join("pytake.toml");
+    let f = file.to_str().unwrap();
+    std::fs::write(
+        &file,
+        "[gateway]\nrate_limit = 50\n\n[auth]\nsecret = \"hunter2\"\n",
+    )
+    .unwrap();
+    let data = home.path().join("data");
+    let d = data.to_str().unwrap();
+    // PYTAKE_CONFIG names the file; a variable beats the file; a flag beats both.
+    let run = pytake_env(
+        &["--data-dir", d, "config", "show", "--origin"],
+        home.path(),
+        &[
+            ("PYTAKE_CONFIG", f),
+            ("PYTAKE_IDLE_TIMEOUT", "1m"),
+            ("PYTAKE_DATA_DIR", "/not/this"),
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(!run.stdout.contains("hunter2"));
+    let store = format!("\"sqlite://{d}/pytake.db\"");
+    let pad = |s: String| format!("{s:<w$}", w = 6 + store.len());
+    let expected = [
+        format!("# config file: {f}"),
+        String::new(),
+        "[server]".into(),
+        pad(format!("data_dir = \"{d}\"")) + "  # --data-dir",
+        pad("listen = \"127.0.0.1:8080\"".into()) + "  # default",
+        pad("log_format = \"text\"".into()) + "  # default",
+        String::new(),
+        "[auth]".into(),
+        pad("secret = \"********\"".into()) + &format!("  # {f} line 5"),
+        pad("token_leeway = \"30s\"".into()) + "  # default",
+        pad("token_max_lifetime = \"366d\"".into()) + "  # default",
+        pad("# secret_file unset".into()) + "  # default",
+        pad("# token_audience unset".into()) + "  # default",
+        pad("# token_issuer unset".into()) + "  # default",
+        String::new(),
+        "[gateway]".into(),
+        pad("auth_timeout = \"10s\"".into()) + "  # default",
+        pad("idle_timeout = \"1m\"".into()) + "  # PYTAKE_IDLE_TIMEOUT",
+        pad("max_frame_bytes = 65536".into()) + "  # default",
+        pad("outbound_queue = 1024".into()) + "  # default",
+        pad("ping_interval = \"25s\"".into()) + "  # default",
+        pad("rate_limit = 50".into()) + &format!("  # {f} line 2"),
+        pad("write_stall = \"10s\"".into()) + "  # default",
+        String::new(),
+        "[store]".into(),
+        pad(format!("url = {store}")) + "  # default",
+        String::new(),
+        "[bus]".into(),
+        pad("url = \"memory\"".into()) + "  # default",
+        String::new(),
+        "[client]".into(),
+        pad("server = \"http://127.0.0.1:8080\"".into()) + "  # default",
+        pad("# token unset".into()) + "  # default",
+        pad("# token_file unset".into()) + "  # default",
+    ]
+    .join("\n")
+        + "\n";
+    assert_eq!(run.stdout, expected);
+
+    let run = pytake_env(
+        &["config", "show", "-o", "json"],
+        home.path(),
+        &[("PYTAKE_CONFIG", f)],
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(v["gateway"]["rate_limit"], 50);
+    assert_eq!(v["auth"]["secret"], "********");
+    assert_eq!(v["auth"]["token_max_lifetime"], "366d");
+}
+
+#[tokio::test]
+async fn each_command_shows_and_takes_only_its_options() {
+    let home = tempfile::tempdir().unwrap();
+    let help = pytake(&["serve", "--help"], home.path()).await.stdout;
+    for absent in ["--server", "--token ", "--output"] {
+        assert!(!help.contains(absent), "serve --help lists {absent}");
+    }
+    assert!(help.contains("--rate-limit <N>"));
+    assert!(
+        help.contains("per WebSocket connection [default: 100]"),
+        "{help}"
+    );
+    assert!(help.contains("[env: PYTAKE_RATE_LIMIT=]"), "{help}");
+    let help = pytake(&["tail", "--help"], home.path()).await.stdout;
+    assert!(help.contains("--server <URL>") && help.contains("--token-file <FILE>"));
+    assert!(!help.contains("--rate-limit"));
+
+    // `tail` has no CSV form, so it does not offer one.
+    let run = pytake(&["tail", "--output", "csv"], home.path()).await;
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.starts_with(
+            "error: invalid value 'csv' for '--output <FORMAT>'\n  [possible values: table, json]\n"
+        ),
+        "{}",
+        run.stderr
+    );
+    let run = pytake(&["serve", "--server", "http://x"], home.path()).await;
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr
+            .starts_with("error: unexpected argument '--server' found"),
+        "{}",
+        run.stderr
+    );
+}
