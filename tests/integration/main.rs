@@ -5,6 +5,7 @@ mod support;
 
 mod cli;
 mod docs;
+mod docs_check;
 mod gateway_auth;
 mod gateway_limits;
 mod gateway_protocol;
