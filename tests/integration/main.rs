@@ -6,6 +6,7 @@ mod support;
 mod cli;
 mod config_cli;
 mod docs;
+mod docs_check;
 mod gateway_auth;
 mod gateway_limits;
 mod gateway_protocol;
