@@ -21,11 +21,6 @@ use crate::support::repo_root;
 use markdown::{anchors, first_cells, frame_headings, json_blocks, links, normalize, section};
 use source::{constants, enum_variants, routes, snake_case, sources, status_number, without_tests};
 
-/// Written by the settings work of issue 10, generated from the code; until
-/// they are checked in, links to them may dangle. Once they exist, the
-/// link check holds them like any other file and this list can go.
-const GENERATED_ELSEWHERE: [&str; 2] = ["docs/cli.md", "docs/settings.md"];
-
 /// The user documentation: README.md and docs/*.md, relative to the
 /// repository.
 fn documents() -> Vec<String> {
@@ -265,9 +260,7 @@ fn links_point_at_files_and_headings_that_exist() {
             };
             let relative = target.display().to_string();
             if !repo_root().join(&target).exists() {
-                if !GENERATED_ELSEWHERE.contains(&relative.as_str()) {
-                    broken.push(format!("{doc}: ({link}): no file {relative}"));
-                }
+                broken.push(format!("{doc}: ({link}): no file {relative}"));
                 continue;
             }
             if !anchor.is_empty()
