@@ -119,6 +119,13 @@ pub enum Command {
     #[command(subcommand)]
     Config(config::ConfigCommand),
     /// Print a shell completion script
+    #[command(after_help = "\
+Examples:
+  pytake completions bash > ~/.local/share/bash-completion/completions/pytake
+  pytake completions zsh > ~/.zfunc/_pytake       # with fpath+=(~/.zfunc) in .zshrc
+  pytake completions fish > ~/.config/fish/completions/pytake.fish
+
+The same scripts are checked in under completions/, and man pages under man/.")]
     Completions(completions::CompletionsArgs),
 }
 

@@ -17,13 +17,13 @@ pub use stream::{follow, StreamItem, StreamOptions};
 /// to 4 in the CLI.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot reach the server at {url}: {reason}")]
+    #[error("cannot reach the server at {url}: {reason}; is `pytake serve` running there? (--server, PYTAKE_SERVER)")]
     Unreachable { url: String, reason: String },
     #[error("unauthorized: {0}")]
     Unauthorized(String),
     #[error("forbidden: {0}")]
     Forbidden(String),
-    #[error("no credentials: pass --token or set PYTAKE_TOKEN, or run where the server's data dir ({data_dir}) holds its secret")]
+    #[error("no credentials: pass --token-file or --token (PYTAKE_TOKEN_FILE, PYTAKE_TOKEN), or run where the server's data dir ({data_dir}) holds its secret (--data-dir, PYTAKE_DATA_DIR)")]
     NoCredentials { data_dir: String },
     #[error("server answered {status}: {message}")]
     Api {

@@ -131,7 +131,7 @@ async fn tail_reports_problems_with_the_right_exit_code() {
     assert_eq!(run.code, 3, "{run:?}");
     assert_eq!(
         run.stderr,
-        "error: cannot reach the server at ws://127.0.0.1:1/ws: Connection refused (os error 111)\n"
+        "error: cannot reach the server at ws://127.0.0.1:1/ws: Connection refused (os error 111); is `pytake serve` running there? (--server, PYTAKE_SERVER)\n"
     );
 
     let run = pytake(&["tail", "--room", "lobby"], home.path()).await;
@@ -150,7 +150,7 @@ async fn tail_reports_problems_with_the_right_exit_code() {
     assert_eq!(run.code, 4);
     assert_eq!(
         run.stderr,
-        format!("error: no credentials: pass --token or set PYTAKE_TOKEN, or run where the server's data dir ({}) holds its secret\n", empty.display())
+        format!("error: no credentials: pass --token-file or --token (PYTAKE_TOKEN_FILE, PYTAKE_TOKEN), or run where the server's data dir ({}) holds its secret (--data-dir, PYTAKE_DATA_DIR)\n", empty.display())
     );
 
     let server = TestServer::start().await;

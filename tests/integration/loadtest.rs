@@ -152,7 +152,7 @@ async fn bad_input_gets_the_documented_exit_codes() {
     )
     .await;
     assert_eq!(run.code, 3, "{run:?}");
-    assert_eq!(run.stderr, "error: cannot reach the server at http://127.0.0.1:1/: Connection refused (os error 111)\n");
+    assert_eq!(run.stderr, "error: cannot reach the server at http://127.0.0.1:1/: Connection refused (os error 111); is `pytake serve` running there? (--server, PYTAKE_SERVER)\n");
 
     let server = TestServer::start().await;
     let run = pytake(
