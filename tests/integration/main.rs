@@ -3,6 +3,7 @@
 
 mod support;
 
+mod broken_pipe;
 mod cli;
 mod docs;
 mod gateway_auth;
@@ -13,6 +14,7 @@ mod history;
 mod http_errors;
 mod intake;
 mod loadtest;
+mod loadtest_signals;
 mod resume;
 mod security;
 mod shutdown;
