@@ -103,7 +103,7 @@ Register-ArgumentCompleter -Native -CommandName 'pytake' -ScriptBlock {
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]')
             [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]')
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, json when piped]')
-            [CompletionResult]::new('--spawn', '--spawn', [CompletionResultType]::ParameterName, 'Start a pytake serve on a free loopback port with a temporary data dir, test it, stop it')
+            [CompletionResult]::new('--spawn', '--spawn', [CompletionResultType]::ParameterName, 'Start a pytake serve on a free loopback port with a temporary data dir, test it, stop it (also on Ctrl-C or SIGTERM)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')

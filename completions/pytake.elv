@@ -97,7 +97,7 @@ set edit:completion:arg-completer[pytake] = {|@words|
             cand --config 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]'
             cand --data-dir 'Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]'
             cand --output 'Output format [default: table on a terminal, json when piped]'
-            cand --spawn 'Start a pytake serve on a free loopback port with a temporary data dir, test it, stop it'
+            cand --spawn 'Start a pytake serve on a free loopback port with a temporary data dir, test it, stop it (also on Ctrl-C or SIGTERM)'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'

@@ -96,7 +96,7 @@ complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l data-dir -d '
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t'Human-readable: tables, or one line per event'
 json\t'One JSON object per line'
 csv\t'Comma-separated values'"
-complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l spawn -d 'Start a pytake serve on a free loopback port with a temporary data dir, test it, stop it'
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l spawn -d 'Start a pytake serve on a free loopback port with a temporary data dir, test it, stop it (also on Ctrl-C or SIGTERM)'
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -s V -l version -d 'Print version'
 complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -l server -d 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
