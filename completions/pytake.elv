@@ -114,7 +114,7 @@ set edit:completion:arg-completer[pytake] = {|@words|
             cand --config 'Config file [default: <user config dir>/pytake/config.toml]'
             cand --color 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never'
             cand --data-dir 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]'
-            cand --spawn 'Start a pytake serve on a free loopback port with a temporary data dir, test it, stop it'
+            cand --spawn 'Start a pytake serve on a free loopback port with a temporary data dir, test it, stop it (also on Ctrl-C or SIGTERM)'
             cand -v 'More log output on stderr: -v, -vv, -vvv (RUST_LOG overrides)'
             cand --verbose 'More log output on stderr: -v, -vv, -vvv (RUST_LOG overrides)'
             cand -q 'Less log output on stderr: -q errors only, -qq nothing'

@@ -109,7 +109,7 @@ complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l color -d 'Col
 always\t''
 never\t''"
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l data-dir -d 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]' -r -F
-complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l spawn -d 'Start a pytake serve on a free loopback port with a temporary data dir, test it, stop it'
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l spawn -d 'Start a pytake serve on a free loopback port with a temporary data dir, test it, stop it (also on Ctrl-C or SIGTERM)'
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -s v -l verbose -d 'More log output on stderr: -v, -vv, -vvv (RUST_LOG overrides)'
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -s q -l quiet -d 'Less log output on stderr: -q errors only, -qq nothing'
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -s h -l help -d 'Print help'

@@ -1,7 +1,10 @@
 //! `pytake loadtest`: WebSocket load against a server (or one it spawns),
 //! with thresholds that set the exit code for CI.
 
-use std::io::{IsTerminal, Write};
+mod signals;
+mod summary;
+
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -9,30 +12,50 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, Table};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::exit::{ThresholdsNotMet, UsageError};
+use super::exit::{is_broken_pipe_anyhow, Interrupted, ThresholdsNotMet, UsageError};
 use super::output::OutputFormat;
 use super::spawn::Spawned;
 use super::{fdlimit, junit};
 use crate::auth::Keys;
-use crate::client::loadtest::{
-    self,
-    report::{LatencyReport, Report},
-    LoadConfig, LoadError, Model, Shared, Threshold,
-};
+use crate::client::loadtest::{self, LoadConfig, LoadError, Model, Shared, Threshold};
 use crate::client::TokenSource;
-use crate::config::Settings;
+use crate::config::{duration, Settings};
+use signals::Signals;
+
+/// `loadtest --help`'s closing text: real command lines, and the exit codes
+/// as `cli::exit` defines them.
+const AFTER_HELP: &str = "\
+Examples:
+  # CI gate: a throwaway server; fail the job on loss or slow deliveries
+  pytake loadtest --spawn --connections 1000 --rate 500 --duration 30s \\
+      --threshold 'loss==0' --threshold 'p99<50ms' --junit loadtest.xml
+
+  # Against a running server (token from PYTAKE_TOKEN), one CSV row per run
+  pytake loadtest --server https://rt.example.com --output csv \\
+      --connections 200 --rate 100 --duration 1m | tail -n +2 >> runs.csv
+
+Exit status:
+  0    the run finished and every threshold was met
+  1    the run failed, or is invalid (the generator fell behind its schedule)
+  2    usage error
+  3    cannot reach the server
+  4    the token was refused
+  99   a threshold was not met
+  130  interrupted by SIGINT (Ctrl-C); 143 by SIGTERM: 128 + the signal, as shells
+       report it. The summary so far is printed and a spawned server stopped;
+       a second signal stops at once, without a summary.";
 
 #[derive(Debug, Args)]
+#[command(after_help = AFTER_HELP)]
 pub struct LoadtestArgs {
     /// WebSocket connections: held for the whole run (closed model) or opened during it (--arrival-rate)
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub connections: usize,
 
     /// Time over which the connections are opened
-    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = duration::parse)]
     pub ramp: Duration,
 
     /// Events published per second (batched above 200/s)
@@ -40,7 +63,7 @@ pub struct LoadtestArgs {
     pub rate: f64,
 
     /// How long events are published
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration::parse_positive)]
     pub duration: Duration,
 
     /// Rooms the connections and events are spread over (per tenant)
@@ -65,6 +88,7 @@ pub struct LoadtestArgs {
     pub arrival_rate: Option<f64>,
 
     /// Start a pytake serve on a free loopback port with a temporary data dir, test it, stop it
+    /// (also on Ctrl-C or SIGTERM)
     #[arg(long)]
     pub spawn: bool,
 
@@ -76,10 +100,6 @@ pub struct LoadtestArgs {
     /// Also write the result as JUnit XML, for CI systems
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("`{s}` is not a duration like 20s: {e}"))
 }
 
 fn parse_threshold(s: &str) -> Result<Threshold, String> {
@@ -103,9 +123,6 @@ impl LoadtestArgs {
                 "--rate must be 0 or more events per second".into(),
             ));
         }
-        if self.duration.is_zero() {
-            return Err(UsageError("--duration must be longer than 0s".into()));
-        }
         if self
             .arrival_rate
             .is_some_and(|r| !(r > 0.0 && r.is_finite()))
@@ -125,6 +142,9 @@ impl LoadtestArgs {
     }
 }
 
+/// Runs the load test and prints its summary; the error, if any, carries
+/// the exit code (`cli::exit`). Installs SIGINT and SIGTERM handlers for the
+/// run: the first signal winds it down, the second stops it at once.
 pub async fn run(
     args: LoadtestArgs,
     settings: Settings,
@@ -132,8 +152,27 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     args.check()?;
     let format = OutputFormat::resolve(output);
+    let signals = Signals::listen().context("cannot watch for SIGINT and SIGTERM")?;
+    tokio::select! {
+        // A run that has finished wins over a signal that came too late.
+        biased;
+        result = run_until_done(args, settings, format, &signals) => result,
+        // Dropping the run kills and reaps a spawned server (`Spawned`'s Drop).
+        signal = signals.second() => Err(Interrupted::Twice(signal).into()),
+    }
+}
+
+async fn run_until_done(
+    args: LoadtestArgs,
+    settings: Settings,
+    format: OutputFormat,
+    signals: &Signals,
+) -> anyhow::Result<()> {
     let spawned = match args.spawn {
-        true => Some(Spawned::start(&[]).await?),
+        true => tokio::select! {
+            spawned = Spawned::start(&[]) => Some(spawned?),
+            signal = signals.first() => return Err(Interrupted::BeforeLoad(signal).into()),
+        },
         false => None,
     };
     let (server, tokens) = match &spawned {
@@ -170,7 +209,15 @@ pub async fn run(
     let progress = std::io::stderr()
         .is_terminal()
         .then(|| watch(shared.clone(), args.connections));
-    let result = loadtest::run(&cfg, shared).await;
+    let load = loadtest::run(&cfg, shared.clone());
+    tokio::pin!(load);
+    let result = tokio::select! {
+        result = &mut load => result,
+        _ = signals.first() => {
+            shared.interrupt();
+            load.await
+        }
+    };
     if let Some((bar, task)) = progress {
         task.abort();
         bar.finish_and_clear();
@@ -179,6 +226,8 @@ pub async fn run(
         Some(s) => s.stop().await,
         None => Ok(()),
     };
+    // Unwrapped, because `transparent` hides the ClientError (and with it
+    // the exit code) from the error chain.
     let mut report = match result {
         Ok(report) => report,
         Err(LoadError::Client(e)) => return Err(e.into()),
@@ -188,17 +237,22 @@ pub async fn run(
         eprintln!("pytake loadtest: the spawned server did not stop cleanly; its log:\n{log}");
     }
     report.thresholds = args.thresholds.iter().map(|t| t.check(&report)).collect();
-    match format {
-        OutputFormat::Json => {
-            let mut out = std::io::stdout().lock();
-            serde_json::to_writer(&mut out, &report)?;
-            writeln!(out)?;
+    // A reader that left (`| head`) has what it wanted; the exit code
+    // still says how the run went.
+    if let Err(e) = summary::write(&report, format, &mut std::io::stdout().lock()) {
+        if !is_broken_pipe_anyhow(&e) {
+            return Err(e.context("cannot print the summary"));
         }
-        _ => println!("{}", table(&report)),
     }
     if let Some(path) = &args.junit {
         std::fs::write(path, junit::render(&report))
             .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if report.interrupted {
+        let signal = signals
+            .received()
+            .unwrap_or(super::exit::StopSignal::Interrupt);
+        return Err(Interrupted::WithSummary(signal).into());
     }
     if let Some(reason) = &report.invalid_reason {
         anyhow::bail!("the run is invalid: {reason}");
@@ -207,7 +261,7 @@ pub async fn run(
         .thresholds
         .iter()
         .filter(|v| !v.ok)
-        .map(|v| format!("{} (was {})", v.threshold, number(v.actual)))
+        .map(|v| format!("{} (was {})", v.threshold, summary::number(v.actual)))
         .collect();
     if !failed.is_empty() {
         return Err(ThresholdsNotMet(failed.join(", ")).into());
@@ -240,109 +294,4 @@ fn watch(shared: Arc<Shared>, connections: usize) -> (ProgressBar, tokio::task::
         }
     });
     (bar, task)
-}
-
-/// A number without noise: integers as integers, others with 2 decimals.
-fn number(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{}", v as i64)
-    } else {
-        format!("{v:.2}")
-    }
-}
-
-fn table(r: &Report) -> Table {
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED)
-        .set_header(vec!["", "result"]);
-    let mut row = |k: &str, v: String| {
-        t.add_row(vec![Cell::new(k), Cell::new(v)]);
-    };
-    row(
-        "run",
-        if r.valid {
-            "valid".into()
-        } else {
-            format!("INVALID: {}", r.invalid_reason.clone().unwrap_or_default())
-        },
-    );
-    row(
-        "load",
-        format!(
-            "{} connections ({}), {}/s for {}s, {} room(s) x {} tenant(s), {} B payload",
-            r.config.connections,
-            r.config.model,
-            number(r.config.rate),
-            number(r.config.duration_s),
-            r.config.rooms,
-            r.config.tenants,
-            r.config.payload_bytes
-        ),
-    );
-    row(
-        "connections",
-        format!(
-            "{} established, {} failed, all in {:.2}s ({} source address(es))",
-            r.connections.established,
-            r.connections.failed,
-            r.connections.time_to_connect_all_s,
-            r.connections.source_addresses
-        ),
-    );
-    row(
-        "events",
-        format!(
-            "{} published, {} failed, {:.0}/s accepted",
-            r.events.published, r.events.publish_failed, r.events.accepted_per_s
-        ),
-    );
-    row(
-        "deliveries",
-        format!(
-            "{} of {} expected, {} lost, {} duplicated, {:.0}/s",
-            r.deliveries.received,
-            r.deliveries.expected,
-            r.deliveries.lost,
-            r.deliveries.duplicated,
-            r.deliveries.per_second
-        ),
-    );
-    let percentiles = |l: &LatencyReport| {
-        format!(
-            "p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
-            l.p50, l.p90, l.p99, l.p99_9, l.max
-        )
-    };
-    row("latency (ms)", percentiles(&r.latency_ms));
-    if r.events.ack_latency_ms.samples > 0 {
-        row("publish ack (ms)", percentiles(&r.events.ack_latency_ms));
-    }
-    if let Some(per) = r.server_memory.per_connection_bytes {
-        row(
-            "server memory",
-            format!("{:.1} KiB per connection", per / 1024.0),
-        );
-    }
-    row(
-        "generator",
-        format!(
-            "max schedule lag {:.1} ms, backpressure {:.0} ms",
-            r.generator.max_schedule_lag_ms, r.generator.backpressure_ms
-        ),
-    );
-    if !r.errors.is_empty() {
-        let errors: Vec<String> = r.errors.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-        row("errors", errors.join(", "));
-    }
-    for v in &r.thresholds {
-        row(
-            &format!("threshold {}", v.threshold),
-            format!(
-                "{} (actual {})",
-                if v.ok { "ok" } else { "FAILED" },
-                number(v.actual)
-            ),
-        );
-    }
-    t
 }

@@ -175,3 +175,81 @@ async fn bad_input_gets_the_documented_exit_codes() {
         run.stderr
     );
 }
+
+/// The CSV header: the JSON summary's paths, then one column per threshold.
+const CSV_HEADER: &str = "valid,interrupted,config.server,config.model,config.connections,config.ramp_s,\
+config.rate,config.duration_s,config.rooms,config.tenants,config.payload_bytes,config.publishers,\
+connections.established,connections.failed,connections.time_to_connect_all_s,\
+events.published,events.publish_failed,events.accepted_per_s,events.published_for_s,\
+events.ack_latency_ms.p50,events.ack_latency_ms.p99,\
+deliveries.expected,deliveries.received,deliveries.lost,deliveries.duplicated,deliveries.per_second,\
+latency_ms.samples,latency_ms.p50,latency_ms.p90,latency_ms.p99,latency_ms.p99_9,latency_ms.max,latency_ms.mean,\
+errors,server_memory.per_connection_bytes,generator.max_schedule_lag_ms,generator.backpressure_ms,\
+threshold loss==0,threshold p99<1s";
+
+#[tokio::test]
+async fn csv_output_is_one_header_and_one_row() {
+    let home = tempfile::tempdir().unwrap();
+    let run = pytake(
+        &[
+            "loadtest",
+            "--output",
+            "csv",
+            "--spawn",
+            "--connections",
+            "2",
+            "--rate",
+            "20",
+            "--duration",
+            "1s",
+            "--threshold",
+            "loss==0",
+            "--threshold",
+            "p99<1s",
+        ],
+        home.path(),
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", run.stdout);
+    assert_eq!(lines[0], CSV_HEADER);
+    let row: Vec<&str> = lines[1].split(',').collect();
+    assert_eq!(row.len(), CSV_HEADER.split(',').count(), "{}", lines[1]);
+    assert_eq!(&row[..2], ["true", "false"]);
+    assert_eq!(&row[3..5], ["closed", "2"]);
+    // 20 events to 2 subscribers of the one room.
+    assert_eq!(&row[21..25], ["40", "40", "0", "0"]);
+    assert_eq!(&row[row.len() - 2..], ["ok", "ok"]);
+}
+
+#[tokio::test]
+async fn help_shows_examples_and_the_exit_codes() {
+    let home = tempfile::tempdir().unwrap();
+    let run = pytake(&["loadtest", "--help"], home.path()).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let examples = run.stdout.find("Examples:").expect("an Examples section");
+    assert_eq!(
+        &run.stdout[examples..],
+        "Examples:
+  # CI gate: a throwaway server; fail the job on loss or slow deliveries
+  pytake loadtest --spawn --connections 1000 --rate 500 --duration 30s \\
+      --threshold 'loss==0' --threshold 'p99<50ms' --junit loadtest.xml
+
+  # Against a running server (token from PYTAKE_TOKEN), one CSV row per run
+  pytake loadtest --server https://rt.example.com --output csv \\
+      --connections 200 --rate 100 --duration 1m | tail -n +2 >> runs.csv
+
+Exit status:
+  0    the run finished and every threshold was met
+  1    the run failed, or is invalid (the generator fell behind its schedule)
+  2    usage error
+  3    cannot reach the server
+  4    the token was refused
+  99   a threshold was not met
+  130  interrupted by SIGINT (Ctrl-C); 143 by SIGTERM: 128 + the signal, as shells
+       report it. The summary so far is printed and a spawned server stopped;
+       a second signal stops at once, without a summary.
+"
+    );
+}

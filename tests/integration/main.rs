@@ -3,6 +3,7 @@
 
 mod support;
 
+mod broken_pipe;
 mod cli;
 mod config_cli;
 mod docs;
@@ -15,6 +16,7 @@ mod history;
 mod http_errors;
 mod intake;
 mod loadtest;
+mod loadtest_signals;
 mod resume;
 mod security;
 mod shutdown;

@@ -5,6 +5,11 @@
 //! Models: *closed* holds N connections (ramped over `ramp`) while events
 //! are published; *open* lets connections arrive at a rate during the run,
 //! each resuming from the run's first event so every delivery is accounted.
+//!
+//! An interrupted run ([`Shared::interrupt`]) opens no more connections and
+//! publishes no more events, but still waits for the deliveries of events
+//! already acknowledged before it closes the connections: its figures are
+//! those of a shorter run, not of a run cut off mid-flight.
 
 mod publisher;
 pub mod report;
@@ -85,7 +90,10 @@ pub enum LoadError {
 /// State shared by the connections, the publisher and the progress display.
 pub struct Shared {
     pub start: Instant,
+    /// Everything stops: connections close (end of run, or a fatal error).
     pub stop: CancellationToken,
+    /// No new connections or events; deliveries still drain (a signal).
+    interrupted: CancellationToken,
     pub groups: usize,
     pub connected: AtomicU64,
     pub failed: AtomicU64,
@@ -110,6 +118,7 @@ impl Shared {
         Arc::new(Shared {
             start: Instant::now(),
             stop: CancellationToken::new(),
+            interrupted: CancellationToken::new(),
             groups,
             connected: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -147,6 +156,26 @@ impl Shared {
             .expect("fatal lock")
             .get_or_insert(message);
         self.stop.cancel();
+    }
+
+    /// Ends the run early (the operator's Ctrl-C): no new connections or
+    /// events, then the usual drain, then a report marked interrupted.
+    pub fn interrupt(&self) {
+        self.interrupted.cancel();
+    }
+
+    /// Whether the run should start nothing new.
+    fn halted(&self) -> bool {
+        self.stop.is_cancelled() || self.interrupted.is_cancelled()
+    }
+
+    /// Sleeps until `due`; false if the run was halted meanwhile.
+    async fn pause_until(&self, due: Instant) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep_until(due) => !self.halted(),
+            _ = self.stop.cancelled() => false,
+            _ = self.interrupted.cancelled() => false,
+        }
     }
 
     fn subscribed(&self, group: usize) {
@@ -273,25 +302,25 @@ pub async fn run(cfg: &LoadConfig, shared: Arc<Shared>) -> Result<Report, LoadEr
     match cfg.model {
         Model::Closed => {
             for i in 0..cfg.connections {
-                if !cfg.ramp.is_zero() {
-                    let due = connect_started + cfg.ramp.mul_f64(i as f64 / cfg.connections as f64);
-                    tokio::time::sleep_until(due).await;
+                let due = connect_started + cfg.ramp.mul_f64(i as f64 / cfg.connections as f64);
+                if !shared.pause_until(due).await {
+                    break;
                 }
                 tasks.push(spawn_conn(plan_for(i, None)).await);
             }
-            // Wait for every connection to subscribe or fail.
-            let total = cfg.connections as u64;
+            // Wait for every connection opened to subscribe or fail.
+            let total = tasks.len() as u64;
             while shared.connected.load(Ordering::Relaxed) + shared.failed.load(Ordering::Relaxed)
                 < total
             {
-                if shared.stop.is_cancelled() {
+                if shared.halted() {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             connect_all = connect_started.elapsed();
             rss_after = api.health().await.ok().map(|h| h.process.rss_bytes);
-            schedule = if shared.stop.is_cancelled() || cfg.rate <= 0.0 {
+            schedule = if shared.halted() || cfg.rate <= 0.0 {
                 publisher::Schedule::default()
             } else {
                 publisher::run(publish_plan, shared.clone()).await
@@ -303,10 +332,9 @@ pub async fn run(cfg: &LoadConfig, shared: Arc<Shared>) -> Result<Report, LoadEr
             let gap = Duration::from_secs_f64(1.0 / per_second.max(0.001));
             for i in 0..cfg.connections {
                 let due = connect_started + gap.mul_f64(i as f64);
-                if due > connect_started + cfg.duration || shared.stop.is_cancelled() {
+                if due > connect_started + cfg.duration || !shared.pause_until(due).await {
                     break;
                 }
-                tokio::time::sleep_until(due).await;
                 tasks.push(spawn_conn(plan_for(i, Some(head))).await);
             }
             connect_all = connect_started.elapsed();
@@ -315,7 +343,8 @@ pub async fn run(cfg: &LoadConfig, shared: Arc<Shared>) -> Result<Report, LoadEr
         }
     }
 
-    // Drain: wait for the deliveries still on their way.
+    // Drain: wait for the deliveries still on their way (an interrupted
+    // run too: those events were acknowledged, so they count).
     let drain_until = Instant::now() + DRAIN;
     while shared.received.load(Ordering::Relaxed) < shared.expected()
         && Instant::now() < drain_until
@@ -385,17 +414,27 @@ fn build_report(
         .filter(|_| established > 0)
         .map(|after| (after as f64 - rss_before as f64) / established as f64);
     let lag = schedule.max_lag;
-    let invalid_reason = (lag > MAX_SCHEDULE_LAG).then(|| {
-        format!(
-            "the generator fell behind its own schedule by {:.0} ms (limit {} ms): it is short of CPU, so latency and throughput figures are not trustworthy",
-            lag.as_secs_f64() * 1000.0,
-            MAX_SCHEDULE_LAG.as_millis()
-        )
-    });
+    let interrupted = shared.interrupted.is_cancelled();
+    let invalid_reason = if interrupted {
+        Some(format!(
+            "interrupted after {:.1}s of {}",
+            schedule.published_for.as_secs_f64(),
+            crate::config::duration::format(cfg.duration)
+        ))
+    } else {
+        (lag > MAX_SCHEDULE_LAG).then(|| {
+            format!(
+                "the generator fell behind its own schedule by {:.0} ms (limit {} ms): it is short of CPU, so latency and throughput figures are not trustworthy",
+                lag.as_secs_f64() * 1000.0,
+                MAX_SCHEDULE_LAG.as_millis()
+            )
+        })
+    };
     Report {
         schema: SCHEMA,
         valid: invalid_reason.is_none(),
         invalid_reason,
+        interrupted,
         config: RunConfig {
             server: cfg.server.to_string(),
             model: match cfg.model {
@@ -425,6 +464,7 @@ fn build_report(
             } else {
                 published as f64 / schedule.elapsed.as_secs_f64()
             },
+            published_for_s: schedule.published_for.as_secs_f64(),
             ack_latency_ms: LatencyReport::from_micros(&shared.acks.lock().expect("acks lock")),
         },
         deliveries: DeliveryReport {

@@ -43,7 +43,13 @@ pub struct Schedule {
     pub max_lag: Duration,
     pub backpressure: Duration,
     pub elapsed: Duration,
+    /// From the first batch's intended time to the scheduler's end.
+    pub published_for: Duration,
 }
+
+/// The longest the scheduler sleeps at once, so that an interrupted run
+/// stops publishing within this even at a rate of one event a minute.
+const MAX_NAP: Duration = Duration::from_millis(50);
 
 struct Batch {
     first_seq: u64,
@@ -137,9 +143,16 @@ fn schedule(plan: &PublishPlan, shared: &Shared, tx: mpsc::Sender<Batch>) -> Sch
     };
     let mut sent = 0u64;
     let mut k = 0u64;
-    while sent < total && !shared.stop.is_cancelled() {
+    while sent < total && !shared.halted() {
         let due = started + tick.mul_f64(k as f64);
-        let now = std::time::Instant::now();
+        let mut now = std::time::Instant::now();
+        while due > now + MAX_NAP && !shared.halted() {
+            std::thread::sleep(MAX_NAP);
+            now = std::time::Instant::now();
+        }
+        if shared.halted() {
+            break;
+        }
         if due > now {
             std::thread::sleep(due - now);
             // Woken late with nothing in the way: the generator is starved.
@@ -165,6 +178,7 @@ fn schedule(plan: &PublishPlan, shared: &Shared, tx: mpsc::Sender<Batch>) -> Sch
         }
         schedule.backpressure += waited.elapsed();
     }
+    schedule.published_for = started.elapsed();
     schedule
 }
 

@@ -18,6 +18,9 @@ pub struct Report {
     /// would flatter the server and must not be trusted.
     pub valid: bool,
     pub invalid_reason: Option<String>,
+    /// The run was stopped early (a signal): the figures cover the time
+    /// until then, and `valid` is false.
+    pub interrupted: bool,
     pub config: RunConfig,
     pub connections: ConnectionReport,
     pub events: EventReport,
@@ -62,6 +65,9 @@ pub struct EventReport {
     pub publish_failed: u64,
     /// Events accepted per second during the publish phase.
     pub accepted_per_s: f64,
+    /// How long events were published: about `config.duration_s`, less
+    /// when interrupted.
+    pub published_for_s: f64,
     /// From each batch's intended send time to the server's acknowledgement
     /// (stored and published): the intake's share of delivery latency.
     pub ack_latency_ms: LatencyReport,
