@@ -19,12 +19,20 @@ pub fn generated_files() -> Vec<(PathBuf, Vec<u8>)> {
         (Shell::Elvish, "pytake.elv"),
     ] {
         let mut out = Vec::new();
-        clap_complete::generate(shell, &mut Cli::command(), "pytake", &mut out);
+        clap_complete::generate(shell, &mut command(), "pytake", &mut out);
         files.push((PathBuf::from("completions").join(name), out));
     }
-    let root = Cli::command();
+    let root = command();
     man_pages(&root, "pytake", &mut files);
     files
+}
+
+/// The clap model with the crate version alone: the checked-in files must
+/// not name a git revision, or every commit would make them stale.
+fn command() -> clap::Command {
+    Cli::command()
+        .version(crate::build_info::VERSION)
+        .long_version(None::<&str>)
 }
 
 fn man_pages(cmd: &clap::Command, name: &str, files: &mut Vec<(PathBuf, Vec<u8>)>) {

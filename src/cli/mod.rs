@@ -28,7 +28,8 @@ pub use output::OutputFormat;
 #[derive(Debug, Parser)]
 #[command(
     name = "pytake",
-    version,
+    version = crate::build_info::VERSION_LINE,
+    long_version = crate::build_info::long_version(),
     propagate_version = true,
     max_term_width = 100
 )]
