@@ -82,6 +82,7 @@ impl Server {
             gateway: settings.gateway.clone(),
             keys: Keys::with_settings(secret.as_bytes(), &settings.tokens),
             store,
+            store_url: settings.store.clone(),
             bus,
             hub,
             ingest,
