@@ -32,6 +32,7 @@ Register-ArgumentCompleter -Native -CommandName 'pytake' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the server: event intake, WebSocket fan-out, history')
             [CompletionResult]::new('tail', 'tail', [CompletionResultType]::ParameterValue, 'Stream events as they happen; reconnects and resumes without loss')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'One screen on a server''s health: version, uptime, store, bus, connections, events/s')
             [CompletionResult]::new('loadtest', 'loadtest', [CompletionResultType]::ParameterValue, 'WebSocket load against a server (or one it spawns), with thresholds for CI')
             [CompletionResult]::new('token', 'token', [CompletionResultType]::ParameterValue, 'Create tokens')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
@@ -75,6 +76,18 @@ Register-ArgumentCompleter -Native -CommandName 'pytake' -ScriptBlock {
             [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Start after this event id, or this long ago (10m, 2h) [default: now]')
             [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Exit after printing N events')
             [CompletionResult]::new('--count', '--count', [CompletionResultType]::ParameterName, 'Exit after printing N events')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, json when piped]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'pytake;status' {
             [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]')
             [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]')
@@ -166,6 +179,7 @@ Register-ArgumentCompleter -Native -CommandName 'pytake' -ScriptBlock {
         'pytake;help' {
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the server: event intake, WebSocket fan-out, history')
             [CompletionResult]::new('tail', 'tail', [CompletionResultType]::ParameterValue, 'Stream events as they happen; reconnects and resumes without loss')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'One screen on a server''s health: version, uptime, store, bus, connections, events/s')
             [CompletionResult]::new('loadtest', 'loadtest', [CompletionResultType]::ParameterValue, 'WebSocket load against a server (or one it spawns), with thresholds for CI')
             [CompletionResult]::new('token', 'token', [CompletionResultType]::ParameterValue, 'Create tokens')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
@@ -176,6 +190,9 @@ Register-ArgumentCompleter -Native -CommandName 'pytake' -ScriptBlock {
             break
         }
         'pytake;help;tail' {
+            break
+        }
+        'pytake;help;status' {
             break
         }
         'pytake;help;loadtest' {

@@ -28,6 +28,9 @@ _pytake() {
             pytake,serve)
                 cmd="pytake__subcmd__serve"
                 ;;
+            pytake,status)
+                cmd="pytake__subcmd__status"
+                ;;
             pytake,tail)
                 cmd="pytake__subcmd__tail"
                 ;;
@@ -45,6 +48,9 @@ _pytake() {
                 ;;
             pytake__subcmd__help,serve)
                 cmd="pytake__subcmd__help__subcmd__serve"
+                ;;
+            pytake__subcmd__help,status)
+                cmd="pytake__subcmd__help__subcmd__status"
                 ;;
             pytake__subcmd__help,tail)
                 cmd="pytake__subcmd__help__subcmd__tail"
@@ -74,7 +80,7 @@ _pytake() {
 
     case "${cmd}" in
         pytake)
-            opts="-h -V --server --token --config --data-dir --output --help --version serve tail loadtest token completions help"
+            opts="-h -V --server --token --config --data-dir --output --help --version serve tail status loadtest token completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -142,7 +148,7 @@ _pytake() {
             return 0
             ;;
         pytake__subcmd__help)
-            opts="serve tail loadtest token completions help"
+            opts="serve tail status loadtest token completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -198,6 +204,20 @@ _pytake() {
             return 0
             ;;
         pytake__subcmd__help__subcmd__serve)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pytake__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -398,6 +418,40 @@ _pytake() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json csv" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pytake__subcmd__status)
+            opts="-h -V --server --token --config --data-dir --output --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --server)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -29,6 +29,7 @@ set edit:completion:arg-completer[pytake] = {|@words|
             cand --version 'Print version'
             cand serve 'Run the server: event intake, WebSocket fan-out, history'
             cand tail 'Stream events as they happen; reconnects and resumes without loss'
+            cand status 'One screen on a server''s health: version, uptime, store, bus, connections, events/s'
             cand loadtest 'WebSocket load against a server (or one it spawns), with thresholds for CI'
             cand token 'Create tokens'
             cand completions 'Print a shell completion script'
@@ -70,6 +71,17 @@ set edit:completion:arg-completer[pytake] = {|@words|
             cand --since 'Start after this event id, or this long ago (10m, 2h) [default: now]'
             cand -n 'Exit after printing N events'
             cand --count 'Exit after printing N events'
+            cand --server 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]'
+            cand --data-dir 'Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]'
+            cand --output 'Output format [default: table on a terminal, json when piped]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'pytake;status'= {
             cand --server 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
             cand --token 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]'
             cand --config 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]'
@@ -153,6 +165,7 @@ set edit:completion:arg-completer[pytake] = {|@words|
         &'pytake;help'= {
             cand serve 'Run the server: event intake, WebSocket fan-out, history'
             cand tail 'Stream events as they happen; reconnects and resumes without loss'
+            cand status 'One screen on a server''s health: version, uptime, store, bus, connections, events/s'
             cand loadtest 'WebSocket load against a server (or one it spawns), with thresholds for CI'
             cand token 'Create tokens'
             cand completions 'Print a shell completion script'
@@ -161,6 +174,8 @@ set edit:completion:arg-completer[pytake] = {|@words|
         &'pytake;help;serve'= {
         }
         &'pytake;help;tail'= {
+        }
+        &'pytake;help;status'= {
         }
         &'pytake;help;loadtest'= {
         }

@@ -35,6 +35,7 @@ complete -c pytake -n "__fish_pytake_needs_command" -s h -l help -d 'Print help 
 complete -c pytake -n "__fish_pytake_needs_command" -s V -l version -d 'Print version'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "serve" -d 'Run the server: event intake, WebSocket fan-out, history'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "tail" -d 'Stream events as they happen; reconnects and resumes without loss'
+complete -c pytake -n "__fish_pytake_needs_command" -f -a "status" -d 'One screen on a server\'s health: version, uptime, store, bus, connections, events/s'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "loadtest" -d 'WebSocket load against a server (or one it spawns), with thresholds for CI'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "token" -d 'Create tokens'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "completions" -d 'Print a shell completion script'
@@ -78,6 +79,15 @@ json\t'One JSON object per line'
 csv\t'Comma-separated values'"
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand status" -l server -d 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand status" -l token -d 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand status" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand status" -l data-dir -d 'Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand status" -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t'Human-readable: tables, or one line per event'
+json\t'One JSON object per line'
+csv\t'Comma-separated values'"
+complete -c pytake -n "__fish_pytake_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c pytake -n "__fish_pytake_using_subcommand status" -s V -l version -d 'Print version'
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l connections -d 'WebSocket connections: held for the whole run (closed model) or opened during it (--arrival-rate)' -r
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l ramp -d 'Time over which the connections are opened' -r
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l rate -d 'Events published per second (batched above 200/s)' -r
@@ -134,10 +144,11 @@ json\t'One JSON object per line'
 csv\t'Comma-separated values'"
 complete -c pytake -n "__fish_pytake_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pytake -n "__fish_pytake_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail loadtest token completions help" -f -a "serve" -d 'Run the server: event intake, WebSocket fan-out, history'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail loadtest token completions help" -f -a "tail" -d 'Stream events as they happen; reconnects and resumes without loss'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail loadtest token completions help" -f -a "loadtest" -d 'WebSocket load against a server (or one it spawns), with thresholds for CI'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail loadtest token completions help" -f -a "token" -d 'Create tokens'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail loadtest token completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail loadtest token completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status loadtest token completions help" -f -a "serve" -d 'Run the server: event intake, WebSocket fan-out, history'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status loadtest token completions help" -f -a "tail" -d 'Stream events as they happen; reconnects and resumes without loss'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status loadtest token completions help" -f -a "status" -d 'One screen on a server\'s health: version, uptime, store, bus, connections, events/s'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status loadtest token completions help" -f -a "loadtest" -d 'WebSocket load against a server (or one it spawns), with thresholds for CI'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status loadtest token completions help" -f -a "token" -d 'Create tokens'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status loadtest token completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status loadtest token completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "create" -d 'Print a new token signed with the server\'s secret'

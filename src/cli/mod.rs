@@ -10,6 +10,7 @@ mod loadtest;
 mod output;
 mod serve;
 mod spawn;
+mod status;
 mod tail;
 mod token;
 
@@ -64,6 +65,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Stream events as they happen; reconnects and resumes without loss
     Tail(tail::TailArgs),
+    /// One screen on a server's health: version, uptime, store, bus, connections, events/s
+    Status(status::StatusArgs),
     /// WebSocket load against a server (or one it spawns), with thresholds for CI
     Loadtest(loadtest::LoadtestArgs),
     /// Create tokens
@@ -97,6 +100,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args, settings).await,
         Command::Tail(args) => tail::run(args, settings, output).await,
+        Command::Status(args) => status::run(args, settings, output).await,
         Command::Loadtest(args) => loadtest::run(args, settings, output).await,
         Command::Token(cmd) => token::run(cmd, settings),
         Command::Completions(args) => completions::run(args),

@@ -16,4 +16,5 @@ mod loadtest;
 mod resume;
 mod security;
 mod shutdown;
+mod status;
 mod strict_input;
