@@ -31,6 +31,9 @@ _pytake() {
             pytake,serve)
                 cmd="pytake__subcmd__serve"
                 ;;
+            pytake,status)
+                cmd="pytake__subcmd__status"
+                ;;
             pytake,tail)
                 cmd="pytake__subcmd__tail"
                 ;;
@@ -76,6 +79,9 @@ _pytake() {
             pytake__subcmd__help,serve)
                 cmd="pytake__subcmd__help__subcmd__serve"
                 ;;
+            pytake__subcmd__help,status)
+                cmd="pytake__subcmd__help__subcmd__status"
+                ;;
             pytake__subcmd__help,tail)
                 cmd="pytake__subcmd__help__subcmd__tail"
                 ;;
@@ -113,7 +119,7 @@ _pytake() {
 
     case "${cmd}" in
         pytake)
-            opts="-v -q -h -V --config --color --verbose --quiet --data-dir --help --version serve tail loadtest token config completions help"
+            opts="-v -q -h -V --config --color --verbose --quiet --data-dir --help --version serve tail status loadtest token config completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -347,7 +353,7 @@ _pytake() {
             return 0
             ;;
         pytake__subcmd__help)
-            opts="serve tail loadtest token config completions help"
+            opts="serve tail status loadtest token config completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -459,6 +465,20 @@ _pytake() {
             return 0
             ;;
         pytake__subcmd__help__subcmd__serve)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pytake__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -676,6 +696,52 @@ _pytake() {
                     return 0
                     ;;
                 --bus)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pytake__subcmd__status)
+            opts="-o -v -q -h -V --token-file --output --server --token --config --color --verbose --quiet --data-dir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -31,6 +31,7 @@ set edit:completion:arg-completer[pytake] = {|@words|
             cand --version 'Print version'
             cand serve 'Run the server: event intake, WebSocket fan-out, history'
             cand tail 'Stream events as they happen; reconnects and resumes without loss'
+            cand status 'One screen on a server''s health: version, uptime, store, bus, connections, events/s'
             cand loadtest 'WebSocket load against a server (or one it spawns), with thresholds for CI'
             cand token 'Create tokens'
             cand config 'Show, check and write the configuration'
@@ -77,6 +78,24 @@ set edit:completion:arg-completer[pytake] = {|@words|
             cand --since 'Start after this event id, or this long ago (10m, 2h) [default: now]'
             cand -n 'Exit after printing N events'
             cand --count 'Exit after printing N events'
+            cand --token-file 'File holding the token (its first line)'
+            cand -o 'Output format [default: table on a terminal, json when piped]'
+            cand --output 'Output format [default: table on a terminal, json when piped]'
+            cand --server 'Server to talk to [default: http://127.0.0.1:8080]'
+            cand --token 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [default: minted from the local secret]'
+            cand --config 'Config file [default: <user config dir>/pytake/config.toml]'
+            cand --color 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never'
+            cand --data-dir 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]'
+            cand -v 'More log output on stderr: -v, -vv, -vvv (RUST_LOG overrides)'
+            cand --verbose 'More log output on stderr: -v, -vv, -vvv (RUST_LOG overrides)'
+            cand -q 'Less log output on stderr: -q errors only, -qq nothing'
+            cand --quiet 'Less log output on stderr: -q errors only, -qq nothing'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'pytake;status'= {
             cand --token-file 'File holding the token (its first line)'
             cand -o 'Output format [default: table on a terminal, json when piped]'
             cand --output 'Output format [default: table on a terminal, json when piped]'
@@ -253,6 +272,7 @@ set edit:completion:arg-completer[pytake] = {|@words|
         &'pytake;help'= {
             cand serve 'Run the server: event intake, WebSocket fan-out, history'
             cand tail 'Stream events as they happen; reconnects and resumes without loss'
+            cand status 'One screen on a server''s health: version, uptime, store, bus, connections, events/s'
             cand loadtest 'WebSocket load against a server (or one it spawns), with thresholds for CI'
             cand token 'Create tokens'
             cand config 'Show, check and write the configuration'
@@ -262,6 +282,8 @@ set edit:completion:arg-completer[pytake] = {|@words|
         &'pytake;help;serve'= {
         }
         &'pytake;help;tail'= {
+        }
+        &'pytake;help;status'= {
         }
         &'pytake;help;loadtest'= {
         }

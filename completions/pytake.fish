@@ -35,6 +35,7 @@ complete -c pytake -n "__fish_pytake_needs_command" -s h -l help -d 'Print help 
 complete -c pytake -n "__fish_pytake_needs_command" -s V -l version -d 'Print version'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "serve" -d 'Run the server: event intake, WebSocket fan-out, history'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "tail" -d 'Stream events as they happen; reconnects and resumes without loss'
+complete -c pytake -n "__fish_pytake_needs_command" -f -a "status" -d 'One screen on a server\'s health: version, uptime, store, bus, connections, events/s'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "loadtest" -d 'WebSocket load against a server (or one it spawns), with thresholds for CI'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "token" -d 'Create tokens'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "config" -d 'Show, check and write the configuration'
@@ -87,6 +88,20 @@ complete -c pytake -n "__fish_pytake_using_subcommand tail" -s v -l verbose -d '
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -s q -l quiet -d 'Less log output on stderr: -q errors only, -qq nothing'
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -s h -l help -d 'Print help'
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand status" -l token-file -d 'File holding the token (its first line)' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand status" -s o -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t''
+json\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand status" -l server -d 'Server to talk to [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand status" -l token -d 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand status" -l config -d 'Config file [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand status" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand status" -l data-dir -d 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand status" -s v -l verbose -d 'More log output on stderr: -v, -vv, -vvv (RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand status" -s q -l quiet -d 'Less log output on stderr: -q errors only, -qq nothing'
+complete -c pytake -n "__fish_pytake_using_subcommand status" -s h -l help -d 'Print help'
+complete -c pytake -n "__fish_pytake_using_subcommand status" -s V -l version -d 'Print version'
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l connections -d 'WebSocket connections: held for the whole run (closed model) or opened during it (--arrival-rate)' -r
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l ramp -d 'Time over which the connections are opened' -r
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l rate -d 'Events published per second (batched above 200/s)' -r
@@ -196,13 +211,14 @@ complete -c pytake -n "__fish_pytake_using_subcommand completions" -s v -l verbo
 complete -c pytake -n "__fish_pytake_using_subcommand completions" -s q -l quiet -d 'Less log output on stderr: -q errors only, -qq nothing'
 complete -c pytake -n "__fish_pytake_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c pytake -n "__fish_pytake_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail loadtest token config completions help" -f -a "serve" -d 'Run the server: event intake, WebSocket fan-out, history'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail loadtest token config completions help" -f -a "tail" -d 'Stream events as they happen; reconnects and resumes without loss'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail loadtest token config completions help" -f -a "loadtest" -d 'WebSocket load against a server (or one it spawns), with thresholds for CI'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail loadtest token config completions help" -f -a "token" -d 'Create tokens'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail loadtest token config completions help" -f -a "config" -d 'Show, check and write the configuration'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail loadtest token config completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail loadtest token config completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status loadtest token config completions help" -f -a "serve" -d 'Run the server: event intake, WebSocket fan-out, history'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status loadtest token config completions help" -f -a "tail" -d 'Stream events as they happen; reconnects and resumes without loss'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status loadtest token config completions help" -f -a "status" -d 'One screen on a server\'s health: version, uptime, store, bus, connections, events/s'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status loadtest token config completions help" -f -a "loadtest" -d 'WebSocket load against a server (or one it spawns), with thresholds for CI'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status loadtest token config completions help" -f -a "token" -d 'Create tokens'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status loadtest token config completions help" -f -a "config" -d 'Show, check and write the configuration'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status loadtest token config completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status loadtest token config completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "create" -d 'Print a new token signed with the server\'s secret'
 complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "show" -d 'Print the settings in effect (file, PYTAKE_* variables, defaults), secrets masked'
 complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "check" -d 'Check a config file as `pytake serve` would read it'

@@ -6,6 +6,7 @@
 //!   error and close codes, limits). Serde types only.
 //! - [`config`]: layered settings (flags > `PYTAKE_*` > file > defaults).
 //! - [`auth`]: HS256 tokens and the local secret.
+//! - [`build_info`]: the version, git revision and build date.
 //! - [`server`]: `Server` with its HTTP API, WebSocket gateway and hub,
 //!   ingest, store (SQLite) and bus (in-process).
 //! - [`client`]: REST and WebSocket clients with reconnect and resume.
@@ -15,6 +16,7 @@
 //! them all; `server` never uses `client` or `cli`.
 
 pub mod auth;
+pub mod build_info;
 pub mod cli;
 pub mod client;
 pub mod config;

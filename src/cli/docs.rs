@@ -20,10 +20,10 @@ pub fn generated_files() -> Vec<(PathBuf, Vec<u8>)> {
         (Shell::Elvish, "pytake.elv"),
     ] {
         let mut out = Vec::new();
-        clap_complete::generate(shell, &mut super::command(), "pytake", &mut out);
+        clap_complete::generate(shell, &mut command(), "pytake", &mut out);
         files.push((PathBuf::from("completions").join(name), out));
     }
-    let mut root = super::command();
+    let mut root = command();
     // Propagates the global options into every subcommand's page.
     root.build();
     man_pages(&root, "pytake", &mut files);
@@ -33,6 +33,14 @@ pub fn generated_files() -> Vec<(PathBuf, Vec<u8>)> {
         settings_reference().into_bytes(),
     ));
     files
+}
+
+/// The clap model with the crate version alone: the checked-in files must
+/// not name a git revision, or every commit would make them stale.
+fn command() -> clap::Command {
+    super::command()
+        .version(crate::build_info::VERSION)
+        .long_version(None::<&str>)
 }
 
 fn man_pages(cmd: &clap::Command, name: &str, files: &mut Vec<(PathBuf, Vec<u8>)>) {
@@ -120,7 +128,7 @@ fn cli_reference() -> String {
          Every settings flag is also a `PYTAKE_*` variable and a config file key: see\n\
          [settings.md](settings.md).\n",
     );
-    let mut root = super::command().term_width(100);
+    let mut root = command().term_width(100);
     root.build();
     help_of(&root, "pytake", &mut out);
     out

@@ -12,6 +12,7 @@ mod logging;
 pub mod output;
 mod serve;
 mod spawn;
+mod status;
 mod tail;
 mod token;
 
@@ -47,7 +48,8 @@ A broken pipe (`pytake tail | head`) is success.";
 #[derive(Debug, Parser)]
 #[command(
     name = "pytake",
-    version,
+    version = crate::build_info::VERSION_LINE,
+    long_version = crate::build_info::long_version(),
     propagate_version = true,
     max_term_width = 100,
     after_help = EXIT_CODES
@@ -98,6 +100,15 @@ pub enum Command {
     Tail {
         #[command(flatten)]
         args: tail::TailArgs,
+        #[command(flatten)]
+        client: ClientFlags,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// One screen on a server's health: version, uptime, store, bus, connections, events/s
+    Status {
+        #[command(flatten)]
+        args: status::StatusArgs,
         #[command(flatten)]
         client: ClientFlags,
         #[command(flatten)]
@@ -157,7 +168,9 @@ impl Command {
                 .group(gateway)
                 .group(store)
                 .group(bus),
-            Command::Tail { client, .. } | Command::Loadtest { client, .. } => flags.group(client),
+            Command::Tail { client, .. }
+            | Command::Status { client, .. }
+            | Command::Loadtest { client, .. } => flags.group(client),
             Command::Token(_) | Command::Config(_) | Command::Completions(_) => flags,
         }
     }
@@ -222,6 +235,7 @@ pub async fn run(cli: Cli, loaded: Loaded, sources: Sources) -> anyhow::Result<(
     match cli.command {
         Command::Serve { args, .. } => serve::run(args, settings).await,
         Command::Tail { args, output, .. } => tail::run(args, settings, output.output).await,
+        Command::Status { args, output, .. } => status::run(args, settings, output.output).await,
         Command::Loadtest { args, output, .. } => {
             loadtest::run(args, settings, output.output).await
         }

@@ -42,14 +42,124 @@ pub struct ProcessStats {
     pub rss_bytes: u64,
 }
 
-/// `GET /health`.
+/// The server's overall state in `/health`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    /// Serving, and every component answers in time.
+    Ok,
+    /// Serving, but a component fails or is slow (see `components`): events
+    /// may be refused with 503 until it recovers.
+    Degraded,
+    /// Draining after SIGTERM; `/health` answers 503.
+    ShuttingDown,
+    /// A state this client does not know (a newer server).
+    #[serde(other)]
+    Unknown,
+}
+
+impl HealthStatus {
+    /// The word on the wire and on screen (`shutting_down`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthStatus::Ok => "ok",
+            HealthStatus::Degraded => "degraded",
+            HealthStatus::ShuttingDown => "shutting_down",
+            HealthStatus::Unknown => "unknown",
+        }
+    }
+}
+
+/// How one component answered its check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    /// Answered in time.
+    Ok,
+    /// No answer within the limit (1 s for the store).
+    Slow,
+    /// Answered with an error.
+    Down,
+    /// A state this client does not know (a newer server).
+    #[serde(other)]
+    Unknown,
+}
+
+impl CheckStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckStatus::Ok => "ok",
+            CheckStatus::Slow => "slow",
+            CheckStatus::Down => "down",
+            CheckStatus::Unknown => "unknown",
+        }
+    }
+}
+
+/// The store's check: a ping, timed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoreCheck {
+    pub status: CheckStatus,
+    /// `sqlite`.
+    pub kind: String,
+    /// Where the store is (`sqlite:///var/lib/pytake/pytake.db`), with any
+    /// password replaced by `***`.
+    pub url: String,
+    /// How long the ping took; absent when it failed or timed out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
+    /// What went wrong, in words safe for an unauthenticated endpoint (the
+    /// store's own error is in the server log).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The bus's check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BusCheck {
+    pub status: CheckStatus,
+    /// `memory`.
+    pub kind: String,
+}
+
+/// Every backend the server depends on, each with its own status; any one
+/// not `ok` makes the server `degraded`. The job queue joins here when it
+/// arrives (`queue`, with its depth and workers).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Components {
+    pub store: StoreCheck,
+    pub bus: BusCheck,
+}
+
+/// Events accepted by intake (stored, duplicates not counted).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRates {
+    /// Since the server started.
+    pub total: u64,
+    /// Average over the last `window_seconds` complete seconds (or the
+    /// uptime, when shorter).
+    pub per_second: f64,
+    pub window_seconds: u64,
+}
+
+/// `GET /health`. Fields added after the first release carry
+/// `#[serde(default)]`, so a newer client still reads an older server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Health {
-    /// `ok`, or `shutting_down`.
-    pub status: String,
+    pub status: HealthStatus,
+    /// The crate version (`0.1.0`).
     pub version: String,
+    /// The git commit it was built from (`1a2b3c4d5e6f`, `-dirty`, or
+    /// `unknown`).
+    #[serde(default = "unknown")]
+    pub revision: String,
+    /// The UTC day it was built (`2026-12-02`).
+    #[serde(default = "unknown")]
+    pub build_date: String,
     pub uptime_seconds: u64,
+    /// The store's kind (`sqlite`); its check is in `components.store`.
     pub store: String,
+    /// The bus's kind (`memory`); its check is in `components.bus`.
     pub bus: String,
     pub last_event_id: EventId,
     pub websocket: ConnectionStats,
@@ -57,6 +167,15 @@ pub struct Health {
     #[serde(default)]
     pub long_polls: u64,
     pub process: ProcessStats,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<EventRates>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub components: Option<Components>,
+    // Alerts (firing, silenced) join here with the alerting issue.
+}
+
+fn unknown() -> String {
+    "unknown".into()
 }
 
 /// The body of every REST error: `{"error": {"code", "message"}}`.

@@ -3,10 +3,12 @@
 //! requests that arrived meanwhile), answers each, and only then publishes the
 //! new events on the bus: persist before publish.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -30,6 +32,13 @@ const MAX_GROUP_REQUESTS: usize = 512;
 /// Most events stored in one group commit (keeps a transaction short).
 const MAX_GROUP_EVENTS: usize = 8192;
 
+/// Complete seconds behind `/health`'s events per second: long enough to
+/// smooth a bursty producer, short enough that a stall shows within it.
+pub const RATE_WINDOW_SECS: u64 = 10;
+
+/// One slot per second of the window, plus the second under way.
+const RATE_SLOTS: usize = RATE_WINDOW_SECS as usize + 1;
+
 /// Why an event was not stored.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum IngestError {
@@ -52,6 +61,84 @@ struct Job {
 #[derive(Clone)]
 pub struct Ingest {
     tx: mpsc::Sender<Job>,
+    stats: Arc<IntakeStats>,
+}
+
+/// Events stored since start and per second over the last
+/// [`RATE_WINDOW_SECS`]. The single writer records, `/health` reads; both
+/// with atomics only, so the intake path takes no lock for it.
+pub struct IntakeStats {
+    started: Instant,
+    total: AtomicU64,
+    /// Second `s` (counted from `started`) lives in slot `s % RATE_SLOTS`:
+    /// `s` in the high 32 bits, its count in the low 32, so a slot is
+    /// claimed for a new second and counted in one atomic step.
+    slots: [AtomicU64; RATE_SLOTS],
+}
+
+impl IntakeStats {
+    fn new() -> IntakeStats {
+        IntakeStats {
+            started: Instant::now(),
+            total: AtomicU64::new(0),
+            slots: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+
+    fn second(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    /// Counts `n` events stored now.
+    fn record(&self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.total.fetch_add(n, Ordering::Relaxed);
+        let now = self.second();
+        let slot = &self.slots[(now % RATE_SLOTS as u64) as usize];
+        let _ = slot.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |packed| {
+            let (second, count) = unpack(packed);
+            let before = if second == now { count } else { 0 };
+            Some(pack(now, before.saturating_add(n)))
+        });
+    }
+
+    /// Events stored since start.
+    pub fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// Events per second over the last [`RATE_WINDOW_SECS`] complete
+    /// seconds, or over the complete seconds since start when fewer (0 in
+    /// the first second). The second under way is left out: its count is
+    /// partial and would read as a drop.
+    pub fn per_second(&self) -> f64 {
+        let now = self.second();
+        let span = now.min(RATE_WINDOW_SECS);
+        if span == 0 {
+            return 0.0;
+        }
+        let window = now - span..now;
+        let sum: u64 = self
+            .slots
+            .iter()
+            .map(|slot| unpack(slot.load(Ordering::Relaxed)))
+            .filter(|(second, _)| window.contains(second))
+            .map(|(_, count)| count)
+            .sum();
+        sum as f64 / span as f64
+    }
+}
+
+/// A rate slot: the second (32 bits: 136 years of uptime) and its count
+/// (saturating at 4 billion).
+fn pack(second: u64, count: u64) -> u64 {
+    ((second & 0xffff_ffff) << 32) | count.min(0xffff_ffff)
+}
+
+fn unpack(packed: u64) -> (u64, u64) {
+    (packed >> 32, packed & 0xffff_ffff)
 }
 
 impl Ingest {
@@ -63,8 +150,14 @@ impl Ingest {
         shutdown: CancellationToken,
     ) -> Ingest {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tracker.spawn(writer(rx, store, bus, shutdown));
-        Ingest { tx }
+        let stats = Arc::new(IntakeStats::new());
+        tracker.spawn(writer(rx, store, bus, stats.clone(), shutdown));
+        Ingest { tx, stats }
+    }
+
+    /// Events stored, in total and per second.
+    pub fn stats(&self) -> &IntakeStats {
+        &self.stats
     }
 
     /// Stores a request and publishes its new events; returns once the
@@ -85,6 +178,7 @@ async fn writer(
     mut rx: mpsc::Receiver<Job>,
     store: Arc<dyn Store>,
     bus: Arc<dyn Bus>,
+    stats: Arc<IntakeStats>,
     shutdown: CancellationToken,
 ) {
     let mut requests: Vec<AppendRequest> = Vec::with_capacity(MAX_GROUP_REQUESTS);
@@ -127,6 +221,7 @@ async fn writer(
             &mut replies,
             store.as_ref(),
             bus.as_ref(),
+            &stats,
         )
         .await;
     }
@@ -140,6 +235,7 @@ async fn commit(
     replies: &mut Vec<Reply>,
     store: &dyn Store,
     bus: &dyn Bus,
+    stats: &IntakeStats,
 ) {
     let count = requests.len();
     match store.append(requests).await {
@@ -155,6 +251,7 @@ async fn commit(
                 }
                 let _ = reply.send(outcome.map_err(IngestError::from));
             }
+            stats.record(fresh.len() as u64);
             if let Err(e) = bus.publish(&fresh).await {
                 tracing::error!(error = %e, events = fresh.len(), "publish failed after store; subscribers resume from the store");
             }
@@ -165,5 +262,45 @@ async fn commit(
                 let _ = reply.send(Err(IngestError::Store(e.to_string())));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::advance;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    /// The clock is paused: `advance` moves it exactly.
+    #[tokio::test(start_paused = true)]
+    async fn the_rate_averages_the_complete_seconds_of_the_window() {
+        let stats = IntakeStats::new();
+        stats.record(30);
+        assert_eq!(stats.per_second(), 0.0, "nothing complete in second 0");
+        advance(SECOND).await;
+        assert_eq!(stats.per_second(), 30.0, "over the one second of uptime");
+        stats.record(10);
+        stats.record(0);
+        advance(SECOND).await;
+        assert_eq!(stats.per_second(), 20.0, "40 events over 2 s");
+        advance(9 * SECOND).await;
+        assert_eq!(stats.per_second(), 1.0, "second 0 left the window");
+        advance(SECOND).await;
+        assert_eq!(stats.per_second(), 0.0, "an idle window reads 0");
+        assert_eq!(stats.total(), 40);
+    }
+
+    /// A slot is shared by seconds `s` and `s + 11`: a new second replaces
+    /// the old count instead of adding to it.
+    #[tokio::test(start_paused = true)]
+    async fn a_reused_slot_starts_from_zero() {
+        let stats = IntakeStats::new();
+        stats.record(500);
+        advance(RATE_SLOTS as u32 * SECOND).await;
+        stats.record(7);
+        advance(SECOND).await;
+        assert_eq!(stats.per_second(), 0.7);
+        assert_eq!(stats.total(), 507);
     }
 }

@@ -81,6 +81,7 @@ impl Server {
             gateway: settings.gateway.clone(),
             keys: Keys::with_settings(secret.as_bytes(), &settings.tokens()),
             store,
+            store_url: settings.store_url(),
             bus,
             hub,
             ingest,

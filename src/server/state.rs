@@ -22,6 +22,8 @@ pub struct Shared {
     pub gateway: GatewaySettings,
     pub keys: Keys,
     pub store: Arc<dyn Store>,
+    /// The store's URL as configured; `/health` shows it, password masked.
+    pub store_url: String,
     pub bus: Arc<dyn Bus>,
     pub hub: Arc<Hub>,
     pub ingest: Ingest,

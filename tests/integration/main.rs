@@ -20,4 +20,5 @@ mod loadtest_signals;
 mod resume;
 mod security;
 mod shutdown;
+mod status;
 mod strict_input;
