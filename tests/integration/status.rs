@@ -257,7 +257,10 @@ async fn status_of_an_unreachable_server_exits_3_and_says_what_to_check() {
     let run = pytake(&["status", "--output", "csv"], home.path()).await;
     assert_eq!(
         (run.code, run.stderr.as_str()),
-        (2, "error: status prints `table` (one screen) or `json`\n")
+        (
+            2,
+            "error: invalid value 'csv' for '--output <FORMAT>'\n  [possible values: table, json]\n\nFor more information, try '--help'.\n"
+        )
     );
 }
 
