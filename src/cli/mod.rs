@@ -66,11 +66,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
     pub color: ColorWhen,
 
-    /// More log output on stderr: -v, -vv, -vvv (RUST_LOG overrides)
+    /// More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
 
-    /// Less log output on stderr: -q errors only, -qq nothing
+    /// Less log output on stderr, a level per -q, down to none
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub quiet: u8,
 

@@ -45,6 +45,7 @@ pub async fn run(args: ServeArgs, settings: Settings) -> anyhow::Result<()> {
         server.start_demo();
     }
     tracing::info!(%addr, store = %crate::config::mask_url(&settings.store_url()), data_dir = %settings.data_dir().display(), open_files, "pytake serving");
+    let signals = shutdown_signals()?;
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on http://{addr}")?;
@@ -52,7 +53,7 @@ pub async fn run(args: ServeArgs, settings: Settings) -> anyhow::Result<()> {
     }
     let token = server.shutdown_token();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signals.await;
         tracing::info!("shutting down");
         token.cancel();
     });
@@ -78,18 +79,25 @@ fn bind_error(listen: &str, e: std::io::Error) -> anyhow::Error {
     anyhow::anyhow!("cannot listen on {listen}: {e}; {hint}")
 }
 
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+/// SIGINT and SIGTERM, listened for from the moment this returns: a script
+/// that signals the server as soon as it printed its address must get a
+/// clean shutdown, not the default action of a signal nobody handles yet.
+#[cfg(unix)]
+fn shutdown_signals() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
+            _ = int.recv() => {}
             _ = term.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    {
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signals() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
         let _ = tokio::signal::ctrl_c().await;
-    }
+    })
 }

@@ -1,7 +1,7 @@
 //! `pytake config show|check|init`, the layers as a user meets them, and
 //! each command offering only the options it uses.
 
-use crate::support::{pytake, pytake_env};
+use crate::support::{bin, pytake, pytake_env, Options, TestServer, DEADLINE};
 
 #[tokio::test]
 async fn init_writes_a_commented_file_once_and_check_accepts_it() {
@@ -186,4 +186,68 @@ async fn each_command_shows_and_takes_only_its_options() {
         "{}",
         run.stderr
     );
+}
+
+#[tokio::test]
+async fn log_format_json_writes_one_object_per_line() {
+    let mut server = TestServer::start_with(Options::args(&["--log-format", "json"])).await;
+    server.stop().await;
+    let log = server.log();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let serving = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "pytake serving")
+        .unwrap_or_else(|| panic!("{log}"));
+    assert_eq!(serving["level"], "INFO");
+    assert!(serving["fields"]["addr"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
+}
+
+/// `serve`'s stderr from start to a clean stop, with `flags` before `serve`.
+async fn serve_stderr(flags: &[&str]) -> String {
+    let home = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(bin())
+        .args(flags)
+        // A dir the server makes itself (0700), so no warning about its mode.
+        .args(["--data-dir", home.path().join("data").to_str().unwrap()])
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("RUST_LOG")
+        .env("XDG_CONFIG_HOME", home.path().join("no-config"))
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let first = tokio::time::timeout(DEADLINE, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(first.starts_with("listening on "), "{first}");
+    let pid = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let out = tokio::time::timeout(DEADLINE, child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stderr).unwrap()
+}
+
+#[tokio::test]
+async fn quiet_and_verbose_move_the_log_level() {
+    let normal = serve_stderr(&[]).await;
+    assert!(normal.contains("pytake serving"), "{normal}");
+    assert!(!normal.contains("DEBUG"), "{normal}");
+    assert_eq!(serve_stderr(&["-q"]).await, "");
+    let verbose = serve_stderr(&["-v"]).await;
+    assert!(verbose.contains("DEBUG"), "{verbose}");
 }

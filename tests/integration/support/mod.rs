@@ -97,8 +97,11 @@ impl TestServer {
             .stdout(Stdio::piped())
             .stderr(log)
             .kill_on_drop(true);
+        // As an operator should: in the environment, where `ps` does not show it.
         if let Some(secret) = &secret {
-            cmd.arg("--secret").arg(secret);
+            cmd.env("PYTAKE_SECRET", secret);
+        } else {
+            cmd.env_remove("PYTAKE_SECRET");
         }
         let mut child = cmd.spawn().expect("spawn pytake serve");
         let stdout = child.stdout.take().expect("stdout");
