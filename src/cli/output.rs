@@ -144,3 +144,21 @@ pub fn paint(text: &str, style: Style, color: bool) -> String {
     };
     format!("\x1b[{code}m{text}\x1b[0m")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn when(args: &[&str]) -> ColorWhen {
+        color_from_args(args.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn color_is_read_before_clap_in_both_spellings() {
+        assert_eq!(when(&["pytake", "tail"]), ColorWhen::Auto);
+        assert_eq!(when(&["pytake", "--color", "never", "tail"]), ColorWhen::Never);
+        assert_eq!(when(&["pytake", "tail", "--color=always"]), ColorWhen::Always);
+        // A bad value is left for clap to report.
+        assert_eq!(when(&["pytake", "--color", "pink"]), ColorWhen::Auto);
+    }
+}
