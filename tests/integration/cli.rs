@@ -162,7 +162,8 @@ async fn tail_reports_problems_with_the_right_exit_code() {
     assert_eq!(run.code, 4);
     assert_eq!(
         run.stderr,
-        "error: unauthorized: token is malformed: InvalidToken\n"
+        "error: unauthorized: token is malformed: expected three dot-separated parts \
+         (header.payload.signature), found 1\n"
     );
 }
 
