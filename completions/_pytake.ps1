@@ -121,6 +121,7 @@ Register-ArgumentCompleter -Native -CommandName 'pytake' -ScriptBlock {
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'Print a new token signed with the server''s secret')
+            [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Show a token''s claims and whether this server''s secret and rules accept it')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -129,6 +130,20 @@ Register-ArgumentCompleter -Native -CommandName 'pytake' -ScriptBlock {
             [CompletionResult]::new('--role', '--role', [CompletionResultType]::ParameterName, 'admin (every tenant), operator (read and publish), viewer (read), service (publish)')
             [CompletionResult]::new('--sub', '--sub', [CompletionResultType]::ParameterName, 'Who the token is for, shown in the server''s log [default: $USER]')
             [CompletionResult]::new('--ttl', '--ttl', [CompletionResultType]::ParameterName, 'Lifetime, e.g. 15m, 24h, 30d')
+            [CompletionResult]::new('--secret', '--secret', [CompletionResultType]::ParameterName, 'The server''s JWT secret; prefer PYTAKE_SECRET, a flag shows in `ps` [env: PYTAKE_SECRET] [default: <data-dir>/secret, written by `pytake serve`]')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, json when piped]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'pytake;token;verify' {
+            [CompletionResult]::new('--secret', '--secret', [CompletionResultType]::ParameterName, 'The server''s JWT secret; prefer PYTAKE_SECRET, a flag shows in `ps` [env: PYTAKE_SECRET] [default: <data-dir>/secret, written by `pytake serve`]')
             [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]')
             [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]')
@@ -142,10 +157,14 @@ Register-ArgumentCompleter -Native -CommandName 'pytake' -ScriptBlock {
         }
         'pytake;token;help' {
             [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'Print a new token signed with the server''s secret')
+            [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Show a token''s claims and whether this server''s secret and rules accept it')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
         'pytake;token;help;create' {
+            break
+        }
+        'pytake;token;help;verify' {
             break
         }
         'pytake;token;help;help' {
@@ -183,9 +202,13 @@ Register-ArgumentCompleter -Native -CommandName 'pytake' -ScriptBlock {
         }
         'pytake;help;token' {
             [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'Print a new token signed with the server''s secret')
+            [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Show a token''s claims and whether this server''s secret and rules accept it')
             break
         }
         'pytake;help;token;create' {
+            break
+        }
+        'pytake;help;token;verify' {
             break
         }
         'pytake;help;completions' {

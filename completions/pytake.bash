@@ -55,17 +55,26 @@ _pytake() {
             pytake__subcmd__help__subcmd__token,create)
                 cmd="pytake__subcmd__help__subcmd__token__subcmd__create"
                 ;;
+            pytake__subcmd__help__subcmd__token,verify)
+                cmd="pytake__subcmd__help__subcmd__token__subcmd__verify"
+                ;;
             pytake__subcmd__token,create)
                 cmd="pytake__subcmd__token__subcmd__create"
                 ;;
             pytake__subcmd__token,help)
                 cmd="pytake__subcmd__token__subcmd__help"
                 ;;
+            pytake__subcmd__token,verify)
+                cmd="pytake__subcmd__token__subcmd__verify"
+                ;;
             pytake__subcmd__token__subcmd__help,create)
                 cmd="pytake__subcmd__token__subcmd__help__subcmd__create"
                 ;;
             pytake__subcmd__token__subcmd__help,help)
                 cmd="pytake__subcmd__token__subcmd__help__subcmd__help"
+                ;;
+            pytake__subcmd__token__subcmd__help,verify)
+                cmd="pytake__subcmd__token__subcmd__help__subcmd__verify"
                 ;;
             *)
                 ;;
@@ -226,7 +235,7 @@ _pytake() {
             return 0
             ;;
         pytake__subcmd__help__subcmd__token)
-            opts="create"
+            opts="create verify"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -240,6 +249,20 @@ _pytake() {
             return 0
             ;;
         pytake__subcmd__help__subcmd__token__subcmd__create)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pytake__subcmd__help__subcmd__token__subcmd__verify)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -492,7 +515,7 @@ _pytake() {
             return 0
             ;;
         pytake__subcmd__token)
-            opts="-h -V --server --token --config --data-dir --output --help --version create help"
+            opts="-h -V --server --token --config --data-dir --output --help --version create verify help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -526,7 +549,7 @@ _pytake() {
             return 0
             ;;
         pytake__subcmd__token__subcmd__create)
-            opts="-h -V --tenant --role --sub --ttl --server --token --config --data-dir --output --help --version"
+            opts="-h -V --tenant --role --sub --ttl --secret --server --token --config --data-dir --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -545,6 +568,10 @@ _pytake() {
                     return 0
                     ;;
                 --ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --secret)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -576,7 +603,7 @@ _pytake() {
             return 0
             ;;
         pytake__subcmd__token__subcmd__help)
-            opts="create help"
+            opts="create verify help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -610,6 +637,58 @@ _pytake() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pytake__subcmd__token__subcmd__help__subcmd__verify)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pytake__subcmd__token__subcmd__verify)
+            opts="-h -V --secret --server --token --config --data-dir --output --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --secret)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json csv" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

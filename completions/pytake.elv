@@ -114,6 +114,7 @@ set edit:completion:arg-completer[pytake] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
             cand create 'Print a new token signed with the server''s secret'
+            cand verify 'Show a token''s claims and whether this server''s secret and rules accept it'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'pytake;token;create'= {
@@ -121,6 +122,19 @@ set edit:completion:arg-completer[pytake] = {|@words|
             cand --role 'admin (every tenant), operator (read and publish), viewer (read), service (publish)'
             cand --sub 'Who the token is for, shown in the server''s log [default: $USER]'
             cand --ttl 'Lifetime, e.g. 15m, 24h, 30d'
+            cand --secret 'The server''s JWT secret; prefer PYTAKE_SECRET, a flag shows in `ps` [env: PYTAKE_SECRET] [default: <data-dir>/secret, written by `pytake serve`]'
+            cand --server 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]'
+            cand --data-dir 'Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]'
+            cand --output 'Output format [default: table on a terminal, json when piped]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'pytake;token;verify'= {
+            cand --secret 'The server''s JWT secret; prefer PYTAKE_SECRET, a flag shows in `ps` [env: PYTAKE_SECRET] [default: <data-dir>/secret, written by `pytake serve`]'
             cand --server 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
             cand --token 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]'
             cand --config 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]'
@@ -133,9 +147,12 @@ set edit:completion:arg-completer[pytake] = {|@words|
         }
         &'pytake;token;help'= {
             cand create 'Print a new token signed with the server''s secret'
+            cand verify 'Show a token''s claims and whether this server''s secret and rules accept it'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'pytake;token;help;create'= {
+        }
+        &'pytake;token;help;verify'= {
         }
         &'pytake;token;help;help'= {
         }
@@ -166,8 +183,11 @@ set edit:completion:arg-completer[pytake] = {|@words|
         }
         &'pytake;help;token'= {
             cand create 'Print a new token signed with the server''s secret'
+            cand verify 'Show a token''s claims and whether this server''s secret and rules accept it'
         }
         &'pytake;help;token;create'= {
+        }
+        &'pytake;help;token;verify'= {
         }
         &'pytake;help;completions'= {
         }

@@ -99,21 +99,23 @@ csv\t'Comma-separated values'"
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l spawn -d 'Start a pytake serve on a free loopback port with a temporary data dir, test it, stop it'
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -s V -l version -d 'Print version'
-complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -l server -d 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -l token -d 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]' -r -F
-complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -l data-dir -d 'Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]' -r -F
-complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t'Human-readable: tables, or one line per event'
+complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create verify help" -l server -d 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create verify help" -l token -d 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create verify help" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create verify help" -l data-dir -d 'Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create verify help" -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t'Human-readable: tables, or one line per event'
 json\t'One JSON object per line'
 csv\t'Comma-separated values'"
-complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -s V -l version -d 'Print version'
-complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -f -a "create" -d 'Print a new token signed with the server\'s secret'
-complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create verify help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create verify help" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create verify help" -f -a "create" -d 'Print a new token signed with the server\'s secret'
+complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create verify help" -f -a "verify" -d 'Show a token\'s claims and whether this server\'s secret and rules accept it'
+complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create verify help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l tenant -d 'Tenant the token speaks for (required unless --role admin)' -r
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l role -d 'admin (every tenant), operator (read and publish), viewer (read), service (publish)' -r
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l sub -d 'Who the token is for, shown in the server\'s log [default: $USER]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l ttl -d 'Lifetime, e.g. 15m, 24h, 30d' -r
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l secret -d 'The server\'s JWT secret; prefer PYTAKE_SECRET, a flag shows in `ps` [env: PYTAKE_SECRET] [default: <data-dir>/secret, written by `pytake serve`]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l server -d 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l token -d 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]' -r -F
@@ -123,7 +125,18 @@ json\t'One JSON object per line'
 csv\t'Comma-separated values'"
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -l secret -d 'The server\'s JWT secret; prefer PYTAKE_SECRET, a flag shows in `ps` [env: PYTAKE_SECRET] [default: <data-dir>/secret, written by `pytake serve`]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -l server -d 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -l token -d 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -l data-dir -d 'Data dir: SQLite file and generated secret [env: PYTAKE_DATA_DIR] [default: <data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t'Human-readable: tables, or one line per event'
+json\t'One JSON object per line'
+csv\t'Comma-separated values'"
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -s V -l version -d 'Print version'
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "create" -d 'Print a new token signed with the server\'s secret'
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Show a token\'s claims and whether this server\'s secret and rules accept it'
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pytake -n "__fish_pytake_using_subcommand completions" -l server -d 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand completions" -l token -d 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
@@ -141,3 +154,4 @@ complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_
 complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail loadtest token completions help" -f -a "completions" -d 'Print a shell completion script'
 complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail loadtest token completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "create" -d 'Print a new token signed with the server\'s secret'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "verify" -d 'Show a token\'s claims and whether this server\'s secret and rules accept it'

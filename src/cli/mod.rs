@@ -97,7 +97,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(args, settings).await,
         Command::Tail(args) => tail::run(args, settings, output).await,
         Command::Loadtest(args) => loadtest::run(args, settings, output).await,
-        Command::Token(cmd) => token::run(cmd, settings),
+        Command::Token(cmd) => token::run(cmd, settings, output),
         Command::Completions(args) => completions::run(args),
     }
 }

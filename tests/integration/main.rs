@@ -17,3 +17,4 @@ mod resume;
 mod security;
 mod shutdown;
 mod strict_input;
+mod token_cli;
