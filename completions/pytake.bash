@@ -449,7 +449,7 @@ _pytake() {
             return 0
             ;;
         pytake__subcmd__tail)
-            opts="-r -t -n -h -V --room --type --tenant --since --count --server --token --config --data-dir --output --help --version"
+            opts="-r -t -n -h -V --room --type --tenant --since --until --tail --no-follow --count --server --token --config --data-dir --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -476,6 +476,14 @@ _pytake() {
                     return 0
                     ;;
                 --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --until)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tail)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -67,7 +67,9 @@ complete -c pytake -n "__fish_pytake_using_subcommand serve" -s V -l version -d 
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -s r -l room -d 'Room to follow, repeatable: dashboard, conversations, campaigns, erp, ai, alerts, presence, campaign:ID, conversation:ID, user:ID [default: every room]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -s t -l type -d 'Only events of this type, repeatable (MessageSent, ERPCall, ...)' -r
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -l tenant -d 'Tenant to follow (admin tokens; others see their own tenant only) [default: every tenant]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand tail" -l since -d 'Start after this event id, or this long ago (10m, 2h) [default: now]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand tail" -l since -d 'Start after this event id, or at what arrived this long ago (10m, 2h) or since this RFC 3339 time (2026-12-02T10:00:00Z) [default: now]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand tail" -l until -d 'Print only events stamped up to this RFC 3339 time or this long ago (10m), then exit; a time already past implies --no-follow' -r
+complete -c pytake -n "__fish_pytake_using_subcommand tail" -l tail -d 'Print the last N events first (0: only new ones) [default: 0]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -s n -l count -d 'Exit after printing N events' -r
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -l server -d 'Server the client commands talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -l token -d 'Token for the client commands [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
@@ -76,6 +78,7 @@ complete -c pytake -n "__fish_pytake_using_subcommand tail" -l data-dir -d 'Data
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t'Human-readable: tables, or one line per event'
 json\t'One JSON object per line'
 csv\t'Comma-separated values'"
+complete -c pytake -n "__fish_pytake_using_subcommand tail" -l no-follow -d 'Print what --since or --tail selects, then exit without waiting for new events'
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -s V -l version -d 'Print version'
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l connections -d 'WebSocket connections: held for the whole run (closed model) or opened during it (--arrival-rate)' -r

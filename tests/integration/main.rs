@@ -17,4 +17,5 @@ mod resume;
 mod security;
 mod shutdown;
 mod strict_input;
+mod tail_history;
 mod token_cli;
