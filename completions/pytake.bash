@@ -100,17 +100,26 @@ _pytake() {
             pytake__subcmd__help__subcmd__token,create)
                 cmd="pytake__subcmd__help__subcmd__token__subcmd__create"
                 ;;
+            pytake__subcmd__help__subcmd__token,verify)
+                cmd="pytake__subcmd__help__subcmd__token__subcmd__verify"
+                ;;
             pytake__subcmd__token,create)
                 cmd="pytake__subcmd__token__subcmd__create"
                 ;;
             pytake__subcmd__token,help)
                 cmd="pytake__subcmd__token__subcmd__help"
                 ;;
+            pytake__subcmd__token,verify)
+                cmd="pytake__subcmd__token__subcmd__verify"
+                ;;
             pytake__subcmd__token__subcmd__help,create)
                 cmd="pytake__subcmd__token__subcmd__help__subcmd__create"
                 ;;
             pytake__subcmd__token__subcmd__help,help)
                 cmd="pytake__subcmd__token__subcmd__help__subcmd__help"
+                ;;
+            pytake__subcmd__token__subcmd__help,verify)
+                cmd="pytake__subcmd__token__subcmd__help__subcmd__verify"
                 ;;
             *)
                 ;;
@@ -507,7 +516,7 @@ _pytake() {
             return 0
             ;;
         pytake__subcmd__help__subcmd__token)
-            opts="create"
+            opts="create verify"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -521,6 +530,20 @@ _pytake() {
             return 0
             ;;
         pytake__subcmd__help__subcmd__token__subcmd__create)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pytake__subcmd__help__subcmd__token__subcmd__verify)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -765,7 +788,7 @@ _pytake() {
             return 0
             ;;
         pytake__subcmd__tail)
-            opts="-r -t -n -o -v -q -h -V --room --type --tenant --since --count --token-file --output --server --token --config --color --verbose --quiet --data-dir --help --version"
+            opts="-r -t -n -o -v -q -h -V --room --type --tenant --since --until --tail --no-follow --count --token-file --output --server --token --config --color --verbose --quiet --data-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -792,6 +815,14 @@ _pytake() {
                     return 0
                     ;;
                 --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --until)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tail)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -843,7 +874,7 @@ _pytake() {
             return 0
             ;;
         pytake__subcmd__token)
-            opts="-v -q -h -V --config --color --verbose --quiet --data-dir --help --version create help"
+            opts="-v -q -h -V --config --color --verbose --quiet --data-dir --help --version create verify help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -869,7 +900,7 @@ _pytake() {
             return 0
             ;;
         pytake__subcmd__token__subcmd__create)
-            opts="-v -q -h -V --tenant --role --sub --ttl --config --color --verbose --quiet --data-dir --help --version"
+            opts="-v -q -h -V --tenant --role --sub --ttl --secret-file --secret --token-leeway --token-audience --token-issuer --token-max-lifetime --config --color --verbose --quiet --data-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -888,6 +919,30 @@ _pytake() {
                     return 0
                     ;;
                 --ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --secret-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --secret)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-leeway)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-audience)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-issuer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-max-lifetime)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -911,7 +966,7 @@ _pytake() {
             return 0
             ;;
         pytake__subcmd__token__subcmd__help)
-            opts="create help"
+            opts="create verify help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -945,6 +1000,78 @@ _pytake() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pytake__subcmd__token__subcmd__help__subcmd__verify)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pytake__subcmd__token__subcmd__verify)
+            opts="-o -v -q -h -V --secret-file --output --secret --token-leeway --token-audience --token-issuer --token-max-lifetime --config --color --verbose --quiet --data-dir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --secret-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --secret)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-leeway)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-audience)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-issuer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-max-lifetime)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -29,8 +29,8 @@ complete -c pytake -n "__fish_pytake_needs_command" -l color -d 'Colour: auto (a
 always\t''
 never\t''"
 complete -c pytake -n "__fish_pytake_needs_command" -l data-dir -d 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]' -r -F
-complete -c pytake -n "__fish_pytake_needs_command" -s v -l verbose -d 'More log output on stderr: -v, -vv, -vvv (RUST_LOG overrides)'
-complete -c pytake -n "__fish_pytake_needs_command" -s q -l quiet -d 'Less log output on stderr: -q errors only, -qq nothing'
+complete -c pytake -n "__fish_pytake_needs_command" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_needs_command" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
 complete -c pytake -n "__fish_pytake_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pytake -n "__fish_pytake_needs_command" -s V -l version -d 'Print version'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "serve" -d 'Run the server: event intake, WebSocket fan-out, history'
@@ -65,14 +65,16 @@ always\t''
 never\t''"
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l data-dir -d 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l demo -d 'Feed realistic synthetic traffic of three tenants (acme, globex, initech)'
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -s v -l verbose -d 'More log output on stderr: -v, -vv, -vvv (RUST_LOG overrides)'
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -s q -l quiet -d 'Less log output on stderr: -q errors only, -qq nothing'
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -s V -l version -d 'Print version'
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -s r -l room -d 'Room to follow, repeatable: dashboard, conversations, campaigns, erp, ai, alerts, presence, campaign:ID, conversation:ID, user:ID [default: every room]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -s t -l type -d 'Only events of this type, repeatable (MessageSent, ERPCall, ...)' -r
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -l tenant -d 'Tenant to follow (admin tokens; others see their own tenant only) [default: every tenant]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand tail" -l since -d 'Start after this event id, or this long ago (10m, 2h) [default: now]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand tail" -l since -d 'Start after this event id, or at what arrived this long ago (10m, 2h) or since this RFC 3339 time (2026-12-02T10:00:00Z) [default: now]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand tail" -l until -d 'Print only events stamped up to this RFC 3339 time or this long ago (10m), then exit; a time already past implies --no-follow' -r
+complete -c pytake -n "__fish_pytake_using_subcommand tail" -l tail -d 'Print the last N events first (0: only new ones) [default: 0]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -s n -l count -d 'Exit after printing N events' -r
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -l token-file -d 'File holding the token (its first line)' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -s o -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t''
@@ -84,8 +86,9 @@ complete -c pytake -n "__fish_pytake_using_subcommand tail" -l color -d 'Colour:
 always\t''
 never\t''"
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -l data-dir -d 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]' -r -F
-complete -c pytake -n "__fish_pytake_using_subcommand tail" -s v -l verbose -d 'More log output on stderr: -v, -vv, -vvv (RUST_LOG overrides)'
-complete -c pytake -n "__fish_pytake_using_subcommand tail" -s q -l quiet -d 'Less log output on stderr: -q errors only, -qq nothing'
+complete -c pytake -n "__fish_pytake_using_subcommand tail" -l no-follow -d 'Print what --since or --tail selects, then exit without waiting for new events'
+complete -c pytake -n "__fish_pytake_using_subcommand tail" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand tail" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -s h -l help -d 'Print help'
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -s V -l version -d 'Print version'
 complete -c pytake -n "__fish_pytake_using_subcommand status" -l token-file -d 'File holding the token (its first line)' -r -F
@@ -98,8 +101,8 @@ complete -c pytake -n "__fish_pytake_using_subcommand status" -l color -d 'Colou
 always\t''
 never\t''"
 complete -c pytake -n "__fish_pytake_using_subcommand status" -l data-dir -d 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]' -r -F
-complete -c pytake -n "__fish_pytake_using_subcommand status" -s v -l verbose -d 'More log output on stderr: -v, -vv, -vvv (RUST_LOG overrides)'
-complete -c pytake -n "__fish_pytake_using_subcommand status" -s q -l quiet -d 'Less log output on stderr: -q errors only, -qq nothing'
+complete -c pytake -n "__fish_pytake_using_subcommand status" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand status" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
 complete -c pytake -n "__fish_pytake_using_subcommand status" -s h -l help -d 'Print help'
 complete -c pytake -n "__fish_pytake_using_subcommand status" -s V -l version -d 'Print version'
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l connections -d 'WebSocket connections: held for the whole run (closed model) or opened during it (--arrival-rate)' -r
@@ -125,43 +128,68 @@ always\t''
 never\t''"
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l data-dir -d 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l spawn -d 'Start a pytake serve on a free loopback port with a temporary data dir, test it, stop it (also on Ctrl-C or SIGTERM)'
-complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -s v -l verbose -d 'More log output on stderr: -v, -vv, -vvv (RUST_LOG overrides)'
-complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -s q -l quiet -d 'Less log output on stderr: -q errors only, -qq nothing'
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -s h -l help -d 'Print help'
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -s V -l version -d 'Print version'
-complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -l config -d 'Config file [default: <user config dir>/pytake/config.toml]' -r -F
-complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create verify help" -l config -d 'Config file [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create verify help" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -l data-dir -d 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]' -r -F
-complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -s v -l verbose -d 'More log output on stderr: -v, -vv, -vvv (RUST_LOG overrides)'
-complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -s q -l quiet -d 'Less log output on stderr: -q errors only, -qq nothing'
-complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -s h -l help -d 'Print help'
-complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -s V -l version -d 'Print version'
-complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -f -a "create" -d 'Print a new token signed with the server\'s secret'
-complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create verify help" -l data-dir -d 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create verify help" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create verify help" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
+complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create verify help" -s h -l help -d 'Print help'
+complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create verify help" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create verify help" -f -a "create" -d 'Print a new token signed with the server\'s secret'
+complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create verify help" -f -a "verify" -d 'Show a token\'s claims and whether this server\'s secret and rules accept it'
+complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create verify help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l tenant -d 'Tenant the token speaks for (required unless --role admin)' -r
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l role -d 'admin (every tenant), operator (read and publish), viewer (read), service (publish)' -r
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l sub -d 'Who the token is for, shown in the server\'s log [default: $USER]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l ttl -d 'Lifetime, e.g. 15m, 24h, 30d' -r
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l secret-file -d 'File holding the JWT secret (its first line)' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l secret -d 'JWT HS256 secret; prefer --secret-file or PYTAKE_SECRET, which `ps` does not show [default: generated into <data-dir>/secret, mode 0600]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l token-leeway -d 'Clock skew tolerated on a token\'s exp, nbf and iat [default: 30s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l token-audience -d 'Refuse tokens whose aud is not (or does not include) this; unset: aud is not checked [default: not checked]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l token-issuer -d 'Refuse tokens whose iss is not this; unset: iss is not checked [default: not checked]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l token-max-lifetime -d 'Refuse tokens whose exp - iat is longer, or `none` [default: 366d]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l config -d 'Config file [default: <user config dir>/pytake/config.toml]' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
 always\t''
 never\t''"
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l data-dir -d 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]' -r -F
-complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -s v -l verbose -d 'More log output on stderr: -v, -vv, -vvv (RUST_LOG overrides)'
-complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -s q -l quiet -d 'Less log output on stderr: -q errors only, -qq nothing'
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -l secret-file -d 'File holding the JWT secret (its first line)' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -s o -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t''
+json\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -l secret -d 'JWT HS256 secret; prefer --secret-file or PYTAKE_SECRET, which `ps` does not show [default: generated into <data-dir>/secret, mode 0600]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -l token-leeway -d 'Clock skew tolerated on a token\'s exp, nbf and iat [default: 30s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -l token-audience -d 'Refuse tokens whose aud is not (or does not include) this; unset: aud is not checked [default: not checked]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -l token-issuer -d 'Refuse tokens whose iss is not this; unset: iss is not checked [default: not checked]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -l token-max-lifetime -d 'Refuse tokens whose exp - iat is longer, or `none` [default: 366d]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -l config -d 'Config file [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -l data-dir -d 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help'
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -s V -l version -d 'Print version'
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "create" -d 'Print a new token signed with the server\'s secret'
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Show a token\'s claims and whether this server\'s secret and rules accept it'
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pytake -n "__fish_pytake_using_subcommand config; and not __fish_seen_subcommand_from show check init help" -l config -d 'Config file [default: <user config dir>/pytake/config.toml]' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand config; and not __fish_seen_subcommand_from show check init help" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
 always\t''
 never\t''"
 complete -c pytake -n "__fish_pytake_using_subcommand config; and not __fish_seen_subcommand_from show check init help" -l data-dir -d 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]' -r -F
-complete -c pytake -n "__fish_pytake_using_subcommand config; and not __fish_seen_subcommand_from show check init help" -s v -l verbose -d 'More log output on stderr: -v, -vv, -vvv (RUST_LOG overrides)'
-complete -c pytake -n "__fish_pytake_using_subcommand config; and not __fish_seen_subcommand_from show check init help" -s q -l quiet -d 'Less log output on stderr: -q errors only, -qq nothing'
+complete -c pytake -n "__fish_pytake_using_subcommand config; and not __fish_seen_subcommand_from show check init help" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand config; and not __fish_seen_subcommand_from show check init help" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
 complete -c pytake -n "__fish_pytake_using_subcommand config; and not __fish_seen_subcommand_from show check init help" -s h -l help -d 'Print help'
 complete -c pytake -n "__fish_pytake_using_subcommand config; and not __fish_seen_subcommand_from show check init help" -s V -l version -d 'Print version'
 complete -c pytake -n "__fish_pytake_using_subcommand config; and not __fish_seen_subcommand_from show check init help" -f -a "show" -d 'Print the settings in effect (file, PYTAKE_* variables, defaults), secrets masked'
@@ -176,8 +204,8 @@ always\t''
 never\t''"
 complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from show" -l data-dir -d 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from show" -l origin -d 'Say where each value came from: a flag, a variable, the file (with its line) or the default'
-complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from show" -s v -l verbose -d 'More log output on stderr: -v, -vv, -vvv (RUST_LOG overrides)'
-complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Less log output on stderr: -q errors only, -qq nothing'
+complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from show" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
 complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
 complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
 complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from check" -l config -d 'Config file [default: <user config dir>/pytake/config.toml]' -r -F
@@ -185,8 +213,8 @@ complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_su
 always\t''
 never\t''"
 complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from check" -l data-dir -d 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]' -r -F
-complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from check" -s v -l verbose -d 'More log output on stderr: -v, -vv, -vvv (RUST_LOG overrides)'
-complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from check" -s q -l quiet -d 'Less log output on stderr: -q errors only, -qq nothing'
+complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from check" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from check" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
 complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from check" -s h -l help -d 'Print help'
 complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from check" -s V -l version -d 'Print version'
 complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from init" -l config -d 'Config file [default: <user config dir>/pytake/config.toml]' -r -F
@@ -194,8 +222,8 @@ complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_su
 always\t''
 never\t''"
 complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from init" -l data-dir -d 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]' -r -F
-complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from init" -s v -l verbose -d 'More log output on stderr: -v, -vv, -vvv (RUST_LOG overrides)'
-complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from init" -s q -l quiet -d 'Less log output on stderr: -q errors only, -qq nothing'
+complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from init" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from init" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
 complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from init" -s h -l help -d 'Print help'
 complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from init" -s V -l version -d 'Print version'
 complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "show" -d 'Print the settings in effect (file, PYTAKE_* variables, defaults), secrets masked'
@@ -207,8 +235,8 @@ complete -c pytake -n "__fish_pytake_using_subcommand completions" -l color -d '
 always\t''
 never\t''"
 complete -c pytake -n "__fish_pytake_using_subcommand completions" -l data-dir -d 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]' -r -F
-complete -c pytake -n "__fish_pytake_using_subcommand completions" -s v -l verbose -d 'More log output on stderr: -v, -vv, -vvv (RUST_LOG overrides)'
-complete -c pytake -n "__fish_pytake_using_subcommand completions" -s q -l quiet -d 'Less log output on stderr: -q errors only, -qq nothing'
+complete -c pytake -n "__fish_pytake_using_subcommand completions" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand completions" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
 complete -c pytake -n "__fish_pytake_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c pytake -n "__fish_pytake_using_subcommand completions" -s V -l version -d 'Print version'
 complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status loadtest token config completions help" -f -a "serve" -d 'Run the server: event intake, WebSocket fan-out, history'
@@ -220,6 +248,7 @@ complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_
 complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status loadtest token config completions help" -f -a "completions" -d 'Print a shell completion script'
 complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status loadtest token config completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "create" -d 'Print a new token signed with the server\'s secret'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "verify" -d 'Show a token\'s claims and whether this server\'s secret and rules accept it'
 complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "show" -d 'Print the settings in effect (file, PYTAKE_* variables, defaults), secrets masked'
 complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "check" -d 'Check a config file as `pytake serve` would read it'
 complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "init" -d 'Write a commented config file with every setting at its default'

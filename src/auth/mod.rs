@@ -5,7 +5,9 @@
 //! `<data-dir>/secret` with mode 0600, so on the server's machine the user that
 //! runs the server (and root) can mint tokens; client subcommands with no token
 //! configured do exactly that, minting a short-lived admin token for
-//! themselves. Everyone else needs a token made with `pytake token create`.
+//! themselves. Everyone else needs a token made with `pytake token create`,
+//! which reads the secret but never creates one (a secret made anywhere but
+//! by the server signs tokens the server refuses).
 //!
 //! The data dir is created 0700 and the database 0600, since both hold every
 //! tenant's events; an existing, looser data dir is warned about, not changed.
@@ -13,20 +15,25 @@
 //! Beyond signature and `exp`, [`Keys::verify`] refuses a future `nbf` or
 //! `iat` (past the leeway), a lifetime (`exp - iat`) over
 //! `token_max_lifetime`, and, when configured, a foreign `aud` or `iss`.
+//! Every refusal says what was wrong in words a user can act on: which part
+//! of the token is broken, which claim is missing or of the wrong type.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use rand::RngCore;
+use jsonwebtoken::{encode, Algorithm, DecodingKey, EncodingKey, Header};
 
 use crate::config::TokenSettings;
 use crate::protocol::claims::Audience;
 use crate::protocol::{Claims, Role};
 
-/// Name of the generated secret inside the data dir.
-pub const SECRET_FILE: &str = "secret";
+mod jwt;
+mod secret;
+
+pub use jwt::{parse, Malformed, Unverified};
+pub use secret::{
+    create_private_dir, load_or_create_secret, open_data_dir, read_local_secret, read_secret,
+    secret_path, shared_mode, shell_word, SecretError, SECRET_FILE,
+};
 
 /// Default `token_leeway`: clock skew tolerated on `exp`, `nbf` and `iat`, so
 /// a token is not refused because two machines disagree by a few seconds.
@@ -51,10 +58,11 @@ pub enum AuthError {
     Expired,
     #[error("token signature does not match this server's secret")]
     BadSignature,
-    #[error("token algorithm not accepted (only HS256)")]
-    BadAlgorithm,
+    /// The header's `alg`, when there is one.
+    #[error("{}", algorithm_problem(.0.as_deref()))]
+    BadAlgorithm(Option<String>),
     #[error("token is malformed: {0}")]
-    Malformed(String),
+    Malformed(#[from] Malformed),
     #[error("token without tenant_id must have role admin")]
     MissingTenant,
     #[error("token not valid before {}", rfc3339(*.0))]
@@ -81,7 +89,6 @@ pub enum AuthError {
 pub struct Keys {
     encoding: EncodingKey,
     decoding: DecodingKey,
-    validation: Validation,
     rules: TokenSettings,
 }
 
@@ -94,18 +101,16 @@ impl Keys {
     /// Keys that check tokens by `rules` and put its audience and issuer in
     /// the tokens they mint.
     pub fn with_settings(secret: &[u8], rules: &TokenSettings) -> Keys {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = rules.leeway.as_secs();
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        // `verify` checks these itself, to say what is wrong.
-        validation.validate_aud = false;
-        validation.validate_nbf = false;
         Keys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
-            validation,
             rules: rules.clone(),
         }
+    }
+
+    /// The token rules these keys check by.
+    pub fn rules(&self) -> &TokenSettings {
+        &self.rules
     }
 
     /// Signs claims into a token.
@@ -137,40 +142,64 @@ impl Keys {
         })
     }
 
-    /// Checks a token and returns its claims.
+    /// Checks a token and returns its claims. Checks run in this order,
+    /// and the first failure is the error: shape (three base64url JSON
+    /// parts), algorithm, signature, claims (types, tenant), then time and
+    /// the configured rules.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        use jsonwebtoken::errors::ErrorKind;
-        let data = decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
-            match e.kind() {
-                ErrorKind::ExpiredSignature => AuthError::Expired,
-                ErrorKind::InvalidSignature => AuthError::BadSignature,
-                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-                    AuthError::BadAlgorithm
-                }
-                _ => {
-                    // `alg: none` fails header parsing: say so plainly.
-                    if header_alg(token).is_some_and(|a| !a.eq_ignore_ascii_case("HS256")) {
-                        AuthError::BadAlgorithm
-                    } else {
-                        AuthError::Malformed(e.to_string())
-                    }
-                }
-            }
-        })?;
-        let claims = data.claims;
-        self.check_rules(&claims, unix_now())?;
-        match &claims.tenant_id {
-            None if claims.role != Role::Admin => return Err(AuthError::MissingTenant),
-            Some(tenant) => crate::protocol::rooms::validate_tenant(tenant)
-                .map_err(|e| AuthError::Malformed(format!("tenant_id: {e}")))?,
-            None => {}
-        }
-        Ok(claims)
+        self.inspect_at(token, unix_now())?.verdict()
     }
 
-    /// The checks beyond signature and `exp`: `nbf`, `iat`, lifetime,
-    /// issuer and audience, at Unix time `now`.
+    /// Everything this server thinks of a token at Unix time `now`, each
+    /// check made even when an earlier one failed (`pytake token verify`
+    /// shows them all). Fails only when the text is not a JWT at all.
+    pub fn inspect_at(&self, token: &str, now: u64) -> Result<Inspection, Malformed> {
+        let token = jwt::parse(token)?;
+        let signature = self.check_signature(&token);
+        let claims =
+            token
+                .claims()
+                .map_err(AuthError::Malformed)
+                .and_then(|c| match &c.tenant_id {
+                    None if c.role != Role::Admin => Err(AuthError::MissingTenant),
+                    _ => Ok(c),
+                });
+        let rules = match &claims {
+            Ok(claims) => self.check_rules(claims, now),
+            Err(_) => Ok(()),
+        };
+        Ok(Inspection {
+            token,
+            signature,
+            claims,
+            rules,
+        })
+    }
+
+    fn check_signature(&self, token: &Unverified) -> Result<(), AuthError> {
+        // Algorithm names are case-sensitive (RFC 7515, 4.1.1).
+        if token.alg.as_deref() != Some("HS256") {
+            return Err(AuthError::BadAlgorithm(token.alg.clone()));
+        }
+        let signed = jsonwebtoken::crypto::verify(
+            &token.signature,
+            token.signing_input.as_bytes(),
+            &self.decoding,
+            Algorithm::HS256,
+        );
+        match signed {
+            Ok(true) => Ok(()),
+            _ => Err(AuthError::BadSignature),
+        }
+    }
+
+    /// The checks beyond signature and claim types: `exp`, `nbf`, `iat`,
+    /// lifetime, issuer and audience, at Unix time `now`, each with
+    /// `token_leeway` of clock skew.
     fn check_rules(&self, claims: &Claims, now: u64) -> Result<(), AuthError> {
+        if claims.exp.saturating_add(self.rules.leeway.as_secs()) < now {
+            return Err(AuthError::Expired);
+        }
         let horizon = now.saturating_add(self.rules.leeway.as_secs());
         if let Some(nbf) = claims.nbf.filter(|nbf| *nbf > horizon) {
             return Err(AuthError::NotYetValid(nbf));
@@ -205,6 +234,39 @@ impl Keys {
             }
         }
         Ok(())
+    }
+}
+
+/// A token taken apart and judged: what `pytake token verify` prints.
+#[derive(Debug)]
+pub struct Inspection {
+    /// The parts as sent, claims untyped.
+    pub token: Unverified,
+    /// Algorithm and signature against this server's secret.
+    pub signature: Result<(), AuthError>,
+    /// The claims typed, or which one is wrong.
+    pub claims: Result<Claims, AuthError>,
+    /// Time and the configured rules; `Ok` when the claims could not be read.
+    pub rules: Result<(), AuthError>,
+}
+
+impl Inspection {
+    /// The first failure, in the order [`Keys::verify`] checks; `None` when
+    /// the token is valid.
+    pub fn problem(&self) -> Option<&AuthError> {
+        self.signature
+            .as_ref()
+            .err()
+            .or(self.claims.as_ref().err())
+            .or(self.rules.as_ref().err())
+    }
+
+    /// The claims if every check passed, else the first failure.
+    pub fn verdict(self) -> Result<Claims, AuthError> {
+        self.signature?;
+        let claims = self.claims?;
+        self.rules?;
+        Ok(claims)
     }
 }
 
@@ -281,14 +343,14 @@ fn issuer_problem(found: Option<&str>, expected: &str) -> String {
     }
 }
 
-fn header_alg(token: &str) -> Option<String> {
-    use base64::Engine;
-    let header = token.split('.').next()?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(header.trim_end_matches('='))
-        .ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    v.get("alg")?.as_str().map(str::to_string)
+fn algorithm_problem(found: Option<&str>) -> String {
+    match found {
+        None => "token header has no algorithm (alg); only HS256 is accepted".into(),
+        Some(alg) => format!(
+            "token algorithm {} is not accepted (only HS256)",
+            quote(alg)
+        ),
+    }
 }
 
 /// Seconds since the Unix epoch.
@@ -297,117 +359,6 @@ pub fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-/// Path of the generated secret in a data dir.
-pub fn secret_path(data_dir: &Path) -> PathBuf {
-    data_dir.join(SECRET_FILE)
-}
-
-/// Reads the data dir's secret, creating it (32 random bytes, hex, mode 0600)
-/// on first start.
-pub fn load_or_create_secret(data_dir: &Path) -> std::io::Result<String> {
-    let path = secret_path(data_dir);
-    match std::fs::read_to_string(&path) {
-        Ok(s) if !s.trim().is_empty() => return Ok(s.trim().to_string()),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    create_private_dir(data_dir)?;
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    match options.open(&path) {
-        Ok(mut file) => {
-            file.write_all(secret.as_bytes())?;
-            file.sync_all()?;
-            Ok(secret)
-        }
-        // Another process won the race: use its secret.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            Ok(std::fs::read_to_string(&path)?.trim().to_string())
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// Creates `dir` and its missing parents with mode 0700: the data dir holds
-/// the secret and every tenant's events. An existing directory keeps its
-/// mode (the server warns about it, see [`open_data_dir`]).
-pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir)
-}
-
-/// The server's start: creates the data dir 0700, or, when it exists and
-/// other local users may enter it, warns with the command that fixes it. It
-/// never changes an existing directory's mode behind the operator's back.
-pub fn open_data_dir(dir: &Path) -> std::io::Result<()> {
-    if !dir.exists() {
-        return create_private_dir(dir);
-    }
-    if let Some(mode) = shared_mode(dir) {
-        tracing::warn!(
-            path = %dir.display(),
-            mode = %format!("{mode:04o}"),
-            "data dir is open to other local users, who may read every tenant's events: \
-             run `chmod 700 {}`",
-            shell_word(dir)
-        );
-    }
-    Ok(())
-}
-
-/// The permission bits of `path` when its group or others have any
-/// access; `None` when only the owner has, or it cannot be read.
-pub fn shared_mode(path: &Path) -> Option<u32> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o7777;
-        (mode & 0o077 != 0).then_some(mode)
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = path;
-        None
-    }
-}
-
-/// `path` as one shell word, for the commands warnings suggest.
-pub fn shell_word(path: &Path) -> String {
-    let text = path.display().to_string();
-    let plain = !text.is_empty()
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%,".contains(c));
-    if plain {
-        text
-    } else {
-        format!("'{}'", text.replace('\'', "'\\''"))
-    }
-}
-
-/// Reads the data dir's secret if it exists (client side: never creates it).
-pub fn read_local_secret(data_dir: &Path) -> Option<String> {
-    std::fs::read_to_string(secret_path(data_dir))
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
 use super::*;
+use std::path::Path;
 
 #[test]
 fn tokens_round_trip_and_fail_cleanly() {
@@ -25,7 +26,10 @@ fn tokens_round_trip_and_fail_cleanly() {
     assert!(matches!(keys.verify(&expired), Err(AuthError::Expired)));
 
     let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ4Iiwicm9sZSI6ImFkbWluIiwiZXhwIjo0MTAyNDQ0ODAwLCJpYXQiOjB9.";
-    assert!(matches!(keys.verify(none), Err(AuthError::BadAlgorithm)));
+    assert!(matches!(
+        keys.verify(none),
+        Err(AuthError::BadAlgorithm(Some(alg))) if alg == "none"
+    ));
 
     let tenantless = keys.mint_for("svc", None, Role::Service, Duration::from_secs(60));
     assert!(matches!(
@@ -122,10 +126,9 @@ fn iat_is_required() {
         &EncodingKey::from_secret(b"one"),
     )
     .unwrap();
-    let e = keys.verify(&token).unwrap_err().to_string();
-    assert!(
-        e.starts_with("token is malformed: ") && e.contains("iat"),
-        "{e}"
+    assert_eq!(
+        keys.verify(&token).unwrap_err().to_string(),
+        "token is malformed: iat: missing (when it was issued, in Unix seconds)"
     );
 }
 
@@ -332,4 +335,143 @@ fn secret_is_created_once_with_mode_0600() {
         assert_eq!(mode & 0o777, 0o600);
     }
     assert_eq!(read_local_secret(dir.path()), Some(a));
+}
+
+/// Signs any JSON payload with `secret`, as a foreign tool might.
+fn signed(secret: &[u8], payload: serde_json::Value) -> String {
+    encode(
+        &Header::new(Algorithm::HS256),
+        &payload,
+        &EncodingKey::from_secret(secret),
+    )
+    .unwrap()
+}
+
+#[test]
+fn refusals_say_what_is_wrong_without_library_words() {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let keys = Keys::new(b"one");
+    let now = unix_now();
+    let superuser =
+        serde_json::json!({"sub": "x", "role": "superuser", "exp": now + 60, "iat": now});
+    let no_alg = format!("{}.{}.sig", b64(r#"{"typ":"JWT"}"#), b64(r#"{"sub":"x"}"#));
+    for (token, message) in [
+        (
+            "garbage".to_string(),
+            "token is malformed: expected three dot-separated parts (header.payload.signature), found 1",
+        ),
+        (
+            "a.b".to_string(),
+            "token is malformed: expected three dot-separated parts (header.payload.signature), found 2",
+        ),
+        (
+            format!("{}.e30.sig", b64("alg")),
+            "token is malformed: the header (part 1) is not a JSON object",
+        ),
+        (
+            format!("{}.%%.sig", b64(r#"{"alg":"HS256"}"#)),
+            "token is malformed: the payload (part 2) is not base64url",
+        ),
+        (
+            no_alg,
+            "token header has no algorithm (alg); only HS256 is accepted",
+        ),
+        (
+            "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.".to_string(),
+            "token algorithm `none` is not accepted (only HS256)",
+        ),
+        (
+            encode(
+                &Header::new(Algorithm::HS512),
+                &superuser,
+                &EncodingKey::from_secret(b"one"),
+            )
+            .unwrap(),
+            "token algorithm `HS512` is not accepted (only HS256)",
+        ),
+        (
+            format!("{}.e30.sig", b64(r#"{"alg":"hs256"}"#)),
+            "token algorithm `hs256` is not accepted (only HS256)",
+        ),
+        (
+            signed(b"one", superuser.clone()),
+            "token is malformed: role: unknown role `superuser`: expected admin, operator, viewer or service",
+        ),
+        // The signature is checked before the claims are believed.
+        (
+            signed(b"two", superuser),
+            "token signature does not match this server's secret",
+        ),
+        (
+            signed(b"one", serde_json::json!({"sub": "x", "role": "viewer", "iat": now})),
+            "token is malformed: exp: missing (when it expires, in Unix seconds)",
+        ),
+        (
+            signed(
+                b"one",
+                serde_json::json!({"sub": "x", "role": "viewer", "tenant_id": 7, "exp": now + 60, "iat": now}),
+            ),
+            "token is malformed: tenant_id: expected a string, got a number (7)",
+        ),
+    ] {
+        let e = keys.verify(&token).unwrap_err().to_string();
+        assert_eq!(e, message, "{token}");
+        assert!(!e.contains("InvalidToken") && !e.contains("JSON error"));
+    }
+}
+
+#[test]
+fn an_inspection_reports_every_check() {
+    let keys = Keys::new(b"one");
+    let now = 1_800_000_000;
+    let expired = claims(now - 7200, now - 3600);
+    let inspection = Keys::new(b"two")
+        .inspect_at(&keys.mint(&expired), now)
+        .unwrap();
+    assert!(matches!(inspection.signature, Err(AuthError::BadSignature)));
+    assert_eq!(inspection.claims.as_ref().unwrap(), &expired);
+    assert!(matches!(inspection.rules, Err(AuthError::Expired)));
+    assert_eq!(inspection.token.payload["sub"], "ana");
+    assert!(matches!(inspection.verdict(), Err(AuthError::BadSignature)));
+
+    let fine = keys
+        .inspect_at(&keys.mint(&claims(now, now + 60)), now)
+        .unwrap();
+    assert!(fine.signature.is_ok() && fine.rules.is_ok());
+    assert_eq!(fine.verdict().unwrap(), claims(now, now + 60));
+
+    // Expiry allows the leeway, like the other clock checks.
+    let just = keys.mint(&claims(now - 3600, now - 30));
+    assert!(keys.inspect_at(&just, now).unwrap().rules.is_ok());
+    let past = keys.inspect_at(&just, now + 1).unwrap();
+    assert!(matches!(past.rules, Err(AuthError::Expired)));
+
+    let e = keys.inspect_at("x.y", now).unwrap_err();
+    assert!(e.is_structural(), "{e}");
+}
+
+#[test]
+fn only_the_server_creates_a_secret() {
+    let root = tempfile::tempdir().unwrap();
+    let typo = root.path().join("pytkae");
+    assert_eq!(
+        read_secret(&typo).unwrap_err().to_string(),
+        format!(
+            "no secret at {}/secret; start `pytake serve --data-dir {}` once to create it, \
+             or pass --secret / PYTAKE_SECRET",
+            typo.display(),
+            typo.display()
+        )
+    );
+    assert!(!typo.exists());
+    let spaced = root.path().join("my data");
+    std::fs::create_dir(&spaced).unwrap();
+    std::fs::write(spaced.join(SECRET_FILE), "  \n").unwrap();
+    assert!(read_secret(&spaced)
+        .unwrap_err()
+        .to_string()
+        .contains(&format!("--data-dir '{}'", spaced.display())));
+    let made = load_or_create_secret(&spaced.join("d")).unwrap();
+    assert_eq!(read_secret(&spaced.join("d")).unwrap(), made);
 }

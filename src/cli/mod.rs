@@ -171,7 +171,8 @@ impl Command {
             Command::Tail { client, .. }
             | Command::Status { client, .. }
             | Command::Loadtest { client, .. } => flags.group(client),
-            Command::Token(_) | Command::Config(_) | Command::Completions(_) => flags,
+            Command::Token(cmd) => flags.group(cmd.auth()),
+            Command::Config(_) | Command::Completions(_) => flags,
         }
     }
 }

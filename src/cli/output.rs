@@ -156,8 +156,14 @@ mod tests {
     #[test]
     fn color_is_read_before_clap_in_both_spellings() {
         assert_eq!(when(&["pytake", "tail"]), ColorWhen::Auto);
-        assert_eq!(when(&["pytake", "--color", "never", "tail"]), ColorWhen::Never);
-        assert_eq!(when(&["pytake", "tail", "--color=always"]), ColorWhen::Always);
+        assert_eq!(
+            when(&["pytake", "--color", "never", "tail"]),
+            ColorWhen::Never
+        );
+        assert_eq!(
+            when(&["pytake", "tail", "--color=always"]),
+            ColorWhen::Always
+        );
         // A bad value is left for clap to report.
         assert_eq!(when(&["pytake", "--color", "pink"]), ColorWhen::Auto);
     }

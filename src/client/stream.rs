@@ -45,8 +45,13 @@ pub struct StreamOptions {
 /// What the stream reports.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamItem {
+    /// Subscribed; replayed events, then live ones, follow.
     Connected {
         connection_id: String,
+        /// On a reconnection, the id the stream resumed after (the last
+        /// event it delivered, or the head when it last subscribed): what
+        /// happened since is replayed. `None` on the first connection.
+        resumed_from: Option<EventId>,
     },
     Event(Event),
     /// A non-fatal `Error` frame (e.g. `rate_limited`).
@@ -98,7 +103,16 @@ async fn run(
     let mut ever_connected = false;
     loop {
         let mut connected = false;
-        let end = session(&url, &tokens, &options, &mut last, &tx, &mut connected).await;
+        let resuming = ever_connected.then_some(last).flatten();
+        let end = session(
+            &url,
+            &tokens,
+            &options,
+            (&mut last, resuming),
+            &tx,
+            &mut connected,
+        )
+        .await;
         if connected {
             ever_connected = true;
             backoff.reset();
@@ -141,11 +155,14 @@ async fn run(
     }
 }
 
+/// One connection: authenticate, subscribe from `last`, deliver events.
+/// `connected` turns true once subscribed; `resuming` is what
+/// `Connected::resumed_from` reports.
 async fn session(
     url: &Url,
     tokens: &TokenSource,
     options: &StreamOptions,
-    last: &mut Option<EventId>,
+    (last, resuming): (&mut Option<EventId>, Option<EventId>),
     tx: &mpsc::Sender<Result<StreamItem, ClientError>>,
     connected: &mut bool,
 ) -> End {
@@ -174,6 +191,7 @@ async fn session(
         since: *last,
     });
     let mut subscribed = false;
+    let mut connection_id = String::new();
     let mut heartbeat = tokio::time::interval_at(Instant::now() + HEARTBEAT, HEARTBEAT);
     let mut heard = Instant::now();
     loop {
@@ -208,16 +226,14 @@ async fn session(
         };
         let item = match frame {
             ServerFrame::Welcome(welcome) => {
-                *connected = true;
                 if !subscribed {
                     subscribed = true;
+                    connection_id = welcome.connection_id;
                     if let Err(e) = ws.send(Message::Text(subscription.to_text().into())).await {
                         return End::Retry(root_cause(&e));
                     }
                 }
-                StreamItem::Connected {
-                    connection_id: welcome.connection_id,
-                }
+                continue;
             }
             ServerFrame::Subscribed(subscribed) => {
                 // From now on, a reconnect must resume from here even if no
@@ -226,7 +242,11 @@ async fn session(
                 if last.is_none() {
                     *last = Some(subscribed.head);
                 }
-                continue;
+                *connected = true;
+                StreamItem::Connected {
+                    connection_id: std::mem::take(&mut connection_id),
+                    resumed_from: resuming,
+                }
             }
             ServerFrame::Event(event) => {
                 if last.is_some_and(|l| event.id <= l) {

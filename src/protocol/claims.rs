@@ -4,9 +4,11 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-/// What a token may do. Every role reads its tenant's events.
+/// What a token may do. Every role reads its tenant's events. Read from
+/// text through [`FromStr`], so a bad role says which roles exist rather
+/// than serde's "unknown variant".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum Role {
     /// Every tenant; may publish and administer.
     Admin,
@@ -55,6 +57,13 @@ impl FromStr for Role {
     }
 }
 
+impl TryFrom<String> for Role {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
 /// The claims of a pytake token (HS256).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
@@ -99,5 +108,27 @@ impl Claims {
     /// Whether these claims may see `tenant`.
     pub fn may_see(&self, tenant: &str) -> bool {
         self.role == Role::Admin || self.tenant_id.as_deref() == Some(tenant)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_role_names_the_roles_that_exist() {
+        let e = serde_json::from_str::<Role>(r#""superuser""#).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unknown role `superuser`: expected admin, operator, viewer or service"
+        );
+        assert_eq!(
+            serde_json::from_str::<Role>(r#""operator""#).unwrap(),
+            Role::Operator
+        );
+        assert_eq!(
+            serde_json::to_string(&Role::Service).unwrap(),
+            r#""service""#
+        );
     }
 }

@@ -162,87 +162,8 @@ async fn tail_reports_problems_with_the_right_exit_code() {
     assert_eq!(run.code, 4);
     assert_eq!(
         run.stderr,
-        "error: unauthorized: token is malformed: InvalidToken\n"
-    );
-}
-
-#[tokio::test]
-async fn token_create_prints_a_token_the_server_accepts() {
-    let home = tempfile::tempdir().unwrap();
-    let dir = home.path().join("data");
-    let d = dir.to_str().unwrap();
-    let run = pytake(
-        &[
-            "--data-dir",
-            d,
-            "token",
-            "create",
-            "--tenant",
-            "acme",
-            "--role",
-            "viewer",
-            "--sub",
-            "ana",
-            "--ttl",
-            "1h",
-        ],
-        home.path(),
-    )
-    .await;
-    assert_eq!(run.code, 0, "{run:?}");
-    let token = run.stdout.trim_end();
-    assert_eq!(run.stdout, format!("{token}\n"));
-    let secret = pytake::auth::read_local_secret(&dir).expect("secret created");
-    let claims = pytake::auth::Keys::new(secret.as_bytes())
-        .verify(token)
-        .unwrap();
-    assert_eq!(
-        (claims.sub.as_str(), claims.tenant_id.as_deref()),
-        ("ana", Some("acme"))
-    );
-    assert_eq!(claims.exp - claims.iat, 3600);
-
-    let run = pytake(
-        &["--data-dir", d, "token", "create", "--role", "viewer"],
-        home.path(),
-    )
-    .await;
-    assert_eq!(
-        (run.code, run.stderr.as_str()),
-        (2, "error: --tenant is required for --role viewer\n")
-    );
-    let run = pytake(
-        &[
-            "--data-dir",
-            d,
-            "token",
-            "create",
-            "--role",
-            "admin",
-            "--tenant",
-            "acme",
-        ],
-        home.path(),
-    )
-    .await;
-    assert_eq!(
-        (run.code, run.stderr.as_str()),
-        (
-            2,
-            "error: --tenant cannot be used with --role admin: admin tokens see every tenant\n"
-        )
-    );
-    let run = pytake(
-        &["--data-dir", d, "token", "create", "--role", "boss"],
-        home.path(),
-    )
-    .await;
-    assert_eq!(run.code, 2);
-    assert!(
-        run.stderr
-            .contains("unknown role `boss`: expected admin, operator, viewer or service"),
-        "{}",
-        run.stderr
+        "error: unauthorized: token is malformed: expected three dot-separated parts \
+         (header.payload.signature), found 1\n"
     );
 }
 

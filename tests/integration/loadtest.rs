@@ -163,7 +163,8 @@ async fn bad_input_gets_the_documented_exit_codes() {
     assert_eq!(run.code, 4, "{run:?}");
     assert_eq!(
         run.stderr,
-        "error: unauthorized: token is malformed: InvalidToken\n"
+        "error: unauthorized: token is malformed: expected three dot-separated parts \
+         (header.payload.signature), found 1\n"
     );
 
     let run = pytake(&["loadtest", "--connections", "100000000"], home.path()).await;

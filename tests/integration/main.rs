@@ -22,3 +22,5 @@ mod security;
 mod shutdown;
 mod status;
 mod strict_input;
+mod tail_history;
+mod token_cli;

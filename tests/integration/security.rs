@@ -297,7 +297,10 @@ async fn token_create_refuses_a_ttl_over_the_max_lifetime() {
     let run = crate::support::pytake_env(
         &[&create[..], &["--ttl", "900d"]].concat(),
         home.path(),
-        &[("PYTAKE_TOKEN_MAX_LIFETIME", "none")],
+        &[
+            ("PYTAKE_TOKEN_MAX_LIFETIME", "none"),
+            ("PYTAKE_SECRET", "s"),
+        ],
     )
     .await;
     assert_eq!(run.code, 0, "{run:?}");

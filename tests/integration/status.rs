@@ -233,7 +233,7 @@ async fn status_needs_no_credentials_and_reports_a_refused_token_with_4() {
     assert_eq!(run.code, 4, "{run:?}");
     assert_eq!(
         run.stderr,
-        "error: the server refused the token given (--token, PYTAKE_TOKEN): unauthorized: token is malformed: InvalidToken\n"
+        "error: the server refused the token given (--token, PYTAKE_TOKEN): unauthorized: token is malformed: expected three dot-separated parts (header.payload.signature), found 1\n"
     );
     let report: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(
