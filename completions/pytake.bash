@@ -795,11 +795,11 @@ _pytake() {
             fi
             case "${prev}" in
                 --room)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "dashboard conversations campaigns erp ai alerts presence" -- "${cur}"))
                     return 0
                     ;;
                 -r)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "dashboard conversations campaigns erp ai alerts presence" -- "${cur}"))
                     return 0
                     ;;
                 --type)
@@ -911,7 +911,7 @@ _pytake() {
                     return 0
                     ;;
                 --role)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "admin operator viewer service" -- "${cur}"))
                     return 0
                     ;;
                 --sub)

@@ -69,7 +69,13 @@ complete -c pytake -n "__fish_pytake_using_subcommand serve" -s v -l verbose -d 
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -s V -l version -d 'Print version'
-complete -c pytake -n "__fish_pytake_using_subcommand tail" -s r -l room -d 'Room to follow, repeatable: dashboard, conversations, campaigns, erp, ai, alerts, presence, campaign:ID, conversation:ID, user:ID [default: every room]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand tail" -s r -l room -d 'Room to follow, repeatable: dashboard, conversations, campaigns, erp, ai, alerts, presence, campaign:ID, conversation:ID, user:ID [default: every room]' -r -f -a "dashboard\t''
+conversations\t''
+campaigns\t''
+erp\t''
+ai\t''
+alerts\t''
+presence\t''"
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -s t -l type -d 'Only events of this type, repeatable (MessageSent, ERPCall, ...)' -r
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -l tenant -d 'Tenant to follow (admin tokens; others see their own tenant only) [default: every tenant]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -l since -d 'Start after this event id, or at what arrived this long ago (10m, 2h) or since this RFC 3339 time (2026-12-02T10:00:00Z) [default: now]' -r
@@ -145,7 +151,10 @@ complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen
 complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create verify help" -f -a "verify" -d 'Show a token\'s claims and whether this server\'s secret and rules accept it'
 complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create verify help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l tenant -d 'Tenant the token speaks for (required unless --role admin)' -r
-complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l role -d 'admin (every tenant), operator (read and publish), viewer (read), service (publish)' -r
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l role -d 'admin (every tenant), operator (read and publish), viewer (read), service (publish)' -r -f -a "admin\t''
+operator\t''
+viewer\t''
+service\t''"
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l sub -d 'Who the token is for, shown in the server\'s log [default: $USER]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l ttl -d 'Lifetime, e.g. 15m, 24h, 30d' -r
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l secret-file -d 'File holding the JWT secret (its first line)' -r -F

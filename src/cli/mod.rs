@@ -15,6 +15,7 @@ mod spawn;
 mod status;
 mod tail;
 mod token;
+mod values;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -251,3 +251,40 @@ async fn quiet_and_verbose_move_the_log_level() {
     let verbose = serve_stderr(&["-v"]).await;
     assert!(verbose.contains("DEBUG"), "{verbose}");
 }
+
+#[tokio::test]
+async fn color_follows_the_flag_then_the_conventions() {
+    let server = TestServer::start().await;
+    let admin = server.admin();
+    server
+        .publish(&admin, crate::support::custom("acme", "dashboard", 1))
+        .await;
+    let home = tempfile::tempdir().unwrap();
+    let tail = |extra: &'static [&'static str], env: &'static [(&'static str, &'static str)]| {
+        let url = server.url.clone();
+        let admin = admin.clone();
+        let home = home.path().to_path_buf();
+        async move {
+            let mut args = vec!["tail", "--server", &url, "--token", &admin];
+            args.extend(["--since", "0", "--count", "1", "--output", "table"]);
+            args.extend(extra);
+            let run = pytake_env(&args, &home, env).await;
+            assert_eq!(run.code, 0, "{run:?}");
+            run.stdout.contains("\x1b[")
+        }
+    };
+    // Piped, the default is plain; the helper sets NO_COLOR=1.
+    assert!(!tail(&[], &[]).await);
+    assert!(
+        tail(&["--color", "always"], &[]).await,
+        "the flag beats NO_COLOR"
+    );
+    assert!(tail(&[], &[("NO_COLOR", ""), ("CLICOLOR_FORCE", "1")]).await);
+    assert!(
+        !tail(
+            &["--color", "never"],
+            &[("NO_COLOR", ""), ("CLICOLOR_FORCE", "1")]
+        )
+        .await
+    );
+}

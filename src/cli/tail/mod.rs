@@ -47,7 +47,8 @@ Exit status: 0 done (--count, --until, --no-follow, Ctrl-C), 1 failure,
 pub struct TailArgs {
     /// Room to follow, repeatable: dashboard, conversations, campaigns, erp, ai, alerts, presence,
     /// campaign:ID, conversation:ID, user:ID [default: every room]
-    #[arg(long = "room", short = 'r', value_name = "ROOM")]
+    #[arg(long = "room", short = 'r', value_name = "ROOM", hide_possible_values = true,
+          value_parser = crate::cli::values::Known::new(&crate::protocol::rooms::ROOMS, |s| Ok(s.to_string())))]
     pub rooms: Vec<String>,
 
     /// Only events of this type, repeatable (MessageSent, ERPCall, ...)

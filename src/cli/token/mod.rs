@@ -61,7 +61,8 @@ pub struct CreateArgs {
     pub tenant: Option<String>,
 
     /// admin (every tenant), operator (read and publish), viewer (read), service (publish)
-    #[arg(long, value_name = "ROLE", value_parser = parse_role)]
+    #[arg(long, value_name = "ROLE", hide_possible_values = true,
+          value_parser = crate::cli::values::Known::new(&["admin", "operator", "viewer", "service"], parse_role))]
     pub role: Role,
 
     /// Who the token is for, shown in the server's log [default: $USER]
