@@ -288,3 +288,30 @@ async fn color_follows_the_flag_then_the_conventions() {
         .await
     );
 }
+
+#[tokio::test]
+async fn an_address_in_use_is_named_with_the_flag_to_change_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let home = tempfile::tempdir().unwrap();
+    let data = home.path().join("data");
+    let run = pytake(
+        &[
+            "--data-dir",
+            data.to_str().unwrap(),
+            "serve",
+            "--listen",
+            &addr,
+        ],
+        home.path(),
+    )
+    .await;
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "error: cannot listen on {addr}: Address already in use (os error 98); another process has it \
+             (another `pytake serve`?): stop it, or choose another address with --listen or PYTAKE_LISTEN\n"
+        )
+    );
+}

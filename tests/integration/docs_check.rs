@@ -313,3 +313,46 @@ fn the_readme_stands_alone() {
         }
     }
 }
+
+/// The README's command table names every command and subcommand the
+/// binary has, and no other: a command added without a line there fails.
+#[test]
+fn the_readme_lists_every_command() {
+    let readme = read("README.md");
+    let table: BTreeSet<String> = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("## Commands and options"))
+        .take_while(|l| !l.starts_with("## Settings"))
+        .filter(|l| l.starts_with("| `pytake "))
+        .flat_map(|l| {
+            let cell = l.split('|').nth(1).unwrap_or("");
+            // `pytake config show [--origin]`, `config check [FILE]`: a
+            // command and maybe a subcommand, in lowercase words.
+            let mut names = Vec::new();
+            for code in cell.split('`').skip(1).step_by(2) {
+                let words: Vec<&str> = code
+                    .split_whitespace()
+                    .filter(|w| *w != "pytake" && w.chars().all(|c| c.is_ascii_lowercase()))
+                    .collect();
+                if let Some(command) = words.first() {
+                    names.push(command.to_string());
+                }
+                if let [command, sub, ..] = words.as_slice() {
+                    names.push(format!("{command} {sub}"));
+                }
+            }
+            names
+        })
+        .collect();
+    let mut defined = BTreeSet::new();
+    for sub in pytake::cli::command().get_subcommands() {
+        defined.insert(sub.get_name().to_string());
+        for inner in sub.get_subcommands() {
+            defined.insert(format!("{} {}", sub.get_name(), inner.get_name()));
+        }
+    }
+    assert_eq!(
+        table, defined,
+        "README.md's command table against the binary"
+    );
+}
