@@ -558,7 +558,7 @@ _pytake() {
             return 0
             ;;
         pytake__subcmd__loadtest)
-            opts="-o -v -q -h -V --connections --ramp --rate --duration --rooms --tenants --payload-bytes --publishers --arrival-rate --spawn --threshold --junit --token-file --output --server --token --config --color --verbose --quiet --data-dir --help --version"
+            opts="-o -v -q -h -V --connections --ramp --rate --duration --rooms --tenants --payload-bytes --publishers --arrival-rate --spawn --threshold --junit --output --server --token --token-file --config --color --verbose --quiet --data-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -608,10 +608,6 @@ _pytake() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --token-file)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --output)
                     COMPREPLY=($(compgen -W "table json csv" -- "${cur}"))
                     return 0
@@ -625,6 +621,10 @@ _pytake() {
                     return 0
                     ;;
                 --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -648,16 +648,12 @@ _pytake() {
             return 0
             ;;
         pytake__subcmd__serve)
-            opts="-v -q -h -V --demo --secret-file --listen --log-format --secret --token-leeway --token-audience --token-issuer --token-max-lifetime --rate-limit --max-frame-bytes --outbound-queue --auth-timeout --ping-interval --idle-timeout --write-stall --store --bus --config --color --verbose --quiet --data-dir --help --version"
+            opts="-v -q -h -V --demo --listen --log-format --secret --secret-file --token-leeway --token-audience --token-issuer --token-max-lifetime --rate-limit --max-frame-bytes --outbound-queue --auth-timeout --ping-interval --idle-timeout --write-stall --store --bus --config --color --verbose --quiet --data-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --secret-file)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --listen)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -667,6 +663,10 @@ _pytake() {
                     return 0
                     ;;
                 --secret)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --secret-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -742,16 +742,12 @@ _pytake() {
             return 0
             ;;
         pytake__subcmd__status)
-            opts="-o -v -q -h -V --token-file --output --server --token --config --color --verbose --quiet --data-dir --help --version"
+            opts="-o -v -q -h -V --output --server --token --token-file --config --color --verbose --quiet --data-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --token-file)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --output)
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
@@ -765,6 +761,10 @@ _pytake() {
                     return 0
                     ;;
                 --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -788,7 +788,7 @@ _pytake() {
             return 0
             ;;
         pytake__subcmd__tail)
-            opts="-r -t -n -o -v -q -h -V --room --type --tenant --since --until --tail --no-follow --count --token-file --output --server --token --config --color --verbose --quiet --data-dir --help --version"
+            opts="-r -t -n -o -v -q -h -V --room --type --tenant --since --until --tail --no-follow --count --output --server --token --token-file --config --color --verbose --quiet --data-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -834,10 +834,6 @@ _pytake() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --token-file)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --output)
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
@@ -851,6 +847,10 @@ _pytake() {
                     return 0
                     ;;
                 --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -900,7 +900,7 @@ _pytake() {
             return 0
             ;;
         pytake__subcmd__token__subcmd__create)
-            opts="-v -q -h -V --tenant --role --sub --ttl --secret-file --secret --token-leeway --token-audience --token-issuer --token-max-lifetime --config --color --verbose --quiet --data-dir --help --version"
+            opts="-v -q -h -V --tenant --role --sub --ttl --secret --secret-file --token-leeway --token-audience --token-issuer --token-max-lifetime --config --color --verbose --quiet --data-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -922,11 +922,11 @@ _pytake() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --secret-file)
+                --secret)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --secret)
+                --secret-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1022,16 +1022,12 @@ _pytake() {
             return 0
             ;;
         pytake__subcmd__token__subcmd__verify)
-            opts="-o -v -q -h -V --secret-file --output --secret --token-leeway --token-audience --token-issuer --token-max-lifetime --config --color --verbose --quiet --data-dir --help --version"
+            opts="-o -v -q -h -V --output --secret --secret-file --token-leeway --token-audience --token-issuer --token-max-lifetime --config --color --verbose --quiet --data-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --secret-file)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --output)
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
@@ -1041,6 +1037,10 @@ _pytake() {
                     return 0
                     ;;
                 --secret)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --secret-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

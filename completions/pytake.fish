@@ -24,11 +24,11 @@ function __fish_pytake_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c pytake -n "__fish_pytake_needs_command" -l config -d 'Config file [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_needs_command" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
 complete -c pytake -n "__fish_pytake_needs_command" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c pytake -n "__fish_pytake_needs_command" -l data-dir -d 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_needs_command" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
 complete -c pytake -n "__fish_pytake_needs_command" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
 complete -c pytake -n "__fish_pytake_needs_command" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
 complete -c pytake -n "__fish_pytake_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -41,29 +41,29 @@ complete -c pytake -n "__fish_pytake_needs_command" -f -a "token" -d 'Create tok
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "config" -d 'Show, check and write the configuration'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l secret-file -d 'File holding the JWT secret (its first line)' -r -F
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l listen -d 'Address to listen on, HOST:PORT; port 0 picks a free one [default: 127.0.0.1:8080]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l log-format -d 'Log lines as readable text or one JSON object per line [default: text]' -r -f -a "text\t'Readable lines'
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l listen -d 'Address to listen on, HOST:PORT; port 0 picks a free one [env: PYTAKE_LISTEN] [default: 127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l log-format -d 'Log lines as readable text or one JSON object per line [env: PYTAKE_LOG_FORMAT] [default: text]' -r -f -a "text\t'Readable lines'
 json\t'One JSON object per line, for log shippers'"
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l secret -d 'JWT HS256 secret; prefer --secret-file or PYTAKE_SECRET, which `ps` does not show [default: generated into <data-dir>/secret, mode 0600]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l token-leeway -d 'Clock skew tolerated on a token\'s exp, nbf and iat [default: 30s]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l token-audience -d 'Refuse tokens whose aud is not (or does not include) this; unset: aud is not checked [default: not checked]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l token-issuer -d 'Refuse tokens whose iss is not this; unset: iss is not checked [default: not checked]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l token-max-lifetime -d 'Refuse tokens whose exp - iat is longer, or `none` [default: 366d]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l rate-limit -d 'Client messages per minute per WebSocket connection [default: 100]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l max-frame-bytes -d 'Largest WebSocket frame a client may send, in bytes [default: 65536]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l outbound-queue -d 'Frames queued per connection before it is closed as a slow consumer (4009) [default: 1024]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l auth-timeout -d 'Close connections that have not authenticated by then (4001) [default: 10s]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l ping-interval -d 'How often the server pings each connection [default: 25s]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l idle-timeout -d 'Close connections silent for this long [default: 30s]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l write-stall -d 'Close a connection as a slow consumer (4009) when a write makes no progress for this long [default: 10s]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l store -d 'Event store URL: sqlite://PATH [default: sqlite://<data-dir>/pytake.db]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l bus -d 'Event bus: memory [default: memory]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l config -d 'Config file [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l secret -d 'JWT HS256 secret; prefer --secret-file or PYTAKE_SECRET, which `ps` does not show [env: PYTAKE_SECRET] [default: generated into <data-dir>/secret, mode 0600]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l secret-file -d 'File holding the JWT secret (its first line) [env: PYTAKE_SECRET_FILE]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l token-leeway -d 'Clock skew tolerated on a token\'s exp, nbf and iat [env: PYTAKE_TOKEN_LEEWAY] [default: 30s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l token-audience -d 'Refuse tokens whose aud is not (or does not include) this; unset: aud is not checked [env: PYTAKE_TOKEN_AUDIENCE] [default: not checked]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l token-issuer -d 'Refuse tokens whose iss is not this; unset: iss is not checked [env: PYTAKE_TOKEN_ISSUER] [default: not checked]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l token-max-lifetime -d 'Refuse tokens whose exp - iat is longer, or `none` [env: PYTAKE_TOKEN_MAX_LIFETIME] [default: 366d]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l rate-limit -d 'Client messages per minute per WebSocket connection [env: PYTAKE_RATE_LIMIT] [default: 100]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l max-frame-bytes -d 'Largest WebSocket frame a client may send, in bytes [env: PYTAKE_MAX_FRAME_BYTES] [default: 65536]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l outbound-queue -d 'Frames queued per connection before it is closed as a slow consumer (4009) [env: PYTAKE_OUTBOUND_QUEUE] [default: 1024]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l auth-timeout -d 'Close connections that have not authenticated by then (4001) [env: PYTAKE_AUTH_TIMEOUT] [default: 10s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l ping-interval -d 'How often the server pings each connection [env: PYTAKE_PING_INTERVAL] [default: 25s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l idle-timeout -d 'Close connections silent for this long [env: PYTAKE_IDLE_TIMEOUT] [default: 30s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l write-stall -d 'Close a connection as a slow consumer (4009) when a write makes no progress for this long [env: PYTAKE_WRITE_STALL] [default: 10s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l store -d 'Event store URL: sqlite://PATH [env: PYTAKE_STORE] [default: sqlite://<data-dir>/pytake.db]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l bus -d 'Event bus: memory [env: PYTAKE_BUS] [default: memory]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l data-dir -d 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l demo -d 'Feed realistic synthetic traffic of three tenants (acme, globex, initech)'
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
@@ -82,31 +82,31 @@ complete -c pytake -n "__fish_pytake_using_subcommand tail" -l since -d 'Start a
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -l until -d 'Print only events stamped up to this RFC 3339 time or this long ago (10m), then exit; a time already past implies --no-follow' -r
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -l tail -d 'Print the last N events first (0: only new ones) [default: 0]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -s n -l count -d 'Exit after printing N events' -r
-complete -c pytake -n "__fish_pytake_using_subcommand tail" -l token-file -d 'File holding the token (its first line)' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -s o -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t''
 json\t''"
-complete -c pytake -n "__fish_pytake_using_subcommand tail" -l server -d 'Server to talk to [default: http://127.0.0.1:8080]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand tail" -l token -d 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [default: minted from the local secret]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand tail" -l config -d 'Config file [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand tail" -l server -d 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand tail" -l token -d 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand tail" -l token-file -d 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand tail" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c pytake -n "__fish_pytake_using_subcommand tail" -l data-dir -d 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand tail" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -l no-follow -d 'Print what --since or --tail selects, then exit without waiting for new events'
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -s h -l help -d 'Print help'
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -s V -l version -d 'Print version'
-complete -c pytake -n "__fish_pytake_using_subcommand status" -l token-file -d 'File holding the token (its first line)' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand status" -s o -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t''
 json\t''"
-complete -c pytake -n "__fish_pytake_using_subcommand status" -l server -d 'Server to talk to [default: http://127.0.0.1:8080]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand status" -l token -d 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [default: minted from the local secret]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand status" -l config -d 'Config file [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand status" -l server -d 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand status" -l token -d 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand status" -l token-file -d 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand status" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand status" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c pytake -n "__fish_pytake_using_subcommand status" -l data-dir -d 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand status" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand status" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
 complete -c pytake -n "__fish_pytake_using_subcommand status" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
 complete -c pytake -n "__fish_pytake_using_subcommand status" -s h -l help -d 'Print help'
@@ -122,27 +122,27 @@ complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l publishers -d
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l arrival-rate -d 'Open model: connections arrive at this many per second during the run' -r
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l threshold -d 'Pass/fail criterion, repeatable: \'p99<50ms\', \'loss==0\', \'connect_errors==0\', \'deliveries_per_s>=100000\'; an unmet one exits 99' -r
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l junit -d 'Also write the result as JUnit XML, for CI systems' -r -F
-complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l token-file -d 'File holding the token (its first line)' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -s o -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t''
 json\t''
 csv\t''"
-complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l server -d 'Server to talk to [default: http://127.0.0.1:8080]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l token -d 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [default: minted from the local secret]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l config -d 'Config file [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l server -d 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l token -d 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l token-file -d 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l data-dir -d 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l spawn -d 'Start a pytake serve on a free loopback port with a temporary data dir, test it, stop it (also on Ctrl-C or SIGTERM)'
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -s h -l help -d 'Print help'
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -s V -l version -d 'Print version'
-complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create verify help" -l config -d 'Config file [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create verify help" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create verify help" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create verify help" -l data-dir -d 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create verify help" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create verify help" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
 complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create verify help" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
 complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create verify help" -s h -l help -d 'Print help'
@@ -157,34 +157,34 @@ viewer\t''
 service\t''"
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l sub -d 'Who the token is for, shown in the server\'s log [default: $USER]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l ttl -d 'Lifetime, e.g. 15m, 24h, 30d' -r
-complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l secret-file -d 'File holding the JWT secret (its first line)' -r -F
-complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l secret -d 'JWT HS256 secret; prefer --secret-file or PYTAKE_SECRET, which `ps` does not show [default: generated into <data-dir>/secret, mode 0600]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l token-leeway -d 'Clock skew tolerated on a token\'s exp, nbf and iat [default: 30s]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l token-audience -d 'Refuse tokens whose aud is not (or does not include) this; unset: aud is not checked [default: not checked]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l token-issuer -d 'Refuse tokens whose iss is not this; unset: iss is not checked [default: not checked]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l token-max-lifetime -d 'Refuse tokens whose exp - iat is longer, or `none` [default: 366d]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l config -d 'Config file [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l secret -d 'JWT HS256 secret; prefer --secret-file or PYTAKE_SECRET, which `ps` does not show [env: PYTAKE_SECRET] [default: generated into <data-dir>/secret, mode 0600]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l secret-file -d 'File holding the JWT secret (its first line) [env: PYTAKE_SECRET_FILE]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l token-leeway -d 'Clock skew tolerated on a token\'s exp, nbf and iat [env: PYTAKE_TOKEN_LEEWAY] [default: 30s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l token-audience -d 'Refuse tokens whose aud is not (or does not include) this; unset: aud is not checked [env: PYTAKE_TOKEN_AUDIENCE] [default: not checked]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l token-issuer -d 'Refuse tokens whose iss is not this; unset: iss is not checked [env: PYTAKE_TOKEN_ISSUER] [default: not checked]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l token-max-lifetime -d 'Refuse tokens whose exp - iat is longer, or `none` [env: PYTAKE_TOKEN_MAX_LIFETIME] [default: 366d]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l data-dir -d 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from create" -s V -l version -d 'Print version'
-complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -l secret-file -d 'File holding the JWT secret (its first line)' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -s o -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t''
 json\t''"
-complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -l secret -d 'JWT HS256 secret; prefer --secret-file or PYTAKE_SECRET, which `ps` does not show [default: generated into <data-dir>/secret, mode 0600]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -l token-leeway -d 'Clock skew tolerated on a token\'s exp, nbf and iat [default: 30s]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -l token-audience -d 'Refuse tokens whose aud is not (or does not include) this; unset: aud is not checked [default: not checked]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -l token-issuer -d 'Refuse tokens whose iss is not this; unset: iss is not checked [default: not checked]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -l token-max-lifetime -d 'Refuse tokens whose exp - iat is longer, or `none` [default: 366d]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -l config -d 'Config file [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -l secret -d 'JWT HS256 secret; prefer --secret-file or PYTAKE_SECRET, which `ps` does not show [env: PYTAKE_SECRET] [default: generated into <data-dir>/secret, mode 0600]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -l secret-file -d 'File holding the JWT secret (its first line) [env: PYTAKE_SECRET_FILE]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -l token-leeway -d 'Clock skew tolerated on a token\'s exp, nbf and iat [env: PYTAKE_TOKEN_LEEWAY] [default: 30s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -l token-audience -d 'Refuse tokens whose aud is not (or does not include) this; unset: aud is not checked [env: PYTAKE_TOKEN_AUDIENCE] [default: not checked]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -l token-issuer -d 'Refuse tokens whose iss is not this; unset: iss is not checked [env: PYTAKE_TOKEN_ISSUER] [default: not checked]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -l token-max-lifetime -d 'Refuse tokens whose exp - iat is longer, or `none` [env: PYTAKE_TOKEN_MAX_LIFETIME] [default: 366d]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -l data-dir -d 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help'
@@ -192,11 +192,11 @@ complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_sub
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "create" -d 'Print a new token signed with the server\'s secret'
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Show a token\'s claims and whether this server\'s secret and rules accept it'
 complete -c pytake -n "__fish_pytake_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c pytake -n "__fish_pytake_using_subcommand config; and not __fish_seen_subcommand_from show check init help" -l config -d 'Config file [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand config; and not __fish_seen_subcommand_from show check init help" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand config; and not __fish_seen_subcommand_from show check init help" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c pytake -n "__fish_pytake_using_subcommand config; and not __fish_seen_subcommand_from show check init help" -l data-dir -d 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand config; and not __fish_seen_subcommand_from show check init help" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand config; and not __fish_seen_subcommand_from show check init help" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
 complete -c pytake -n "__fish_pytake_using_subcommand config; and not __fish_seen_subcommand_from show check init help" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
 complete -c pytake -n "__fish_pytake_using_subcommand config; and not __fish_seen_subcommand_from show check init help" -s h -l help -d 'Print help'
@@ -207,30 +207,30 @@ complete -c pytake -n "__fish_pytake_using_subcommand config; and not __fish_see
 complete -c pytake -n "__fish_pytake_using_subcommand config; and not __fish_seen_subcommand_from show check init help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from show" -s o -l output -d 'Output format: table (TOML text, also when piped) or json' -r -f -a "table\t''
 json\t''"
-complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from show" -l config -d 'Config file [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from show" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from show" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from show" -l data-dir -d 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from show" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from show" -l origin -d 'Say where each value came from: a flag, a variable, the file (with its line) or the default'
 complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from show" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
 complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
 complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
 complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
-complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from check" -l config -d 'Config file [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from check" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from check" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from check" -l data-dir -d 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from check" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from check" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
 complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from check" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
 complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from check" -s h -l help -d 'Print help'
 complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from check" -s V -l version -d 'Print version'
-complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from init" -l config -d 'Config file [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from init" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from init" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from init" -l data-dir -d 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from init" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from init" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
 complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from init" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
 complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from init" -s h -l help -d 'Print help'
@@ -239,11 +239,11 @@ complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_su
 complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "check" -d 'Check a config file as `pytake serve` would read it'
 complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "init" -d 'Write a commented config file with every setting at its default'
 complete -c pytake -n "__fish_pytake_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c pytake -n "__fish_pytake_using_subcommand completions" -l config -d 'Config file [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand completions" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand completions" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c pytake -n "__fish_pytake_using_subcommand completions" -l data-dir -d 'Data dir: the SQLite file and the generated secret [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand completions" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand completions" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
 complete -c pytake -n "__fish_pytake_using_subcommand completions" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
 complete -c pytake -n "__fish_pytake_using_subcommand completions" -s h -l help -d 'Print help'

@@ -35,7 +35,7 @@ Exit status: 0 valid, 2 invalid (the message gives the line).")]
     /// Write a commented config file with every setting at its default
     #[command(after_help = "\
 Examples:
-  pytake config init                      # <user config dir>/pytake/config.toml
+  pytake config init                      # --config, PYTAKE_CONFIG or <user config dir>/pytake/config.toml
   pytake config init ./pytake.toml
   pytake config init - | less             # print it instead
 
@@ -63,7 +63,7 @@ pub struct CheckArgs {
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
-    /// Where to write it, or `-` for stdout [default: <user config dir>/pytake/config.toml]
+    /// Where to write it, or `-` for stdout [default: --config, PYTAKE_CONFIG, or <user config dir>/pytake/config.toml]
     #[arg(value_name = "FILE")]
     pub file: Option<PathBuf>,
 }
@@ -75,7 +75,7 @@ pub fn run(cmd: ConfigCommand, loaded: &Loaded, sources: &Sources) -> anyhow::Re
     match cmd {
         ConfigCommand::Show(args) => show(&args, loaded),
         ConfigCommand::Check(args) => check(args.file, sources),
-        ConfigCommand::Init(args) => init(args.file),
+        ConfigCommand::Init(args) => init(args.file, sources),
     }
 }
 
@@ -95,6 +95,7 @@ fn effective(loaded: &Loaded) -> Vec<(String, String, Option<String>, Origin)> {
     set("server", "data_dir", s.data_dir().display().to_string());
     set("store", "url", settings::mask_url(&s.store_url()));
     set("bus", "url", settings::mask_url(&s.bus.url));
+    set("client", "server", settings::mask_url(s.server_url()));
     let mut rows = Vec::new();
     for (section, keys) in &table {
         let toml::Value::Table(keys) = keys else {
@@ -228,8 +229,11 @@ fn check(file: Option<PathBuf>, sources: &Sources) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init(file: Option<PathBuf>) -> anyhow::Result<()> {
+fn init(file: Option<PathBuf>, sources: &Sources) -> anyhow::Result<()> {
     let text = settings::init_text();
+    // The file the other commands would read: --config, PYTAKE_CONFIG, or
+    // the default location.
+    let named = sources.file.as_ref().map(|(path, _)| path.clone());
     let path = match file {
         Some(p) if p == Path::new("-") => {
             let mut out = std::io::stdout().lock();
@@ -237,9 +241,16 @@ fn init(file: Option<PathBuf>) -> anyhow::Result<()> {
             return Ok(());
         }
         Some(p) => p,
-        None => settings::default_config_file()
-            .context("this system has no user config dir: give a FILE")?,
+        None => named.context("this system has no user config dir: give a FILE")?,
     };
+    if path.is_dir() || path.as_os_str().to_string_lossy().ends_with('/') {
+        return Err(UsageError(format!(
+            "{} is a directory: give a file, e.g. {}",
+            path.display(),
+            path.join("config.toml").display()
+        ))
+        .into());
+    }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }

@@ -82,13 +82,15 @@ fn environment_section(cmd: &clap::Command) -> String {
     let mut out = String::from(".SH ENVIRONMENT\n");
     let mut any = false;
     for arg in cmd.get_arguments() {
-        let Some(var) = arg.get_env() else { continue };
+        let Some(var) = crate::config::flags::env_of(arg.get_id().as_str()) else {
+            continue;
+        };
         any = true;
         let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
         let _ = write!(
             out,
             ".TP\n\\fB{}\\fR\nAs \\fB\\-\\-{}\\fR: {}\n",
-            roff(&var.to_string_lossy()),
+            roff(&var),
             roff(arg.get_long().unwrap_or_default()),
             roff(&help)
         );

@@ -178,11 +178,9 @@ async fn run_until_done(
     let (server, tokens) = match &spawned {
         Some(s) => (
             s.url.clone(),
-            // The spawned server inherits the PYTAKE_TOKEN_* settings.
-            TokenSource::Local(Box::new(Keys::with_settings(
-                s.secret.as_bytes(),
-                &settings.tokens(),
-            ))),
+            // The spawned server has the default token rules (none of
+            // the caller's settings reach it).
+            TokenSource::Local(Box::new(Keys::new(s.secret.as_bytes()))),
         ),
         None => (
             settings.server_url().to_string(),

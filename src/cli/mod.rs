@@ -56,8 +56,8 @@ A broken pipe (`pytake tail | head`) is success.";
     after_help = EXIT_CODES
 )]
 pub struct Cli {
-    /// Config file [default: <user config dir>/pytake/config.toml]
-    #[arg(long, global = true, value_name = "FILE", env = "PYTAKE_CONFIG")]
+    /// Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]
+    #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
     #[command(flatten)]
@@ -152,9 +152,24 @@ impl Command {
         )
     }
 
+    /// The sections whose settings this command reads (their variables
+    /// are parsed and their values checked; no others).
+    fn sections(&self) -> &'static [&'static str] {
+        match self {
+            Command::Serve { .. } => &["server", "auth", "gateway", "store", "bus"],
+            // The data dir and [auth] for a token minted from the local secret.
+            Command::Tail { .. } | Command::Status { .. } | Command::Loadtest { .. } => {
+                &["server", "auth", "client"]
+            }
+            Command::Token(_) => &["server", "auth"],
+            Command::Config(config::ConfigCommand::Show(_)) => &crate::config::ALL_SECTIONS,
+            Command::Config(_) | Command::Completions(_) => &[],
+        }
+    }
+
     /// The settings flag groups this command has, for the loader.
     fn flags<'a>(&self, matches: &'a ArgMatches, global: &Cli) -> CommandFlags<'a> {
-        let flags = CommandFlags::new(matches).group(&global.data_dir);
+        let flags = CommandFlags::new(matches, self.sections()).group(&global.data_dir);
         match self {
             Command::Serve {
                 server,
@@ -178,9 +193,11 @@ impl Command {
     }
 }
 
-/// The clap model with every settings flag's default in its help.
+/// The clap model as users see it: every settings flag's variable and
+/// default in its help. The variables themselves are read by the settings
+/// loader alone (see [`crate::config::flags::for_users`]).
 pub fn command() -> clap::Command {
-    crate::config::flags::with_defaults(Cli::command())
+    crate::config::flags::for_users(Cli::command())
 }
 
 /// The innermost subcommand's matches, where its flags (and the global
@@ -195,11 +212,6 @@ fn leaf(matches: &ArgMatches) -> &ArgMatches {
 /// Everything `main` does: check the environment, parse, load settings,
 /// set up colour and logs, run, and map the result to an exit code.
 pub fn main() -> ExitCode {
-    let sources = Sources::from_process(None);
-    // Before clap, which reads the same variables but would blame a flag.
-    if let Err(e) = crate::config::check_env(&sources.env) {
-        return exit::report(&e.into());
-    }
     output::set_color(output::color_from_args(std::env::args_os()));
     let matches = command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {

@@ -55,16 +55,27 @@ impl Spawned {
         let log = std::fs::File::create(dir.path().join("server.log"))?;
         let exe = std::env::current_exe().context("cannot find the pytake binary")?;
         let store = format!("sqlite://{}", dir.path().join("pytake.db").display());
-        let child = Command::new(exe)
+        // An empty config file of its own, so the user's is not read.
+        let config = dir.path().join("config.toml");
+        std::fs::write(&config, "").context("cannot write the spawned server's config")?;
+        let mut command = Command::new(exe);
+        // None of the caller's settings: PYTAKE_SECRET_FILE beside our
+        // PYTAKE_SECRET, say, would be refused as two secrets.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("PYTAKE_") {
+                command.env_remove(key);
+            }
+        }
+        let child = command
+            .arg("--config")
+            .arg(&config)
             .arg("--data-dir")
             .arg(dir.path())
             .args(["serve", "--listen", "127.0.0.1:0", "--bus", "memory"])
             .args(["--store", &store])
             .args(extra)
             .env("RUST_LOG", "warn")
-            // Set here, it also wins over a PYTAKE_SECRET in our environment.
             .env("PYTAKE_SECRET", &secret)
-            .env_remove("PYTAKE_CONFIG")
             .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -14,6 +14,10 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     if t.is_empty() {
         return Err("a duration is needed, like 30s, 15m or 24h".into());
     }
+    // Zero needs no unit; any other bare number is ambiguous.
+    if t.chars().all(|c| c == '0') {
+        return Ok(Duration::ZERO);
+    }
     if t.chars().all(|c| c.is_ascii_digit()) {
         return Err(format!(
             "`{t}` has no unit: write {t}s, {t}m or {t}h (units: {UNITS})"
@@ -118,6 +122,11 @@ mod tests {
             "`0s` must be longer than 0s"
         );
         assert!(!parse("1x").unwrap_err().contains("variations"));
+        assert_eq!(parse("0"), Ok(Duration::ZERO));
+        assert_eq!(
+            parse_positive("0").unwrap_err(),
+            "`0` must be longer than 0s"
+        );
     }
 
     #[test]

@@ -22,8 +22,8 @@ impl FileLayer {
         let mut current = String::new();
         for (n, line) in self.text.lines().enumerate() {
             let t = line.trim();
-            if let Some(header) = t.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-                current = header.trim().to_string();
+            if let Some(header) = header_of(t) {
+                current = header;
             } else if current == section {
                 let name = t.split('=').next().unwrap_or("").trim().trim_matches('"');
                 if t.contains('=') && name == key {
@@ -107,13 +107,16 @@ fn explain(message: &str, text: &str, line: Option<usize>) -> String {
 fn section_at(text: &str, line: usize) -> Option<String> {
     text.lines()
         .take(line)
-        .filter_map(|l| {
-            let t = l.trim();
-            t.strip_prefix('[')
-                .and_then(|h| h.strip_suffix(']'))
-                .map(|h| h.trim().to_string())
-        })
+        .filter_map(|l| header_of(l.trim()))
         .last()
+}
+
+/// `server` for a line `[server]` or `[server]  # comment`.
+fn header_of(line: &str) -> Option<String> {
+    let rest = line.strip_prefix('[')?;
+    let (name, after) = rest.split_once(']')?;
+    let after = after.trim();
+    (after.is_empty() || after.starts_with('#')).then(|| name.trim().to_string())
 }
 
 /// `pytake config check FILE`: parses and checks a file as `serve` would.

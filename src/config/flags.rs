@@ -52,8 +52,17 @@ fn parse_count(s: &str) -> Result<u64, String> {
     match s.trim().parse::<u64>() {
         Ok(0) => Err("must be at least 1".into()),
         Ok(n) => Ok(n),
+        Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => {
+            Err(format!("`{s}` is too large"))
+        }
         Err(_) => Err(format!("`{s}` is not a whole number")),
     }
+}
+
+/// A count that the setting keeps as a `u32`.
+fn parse_count_u32(s: &str) -> Result<u32, String> {
+    let n = parse_count(s)?;
+    u32::try_from(n).map_err(|_| format!("`{s}` is too large (at most {})", u32::MAX))
 }
 
 /// Serializes a set `Option<Duration>` as text (unset ones are skipped).
@@ -146,9 +155,9 @@ impl Group for AuthFlags {
 #[command(next_help_heading = "Gateway")]
 pub struct GatewayFlags {
     /// Client messages per minute per WebSocket connection
-    #[arg(long, value_name = "N", env = "PYTAKE_RATE_LIMIT", value_parser = parse_count)]
+    #[arg(long, value_name = "N", env = "PYTAKE_RATE_LIMIT", value_parser = parse_count_u32)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rate_limit: Option<u64>,
+    pub rate_limit: Option<u32>,
 
     /// Largest WebSocket frame a client may send, in bytes
     #[arg(long, value_name = "BYTES", env = "PYTAKE_MAX_FRAME_BYTES", value_parser = parse_count)]
@@ -253,13 +262,19 @@ impl Group for ClientFlags {
 pub struct CommandFlags<'a> {
     pub matches: &'a ArgMatches,
     pub(super) overlays: Vec<(&'static str, toml::Table, Vec<clap::Arg>)>,
+    /// The sections the command reads: only their variables are parsed and
+    /// only their values checked, so a command is not refused over a
+    /// setting it never uses.
+    pub(super) sections: Vec<&'static str>,
 }
 
 impl<'a> CommandFlags<'a> {
-    pub fn new(matches: &'a ArgMatches) -> CommandFlags<'a> {
+    /// A command that reads `sections` (see [`super::ALL_SECTIONS`]).
+    pub fn new(matches: &'a ArgMatches, sections: &[&'static str]) -> CommandFlags<'a> {
         CommandFlags {
             matches,
             overlays: Vec::new(),
+            sections: sections.to_vec(),
         }
     }
 
@@ -300,10 +315,14 @@ pub fn all_groups() -> Vec<(&'static str, Vec<clap::Arg>)> {
     ]
 }
 
-/// Adds `[default: ...]` to the help of every settings flag in `cmd` and
-/// its subcommands, from the section structs' defaults, so the help cannot
-/// disagree with what the server does.
-pub fn with_defaults(mut cmd: Command) -> Command {
+/// The command as users see it. For every settings flag in `cmd` and its
+/// subcommands: its variable and default go into its help, and its `env`
+/// is taken off, so that the loader ([`super::load`]) is the only reader
+/// of the environment. Otherwise clap would read the variables too, blame
+/// a flag for a bad variable (`invalid value 'abc' for '--rate-limit'`),
+/// refuse an empty one, check variables of settings the command does not
+/// use, and print their values (secrets among them) in `--help`.
+pub fn for_users(mut cmd: Command) -> Command {
     let groups = all_groups();
     let ids: Vec<(String, String)> = groups
         .iter()
@@ -316,22 +335,41 @@ pub fn with_defaults(mut cmd: Command) -> Command {
         })
         .collect();
     for (id, path) in &ids {
-        let Some(text) = super::origin::default_text(path) else {
+        if !cmd.get_arguments().any(|a| a.get_id() == id.as_str()) {
             continue;
-        };
-        if cmd.get_arguments().any(|a| a.get_id() == id.as_str()) {
-            cmd = cmd.mut_arg(id.as_str(), |a| {
-                let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
-                a.help(format!("{help} [default: {text}]"))
-            });
         }
+        let default = super::origin::default_text(path)
+            .map(|text| format!(" [default: {text}]"))
+            .unwrap_or_default();
+        cmd = cmd.mut_arg(id.as_str(), |a| {
+            let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+            let env = a
+                .get_env()
+                .map(|e| format!(" [env: {}]", e.to_string_lossy()))
+                .unwrap_or_default();
+            a.help(format!("{help}{env}{default}"))
+                .env(None::<&'static str>)
+        });
     }
     let names: Vec<String> = cmd
         .get_subcommands()
         .map(|s| s.get_name().to_string())
         .collect();
     for name in names {
-        cmd = cmd.mut_subcommand(name, with_defaults);
+        cmd = cmd.mut_subcommand(name, for_users);
     }
     cmd
+}
+
+/// The variable of a settings flag, by its clap id (for the man pages,
+/// whose command has had its `env`s taken off by [`for_users`]).
+pub fn env_of(id: &str) -> Option<String> {
+    if id == "config" {
+        return Some("PYTAKE_CONFIG".into());
+    }
+    all_groups()
+        .into_iter()
+        .flat_map(|(_, args)| args)
+        .find(|a| a.get_id() == id)
+        .and_then(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
 }

@@ -6,7 +6,7 @@
 //! definitions ([`super::flags`]): a variable parses exactly as its flag
 //! does, and a bad one is reported by its name (`PYTAKE_RATE_LIMIT=abc`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use clap::parser::ValueSource;
@@ -63,14 +63,20 @@ impl Sources {
     /// The process environment and the config file: `--config`, else
     /// `PYTAKE_CONFIG`, else the default location if it exists.
     pub fn from_process(config_flag: Option<PathBuf>) -> Sources {
-        let env: HashMap<String, String> = std::env::vars()
+        let env = std::env::vars()
             .filter(|(k, _)| k.starts_with("PYTAKE_"))
             .collect();
-        let file = match config_flag.or_else(|| {
+        Sources::from_env(env, config_flag)
+    }
+
+    /// [`Sources::from_process`] with the environment given.
+    pub fn from_env(env: HashMap<String, String>, config_flag: Option<PathBuf>) -> Sources {
+        let named = config_flag.or_else(|| {
             env.get("PYTAKE_CONFIG")
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
-        }) {
+        });
+        let file = match named {
             Some(path) => Some((path, true)),
             None => super::default_config_file().map(|p| (p, false)),
         };
@@ -109,27 +115,53 @@ impl Layer {
     }
 }
 
-/// Checks the `PYTAKE_*` variables alone, so a bad one is reported by its
-/// name before clap, which reads the same variables, reports it as a flag.
-pub fn check_env(env: &HashMap<String, String>) -> Result<(), ConfigError> {
-    env_layer(env).map(|_| ())
+/// The sections a command that does not say (`config show`, `config
+/// check`) reads and checks: all of them.
+pub const ALL_SECTIONS: [&str; 6] = ["server", "auth", "gateway", "store", "bus", "client"];
+
+/// The variables of the groups of `sections`, but not those of keys a flag
+/// set: a flag excuses a bad variable for the same setting, and a command
+/// is not refused over a variable it never reads.
+fn env_layer(
+    env: &HashMap<String, String>,
+    sections: &[&str],
+    set_by_flags: &HashSet<String>,
+) -> Result<Layer, ConfigError> {
+    let mut layer = Layer::default();
+    let ctx = EnvContext {
+        env,
+        sections,
+        set_by_flags,
+    };
+    ctx.group::<DataDirFlag>(&mut layer)?;
+    ctx.group::<ServerFlags>(&mut layer)?;
+    ctx.group::<AuthFlags>(&mut layer)?;
+    ctx.group::<GatewayFlags>(&mut layer)?;
+    ctx.group::<StoreFlags>(&mut layer)?;
+    ctx.group::<BusFlags>(&mut layer)?;
+    ctx.group::<ClientFlags>(&mut layer)?;
+    Ok(layer)
 }
 
-fn env_layer(env: &HashMap<String, String>) -> Result<Layer, ConfigError> {
-    let mut layer = Layer::default();
-    env_group::<DataDirFlag>(env, &mut layer)?;
-    env_group::<ServerFlags>(env, &mut layer)?;
-    env_group::<AuthFlags>(env, &mut layer)?;
-    env_group::<GatewayFlags>(env, &mut layer)?;
-    env_group::<StoreFlags>(env, &mut layer)?;
-    env_group::<BusFlags>(env, &mut layer)?;
-    env_group::<ClientFlags>(env, &mut layer)?;
-    Ok(layer)
+struct EnvContext<'a> {
+    env: &'a HashMap<String, String>,
+    sections: &'a [&'a str],
+    set_by_flags: &'a HashSet<String>,
+}
+
+impl EnvContext<'_> {
+    fn group<G: Group>(&self, layer: &mut Layer) -> Result<(), ConfigError> {
+        if !self.sections.contains(&G::SECTION) {
+            return Ok(());
+        }
+        env_group::<G>(self.env, self.set_by_flags, layer)
+    }
 }
 
 /// Parses the variables of one group as if they were its flags.
 fn env_group<G: Group>(
     env: &HashMap<String, String>,
+    set_by_flags: &HashSet<String>,
     layer: &mut Layer,
 ) -> Result<(), ConfigError> {
     // Without `env` on the args: clap must see only the map given here.
@@ -146,6 +178,10 @@ fn env_group<G: Group>(
         let Some(value) = env.get(&var).filter(|v| !v.is_empty()) else {
             continue;
         };
+        let key = key_of(G::SECTION, arg.get_id().as_str());
+        if set_by_flags.contains(&format!("{}.{key}", G::SECTION)) {
+            continue;
+        }
         let long = arg.get_long().unwrap_or(arg.get_id().as_str());
         let flag = format!("--{long}={value}");
         if let Err(e) = command().try_get_matches_from([&flag]) {
@@ -243,8 +279,17 @@ pub fn load(sources: &Sources, flags: Option<&CommandFlags<'_>>) -> Result<Loade
         Some((path, required)) => file::read(path, *required)?,
         None => None,
     };
-    let env = env_layer(&sources.env)?;
+    let sections: Vec<&str> = match flags {
+        Some(f) => f.sections.to_vec(),
+        None => ALL_SECTIONS.to_vec(),
+    };
     let flags = flags.map(flag_layer).unwrap_or_default();
+    let set_by_flags: HashSet<String> = flags
+        .values
+        .iter()
+        .map(|(section, key, _, _)| format!("{section}.{key}"))
+        .collect();
+    let env = env_layer(&sources.env, &sections, &set_by_flags)?;
 
     let mut merged = file.as_ref().map(|f| f.table.clone()).unwrap_or_default();
     let mut origins: BTreeMap<String, Origin> = BTreeMap::new();
@@ -287,15 +332,41 @@ pub fn load(sources: &Sources, flags: Option<&CommandFlags<'_>>) -> Result<Loade
                 at: "settings".into(),
                 message: e.message().to_string(),
             })?;
+    if let Some(f) = &file {
+        resolve_relative_paths(&mut settings, f, &origins);
+    }
     let mut loaded = Loaded {
         origins: all_origins(origins),
         file: file.map(|f| f.path),
         settings: Settings::default(),
     };
-    read_secret_files(&mut settings, &loaded)?;
-    super::validate::check(&settings, &loaded)?;
+    read_secret_files(&mut settings, &mut loaded, &sections)?;
+    super::validate::check(&settings, &loaded, &sections)?;
     loaded.settings = settings;
     Ok(loaded)
+}
+
+/// A relative path in a config file means relative to that file, not to
+/// wherever the command happens to run.
+fn resolve_relative_paths(
+    settings: &mut Settings,
+    file: &file::FileLayer,
+    origins: &BTreeMap<String, Origin>,
+) {
+    let Some(dir) = file.path.parent() else {
+        return;
+    };
+    let from_file = |key: &str| matches!(origins.get(key), Some(Origin::File { .. }));
+    let fix = |p: &mut Option<PathBuf>, key: &str| {
+        if let Some(path) = p.as_mut() {
+            if path.is_relative() && from_file(key) {
+                *path = dir.join(&*path);
+            }
+        }
+    };
+    fix(&mut settings.server.data_dir, "server.data_dir");
+    fix(&mut settings.auth.secret_file, "auth.secret_file");
+    fix(&mut settings.client.token_file, "client.token_file");
 }
 
 /// Every key with a flag or a default gets an origin (`default` if no
@@ -331,46 +402,65 @@ impl Loaded {
 
 /// `secret_file` and `token_file`: the file's first line becomes the
 /// value. When both a value and a file are set, the higher layer wins; on
-/// one layer, both is an error (which was meant?).
-fn read_secret_files(settings: &mut Settings, loaded: &Loaded) -> Result<(), ConfigError> {
-    let pick = |value: &str, file: &str| -> Result<bool, ConfigError> {
-        let (v, f) = (loaded.origin(value), loaded.origin(file));
-        if v.rank() == f.rank() && v != Origin::Default {
-            return Err(ConfigError::Invalid {
-                at: format!("{v} and {f}"),
-                message: format!(
-                    "both `{value}` and `{file}` are set: give one (the file keeps it out of argv and the environment)"
-                ),
-            });
-        }
-        Ok(f.rank() > v.rank())
-    };
-    if let Some(path) = settings.auth.secret_file.clone() {
-        if pick("auth.secret", "auth.secret_file")? {
-            settings.auth.secret = Some(first_line(
-                &path,
-                &loaded.origin("auth.secret_file"),
-                "secret",
-            )?);
+/// one layer, both is an error (which was meant?). Only for the sections
+/// the command reads: a client is not refused over the server's secret file.
+fn read_secret_files(
+    settings: &mut Settings,
+    loaded: &mut Loaded,
+    sections: &[&str],
+) -> Result<(), ConfigError> {
+    if sections.contains(&"auth") {
+        if let Some(path) = settings.auth.secret_file.clone() {
+            let has_value = settings.auth.secret.is_some();
+            if use_file(loaded, has_value, "auth.secret", "auth.secret_file")? {
+                settings.auth.secret =
+                    Some(first_line(&path, loaded, "auth.secret_file", "secret")?);
+                let origin = loaded.origin("auth.secret_file");
+                loaded.origins.insert("auth.secret".into(), origin);
+            }
         }
     }
-    if let Some(path) = settings.client.token_file.clone() {
-        if pick("client.token", "client.token_file")? {
-            settings.client.token = Some(first_line(
-                &path,
-                &loaded.origin("client.token_file"),
-                "token",
-            )?);
+    if sections.contains(&"client") {
+        if let Some(path) = settings.client.token_file.clone() {
+            let has_value = settings.client.token.is_some();
+            if use_file(loaded, has_value, "client.token", "client.token_file")? {
+                settings.client.token =
+                    Some(first_line(&path, loaded, "client.token_file", "token")?);
+                let origin = loaded.origin("client.token_file");
+                loaded.origins.insert("client.token".into(), origin);
+            }
         }
     }
     Ok(())
 }
 
-fn first_line(path: &Path, origin: &Origin, what: &str) -> Result<String, ConfigError> {
-    let at = origin.with_value(&path.display().to_string());
+/// Whether the `file` key wins over the `value` key.
+fn use_file(
+    loaded: &Loaded,
+    has_value: bool,
+    value: &str,
+    file: &str,
+) -> Result<bool, ConfigError> {
+    if !has_value {
+        return Ok(true);
+    }
+    let (v, f) = (loaded.origin(value), loaded.origin(file));
+    if v.rank() == f.rank() {
+        return Err(ConfigError::Invalid {
+            at: format!("{v} and {f}"),
+            message: format!(
+                "both `{value}` and `{file}` are set: give one (the file keeps it out of argv and the environment)"
+            ),
+        });
+    }
+    Ok(f.rank() > v.rank())
+}
+
+fn first_line(path: &Path, loaded: &Loaded, key: &str, what: &str) -> Result<String, ConfigError> {
+    let at = loaded.origin(key).with_value(&path.display().to_string());
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
         at: at.clone(),
-        message: format!("cannot read the {what} file: {e}"),
+        message: format!("cannot read the {what} file {}: {e}", path.display()),
     })?;
     let line = text.lines().next().unwrap_or("").trim().to_string();
     if line.is_empty() {

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::protocol::limits;
 
 pub use file::{check_file, init_text};
-pub use load::{check_env, load, ConfigError, Loaded, Sources};
+pub use load::{load, ConfigError, Loaded, Sources, ALL_SECTIONS};
 pub use origin::{default_text, Origin, SECRETS};
 pub use validate::listen_address;
 

@@ -28,7 +28,7 @@ fn load_with(sources: &Sources, argv: &[&str]) -> Result<Loaded, ConfigError> {
     let cmd = GatewayFlags::augment_args(cmd);
     let cmd = ClientFlags::augment_args(cmd).mut_args(|a| a.env(None::<&'static str>));
     let m = cmd.try_get_matches_from(argv).expect("valid test flags");
-    let flags = CommandFlags::new(&m)
+    let flags = CommandFlags::new(&m, &ALL_SECTIONS)
         .group(&ServerFlags::from_arg_matches(&m).unwrap())
         .group(&AuthFlags::from_arg_matches(&m).unwrap())
         .group(&GatewayFlags::from_arg_matches(&m).unwrap())
@@ -196,22 +196,19 @@ fn flags_override_env() {
 fn pytake_config_names_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = file(dir.path(), "[gateway]\nrate_limit = 9\n");
-    let from_env = Sources::from_process(None);
-    // The variable is read where the process environment is: simulate it.
-    let mut process = env(&[("PYTAKE_CONFIG", path.to_str().unwrap())]);
-    process.extend(
-        from_env
-            .env
-            .into_iter()
-            .filter(|(k, _)| k != "PYTAKE_CONFIG"),
-    );
-    let sources = Sources {
-        file: process
-            .get("PYTAKE_CONFIG")
-            .map(|p| (PathBuf::from(p), true)),
-        env: HashMap::new(),
-    };
+    let p = path.to_str().unwrap();
+    let sources = Sources::from_env(env(&[("PYTAKE_CONFIG", p)]), None);
+    assert_eq!(sources.file, Some((path.clone(), true)));
     assert_eq!(settings(&sources, &[]).gateway.rate_limit, 9);
+    // --config beats the variable; an empty variable is unset.
+    let flag = dir.path().join("other.toml");
+    let sources = Sources::from_env(env(&[("PYTAKE_CONFIG", p)]), Some(flag.clone()));
+    assert_eq!(sources.file, Some((flag, true)));
+    let sources = Sources::from_env(env(&[("PYTAKE_CONFIG", "")]), None);
+    assert_eq!(
+        sources.file.map(|(_, required)| required),
+        default_config_file().map(|_| false)
+    );
 
     // Named but missing: an error, not a silent fallback to defaults.
     let e = error(&with_file(dir.path().join("missing.toml")), &[]);
@@ -317,6 +314,16 @@ fn file_problems_give_the_line() {
         )),
         "{e}"
     );
+    // A header with a comment is still a header.
+    let path = file(dir.path(), "[server]\n[gateway] # limits\nrate_limt = 5\n");
+    let e = error(&with_file(path.clone()), &[]);
+    assert!(
+        e.starts_with(&format!(
+            "{} line 3: unknown key `rate_limt` in [gateway]",
+            path.display()
+        )),
+        "{e}"
+    );
     let path = file(dir.path(), "[gateway\n");
     let e = error(&with_file(path.clone()), &[]);
     assert!(e.starts_with(&format!("{} line 1:", path.display())), "{e}");
@@ -363,7 +370,7 @@ fn secrets_can_come_from_files() {
     );
     assert!(
         e.starts_with(&format!(
-            "--token-file {}: cannot read the token file: No such file",
+            "--token-file {0}: cannot read the token file {0}: No such file",
             missing.display()
         )),
         "{e}"

@@ -6,36 +6,54 @@ use std::time::Duration;
 use super::load::{ConfigError, Loaded};
 use super::Settings;
 
-pub(super) fn check(s: &Settings, loaded: &Loaded) -> Result<(), ConfigError> {
+/// Checks the settings of `sections`, the ones the command reads.
+pub(super) fn check(s: &Settings, loaded: &Loaded, sections: &[&str]) -> Result<(), ConfigError> {
     let invalid = |path: &str, value: String, message: String| ConfigError::Invalid {
-        at: loaded.origin(path).with_value(&value),
+        at: loaded.origin(path).with_value(&super::mask_url(&value)),
         message,
     };
-    listen_address(&s.server.listen)
-        .map_err(|m| invalid("server.listen", s.server.listen.clone(), m))?;
-    server_url(&s.client.server)
-        .map_err(|m| invalid("client.server", s.client.server.clone(), m))?;
-    let g = &s.gateway;
-    for (path, value) in [
-        ("gateway.rate_limit", g.rate_limit as u64),
-        ("gateway.max_frame_bytes", g.max_frame_bytes as u64),
-        ("gateway.outbound_queue", g.outbound_queue as u64),
-    ] {
-        if value == 0 {
-            return Err(invalid(path, "0".into(), "must be at least 1".into()));
+    let uses = |section: &str| sections.contains(&section);
+    if uses("server") {
+        listen_address(&s.server.listen)
+            .map_err(|m| invalid("server.listen", s.server.listen.clone(), m))?;
+    }
+    if uses("client") {
+        server_url(&s.client.server)
+            .map_err(|m| invalid("client.server", s.client.server.clone(), m))?;
+    }
+    if uses("store") {
+        if let Some(url) = &s.store.url {
+            crate::server::storage::check_url(url)
+                .map_err(|m| invalid("store.url", url.clone(), m))?;
         }
     }
-    for (path, value) in [
-        ("gateway.auth_timeout", g.auth_timeout),
-        ("gateway.ping_interval", g.ping_interval),
-        ("gateway.idle_timeout", g.idle_timeout),
-        ("gateway.write_stall", g.write_stall),
-    ] {
-        if value == Duration::ZERO {
-            return Err(invalid(path, "0s".into(), "must be longer than 0s".into()));
+    if uses("bus") {
+        crate::server::bus::check_url(&s.bus.url)
+            .map_err(|m| invalid("bus.url", s.bus.url.clone(), m))?;
+    }
+    if uses("gateway") {
+        let g = &s.gateway;
+        for (path, value) in [
+            ("gateway.rate_limit", g.rate_limit as u64),
+            ("gateway.max_frame_bytes", g.max_frame_bytes as u64),
+            ("gateway.outbound_queue", g.outbound_queue as u64),
+        ] {
+            if value == 0 {
+                return Err(invalid(path, "0".into(), "must be at least 1".into()));
+            }
+        }
+        for (path, value) in [
+            ("gateway.auth_timeout", g.auth_timeout),
+            ("gateway.ping_interval", g.ping_interval),
+            ("gateway.idle_timeout", g.idle_timeout),
+            ("gateway.write_stall", g.write_stall),
+        ] {
+            if value == Duration::ZERO {
+                return Err(invalid(path, "0s".into(), "must be longer than 0s".into()));
+            }
         }
     }
-    if s.auth.token_max_lifetime == Some(Duration::ZERO) {
+    if uses("auth") && s.auth.token_max_lifetime == Some(Duration::ZERO) {
         return Err(invalid(
             "auth.token_max_lifetime",
             "0s".into(),

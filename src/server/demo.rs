@@ -181,7 +181,7 @@ impl Tenant {
             self.campaign_errors = 0;
             return ("CampaignUpdate", event);
         }
-        if done % 10 == 0 {
+        if done.is_multiple_of(10) {
             self.campaign_sent += 1;
             return (
                 "CampaignUpdate",

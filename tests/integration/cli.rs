@@ -199,9 +199,23 @@ async fn serve_rejects_bad_settings_with_exit_2() {
         run.stderr,
         "error: PYTAKE_RATE_LIMIT=abc: `abc` is not a whole number\n"
     );
-    let run = pytake(&["serve", "--store", "mysql://x"], home.path()).await;
-    assert_eq!(run.code, 1);
-    assert_eq!(run.stderr, "error: cannot start the server: cannot open the store: unsupported store URL `mysql://x`: use sqlite://PATH\n");
+    // An unknown backend is a usage error, and a password is never shown.
+    let run = pytake(
+        &["serve", "--store", "mysql://app:hunter2@db/x"],
+        home.path(),
+    )
+    .await;
+    assert_eq!(run.code, 2);
+    assert_eq!(
+        run.stderr,
+        "error: --store mysql://app:****@db/x: unsupported store: use sqlite://PATH\n"
+    );
+    let run = pytake_env(&["serve"], home.path(), &[("PYTAKE_BUS", "redis://x")]).await;
+    assert_eq!(run.code, 2);
+    assert_eq!(
+        run.stderr,
+        "error: PYTAKE_BUS=redis://x: unsupported bus: use `memory`\n"
+    );
 }
 
 #[tokio::test]

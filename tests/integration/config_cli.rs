@@ -1,7 +1,7 @@
 //! `pytake config show|check|init`, the layers as a user meets them, and
 //! each command offering only the options it uses.
 
-use crate::support::{bin, pytake, pytake_env, Options, TestServer, DEADLINE};
+use crate::support::{bin, pytake, pytake_env, ClearPytake, Options, TestServer, DEADLINE};
 
 #[tokio::test]
 async fn init_writes_a_commented_file_once_and_check_accepts_it() {
@@ -159,11 +159,11 @@ async fn each_command_shows_and_takes_only_its_options() {
         assert!(!help.contains(absent), "serve --help lists {absent}");
     }
     assert!(help.contains("--rate-limit <N>"));
+    let words = help.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(
-        help.contains("per WebSocket connection [default: 100]"),
+        words.contains("per WebSocket connection [env: PYTAKE_RATE_LIMIT] [default: 100]"),
         "{help}"
     );
-    assert!(help.contains("[env: PYTAKE_RATE_LIMIT=]"), "{help}");
     let help = pytake(&["tail", "--help"], home.path()).await.stdout;
     assert!(help.contains("--server <URL>") && help.contains("--token-file <FILE>"));
     assert!(!help.contains("--rate-limit"));
@@ -216,6 +216,7 @@ async fn serve_stderr(flags: &[&str]) -> String {
         // A dir the server makes itself (0700), so no warning about its mode.
         .args(["--data-dir", home.path().join("data").to_str().unwrap()])
         .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_clear_pytake()
         .env_remove("RUST_LOG")
         .env("XDG_CONFIG_HOME", home.path().join("no-config"))
         .env("NO_COLOR", "1")
@@ -313,5 +314,88 @@ async fn an_address_in_use_is_named_with_the_flag_to_change_it() {
             "error: cannot listen on {addr}: Address already in use (os error 98); another process has it \
              (another `pytake serve`?): stop it, or choose another address with --listen or PYTAKE_LISTEN\n"
         )
+    );
+}
+
+#[tokio::test]
+async fn a_command_reads_only_the_variables_of_its_settings() {
+    let home = tempfile::tempdir().unwrap();
+    // A bad serve setting does not stop the client tools or the help...
+    let bad = [("PYTAKE_RATE_LIMIT", "abc"), ("PYTAKE_LISTEN", "8080")];
+    let run = pytake_env(&["completions", "bash"], home.path(), &bad).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let run = pytake_env(&["serve", "--help"], home.path(), &bad).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let run = pytake_env(&["config", "init", "-"], home.path(), &bad).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    // ...and a flag excuses a bad variable of the same setting.
+    let run = pytake_env(
+        &[
+            "--data-dir",
+            home.path().join("d").to_str().unwrap(),
+            "config",
+            "show",
+        ],
+        home.path(),
+        &[("PYTAKE_RATE_LIMIT", "abc")],
+    )
+    .await;
+    assert_eq!(run.code, 2);
+    assert_eq!(
+        run.stderr,
+        "error: PYTAKE_RATE_LIMIT=abc: `abc` is not a whole number\n"
+    );
+    // An empty variable is unset, for every setting.
+    let run = pytake_env(
+        &["config", "show", "-o", "json"],
+        home.path(),
+        &[
+            ("PYTAKE_CONFIG", ""),
+            ("PYTAKE_RATE_LIMIT", ""),
+            ("PYTAKE_LOG_FORMAT", ""),
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    // A secret in the environment is never printed by --help.
+    let run = pytake_env(
+        &["serve", "--help"],
+        home.path(),
+        &[("PYTAKE_SECRET", "hunter2")],
+    )
+    .await;
+    assert!(!run.stdout.contains("hunter2"));
+}
+
+#[tokio::test]
+async fn relative_paths_in_a_config_file_are_relative_to_it() {
+    let home = tempfile::tempdir().unwrap();
+    let etc = home.path().join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::write(etc.join("secret"), "s3cret\n").unwrap();
+    let file = etc.join("pytake.toml");
+    std::fs::write(&file, "[auth]\nsecret_file = \"secret\"\n").unwrap();
+    // Checked from elsewhere: the path is the file's neighbour.
+    let run = pytake(&["config", "check", file.to_str().unwrap()], home.path()).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let run = pytake(
+        &[
+            "--config",
+            file.to_str().unwrap(),
+            "config",
+            "show",
+            "--origin",
+        ],
+        home.path(),
+    )
+    .await;
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("secret ="))
+        .unwrap();
+    assert!(
+        line.ends_with(&format!("# {} line 2", file.display())),
+        "{line}"
     );
 }

@@ -254,3 +254,27 @@ Exit status:
 "
     );
 }
+
+#[tokio::test]
+async fn spawn_ignores_the_callers_settings() {
+    let home = tempfile::tempdir().unwrap();
+    let secret = home.path().join("secret");
+    std::fs::write(&secret, "the-operators-own\n").unwrap();
+    let config = home.path().join("config.toml");
+    std::fs::write(&config, "[gateway]\nrate_limit = 1\n").unwrap();
+    // A secret file and a config file of the caller's reach neither the
+    // spawned server (two secrets would be refused) nor its limits.
+    let run = crate::support::pytake_env(
+        &small(&["--spawn"]),
+        home.path(),
+        &[
+            ("PYTAKE_SECRET_FILE", secret.to_str().unwrap()),
+            ("PYTAKE_CONFIG", config.to_str().unwrap()),
+            ("PYTAKE_STORE", "sqlite:///nonexistent/dir/x.db"),
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let r: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(r["deliveries"]["lost"], 0);
+}

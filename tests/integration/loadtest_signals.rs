@@ -13,6 +13,7 @@ use serde_json::Value;
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 
+use crate::support::ClearPytake;
 use crate::support::{bin, DEADLINE};
 
 /// `pytake` with the clean environment of `support::pytake`, and `TMPDIR`
@@ -22,9 +23,7 @@ pub fn command(args: &[&str], home: &Path) -> Command {
     std::fs::create_dir_all(&tmp).unwrap();
     let mut cmd = Command::new(bin());
     cmd.args(args)
-        .env_remove("PYTAKE_TOKEN")
-        .env_remove("PYTAKE_SERVER")
-        .env_remove("PYTAKE_DATA_DIR")
+        .env_clear_pytake()
         .env("XDG_CONFIG_HOME", home.join("no-config"))
         .env("XDG_DATA_HOME", home.join("no-data"))
         .env("TMPDIR", &tmp)

@@ -41,10 +41,18 @@ pub trait Bus: Send + Sync + 'static {
     fn kind(&self) -> &'static str;
 }
 
+/// Whether a bus URL names a bus this build has (see [`open`]).
+pub fn check_url(url: &str) -> Result<(), String> {
+    match url {
+        "memory" | "memory://" => Ok(()),
+        _ => Err("unsupported bus: use `memory`".into()),
+    }
+}
+
 /// Opens the bus a URL names.
 pub async fn open(url: &str) -> Result<Arc<dyn Bus>, BusError> {
     match url {
         "memory" | "memory://" => Ok(Arc::new(MemoryBus::new(BUS_CAPACITY))),
-        other => Err(BusError::UnsupportedUrl(other.to_string())),
+        other => Err(BusError::UnsupportedUrl(crate::config::mask_url(other))),
     }
 }

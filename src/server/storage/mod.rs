@@ -137,10 +137,23 @@ pub trait Store: Send + Sync + 'static {
     fn kind(&self) -> &'static str;
 }
 
+/// Whether a store URL names a backend this build has, so a bad `--store`
+/// is a usage error before anything starts.
+pub fn check_url(url: &str) -> Result<(), String> {
+    match url.strip_prefix("sqlite://") {
+        Some("") => {
+            Err("no path: write sqlite://PATH, e.g. sqlite:///var/lib/pytake/pytake.db".into())
+        }
+        Some(_) => Ok(()),
+        None => Err("unsupported store: use sqlite://PATH".into()),
+    }
+}
+
 /// Opens the store a URL names, running its migrations.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         return Ok(Arc::new(SqliteStore::open(path).await?));
     }
-    Err(StoreError::UnsupportedUrl(url.to_string()))
+    // The URL may carry a password: never in a message.
+    Err(StoreError::UnsupportedUrl(crate::config::mask_url(url)))
 }

@@ -90,8 +90,7 @@ impl TestServer {
             .arg("--listen")
             .arg(&listen)
             .args(&args)
-            .env_remove("PYTAKE_TOKEN")
-            .env_remove("PYTAKE_SERVER")
+            .env_clear_pytake()
             .env("XDG_CONFIG_HOME", data_dir.path().join("no-config"))
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
@@ -100,8 +99,6 @@ impl TestServer {
         // As an operator should: in the environment, where `ps` does not show it.
         if let Some(secret) = &secret {
             cmd.env("PYTAKE_SECRET", secret);
-        } else {
-            cmd.env_remove("PYTAKE_SECRET");
         }
         let mut child = cmd.spawn().expect("spawn pytake serve");
         let stdout = child.stdout.take().expect("stdout");
@@ -513,9 +510,7 @@ pub async fn pytake_env(args: &[&str], home: &Path, env: &[(&str, &str)]) -> Run
         DEADLINE * 2,
         Command::new(bin())
             .args(args)
-            .env_remove("PYTAKE_TOKEN")
-            .env_remove("PYTAKE_SERVER")
-            .env_remove("PYTAKE_DATA_DIR")
+            .env_clear_pytake()
             .env("XDG_CONFIG_HOME", home.join("no-config"))
             .env("XDG_DATA_HOME", home.join("no-data"))
             .env("NO_COLOR", "1")
@@ -536,4 +531,21 @@ pub async fn pytake_env(args: &[&str], home: &Path, env: &[(&str, &str)]) -> Run
 /// Repository root, for the checked-in generated files.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Drops every `PYTAKE_*` variable of the developer's shell from a child's
+/// environment, so exact-output tests see only what they set.
+pub trait ClearPytake {
+    fn env_clear_pytake(&mut self) -> &mut Self;
+}
+
+impl ClearPytake for Command {
+    fn env_clear_pytake(&mut self) -> &mut Self {
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("PYTAKE_") {
+                self.env_remove(key);
+            }
+        }
+        self
+    }
 }
