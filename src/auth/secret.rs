@@ -16,7 +16,7 @@ pub enum SecretError {
     /// Most often a mistyped `--data-dir`, or a server never started there.
     #[error(
         "no secret at {}; start `pytake serve --data-dir {}` once to create it, \
-         or pass --secret / PYTAKE_SECRET",
+         or give it with --secret-file (PYTAKE_SECRET_FILE) or PYTAKE_SECRET",
         path.display(),
         shell_word(dir)
     )]

@@ -459,7 +459,7 @@ fn only_the_server_creates_a_secret() {
         read_secret(&typo).unwrap_err().to_string(),
         format!(
             "no secret at {}/secret; start `pytake serve --data-dir {}` once to create it, \
-             or pass --secret / PYTAKE_SECRET",
+             or give it with --secret-file (PYTAKE_SECRET_FILE) or PYTAKE_SECRET",
             typo.display(),
             typo.display()
         )

@@ -57,7 +57,7 @@ async fn token_create_with_a_mistyped_data_dir_creates_nothing_and_says_how_to_f
         run.stderr,
         format!(
             "error: no secret at {}/secret; start `pytake serve --data-dir {}` once to create \
-             it, or pass --secret / PYTAKE_SECRET\n",
+             it, or give it with --secret-file (PYTAKE_SECRET_FILE) or PYTAKE_SECRET\n",
             typo.display(),
             typo.display()
         )
