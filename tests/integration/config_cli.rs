@@ -399,3 +399,45 @@ async fn relative_paths_in_a_config_file_are_relative_to_it() {
         "{line}"
     );
 }
+
+#[tokio::test]
+async fn clients_read_their_token_from_a_file() {
+    let server = TestServer::start().await;
+    let admin = server.admin();
+    server
+        .publish(&admin, crate::support::custom("acme", "dashboard", 7))
+        .await;
+    let home = tempfile::tempdir().unwrap();
+    let file = home.path().join("admin.jwt");
+    std::fs::write(&file, format!("{admin}\n")).unwrap();
+    let args = [
+        "tail",
+        "--server",
+        &server.url,
+        "--since",
+        "0",
+        "--no-follow",
+        "--output",
+        "json",
+    ];
+    let run = pytake_env(
+        &args,
+        home.path(),
+        &[("PYTAKE_TOKEN_FILE", file.to_str().unwrap())],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.stdout.lines().count(), 1, "{run:?}");
+    let mut with_flag = args.to_vec();
+    with_flag.extend(["--token-file", file.to_str().unwrap()]);
+    let run = pytake(&with_flag, home.path()).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    // A token given both ways on one layer is a question, not a guess.
+    with_flag.extend(["--token", &admin]);
+    let run = pytake(&with_flag, home.path()).await;
+    assert_eq!(run.code, 2);
+    assert_eq!(
+        run.stderr,
+        "error: --token and --token-file: both `client.token` and `client.token_file` are set: give one (the file keeps it out of argv and the environment)\n"
+    );
+}
