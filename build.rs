@@ -31,6 +31,15 @@ fn main() {
     for path in git_watch_list(&manifest_dir) {
         println!("cargo:rerun-if-changed={}", path.display());
     }
+    // The `-dirty` mark must follow edits too, or a binary with uncommitted
+    // changes could claim a clean revision: the sources (an edit recompiles
+    // the crate anyway; this only adds two git calls) and the index.
+    for path in ["src", "Cargo.toml", "Cargo.lock"] {
+        println!(
+            "cargo:rerun-if-changed={}",
+            manifest_dir.join(path).display()
+        );
+    }
 }
 
 /// `git` run in `dir`, its trimmed stdout when it succeeds.
@@ -105,7 +114,11 @@ fn git_watch_list(dir: &Path) -> Vec<PathBuf> {
         return Vec::new();
     };
     let (git_dir, common_dir) = (PathBuf::from(git_dir), PathBuf::from(common_dir));
-    let mut paths = vec![git_dir.join("HEAD"), common_dir.join("packed-refs")];
+    let mut paths = vec![
+        git_dir.join("HEAD"),
+        git_dir.join("index"),
+        common_dir.join("packed-refs"),
+    ];
     if let Some(branch) = git(dir, &["symbolic-ref", "-q", "HEAD"]) {
         paths.push(common_dir.join(branch));
     }

@@ -32,7 +32,7 @@ mod secret;
 pub use jwt::{parse, Malformed, Unverified};
 pub use secret::{
     create_private_dir, load_or_create_secret, open_data_dir, read_local_secret, read_secret,
-    secret_path, shared_mode, shell_word, SecretError, SECRET_FILE,
+    secret_path, shared_mode, shell_word, SecretError, MIN_SECRET_BYTES, SECRET_FILE,
 };
 
 /// Default `token_leeway`: clock skew tolerated on `exp`, `nbf` and `iat`, so

@@ -53,37 +53,72 @@ pub fn secret_path(data_dir: &Path) -> PathBuf {
     data_dir.join(SECRET_FILE)
 }
 
-/// Reads the data dir's secret, creating it (32 random bytes, hex, mode 0600)
-/// on first start.
+/// The shortest secret a server accepts: HS256 needs a key at least as
+/// long as its hash (RFC 7518, 3.2).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Reads the data dir's secret, creating it (32 random bytes, hex, mode
+/// 0600) on first start.
+///
+/// Never returns an empty or short secret: an empty file (a failed copy, a
+/// truncation) would otherwise make the empty string the key, and anyone
+/// could sign tokens. The new file appears whole or not at all (written
+/// aside, then linked into place), so a server starting at the same moment
+/// reads either nothing or the complete secret.
 pub fn load_or_create_secret(data_dir: &Path) -> std::io::Result<String> {
     let path = secret_path(data_dir);
-    match std::fs::read_to_string(&path) {
-        Ok(s) if !s.trim().is_empty() => return Ok(s.trim().to_string()),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
+    if let Some(secret) = read_existing(&path)? {
+        return Ok(secret);
     }
     create_private_dir(data_dir)?;
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let aside = data_dir.join(format!(".{SECRET_FILE}.{}.tmp", std::process::id()));
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    match options.open(&path) {
-        Ok(mut file) => {
-            file.write_all(secret.as_bytes())?;
-            file.sync_all()?;
-            Ok(secret)
+    let mut file = options.open(&aside)?;
+    file.write_all(secret.as_bytes())?;
+    file.sync_all()?;
+    drop(file);
+    // A link fails if the name exists: no secret is ever overwritten.
+    let linked = std::fs::hard_link(&aside, &path);
+    let _ = std::fs::remove_file(&aside);
+    match linked {
+        Ok(()) => Ok(secret),
+        // Another server won the race: use its secret, complete by now.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_existing(&path)?
+            .ok_or_else(|| std::io::Error::other(format!("{} is empty", path.display()))),
+        Err(e) => Err(e),
+    }
+}
+
+/// The secret in `path`; `None` if there is no such file. An empty or
+/// short one is an error that says what to do.
+fn read_existing(path: &Path) -> std::io::Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => {
+            let secret = s.trim();
+            if secret.len() < MIN_SECRET_BYTES {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "{} holds {} bytes, fewer than the {MIN_SECRET_BYTES} a secret needs: \
+                         delete it to have a new one generated (tokens signed with the old one \
+                         stop working), or write a longer secret into it",
+                        path.display(),
+                        secret.len()
+                    ),
+                ));
+            }
+            Ok(Some(secret.to_string()))
         }
-        // Another process won the race: use its secret.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            Ok(std::fs::read_to_string(&path)?.trim().to_string())
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
 }

@@ -475,3 +475,27 @@ fn only_the_server_creates_a_secret() {
     let made = load_or_create_secret(&spaced.join("d")).unwrap();
     assert_eq!(read_secret(&spaced.join("d")).unwrap(), made);
 }
+
+#[test]
+fn an_empty_or_short_secret_file_is_refused_not_used() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(SECRET_FILE), "").unwrap();
+    let e = load_or_create_secret(dir.path()).unwrap_err().to_string();
+    assert!(
+        e.ends_with("secret holds 0 bytes, fewer than the 32 a secret needs: delete it to have a new one generated (tokens signed with the old one stop working), or write a longer secret into it"),
+        "{e}"
+    );
+    std::fs::write(dir.path().join(SECRET_FILE), "short\n").unwrap();
+    assert!(load_or_create_secret(dir.path()).is_err());
+    // A new one is whole, private and read back the same.
+    let fresh = tempfile::tempdir().unwrap();
+    let data = fresh.path().join("data");
+    let secret = load_or_create_secret(&data).unwrap();
+    assert_eq!(secret.len(), 64);
+    assert_eq!(load_or_create_secret(&data).unwrap(), secret);
+    let names: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, [SECRET_FILE], "nothing left aside");
+}

@@ -102,7 +102,8 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
                 ClientError::Unreachable { .. } => UNREACHABLE,
                 ClientError::Unauthorized(_)
                 | ClientError::Forbidden(_)
-                | ClientError::NoCredentials { .. } => UNAUTHORIZED,
+                | ClientError::NoCredentials { .. }
+                | ClientError::RemoteNeedsToken { .. } => UNAUTHORIZED,
                 _ => FAILURE,
             };
         }
@@ -168,6 +169,26 @@ mod tests {
     use std::io::{self, Write};
 
     use super::*;
+
+    #[test]
+    fn the_help_lists_every_exit_code() {
+        let listed: Vec<u8> = crate::cli::EXIT_CODES
+            .lines()
+            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+            .collect();
+        for code in [
+            OK,
+            FAILURE,
+            USAGE,
+            UNREACHABLE,
+            UNAUTHORIZED,
+            THRESHOLDS,
+            INTERRUPTED_SIGINT,
+        ] {
+            assert!(listed.contains(&code), "{code} is not in EXIT_CODES");
+        }
+        assert!(crate::cli::EXIT_CODES.contains(&format!("{INTERRUPTED_SIGTERM}: by SIGTERM")));
+    }
 
     /// A reader that has gone away.
     struct ClosedPipe;

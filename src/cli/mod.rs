@@ -39,6 +39,7 @@ Exit status:
   3   cannot reach the server
   4   unauthorized or forbidden
   99  loadtest thresholds not met
+  130 loadtest interrupted by SIGINT (143: by SIGTERM), summary printed
 A broken pipe (`pytake tail | head`) is success.";
 
 /// pytake: realtime operations for WhatsApp Business platforms.

@@ -78,7 +78,7 @@ pub async fn run(
             let from = describe(&tokens);
             (ApiClient::new(settings.server_url(), tokens)?, Some(from))
         }
-        Err(ClientError::NoCredentials { .. }) => {
+        Err(ClientError::NoCredentials { .. } | ClientError::RemoteNeedsToken { .. }) => {
             (ApiClient::without_token(settings.server_url())?, None)
         }
         Err(e) => return Err(e.into()),

@@ -25,6 +25,8 @@ pub enum ClientError {
     Forbidden(String),
     #[error("no credentials: pass --token-file or --token (PYTAKE_TOKEN_FILE, PYTAKE_TOKEN), or run where the server's data dir ({data_dir}) holds its secret (--data-dir, PYTAKE_DATA_DIR)")]
     NoCredentials { data_dir: String },
+    #[error("no token for {server}: a token minted from this machine's secret is only sent to a server on this machine; pass --token-file or --token (PYTAKE_TOKEN_FILE, PYTAKE_TOKEN)")]
+    RemoteNeedsToken { server: String },
     #[error("server answered {status}: {message}")]
     Api {
         status: u16,

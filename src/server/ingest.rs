@@ -114,10 +114,17 @@ impl IntakeStats {
     /// the first second). The second under way is left out: its count is
     /// partial and would read as a drop.
     pub fn per_second(&self) -> f64 {
+        self.rate().0
+    }
+
+    /// [`Self::per_second`] and the seconds it is taken over (fewer than
+    /// [`RATE_WINDOW_SECS`] in the first seconds after start), so a reader
+    /// is not told "over the last 10s" of a server up for 4.
+    pub fn rate(&self) -> (f64, u64) {
         let now = self.second();
         let span = now.min(RATE_WINDOW_SECS);
         if span == 0 {
-            return 0.0;
+            return (0.0, 0);
         }
         let window = now - span..now;
         let sum: u64 = self
@@ -127,7 +134,7 @@ impl IntakeStats {
             .filter(|(second, _)| window.contains(second))
             .map(|(_, count)| count)
             .sum();
-        sum as f64 / span as f64
+        (sum as f64 / span as f64, span)
     }
 }
 
@@ -277,13 +284,13 @@ mod tests {
     async fn the_rate_averages_the_complete_seconds_of_the_window() {
         let stats = IntakeStats::new();
         stats.record(30);
-        assert_eq!(stats.per_second(), 0.0, "nothing complete in second 0");
+        assert_eq!(stats.rate(), (0.0, 0), "nothing complete in second 0");
         advance(SECOND).await;
-        assert_eq!(stats.per_second(), 30.0, "over the one second of uptime");
+        assert_eq!(stats.rate(), (30.0, 1), "over the one second of uptime");
         stats.record(10);
         stats.record(0);
         advance(SECOND).await;
-        assert_eq!(stats.per_second(), 20.0, "40 events over 2 s");
+        assert_eq!(stats.rate(), (20.0, 2), "40 events over 2 s");
         advance(9 * SECOND).await;
         assert_eq!(stats.per_second(), 1.0, "second 0 left the window");
         advance(SECOND).await;

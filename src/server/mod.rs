@@ -46,6 +46,12 @@ pub enum ServerError {
         path: String,
         source: std::io::Error,
     },
+    #[error(
+        "the configured secret is {len} bytes; HS256 needs at least {}: make one with \
+         `openssl rand -hex 32` and give it with --secret-file or PYTAKE_SECRET_FILE",
+        crate::auth::MIN_SECRET_BYTES
+    )]
+    WeakSecret { len: usize },
     #[error("serving HTTP failed")]
     Serve(#[source] std::io::Error),
 }
@@ -64,6 +70,9 @@ impl Server {
             source,
         })?;
         let secret = match &settings.auth.secret {
+            Some(secret) if secret.len() < crate::auth::MIN_SECRET_BYTES => {
+                return Err(ServerError::WeakSecret { len: secret.len() })
+            }
             Some(secret) => secret.clone(),
             None => load_or_create_secret(&data_dir).map_err(|source| ServerError::Secret {
                 path: data_dir.display().to_string(),

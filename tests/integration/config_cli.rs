@@ -441,3 +441,40 @@ async fn clients_read_their_token_from_a_file() {
         "error: --token and --token-file: both `client.token` and `client.token_file` are set: give one (the file keeps it out of argv and the environment)\n"
     );
 }
+
+#[tokio::test]
+async fn secrets_too_weak_to_sign_with_are_refused() {
+    let home = tempfile::tempdir().unwrap();
+    let data = home.path().join("data");
+    let run = pytake_env(
+        &[
+            "--data-dir",
+            data.to_str().unwrap(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        home.path(),
+        &[("PYTAKE_SECRET", "hunter2")],
+    )
+    .await;
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stderr,
+        "error: cannot start the server: the configured secret is 7 bytes; HS256 needs at least 32: \
+         make one with `openssl rand -hex 32` and give it with --secret-file or PYTAKE_SECRET_FILE\n"
+    );
+    // A minted admin token is never sent to another machine.
+    let run = pytake_env(
+        &["tail", "--server", "https://rt.example.com"],
+        home.path(),
+        &[("PYTAKE_SECRET", &"x".repeat(32))],
+    )
+    .await;
+    assert_eq!(run.code, 4);
+    assert_eq!(
+        run.stderr,
+        "error: no token for https://rt.example.com: a token minted from this machine's secret is only sent \
+         to a server on this machine; pass --token-file or --token (PYTAKE_TOKEN_FILE, PYTAKE_TOKEN)\n"
+    );
+}

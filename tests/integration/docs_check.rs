@@ -218,7 +218,7 @@ fn the_api_examples_parse_as_replies() {
             serde_json::from_value::<ErrorBody>(value).map(|_| ())
         } else if value.get("ids").is_some() {
             serde_json::from_value::<PublishResponse>(value).map(|_| ())
-        } else if value.get("events").is_some() {
+        } else if value.get("events").is_some_and(Value::is_array) {
             serde_json::from_value::<EventsPage>(value).map(|_| ())
         } else {
             serde_json::from_value::<Health>(value).map(|_| ())

@@ -65,23 +65,28 @@ impl Pages for Rest<'_> {
 
 /// Prints the events after `after` up to the server's head when the first
 /// page is read, so a busy server cannot keep `--no-follow` going forever.
+/// Returns whether the printer wants more, and that head: where a stream
+/// that follows should start.
 pub async fn print_after<W: Write>(
     pages: &impl Pages,
     after: EventId,
     printer: &mut Printer<W>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<(Flow, EventId)> {
     let mut since = after;
     let mut head = None;
     loop {
         let page = pages.page(since, MAX_PAGE).await?;
-        let head = *head.get_or_insert(page.head);
+        let head = *head.get_or_insert(page.head.max(after));
         for event in &page.events {
-            if event.id > head || printer.event(event)? == Flow::Done {
-                return Ok(());
+            if event.id > head {
+                return Ok((Flow::More, head));
+            }
+            if printer.event(event)? == Flow::Done {
+                return Ok((Flow::Done, head));
             }
         }
         if page.events.len() < MAX_PAGE as usize || page.next_since >= head {
-            return Ok(());
+            return Ok((Flow::More, head));
         }
         since = page.next_since;
     }

@@ -203,12 +203,22 @@ pub async fn run(
             }
         }
     };
-    if !plan.follow {
-        // Without a WebSocket: `--tail` has printed; `--since` pages here.
+    // History over REST up to the head: all of it without a WebSocket
+    // (`--tail` has printed already), and before following with `--until`,
+    // so that the clock that ends following starts once the history is
+    // out, however long it takes to print.
+    let mut start = start;
+    if !plan.follow || plan.until.is_some() {
         if let Some(after) = start.filter(|_| tail == 0) {
-            print_after(&pages, after, &mut printer).await?;
+            let (flow, head) = print_after(&pages, after, &mut printer).await?;
+            if flow == Flow::Done || !plan.follow {
+                return Ok(());
+            }
+            start = Some(head);
         }
-        return Ok(());
+        if !plan.follow {
+            return Ok(());
+        }
     }
     let stream = follow(
         api.base(),
@@ -224,9 +234,10 @@ pub async fn run(
     // Once the clock is past `--until` (and its grace), nothing more can be
     // printed: stop even if the stream is quiet.
     let deadline = plan.until.map(|t| {
-        let left = (t + chrono::Duration::from_std(UNTIL_GRACE).expect("a few seconds") - now)
-            .to_std()
-            .unwrap_or(Duration::ZERO);
+        let left = (t + chrono::Duration::from_std(UNTIL_GRACE).expect("a few seconds")
+            - Utc::now())
+        .to_std()
+        .unwrap_or(Duration::ZERO);
         Instant::now() + left
     });
     follow_events(stream, &mut printer, deadline).await
@@ -247,11 +258,18 @@ async fn follow_events<W: std::io::Write>(
         }
     };
     tokio::pin!(end);
+    // One listener for the whole run: a new one per event would leave
+    // moments (a write blocked on a full pipe) when Ctrl-C reaches nobody.
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
     loop {
+        // Ctrl-C first; then events before the clock, so a backlog that
+        // is ready is printed rather than cut off.
         let item = tokio::select! {
-            _ = tokio::signal::ctrl_c() => return Ok(()),
-            _ = &mut end => return Ok(()),
+            biased;
+            _ = &mut interrupted => return Ok(()),
             item = stream.recv() => item,
+            _ = &mut end => return Ok(()),
         };
         let Some(item) = item else { return Ok(()) };
         match item? {

@@ -44,8 +44,11 @@ pub struct Printer<W> {
 
 impl<W: Write> Printer<W> {
     /// `count`: stop after this many printed; `until`: print only events
-    /// stamped at or before it, and stop at one stamped past it plus
-    /// [`UNTIL_GRACE`].
+    /// stamped at or before it. An event stamped past it never ends the
+    /// output: publishers may stamp events themselves, so one skewed
+    /// timestamp would hide every event after it. Following stops on the
+    /// clock instead (`--until` plus [`UNTIL_GRACE`]), and history at the
+    /// head it first saw.
     pub fn new(
         out: W,
         format: OutputFormat,
@@ -69,15 +72,8 @@ impl<W: Write> Printer<W> {
         if self.count.is_some_and(|n| self.printed >= n) {
             return Ok(Flow::Done);
         }
-        if let Some(until) = self.until {
-            if event.timestamp > until {
-                let grace = chrono::Duration::from_std(UNTIL_GRACE).expect("a few seconds");
-                return Ok(if event.timestamp > until + grace {
-                    Flow::Done
-                } else {
-                    Flow::More
-                });
-            }
+        if self.until.is_some_and(|until| event.timestamp > until) {
+            return Ok(Flow::More);
         }
         let line = match self.format {
             OutputFormat::Json => serde_json::to_string(event)?,
@@ -186,24 +182,21 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn until_skips_later_events_and_ends_past_the_grace() {
+    fn until_skips_later_events_and_never_ends_on_one() {
         let until = "2026-01-01T10:00:00Z".parse().ok();
         let mut p = Printer::new(Vec::new(), OutputFormat::Json, false, None, until);
         let flows: Vec<Flow> = [
             event(1, "2026-01-01T09:59:59Z"),
             event(2, "2026-01-01T10:00:00Z"),
-            // Committed after a later one, stamped within the grace: skipped.
-            event(3, "2026-01-01T10:00:04Z"),
+            // Stamped a day ahead by its publisher: skipped, not the end.
+            event(3, "2026-01-02T10:00:04Z"),
             event(4, "2026-01-01T09:59:59.999Z"),
             event(5, "2026-01-01T10:00:06Z"),
         ]
         .iter()
         .map(|e| p.event(e).unwrap())
         .collect();
-        assert_eq!(
-            flows,
-            [Flow::More, Flow::More, Flow::More, Flow::More, Flow::Done]
-        );
+        assert_eq!(flows, [Flow::More; 5]);
         let ids: Vec<i64> = String::from_utf8(p.into_inner())
             .unwrap()
             .lines()

@@ -15,7 +15,6 @@ use crate::protocol::api::{
     BusCheck, CheckStatus, Components, ConnectionStats, EventRates, Health, HealthStatus,
     ProcessStats, StoreCheck,
 };
-use crate::server::ingest::RATE_WINDOW_SECS;
 use crate::server::state::AppState;
 use crate::server::storage::Store;
 
@@ -40,6 +39,7 @@ pub async fn get_health(State(state): State<AppState>) -> impl IntoResponse {
     };
     let stats = &state.hub.stats;
     let intake = state.ingest.stats();
+    let (rate, window_seconds) = intake.rate();
     let body = Health {
         status: overall(stopping, &components),
         version: build_info::VERSION.into(),
@@ -67,8 +67,9 @@ pub async fn get_health(State(state): State<AppState>) -> impl IntoResponse {
         },
         events: Some(EventRates {
             total: intake.total(),
-            per_second: round2(intake.per_second()),
-            window_seconds: RATE_WINDOW_SECS,
+            // Over the seconds it was taken over, fewer just after start.
+            per_second: round2(rate),
+            window_seconds,
         }),
         components: Some(components),
     };

@@ -68,7 +68,7 @@ impl TestServer {
     pub async fn start_with(options: Options) -> TestServer {
         let data_dir = Arc::new(tempfile::tempdir().expect("temp dir"));
         let secret =
-            (!options.generated_secret).then(|| format!("test-secret-{}", std::process::id()));
+            (!options.generated_secret).then(|| format!("test-secret-{:0>32}", std::process::id()));
         TestServer::launch(data_dir, secret, "127.0.0.1:0".into(), options.args).await
     }
 
