@@ -60,6 +60,7 @@ set edit:completion:arg-completer[pytake] = {|@words|
             cand --color 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never'
             cand --data-dir 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]'
             cand --demo 'Feed realistic synthetic traffic of three tenants (acme, globex, initech)'
+            cand --stop-when-stdin-closes 'Stop when stdin closes. For `loadtest --spawn`: its server then stops even when loadtest is killed with SIGKILL (the kernel closes the pipe), which no signal handler can see. Hidden: a server run by a service manager has a stdin that is closed from the start'
             cand -v 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
             cand --verbose 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
             cand -q 'Less log output on stderr, a level per -q, down to none'

@@ -65,6 +65,7 @@ always\t''
 never\t''"
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l demo -d 'Feed realistic synthetic traffic of three tenants (acme, globex, initech)'
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l stop-when-stdin-closes -d 'Stop when stdin closes. For `loadtest --spawn`: its server then stops even when loadtest is killed with SIGKILL (the kernel closes the pipe), which no signal handler can see. Hidden: a server run by a service manager has a stdin that is closed from the start'
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'

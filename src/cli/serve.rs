@@ -15,6 +15,13 @@ pub struct ServeArgs {
     /// Feed realistic synthetic traffic of three tenants (acme, globex, initech)
     #[arg(long)]
     pub demo: bool,
+
+    /// Stop when stdin closes. For `loadtest --spawn`: its server then
+    /// stops even when loadtest is killed with SIGKILL (the kernel closes
+    /// the pipe), which no signal handler can see. Hidden: a server run by
+    /// a service manager has a stdin that is closed from the start.
+    #[arg(long, hide = true)]
+    pub stop_when_stdin_closes: bool,
 }
 
 pub const AFTER_HELP: &str = "\
@@ -52,6 +59,14 @@ pub async fn run(args: ServeArgs, settings: Settings) -> anyhow::Result<()> {
         out.flush()?;
     }
     let token = server.shutdown_token();
+    if args.stop_when_stdin_closes {
+        let token = token.clone();
+        tokio::spawn(async move {
+            wait_for_eof(tokio::io::stdin()).await;
+            tracing::info!("stdin closed: shutting down");
+            token.cancel();
+        });
+    }
     tokio::spawn(async move {
         signals.await;
         tracing::info!("shutting down");
@@ -59,6 +74,13 @@ pub async fn run(args: ServeArgs, settings: Settings) -> anyhow::Result<()> {
     });
     server.listen(listener).await?;
     Ok(())
+}
+
+/// Returns once `input` is at its end (or unreadable).
+async fn wait_for_eof(mut input: impl tokio::io::AsyncRead + Unpin) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 256];
+    while matches!(input.read(&mut buf).await, Ok(n) if n > 0) {}
 }
 
 /// A bind failure in words that say what to do.

@@ -72,12 +72,14 @@ impl Spawned {
             .arg("--data-dir")
             .arg(dir.path())
             .args(["serve", "--listen", "127.0.0.1:0", "--bus", "memory"])
-            .args(["--store", &store])
+            .args(["--store", &store, "--stop-when-stdin-closes"])
             .args(extra)
             .env("RUST_LOG", "warn")
             .env("PYTAKE_SECRET", &secret)
             .process_group(0)
-            .stdin(Stdio::null())
+            // Held open by us: if we die, even by SIGKILL, it closes and
+            // the server stops.
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(log)
             .kill_on_drop(true)

@@ -324,3 +324,43 @@ async fn a_second_signal_stops_at_once_and_still_reaps_the_server() {
         stat_field(server_pid, 0)
     );
 }
+
+#[tokio::test]
+async fn a_loadtest_killed_outright_does_not_leave_its_server_running() {
+    adopt_orphans();
+    let mut run = Interruptible::start(false);
+    let server_pid = run.wait_for_load().await;
+    let _leak_guard = KillOnDrop(server_pid);
+    // SIGKILL: no handler runs, but the kernel closes loadtest's end of
+    // the server's stdin, and the server stops on that.
+    kill(Pid::from_raw(run.pid()), Signal::SIGKILL).unwrap();
+    run.child.wait().await.unwrap();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let status = loop {
+        // Adopted by this test process (a subreaper), so ours to reap.
+        match nix::sys::wait::waitpid(
+            Pid::from_raw(server_pid),
+            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+        )
+        .unwrap()
+        {
+            nix::sys::wait::WaitStatus::StillAlive => {}
+            status => break status,
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the spawned server {server_pid} outlived its loadtest"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // It shut down cleanly rather than being killed.
+    assert_eq!(
+        status,
+        nix::sys::wait::WaitStatus::Exited(Pid::from_raw(server_pid), 0)
+    );
+    // Its temporary dir is what SIGKILL leaves behind: loadtest could not
+    // remove it. Tidy up for it.
+    for dir in temp_dirs(run.home.path()) {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
