@@ -131,14 +131,9 @@ impl Keys {
         let ttl = self.rules.max_lifetime.map_or(ttl, |max| ttl.min(max));
         let iat = unix_now();
         self.mint(&Claims {
-            sub: sub.to_string(),
-            tenant_id: tenant_id.map(str::to_string),
-            role,
-            iat,
-            exp: iat + ttl.as_secs(),
-            nbf: None,
             aud: self.rules.audience.clone().map(Audience::One),
             iss: self.rules.issuer.clone(),
+            ..Claims::new(sub, tenant_id, role, iat, iat + ttl.as_secs())
         })
     }
 

@@ -42,16 +42,7 @@ const DAY: u64 = 86_400;
 
 /// Viewer claims of acme issued at `iat`, expiring at `exp`.
 fn claims(iat: u64, exp: u64) -> Claims {
-    Claims {
-        sub: "ana".into(),
-        tenant_id: Some("acme".into()),
-        role: Role::Viewer,
-        iat,
-        exp,
-        nbf: None,
-        aud: None,
-        iss: None,
-    }
+    Claims::new("ana", Some("acme"), Role::Viewer, iat, exp)
 }
 
 fn rules(f: impl FnOnce(&mut TokenSettings)) -> Keys {

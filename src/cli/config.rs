@@ -68,7 +68,7 @@ pub struct InitArgs {
     pub file: Option<PathBuf>,
 }
 
-/// Placeholder shown for a secret that is set.
+/// What `config show` prints instead of a secret that is set.
 const MASK: &str = "********";
 
 pub fn run(cmd: ConfigCommand, loaded: &Loaded, sources: &Sources) -> anyhow::Result<()> {

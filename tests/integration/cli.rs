@@ -3,7 +3,6 @@
 use std::process::Stdio;
 
 use pytake::protocol::Event;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::support::{bin, custom, pytake, pytake_env, Options, TestServer, DEADLINE};
 
@@ -52,72 +51,6 @@ async fn tail_with_no_setup_prints_json_lines_and_stops_after_count() {
     );
     assert_eq!(events[0].data["n"], 1);
     assert_eq!(run.stderr, "");
-}
-
-#[tokio::test]
-async fn tail_resumes_across_a_server_restart() {
-    let mut server = TestServer::start().await;
-    let admin = server.admin();
-    let mut child = tokio::process::Command::new(bin())
-        .args([
-            "tail",
-            "--server",
-            &server.url,
-            "--token",
-            &admin,
-            "--room",
-            "erp",
-            "--since",
-            "0",
-            "--count",
-            "6",
-        ])
-        .args(["--output", "json"])
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    for i in 1..=3 {
-        server.publish(&admin, custom("acme", "erp", i)).await;
-    }
-    for _ in 0..3 {
-        let line = tokio::time::timeout(DEADLINE, lines.next_line())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        seen.push(serde_json::from_str::<Event>(&line).unwrap().id);
-    }
-    server.restart().await;
-    for i in 4..=6 {
-        server.publish(&admin, custom("acme", "erp", i)).await;
-    }
-    while let Some(line) = tokio::time::timeout(DEADLINE, lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-    {
-        seen.push(serde_json::from_str::<Event>(&line).unwrap().id);
-    }
-    let status = tokio::time::timeout(DEADLINE, child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success());
-    assert_eq!(seen, vec![1, 2, 3, 4, 5, 6]);
-    let mut stderr = String::new();
-    tokio::io::AsyncReadExt::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr)
-        .await
-        .unwrap();
-    assert!(
-        stderr.starts_with("pytake tail: disconnected ("),
-        "{stderr}"
-    );
-    assert!(stderr.contains("reconnecting in"), "{stderr}");
 }
 
 #[tokio::test]

@@ -13,16 +13,7 @@ use crate::support::{custom, rooms, Options, TestServer};
 
 /// Acme viewer claims issued at `iat`, expiring at `exp`.
 fn claims(iat: u64, exp: u64) -> Claims {
-    Claims {
-        sub: "t".into(),
-        tenant_id: Some("acme".into()),
-        role: Role::Viewer,
-        iat,
-        exp,
-        nbf: None,
-        aud: None,
-        iss: None,
-    }
+    Claims::new("t", Some("acme"), Role::Viewer, iat, exp)
 }
 
 /// Asserts `token` is refused with `reason`: REST 401, and on WebSocket an

@@ -1,7 +1,7 @@
 //! `pytake status` and the build information behind it (`--version`,
 //! `/health`), against a real server: exact output, with only what varies
 //! from run to run (uptime, memory, ping time, the rate, the temp dir)
-//! replaced by named placeholders.
+//! replaced by named stand-ins (`<uptime>`, `<rate>`).
 
 use std::collections::BTreeSet;
 
@@ -14,7 +14,7 @@ use crate::support::{custom, pytake, rooms, Options, TestServer};
 const VALUE_COLUMN: usize = 13;
 
 /// Replaces the parts of a status screen that vary between runs with
-/// `<placeholders>`, each by an explicit rule, so the rest compares exactly.
+/// `<stand-ins>`, each by an explicit rule, so the rest compares exactly.
 fn normalize(screen: &str, server: &TestServer) -> String {
     let mut out = String::new();
     for line in screen.lines() {

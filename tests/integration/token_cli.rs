@@ -18,16 +18,7 @@ fn rfc3339(secs: u64) -> String {
 
 /// Viewer claims of acme for `ana`, issued at `iat`, expiring at `exp`.
 fn viewer(iat: u64, exp: u64) -> Claims {
-    Claims {
-        sub: "ana".into(),
-        tenant_id: Some("acme".into()),
-        role: Role::Viewer,
-        iat,
-        exp,
-        nbf: None,
-        aud: None,
-        iss: None,
-    }
+    Claims::new("ana", Some("acme"), Role::Viewer, iat, exp)
 }
 
 /// `pytake token verify ARGS` with the secret `s3cret` in the environment.
