@@ -7,7 +7,7 @@ use clap::Args;
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
-use crate::server::Server;
+use crate::server::{Server, ServerOptions};
 
 /// What `serve` has besides its settings groups.
 #[derive(Debug, Args)]
@@ -40,7 +40,7 @@ variable or config file.";
 /// and serves until SIGINT or SIGTERM.
 pub async fn run(args: ServeArgs, settings: Settings) -> anyhow::Result<()> {
     let (open_files, _) = super::fdlimit::raise();
-    let server = Server::new(&settings)
+    let mut server = Server::new(ServerOptions::new(settings.clone()))
         .await
         .context("cannot start the server")?;
     let listen = &settings.server.listen;
@@ -51,7 +51,7 @@ pub async fn run(args: ServeArgs, settings: Settings) -> anyhow::Result<()> {
     if args.demo {
         server.start_demo();
     }
-    tracing::info!(%addr, store = %crate::config::mask_url(&settings.store_url()), data_dir = %settings.data_dir().display(), open_files, "pytake serving");
+    tracing::info!(%addr, store = %crate::config::mask_url(&settings.store_url()), bus = %crate::config::mask_url(&settings.bus.url), data_dir = %settings.data_dir().display(), open_files, "pytake serving");
     let signals = shutdown_signals()?;
     {
         let mut out = std::io::stdout().lock();

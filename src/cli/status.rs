@@ -146,7 +146,7 @@ pub fn verdict(health: &Health) -> Result<(), Unhealthy> {
             problems.push(problem("store", c.store.status, c.store.error.as_deref()));
         }
         if c.bus.status != CheckStatus::Ok {
-            problems.push(problem("bus", c.bus.status, None));
+            problems.push(problem("bus", c.bus.status, c.bus.error.as_deref()));
         }
     }
     Err(Unhealthy {
@@ -203,7 +203,13 @@ pub fn render(server: &str, h: &Health, token: &TokenCheck, color: bool) -> Stri
                 "store",
                 format!("{}  {} ({detail})", check(store.status), store.url),
             ));
-            rows.push(("bus", format!("{}  {}", check(c.bus.status), c.bus.kind)));
+            let bus = &c.bus;
+            let place = if bus.url.is_empty() || bus.url == bus.kind {
+                bus.kind.clone()
+            } else {
+                bus.url.clone()
+            };
+            rows.push(("bus", format!("{}  {place}", check(bus.status))));
         }
         None => {
             rows.push(("store", h.store.clone()));
@@ -307,6 +313,8 @@ mod tests {
                 bus: BusCheck {
                     status: CheckStatus::Ok,
                     kind: "memory".into(),
+                    url: "memory".into(),
+                    error: None,
                 },
             }),
         }

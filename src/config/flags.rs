@@ -24,10 +24,12 @@ pub trait Group: Args + FromArgMatches + Serialize {
 /// The config key a flag sets in its section.
 pub fn key_of<'a>(section: &str, id: &'a str) -> &'a str {
     if id == section {
-        "url"
-    } else {
-        id
+        return "url";
     }
+    // `--store-pool-size` is `[store] pool_size`.
+    id.strip_prefix(section)
+        .and_then(|rest| rest.strip_prefix('_'))
+        .unwrap_or(id)
 }
 
 fn parse_positive(s: &str) -> Result<Duration, String> {
@@ -210,10 +212,15 @@ impl Group for GatewayFlags {
 #[derive(Debug, Clone, Default, Args, Serialize)]
 #[command(next_help_heading = "Store and bus")]
 pub struct StoreFlags {
-    /// Event store URL: sqlite://PATH
+    /// Event store URL: sqlite://PATH (one node) or postgres://USER:PASSWORD@HOST:PORT/DATABASE (several)
     #[arg(long, value_name = "URL", env = "PYTAKE_STORE", hide_env_values = true)]
     #[serde(rename = "url", skip_serializing_if = "Option::is_none")]
     pub store: Option<String>,
+
+    /// Most PostgreSQL connections this node opens
+    #[arg(long, value_name = "N", env = "PYTAKE_STORE_POOL_SIZE", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[serde(rename = "pool_size", skip_serializing_if = "Option::is_none")]
+    pub store_pool_size: Option<u32>,
 }
 
 impl Group for StoreFlags {
@@ -223,7 +230,7 @@ impl Group for StoreFlags {
 /// `[bus]` flags.
 #[derive(Debug, Clone, Default, Args, Serialize)]
 pub struct BusFlags {
-    /// Event bus: memory
+    /// Event bus: memory (one node) or redis://HOST:PORT (several)
     #[arg(long, value_name = "URL", env = "PYTAKE_BUS", hide_env_values = true)]
     #[serde(rename = "url", skip_serializing_if = "Option::is_none")]
     pub bus: Option<String>,

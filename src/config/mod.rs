@@ -176,18 +176,32 @@ impl Default for GatewaySettings {
 }
 
 /// `[store]`: where events are kept.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSettings {
-    /// `sqlite://PATH`; `None`: `sqlite://<data-dir>/pytake.db`.
+    /// `sqlite://PATH` or `postgres://...`; `None`:
+    /// `sqlite://<data-dir>/pytake.db`.
     pub url: Option<String>,
+    /// Most connections to PostgreSQL this node opens. Every node opens
+    /// its own pool: nodes x pool_size must stay under the server's
+    /// `max_connections` (100 by default).
+    pub pool_size: u32,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            url: None,
+            pool_size: crate::server::storage::StoreOptions::default().pool_size,
+        }
+    }
 }
 
 /// `[bus]`: how events reach every connection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BusSettings {
-    /// `memory`.
+    /// `memory` (one node) or `redis://HOST:PORT` (several).
     pub url: String,
 }
 
@@ -235,6 +249,13 @@ impl Settings {
             .url
             .clone()
             .unwrap_or_else(|| sqlite_in(&self.data_dir()))
+    }
+
+    /// How to open the store.
+    pub fn store_options(&self) -> crate::server::storage::StoreOptions {
+        crate::server::storage::StoreOptions {
+            pool_size: self.store.pool_size,
+        }
     }
 
     /// The token rules of `[auth]`.

@@ -118,8 +118,14 @@ pub struct StoreCheck {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BusCheck {
     pub status: CheckStatus,
-    /// `memory`.
+    /// `memory` or `redis`.
     pub kind: String,
+    /// The bus URL (`memory`, `redis://host:6379`), password replaced.
+    #[serde(default)]
+    pub url: String,
+    /// What went wrong, in words safe for an unauthenticated endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Every backend the server depends on, each with its own status; any one

@@ -120,6 +120,15 @@ impl Claims {
         }
     }
 
+    /// The tenants these claims see: their tenant, or all for a token
+    /// without one (admins).
+    pub fn scope(&self) -> super::Scope<super::TenantId> {
+        match &self.tenant_id {
+            Some(tenant) => super::Scope::Only(super::TenantId::checked(tenant)),
+            None => super::Scope::All,
+        }
+    }
+
     /// Whether these claims may see `tenant`.
     pub fn may_see(&self, tenant: &str) -> bool {
         self.role == Role::Admin || self.tenant_id.as_deref() == Some(tenant)

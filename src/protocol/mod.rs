@@ -8,8 +8,10 @@ pub mod events;
 pub mod frames;
 pub mod limits;
 pub mod rooms;
+pub mod scope;
 
 pub use claims::{Claims, Role};
 pub use codes::{close, ErrorCode};
 pub use events::{Event, EventId, NewEvent, ValidEvent};
 pub use frames::{ClientFrame, ServerFrame, Subscription};
+pub use scope::{Room, Scope, TenantId};

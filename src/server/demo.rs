@@ -9,6 +9,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
 use crate::protocol::NewEvent;
+use crate::protocol::{Scope, TenantId};
 use crate::server::state::AppState;
 use crate::server::storage::AppendRequest;
 
@@ -237,7 +238,7 @@ pub async fn run(state: AppState) {
         };
         let request = AppendRequest {
             idempotency_key: None,
-            key_scope: tenant.name.into(),
+            key_scope: Scope::Only(TenantId::checked(tenant.name)),
             fingerprint: None,
             events: vec![valid],
         };

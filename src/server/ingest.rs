@@ -10,11 +10,10 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::protocol::Event;
-use crate::server::bus::Bus;
-use crate::server::storage::{AppendOutcome, AppendRequest, KeyReused, Store};
+use crate::server::bus::{Bus, BusMessage};
+use crate::server::clock::Clock;
+use crate::server::storage::{AppendOutcome, AppendRequest, EventStore, KeyReused};
 
 /// Requests waiting for the writer. When full, producers wait up to
 /// [`SUBMIT_TIMEOUT`] and then get 503: backpressure, not memory growth.
@@ -149,17 +148,21 @@ fn unpack(packed: u64) -> (u64, u64) {
 }
 
 impl Ingest {
-    /// Starts the writer task.
-    pub fn start(
-        store: Arc<dyn Store>,
-        bus: Arc<dyn Bus>,
-        tracker: &TaskTracker,
-        shutdown: CancellationToken,
-    ) -> Ingest {
+    /// The producers' handle and the writer, for the caller to run
+    /// ([`Writer::run`]) once the server starts.
+    pub fn new(store: Arc<dyn EventStore>, bus: Arc<dyn Bus>, clock: Clock) -> (Ingest, Writer) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let stats = Arc::new(IntakeStats::new());
-        tracker.spawn(writer(rx, store, bus, stats.clone(), shutdown));
-        Ingest { tx, stats }
+        let writer = Writer {
+            rx,
+            group: Committer {
+                store,
+                bus,
+                clock,
+                stats: stats.clone(),
+            },
+        };
+        (Ingest { tx, stats }, writer)
     }
 
     /// Events stored, in total and per second.
@@ -181,96 +184,105 @@ impl Ingest {
     }
 }
 
-async fn writer(
-    mut rx: mpsc::Receiver<Job>,
-    store: Arc<dyn Store>,
+/// The single writer: takes requests in groups and commits each.
+pub struct Writer {
+    rx: mpsc::Receiver<Job>,
+    group: Committer,
+}
+
+/// What a group is written to.
+struct Committer {
+    store: Arc<dyn EventStore>,
     bus: Arc<dyn Bus>,
+    clock: Clock,
     stats: Arc<IntakeStats>,
-    shutdown: CancellationToken,
-) {
-    let mut requests: Vec<AppendRequest> = Vec::with_capacity(MAX_GROUP_REQUESTS);
-    let mut replies = Vec::with_capacity(MAX_GROUP_REQUESTS);
-    let mut sweep = tokio::time::interval(SWEEP_EVERY);
-    loop {
-        let first = tokio::select! {
-            biased;
-            job = rx.recv() => job,
-            _ = sweep.tick() => {
-                match store.expire_idempotency_keys(chrono::Utc::now()).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(expired = n, "idempotency keys swept"),
-                    Err(e) => tracing::warn!(error = %e, "sweeping idempotency keys failed"),
+}
+
+impl Writer {
+    /// Stores what producers submit until shutdown, then what was already
+    /// accepted.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let Writer { mut rx, group } = self;
+        let mut requests: Vec<AppendRequest> = Vec::with_capacity(MAX_GROUP_REQUESTS);
+        let mut replies = Vec::with_capacity(MAX_GROUP_REQUESTS);
+        let mut sweep = tokio::time::interval(SWEEP_EVERY);
+        loop {
+            let first = tokio::select! {
+                biased;
+                job = rx.recv() => job,
+                _ = sweep.tick() => {
+                    match group.store.expire_idempotency_keys(group.clock.now()).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(expired = n, "idempotency keys swept"),
+                        Err(e) => tracing::warn!(error = %e, "sweeping idempotency keys failed"),
+                    }
+                    continue;
                 }
-                continue;
-            }
-            _ = shutdown.cancelled() => {
-                // Refuse new work, then finish what was already accepted.
-                rx.close();
-                rx.recv().await
-            }
-        };
-        let Some(first) = first else { break };
-        let mut events = first.request.events.len();
-        requests.push(first.request);
-        replies.push(first.reply);
-        while requests.len() < MAX_GROUP_REQUESTS && events < MAX_GROUP_EVENTS {
-            match rx.try_recv() {
-                Ok(job) => {
-                    events += job.request.events.len();
-                    requests.push(job.request);
-                    replies.push(job.reply);
+                _ = shutdown.cancelled() => {
+                    // Refuse new work, then finish what was already accepted.
+                    rx.close();
+                    rx.recv().await
                 }
-                Err(_) => break,
+            };
+            let Some(first) = first else { break };
+            let mut events = first.request.events.len();
+            requests.push(first.request);
+            replies.push(first.reply);
+            while requests.len() < MAX_GROUP_REQUESTS && events < MAX_GROUP_EVENTS {
+                match rx.try_recv() {
+                    Ok(job) => {
+                        events += job.request.events.len();
+                        requests.push(job.request);
+                        replies.push(job.reply);
+                    }
+                    Err(_) => break,
+                }
+            }
+            group
+                .commit(std::mem::take(&mut requests), &mut replies)
+                .await;
+        }
+        tracing::debug!("ingest writer stopped");
+    }
+}
+
+impl Committer {
+    /// Stores a group, answers each request, then publishes what is new:
+    /// persist before publish, so nothing on the bus is missing from the
+    /// store when a subscriber resumes from it.
+    async fn commit(&self, requests: Vec<AppendRequest>, replies: &mut Vec<Reply>) {
+        let count = requests.len();
+        match self.store.append(requests, self.clock.now()).await {
+            Ok(outcomes) => {
+                let mut fresh: Vec<BusMessage> = Vec::new();
+                for (reply, outcome) in replies.drain(..).zip(outcomes) {
+                    if let Ok(outcome) = &outcome {
+                        fresh.extend(outcome.events.iter().filter(|a| a.new).map(|a| {
+                            BusMessage::Event {
+                                event: a.event.clone(),
+                                prev: a.prev,
+                            }
+                        }));
+                    }
+                    let _ = reply.send(outcome.map_err(IngestError::from));
+                }
+                self.stats.record(fresh.len() as u64);
+                let count = fresh.len();
+                if let Err(e) = self.bus.publish(fresh).await {
+                    tracing::error!(error = %e, events = count, "publish failed after store; subscribers catch up from the store");
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, requests = count, "store append failed");
+                for reply in replies.drain(..) {
+                    let _ = reply.send(Err(IngestError::Store(e.to_string())));
+                }
             }
         }
-        commit(
-            std::mem::take(&mut requests),
-            &mut replies,
-            store.as_ref(),
-            bus.as_ref(),
-            &stats,
-        )
-        .await;
     }
-    tracing::debug!("ingest writer stopped");
 }
 
 type Reply = oneshot::Sender<Result<AppendOutcome, IngestError>>;
-
-async fn commit(
-    requests: Vec<AppendRequest>,
-    replies: &mut Vec<Reply>,
-    store: &dyn Store,
-    bus: &dyn Bus,
-    stats: &IntakeStats,
-) {
-    let count = requests.len();
-    match store.append(requests).await {
-        Ok(outcomes) => {
-            let mut fresh: Vec<Arc<Event>> = Vec::new();
-            for (reply, outcome) in replies.drain(..).zip(outcomes) {
-                if let Ok(outcome) = &outcome {
-                    for (event, new) in outcome.events.iter().zip(&outcome.fresh) {
-                        if *new {
-                            fresh.push(event.clone());
-                        }
-                    }
-                }
-                let _ = reply.send(outcome.map_err(IngestError::from));
-            }
-            stats.record(fresh.len() as u64);
-            if let Err(e) = bus.publish(&fresh).await {
-                tracing::error!(error = %e, events = fresh.len(), "publish failed after store; subscribers resume from the store");
-            }
-        }
-        Err(e) => {
-            tracing::error!(error = %e, requests = count, "store append failed");
-            for reply in replies.drain(..) {
-                let _ = reply.send(Err(IngestError::Store(e.to_string())));
-            }
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,11 +1,15 @@
 //! The server: HTTP API, WebSocket gateway, ingest, store and bus.
 //!
-//! `Server::new` opens everything, `listen` serves a bound listener until the
-//! shutdown token is cancelled, then drains: sockets closed with 1001,
-//! accepted events flushed to the store, store closed.
+//! `Server::new` opens what can fail (data dir, secret, store, bus) and
+//! starts nothing; `listen` starts the background tasks and serves a bound
+//! listener until the shutdown token is cancelled, then drains: sockets
+//! closed with 1001, accepted events flushed to the store, store closed.
+//! Tests build one in-process with [`ServerOptions::clock`] on tokio's
+//! clock, so `tokio::time::pause()` drives every timer and timestamp.
 
 pub mod api;
 pub mod bus;
+pub mod clock;
 pub mod demo;
 pub mod gateway;
 pub mod http;
@@ -13,6 +17,8 @@ pub mod ingest;
 pub mod state;
 pub mod storage;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +28,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{load_or_create_secret, open_data_dir, Keys};
 use crate::config::Settings;
+use clock::Clock;
 use gateway::hub::Hub;
 use ingest::Ingest;
 use state::{AppState, Shared};
@@ -56,14 +63,43 @@ pub enum ServerError {
     Serve(#[source] std::io::Error),
 }
 
-/// A running pytake server.
+/// What a server is built from.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub settings: Settings,
+    /// Where the server reads the time: the system's, or tokio's in tests.
+    pub clock: Clock,
+}
+
+impl ServerOptions {
+    pub fn new(settings: Settings) -> ServerOptions {
+        ServerOptions {
+            settings,
+            clock: Clock::System,
+        }
+    }
+
+    /// Reads the time from tokio's clock, which a test may pause.
+    pub fn clock(mut self, clock: Clock) -> ServerOptions {
+        self.clock = clock;
+        self
+    }
+}
+
+/// A task `listen` starts.
+type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A pytake server, opened but not yet serving.
 pub struct Server {
     state: AppState,
+    /// Started by `listen`, so nothing runs before the server serves.
+    tasks: Vec<Task>,
 }
 
 impl Server {
-    /// Opens the store and bus and starts the background tasks.
-    pub async fn new(settings: &Settings) -> Result<Server, ServerError> {
+    /// Opens the data dir, secret, store and bus; starts nothing.
+    pub async fn new(options: ServerOptions) -> Result<Server, ServerError> {
+        let ServerOptions { settings, clock } = options;
         let data_dir = settings.data_dir();
         open_data_dir(&data_dir).map_err(|source| ServerError::DataDir {
             path: data_dir.display().to_string(),
@@ -79,27 +115,34 @@ impl Server {
                 source,
             })?,
         };
-        let store = storage::open(&settings.store_url()).await?;
-        let bus = bus::open(&settings.bus.url).await?;
+        let stores = storage::open(&settings.store_url(), &settings.store_options()).await?;
+        let store = stores.events.clone();
+        let bus = bus::open(&settings.bus.url, store.clone()).await?;
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let hub = Hub::new(store.last_event_id().await?);
-        tracker.spawn(hub.clone().run(bus.subscribe(), shutdown.clone()));
-        let ingest = Ingest::start(store.clone(), bus.clone(), &tracker, shutdown.clone());
+        let (ingest, writer) = Ingest::new(store.clone(), bus.clone(), clock.clone());
+        let tasks: Vec<Task> = vec![
+            Box::pin(hub.clone().run(bus.subscribe(), shutdown.clone())),
+            Box::pin(writer.run(shutdown.clone())),
+        ];
         let state = Arc::new(Shared {
             gateway: settings.gateway.clone(),
             keys: Keys::with_settings(secret.as_bytes(), &settings.tokens()),
             store,
+            stores,
             store_url: settings.store_url(),
+            bus_url: settings.bus.url.clone(),
             bus,
             hub,
             ingest,
+            clock,
             shutdown,
             tracker,
             started: Instant::now(),
             long_polls: Default::default(),
         });
-        Ok(Server { state })
+        Ok(Server { state, tasks })
     }
 
     /// The token that stops the server when cancelled.
@@ -112,15 +155,18 @@ impl Server {
         &self.state
     }
 
-    /// Starts the demo traffic generator.
-    pub fn start_demo(&self) {
-        let state = self.state.clone();
-        self.state.tracker.spawn(demo::run(state));
+    /// Generates demo traffic once the server serves.
+    pub fn start_demo(&mut self) {
+        self.tasks.push(Box::pin(demo::run(self.state.clone())));
     }
 
-    /// Serves until shutdown, then drains and closes the store.
+    /// Starts the background tasks and serves until shutdown, then drains
+    /// and closes the store.
     pub async fn listen(self, listener: TcpListener) -> Result<(), ServerError> {
         let state = self.state;
+        for task in self.tasks {
+            state.tracker.spawn(task);
+        }
         let app = api::router(state.clone());
         let served = http::serve(listener, app, state.shutdown.clone()).await;
         // Make sure every task sees the shutdown even if serve failed.

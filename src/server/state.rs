@@ -10,9 +10,10 @@ use crate::auth::Keys;
 use crate::config::GatewaySettings;
 use crate::server::api::long_poll::LongPolls;
 use crate::server::bus::Bus;
+use crate::server::clock::Clock;
 use crate::server::gateway::hub::Hub;
 use crate::server::ingest::Ingest;
-use crate::server::storage::Store;
+use crate::server::storage::{EventStore, Stores};
 
 /// Shared server state; cheap to clone.
 pub type AppState = Arc<Shared>;
@@ -21,10 +22,16 @@ pub type AppState = Arc<Shared>;
 pub struct Shared {
     pub gateway: GatewaySettings,
     pub keys: Keys,
-    pub store: Arc<dyn Store>,
+    /// The event store (also in `stores`, the shortcut every handler uses).
+    pub store: Arc<dyn EventStore>,
+    pub stores: Stores,
     /// The store's URL as configured; `/health` shows it, password masked.
     pub store_url: String,
     pub bus: Arc<dyn Bus>,
+    /// The bus URL as configured, password masked where shown.
+    pub bus_url: String,
+    /// The time as the server sees it.
+    pub clock: Clock,
     pub hub: Arc<Hub>,
     pub ingest: Ingest,
     /// Cancelled once at shutdown; every task watches it.

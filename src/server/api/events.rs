@@ -21,8 +21,7 @@ use crate::protocol::events::{hex, json_type, validate_event_types};
 use crate::protocol::limits::{
     DEFAULT_PAGE, MAX_BATCH_EVENTS, MAX_IDEMPOTENCY_KEY, MAX_LONG_POLL, MAX_PAGE,
 };
-use crate::protocol::rooms::{validate_room, validate_tenant};
-use crate::protocol::{Claims, NewEvent, Role, ValidEvent};
+use crate::protocol::{Claims, NewEvent, Role, Room, Scope, TenantId, ValidEvent};
 use crate::server::ingest::IngestError;
 use crate::server::state::AppState;
 use crate::server::storage::{AppendRequest, EventQuery};
@@ -47,7 +46,7 @@ pub async fn post_events(
     let request = AppendRequest {
         fingerprint: key.as_ref().map(|_| request_fingerprint(&events)),
         idempotency_key: key,
-        key_scope: claims.tenant_id.clone().unwrap_or_else(|| "*".into()),
+        key_scope: claims.scope(),
         events,
     };
     let outcome = state.ingest.submit(request).await.map_err(|e| match e {
@@ -65,7 +64,7 @@ pub async fn post_events(
     } else {
         StatusCode::CREATED
     };
-    let ids = outcome.events.iter().map(|e| e.id).collect();
+    let ids = outcome.events().map(|e| e.id).collect();
     Ok((status, Json(PublishResponse { ids, duplicate })))
 }
 
@@ -194,25 +193,25 @@ fn history_query(
             })
             .unwrap_or_default()
     };
-    let rooms = list("rooms");
-    for room in &rooms {
-        validate_room(room).map_err(|e| ApiError::bad_param("rooms", e))?;
-    }
+    let rooms = list("rooms")
+        .iter()
+        .map(|room| Room::parse(room).map_err(|e| ApiError::bad_param("rooms", e)))
+        .collect::<Result<Vec<Room>, ApiError>>()?;
     let types = validate_event_types(Some(list("event_types")))
         .map_err(|e| ApiError::bad_param("event_types", e))?;
-    let tenant_id = match (params.get("tenant_id"), &claims.tenant_id) {
-        (Some(t), _) => {
-            validate_tenant(t).map_err(|e| ApiError::bad_param("tenant_id", e))?;
+    let tenant = match params.get("tenant_id") {
+        Some(t) => {
+            let tenant = TenantId::parse(t).map_err(|e| ApiError::bad_param("tenant_id", e))?;
             if !claims.may_see(t) {
                 return Err(ApiError::Forbidden(format!(
                     "this token may not see tenant `{t}`"
                 )));
             }
-            Some(t.clone())
+            Scope::Only(tenant)
         }
-        (None, own) => {
-            debug_assert!(own.is_some() || claims.role == Role::Admin);
-            own.clone()
+        None => {
+            debug_assert!(claims.tenant_id.is_some() || claims.role == Role::Admin);
+            claims.scope()
         }
     };
     let since = match params.get("since") {
@@ -250,10 +249,11 @@ fn history_query(
     };
     Ok((
         EventQuery {
-            tenant_id,
-            rooms,
+            tenant,
+            rooms: Scope::rooms(rooms),
             event_types: types,
             since,
+            before: None,
             limit,
         },
         wait,
@@ -303,6 +303,15 @@ pub async fn get_events(
         query.since = query.since.max(state.store.id_before(t).await?);
     }
     let deadline = tokio::time::Instant::now() + wait;
+    // With several nodes, this node hears of the tenant's events only
+    // while it watches the tenant: for as long as the poll is held.
+    let _watch = match wait.is_zero() {
+        true => None,
+        false => Some(state.bus.watch(query.tenant.clone()).await.map_err(|e| {
+            tracing::error!(error = %e, "watching a tenant for a long-poll failed");
+            ApiError::Unavailable("the bus is unavailable; retry, or poll without `wait`".into())
+        })?),
+    };
     let mut head = state.hub.head();
     loop {
         head.borrow_and_update();

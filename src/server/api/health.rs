@@ -15,8 +15,9 @@ use crate::protocol::api::{
     BusCheck, CheckStatus, Components, ConnectionStats, EventRates, Health, HealthStatus,
     ProcessStats, StoreCheck,
 };
+use crate::server::bus::BusState;
 use crate::server::state::AppState;
-use crate::server::storage::Store;
+use crate::server::storage::EventStore;
 
 /// A store ping that takes longer than this makes the server `degraded`,
 /// and `/health` stops waiting for it: every intake request waits on the
@@ -31,11 +32,7 @@ pub async fn get_health(State(state): State<AppState>) -> impl IntoResponse {
     let stopping = state.shutdown.is_cancelled();
     let components = Components {
         store: check_store(state.store.as_ref(), &state.store_url).await,
-        // The in-process bus cannot fail; a networked one brings a ping.
-        bus: BusCheck {
-            status: CheckStatus::Ok,
-            kind: state.bus.kind().into(),
-        },
+        bus: check_bus(&state),
     };
     let stats = &state.hub.stats;
     let intake = state.ingest.stats();
@@ -94,9 +91,30 @@ pub fn overall(stopping: bool, components: &Components) -> HealthStatus {
     }
 }
 
+/// The bus as its connection task last saw it: no round trip, so a
+/// health poll adds nothing to a Redis that is struggling.
+fn check_bus(state: &AppState) -> BusCheck {
+    let (status, error) = match state.bus.state() {
+        BusState::Up => (CheckStatus::Ok, None),
+        BusState::Down { error } => {
+            tracing::debug!(%error, "health check: the bus is down");
+            (
+                CheckStatus::Down,
+                Some("the bus lost its connection (the server log says why); events reach subscribers from the store, late".to_string()),
+            )
+        }
+    };
+    BusCheck {
+        status,
+        kind: state.bus.kind().into(),
+        url: crate::config::mask_url(&state.bus_url),
+        error,
+    }
+}
+
 /// Pings the store, giving up after [`STORE_SLOW`]. The store's own error
 /// goes to the log, not into the unauthenticated reply.
-async fn check_store(store: &dyn Store, url: &str) -> StoreCheck {
+async fn check_store(store: &dyn EventStore, url: &str) -> StoreCheck {
     let mut check = StoreCheck {
         status: CheckStatus::Ok,
         kind: store.kind().into(),
@@ -167,7 +185,8 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-/// 200 when the server takes traffic: not shutting down and the store answers.
+/// 200 when the server takes traffic: not shutting down, the store answers
+/// and the bus is connected.
 pub async fn get_ready(State(state): State<AppState>) -> impl IntoResponse {
     if state.shutdown.is_cancelled() {
         return (
@@ -175,16 +194,21 @@ pub async fn get_ready(State(state): State<AppState>) -> impl IntoResponse {
             Json(serde_json::json!({"ready": false, "reason": "shutting down"})),
         );
     }
-    match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(serde_json::json!({"ready": true}))),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check: store unreachable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(serde_json::json!({"ready": false, "reason": "store unreachable"})),
-            )
-        }
+    if let Err(e) = state.store.ping().await {
+        tracing::warn!(error = %e, "readiness check: store unreachable");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"ready": false, "reason": "store unreachable"})),
+        );
     }
+    if let BusState::Down { error } = state.bus.state() {
+        tracing::warn!(%error, "readiness check: bus unreachable");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"ready": false, "reason": "bus unreachable"})),
+        );
+    }
+    (StatusCode::OK, Json(serde_json::json!({"ready": true})))
 }
 
 /// This process's resident memory in bytes (0 where the OS will not say).
@@ -243,6 +267,8 @@ mod tests {
             bus: BusCheck {
                 status: bus,
                 kind: "memory".into(),
+                url: "memory".into(),
+                error: None,
             },
         }
     }

@@ -1,19 +1,22 @@
-//! The bus carries published events from ingest to every consumer of every
-//! node (hub, and later metrics and alerts). A trait chosen by URL, so the
-//! Redis backend slots in beside the in-process one.
+//! The bus carries what one node must tell every node: stored events now,
+//! presence, typing and metrics pushes later. A trait chosen by URL: the
+//! in-process bus for one node, Redis for several.
 
 mod memory;
+mod redis;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
-use crate::protocol::Event;
+use crate::protocol::{Event, EventId, Scope, TenantId};
+use crate::server::storage::EventStore;
 
 pub use memory::MemoryBus;
+pub use redis::RedisBus;
 
-/// Events a subscriber may fall behind by before it misses some; a consumer
+/// Messages a subscriber may fall behind by before it misses some; a consumer
 /// that lags this far is told how many it lost (and logs it) rather than
 /// holding the publisher back.
 pub const BUS_CAPACITY: usize = 16 * 1024;
@@ -21,38 +24,116 @@ pub const BUS_CAPACITY: usize = 16 * 1024;
 /// A bus fault.
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
-    #[error("unsupported bus `{0}`: use `memory`")]
+    #[error("unsupported bus `{0}`: use `memory` or redis://HOST:PORT")]
     UnsupportedUrl(String),
+    /// The message names the server (password masked) and what failed.
+    #[error("the Redis bus at {url}: {source}")]
+    Redis {
+        url: String,
+        #[source]
+        source: ::redis::RedisError,
+    },
+    #[error("the bus is shutting down")]
+    Closed,
 }
 
-/// One consumer's view of the bus: a bounded receiver of published events.
-pub type BusReceiver = broadcast::Receiver<Arc<Event>>;
+/// What travels on the bus.
+#[derive(Debug, Clone)]
+pub enum BusMessage {
+    /// A stored event, with its tenant's previous id
+    /// ([`Appended::prev`](crate::server::storage::Appended::prev)).
+    Event { event: Arc<Event>, prev: EventId },
+}
 
-/// The event bus.
+/// One consumer's view of the bus: a bounded receiver of what is
+/// published.
+pub type BusReceiver = broadcast::Receiver<BusMessage>;
+
+/// Whether the bus is connected, for `/health` and `/ready`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BusState {
+    Up,
+    /// Disconnected; events still reach subscribers from the store, late.
+    Down {
+        error: String,
+    },
+}
+
+/// A node's interest in a tenant's messages; dropping it ends the
+/// interest.
+pub struct Interest {
+    _guard: Option<Box<dyn Send + Sync>>,
+}
+
+impl Interest {
+    /// An interest that costs nothing to hold: a bus that carries every
+    /// message to every node anyway.
+    pub fn free() -> Interest {
+        Interest { _guard: None }
+    }
+
+    pub fn new(guard: impl Send + Sync + 'static) -> Interest {
+        Interest {
+            _guard: Some(Box::new(guard)),
+        }
+    }
+}
+
+/// The bus.
+///
+/// # Contract
+///
+/// For every tenant a node watches ([`Bus::watch`]), its receivers get
+/// every event committed after the watch was answered: each once, in
+/// increasing id order, with no gap relative to the store's history of
+/// that tenant (and, watching [`Scope::All`], of every tenant). A
+/// receiver that falls [`BUS_CAPACITY`] behind gets `Lagged` instead and
+/// must treat its connections as having missed events.
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {
-    /// Publishes stored events, in id order.
-    async fn publish(&self, events: &[Arc<Event>]) -> Result<(), BusError>;
+    /// Publishes messages: stored events in id order, after the store
+    /// committed them (persist before publish). An error means other nodes
+    /// may learn of them late, from the store; nothing is lost.
+    async fn publish(&self, messages: Vec<BusMessage>) -> Result<(), BusError>;
 
-    /// A new receiver of everything published from now on.
+    /// A new receiver of what this node watches, from now on.
     fn subscribe(&self) -> BusReceiver;
 
-    /// The backend's name for `/health` (`memory`).
+    /// Makes this node receive a tenant's messages (every tenant's, for
+    /// [`Scope::All`]) while the returned interest is held. Answers once
+    /// they flow, so an event committed after it returns is delivered.
+    async fn watch(&self, tenant: Scope<TenantId>) -> Result<Interest, BusError>;
+
+    fn state(&self) -> BusState;
+
+    /// The backend's name for `/health` (`memory`, `redis`).
     fn kind(&self) -> &'static str;
 }
+
+/// The bus URL schemes this build has.
+pub const SCHEMES: &str = "memory, redis://HOST:PORT";
 
 /// Whether a bus URL names a bus this build has (see [`open`]).
 pub fn check_url(url: &str) -> Result<(), String> {
     match url {
         "memory" | "memory://" => Ok(()),
-        _ => Err("unsupported bus: use `memory`".into()),
+        _ if url.starts_with("redis://") || url.starts_with("rediss://") => {
+            ::redis::Client::open(url)
+                .map(|_| ())
+                .map_err(|e| format!("not a Redis URL: {e}"))
+        }
+        _ => Err(format!("unsupported bus: use one of {SCHEMES}")),
     }
 }
 
-/// Opens the bus a URL names.
-pub async fn open(url: &str) -> Result<Arc<dyn Bus>, BusError> {
+/// Opens the bus a URL names. The Redis bus reads gaps and catch-up from
+/// `store`.
+pub async fn open(url: &str, store: Arc<dyn EventStore>) -> Result<Arc<dyn Bus>, BusError> {
     match url {
         "memory" | "memory://" => Ok(Arc::new(MemoryBus::new(BUS_CAPACITY))),
+        _ if url.starts_with("redis://") || url.starts_with("rediss://") => {
+            Ok(Arc::new(RedisBus::open(url, store).await?))
+        }
         other => Err(BusError::UnsupportedUrl(crate::config::mask_url(other))),
     }
 }

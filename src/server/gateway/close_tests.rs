@@ -31,7 +31,7 @@ async fn a_client_close_is_echoed_behind_a_partly_written_frame() {
         data: json!({"pad": "x".repeat(2048)}),
         timestamp: Utc::now(),
     });
-    let delivery = Arc::new(Delivery::new(event));
+    let delivery = Arc::new(Delivery::event(event));
     assert_eq!(wire.offer(&delivery, true), Offer::Queued);
 
     // The client's Close (code 1000, masked with a zero key).

@@ -29,7 +29,8 @@ use super::wire::WireStream;
 use super::Target;
 use crate::protocol::frames::{now_rfc3339, ErrorPayload};
 use crate::protocol::limits::RATE_LIMIT_STRIKES;
-use crate::protocol::{close, Claims, ClientFrame, ErrorCode, ServerFrame};
+use crate::protocol::{close, Claims, ClientFrame, ErrorCode, Room, Scope, ServerFrame, TenantId};
+use crate::server::bus::Interest;
 use crate::server::state::AppState;
 
 /// The WebSocket over the connection's shared wire.
@@ -94,7 +95,9 @@ pub(super) struct Connection {
     pub state: AppState,
     pub handle: Arc<ConnHandle>,
     pub claims: Option<Claims>,
-    pub memberships: HashMap<(String, String), Membership>,
+    pub memberships: HashMap<(Scope<TenantId>, Scope<Room>), Membership>,
+    /// The bus interests of the tenants this connection has rooms in.
+    pub watches: HashMap<Scope<TenantId>, Interest>,
     limiter: DefaultDirectRateLimiter,
     strikes: u32,
     strike_window: Instant,
@@ -220,6 +223,7 @@ pub async fn run(io: TokioIo<Upgraded>, state: AppState, target: Target, token: 
         handle: handle.clone(),
         claims: None,
         memberships: HashMap::new(),
+        watches: HashMap::new(),
         limiter: RateLimiter::direct(Quota::per_minute(per_minute)),
         strikes: 0,
         strike_window: Instant::now(),
@@ -426,8 +430,16 @@ impl Connection {
             }
             ClientFrame::Subscription(sub) => self.subscribe(socket, sub).await,
             ClientFrame::Unsubscribe { rooms } => {
-                self.memberships
-                    .retain(|(_, room), _| !(rooms.is_empty() || rooms.contains(room)));
+                self.memberships.retain(|(_, room), _| {
+                    let named = match room {
+                        Scope::All => rooms.iter().any(|r| r == "*"),
+                        Scope::Only(room) => rooms.iter().any(|r| room == r.as_str()),
+                    };
+                    !(rooms.is_empty() || named)
+                });
+                let memberships = &self.memberships;
+                self.watches
+                    .retain(|tenant, _| memberships.keys().any(|(t, _)| t == tenant));
                 self.send(socket, &ServerFrame::Unsubscribed { rooms })
                     .await
             }

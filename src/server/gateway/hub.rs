@@ -12,12 +12,8 @@ use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::wire::{Delivery, Io, Offer, Wire};
-use crate::protocol::{Event, EventId};
-use crate::server::bus::BusReceiver;
-
-/// Stands for "every tenant" or "every room" in a membership key. Tenant ids
-/// and room names cannot contain it.
-pub const ANY: &str = "*";
+use crate::protocol::{Event, EventId, Room, Scope, ServerFrame, TenantId};
+use crate::server::bus::{BusMessage, BusReceiver};
 
 /// Connection id, unique within a process.
 pub type ConnId = u64;
@@ -81,7 +77,70 @@ struct Member {
     types: Option<Arc<[String]>>,
 }
 
-type Room = HashMap<ConnId, Member>;
+type Members = HashMap<ConnId, Member>;
+
+/// The rooms of one tenant (or of every tenant).
+#[derive(Default)]
+struct Rooms {
+    /// Keyed by room, looked up by each event's `&str` rooms.
+    by_room: HashMap<Room, Members>,
+    /// Members of every room.
+    any_room: Members,
+}
+
+impl Rooms {
+    fn members(&mut self, room: &Scope<Room>) -> &mut Members {
+        match room {
+            Scope::All => &mut self.any_room,
+            Scope::Only(room) => self.by_room.entry(room.clone()).or_default(),
+        }
+    }
+
+    fn get_mut(&mut self, room: &Scope<Room>) -> Option<&mut Members> {
+        match room {
+            Scope::All => Some(&mut self.any_room),
+            Scope::Only(room) => self.by_room.get_mut(room),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.by_room.is_empty() && self.any_room.is_empty()
+    }
+
+    fn count(&self) -> u64 {
+        self.by_room.len() as u64 + u64::from(!self.any_room.is_empty())
+    }
+}
+
+/// Memberships by tenant, then room.
+#[derive(Default)]
+struct Directory {
+    by_tenant: HashMap<TenantId, Rooms>,
+    any_tenant: Rooms,
+}
+
+impl Directory {
+    fn rooms(&mut self, tenant: &Scope<TenantId>) -> &mut Rooms {
+        match tenant {
+            Scope::All => &mut self.any_tenant,
+            Scope::Only(t) => self.by_tenant.entry(t.clone()).or_default(),
+        }
+    }
+
+    fn get_mut(&mut self, tenant: &Scope<TenantId>) -> Option<&mut Rooms> {
+        match tenant {
+            Scope::All => Some(&mut self.any_tenant),
+            Scope::Only(t) => self.by_tenant.get_mut(t),
+        }
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Members> {
+        self.by_tenant
+            .values()
+            .chain([&self.any_tenant])
+            .flat_map(|r| r.by_room.values().chain([&r.any_room]))
+    }
+}
 
 /// Counters shown by `/health`.
 #[derive(Default)]
@@ -92,9 +151,9 @@ pub struct HubStats {
     pub delivered: AtomicU64,
 }
 
-/// Rooms by tenant (or [`ANY`]) then room name (or [`ANY`]).
+/// Rooms by tenant (or every tenant) then room (or every room).
 pub struct Hub {
-    rooms: RwLock<HashMap<String, HashMap<String, Room>>>,
+    rooms: RwLock<Directory>,
     /// Every open connection, so shutdown reaches those in no room too;
     /// `None` once the hub is closed.
     conns: Mutex<Option<HashMap<ConnId, Weak<ConnHandle>>>>,
@@ -106,7 +165,7 @@ pub struct Hub {
 impl Hub {
     pub fn new(head: EventId) -> Arc<Hub> {
         Arc::new(Hub {
-            rooms: RwLock::new(HashMap::new()),
+            rooms: RwLock::new(Directory::default()),
             conns: Mutex::new(Some(HashMap::new())),
             next_conn: AtomicU64::new(1),
             stats: HubStats::default(),
@@ -153,27 +212,22 @@ impl Hub {
     pub fn join(
         self: &Arc<Self>,
         conn: &Arc<ConnHandle>,
-        tenant: &str,
-        room: &str,
+        tenant: &Scope<TenantId>,
+        room: &Scope<Room>,
         types: Option<Arc<[String]>>,
     ) -> Membership {
         let mut rooms = self.rooms.write().expect("hub lock");
-        rooms
-            .entry(tenant.to_string())
-            .or_default()
-            .entry(room.to_string())
-            .or_default()
-            .insert(
-                conn.id,
-                Member {
-                    conn: conn.clone(),
-                    types,
-                },
-            );
+        rooms.rooms(tenant).members(room).insert(
+            conn.id,
+            Member {
+                conn: conn.clone(),
+                types,
+            },
+        );
         Membership {
             hub: self.clone(),
-            tenant: tenant.to_string(),
-            room: room.to_string(),
+            tenant: tenant.clone(),
+            room: room.clone(),
             conn: conn.id,
         }
     }
@@ -190,17 +244,22 @@ impl Hub {
         }
     }
 
-    fn leave(&self, tenant: &str, room: &str, conn: ConnId) {
-        let mut rooms = self.rooms.write().expect("hub lock");
-        if let Some(by_room) = rooms.get_mut(tenant) {
-            if let Some(members) = by_room.get_mut(room) {
-                members.remove(&conn);
-                if members.is_empty() {
-                    by_room.remove(room);
+    fn leave(&self, tenant: &Scope<TenantId>, room: &Scope<Room>, conn: ConnId) {
+        let mut directory = self.rooms.write().expect("hub lock");
+        let Some(rooms) = directory.get_mut(tenant) else {
+            return;
+        };
+        if let Some(members) = rooms.get_mut(room) {
+            members.remove(&conn);
+            if members.is_empty() {
+                if let Scope::Only(room) = room {
+                    rooms.by_room.remove(room);
                 }
             }
-            if by_room.is_empty() {
-                rooms.remove(tenant);
+        }
+        if rooms.is_empty() {
+            if let Scope::Only(tenant) = tenant {
+                directory.by_tenant.remove(tenant);
             }
         }
     }
@@ -208,7 +267,7 @@ impl Hub {
     /// Number of rooms with at least one member.
     pub fn room_count(&self) -> u64 {
         let rooms = self.rooms.read().expect("hub lock");
-        rooms.values().map(|r| r.len() as u64).sum()
+        rooms.by_tenant.values().map(Rooms::count).sum::<u64>() + rooms.any_tenant.count()
     }
 
     /// The newest event id delivered (or stored at start); long-polls wait
@@ -222,20 +281,12 @@ impl Hub {
     /// with the bus), else queued so each connection writes its backlog in
     /// one syscall.
     pub fn deliver(&self, event: Arc<Event>, now: bool) {
-        let recipients = self.recipients(&event);
+        let recipients = self.recipients(&event.tenant_id, &event.rooms, Some(&event.event_type));
         if !recipients.is_empty() {
             // Framed once, only if someone listens; written outside the
             // rooms lock, so joins and leaves never wait for a fan-out.
-            let delivery = Arc::new(Delivery::new(event.clone()));
-            let mut delivered = 0u64;
-            for conn in &recipients {
-                match conn.wire.offer(&delivery, now) {
-                    Offer::Written | Offer::Queued => delivered += 1,
-                    Offer::Replayed | Offer::Closed => {}
-                    Offer::Full => self.drop_slow(conn),
-                }
-            }
-            self.stats.delivered.fetch_add(delivered, Ordering::Relaxed);
+            let delivery = Arc::new(Delivery::event(event.clone()));
+            self.fan_out(&recipients, &delivery, now);
         }
         self.head.send_if_modified(|head| {
             let newer = event.id > *head;
@@ -246,24 +297,57 @@ impl Hub {
         });
     }
 
-    /// The members of the event's rooms that want its type, once each.
-    fn recipients(&self, event: &Event) -> Vec<Arc<ConnHandle>> {
-        let rooms = self.rooms.read().expect("hub lock");
-        let mut targets: Vec<&Room> = Vec::with_capacity(event.rooms.len() * 2 + 2);
-        for tenant in [event.tenant_id.as_str(), ANY] {
-            let Some(by_room) = rooms.get(tenant) else {
-                continue;
-            };
-            for room in event.rooms.iter().map(String::as_str).chain([ANY]) {
-                if let Some(members) = by_room.get(room) {
+    /// Sends a frame that is not a stored event (a metrics push, a
+    /// presence change) to the members of one room of a tenant: no id, so
+    /// no replay and no resume; a client that missed it gets the next.
+    pub fn deliver_frame(&self, tenant: &TenantId, room: &Room, frame: &ServerFrame) {
+        let recipients = self.recipients(tenant.as_str(), std::slice::from_ref(room), None);
+        if !recipients.is_empty() {
+            let delivery = Arc::new(Delivery::frame(frame));
+            self.fan_out(&recipients, &delivery, true);
+        }
+    }
+
+    fn fan_out(&self, recipients: &[Arc<ConnHandle>], delivery: &Arc<Delivery>, now: bool) {
+        let mut delivered = 0u64;
+        for conn in recipients {
+            match conn.wire.offer(delivery, now) {
+                Offer::Written | Offer::Queued => delivered += 1,
+                Offer::Replayed | Offer::Closed => {}
+                Offer::Full => self.drop_slow(conn),
+            }
+        }
+        self.stats.delivered.fetch_add(delivered, Ordering::Relaxed);
+    }
+
+    /// The members of a tenant's `rooms` that want `event_type` (`None`:
+    /// any member), once each.
+    fn recipients<R: AsRef<str>>(
+        &self,
+        tenant: &str,
+        rooms: &[R],
+        event_type: Option<&str>,
+    ) -> Vec<Arc<ConnHandle>> {
+        let directory = self.rooms.read().expect("hub lock");
+        let mut targets: Vec<&Members> = Vec::with_capacity(rooms.len() * 2 + 2);
+        for by_room in directory
+            .by_tenant
+            .get(tenant)
+            .into_iter()
+            .chain([&directory.any_tenant])
+        {
+            for room in rooms {
+                if let Some(members) = by_room.by_room.get(room.as_ref()) {
                     targets.push(members);
                 }
             }
+            if !by_room.any_room.is_empty() {
+                targets.push(&by_room.any_room);
+            }
         }
-        let wants = |m: &&Member| {
-            m.types
-                .as_ref()
-                .is_none_or(|types| types.contains(&event.event_type))
+        let wants = |m: &&Member| match (&m.types, event_type) {
+            (Some(types), Some(event_type)) => types.iter().any(|t| t == event_type),
+            _ => true,
         };
         match targets.as_slice() {
             [] => Vec::new(),
@@ -295,11 +379,7 @@ impl Hub {
     /// with `since`, so nothing is lost.
     fn drop_everyone(&self) {
         let rooms = self.rooms.read().expect("hub lock");
-        for member in rooms
-            .values()
-            .flat_map(|r| r.values())
-            .flat_map(|m| m.values())
-        {
+        for member in rooms.all().flat_map(|m| m.values()) {
             self.drop_slow(&member.conn);
         }
     }
@@ -317,7 +397,7 @@ impl Hub {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 received = bus.recv() => match received {
-                    Ok(event) => {
+                    Ok(BusMessage::Event { event, .. }) => {
                         // Behind the bus: queue, so connections batch their
                         // writes, and let other tasks run now and then.
                         let now = bus.is_empty();
@@ -342,16 +422,16 @@ impl Hub {
 /// A connection's place in one room; leaves the room when dropped.
 pub struct Membership {
     hub: Arc<Hub>,
-    tenant: String,
-    room: String,
+    tenant: Scope<TenantId>,
+    room: Scope<Room>,
     conn: ConnId,
 }
 
 impl Membership {
-    pub fn tenant(&self) -> &str {
+    pub fn tenant(&self) -> &Scope<TenantId> {
         &self.tenant
     }
-    pub fn room(&self) -> &str {
+    pub fn room(&self) -> &Scope<Room> {
         &self.room
     }
 }
@@ -371,8 +451,6 @@ pub(super) mod tests {
     use tokio::io::{AsyncReadExt, DuplexStream};
     use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 
-    use crate::protocol::ServerFrame;
-
     pub fn event(id: EventId, tenant: &str, rooms: &[&str], event_type: &str) -> Arc<Event> {
         Arc::new(Event {
             id,
@@ -383,6 +461,14 @@ pub(super) mod tests {
             data: json!({}),
             timestamp: Utc::now(),
         })
+    }
+
+    pub fn tenant(id: &str) -> Scope<TenantId> {
+        Scope::Only(TenantId::parse(id).unwrap())
+    }
+
+    pub fn room(name: &str) -> Scope<Room> {
+        Scope::Only(Room::parse(name).unwrap())
     }
 
     /// A connection on an in-memory pipe of `pipe` bytes; the other end
@@ -428,9 +514,9 @@ pub(super) mod tests {
         let hub = Hub::new(0);
         let (a, mut pipe_a) = connect(&hub, 64 * 1024, 8);
         let (b, mut pipe_b) = connect(&hub, 64 * 1024, 8);
-        let _m1 = hub.join(&a, "acme", "dashboard", None);
-        let _m2 = hub.join(&a, "acme", "conversations", None);
-        let _m3 = hub.join(&b, "globex", "dashboard", None);
+        let _m1 = hub.join(&a, &tenant("acme"), &room("dashboard"), None);
+        let _m2 = hub.join(&a, &tenant("acme"), &room("conversations"), None);
+        let _m3 = hub.join(&b, &tenant("globex"), &room("dashboard"), None);
         hub.deliver(
             event(1, "acme", &["dashboard", "conversations"], "MessageSent"),
             true,
@@ -449,7 +535,7 @@ pub(super) mod tests {
         let hub = Hub::new(0);
         let (a, mut pipe) = connect(&hub, 64 * 1024, 8);
         let types: Arc<[String]> = Arc::from(vec!["ERPCall".to_string()]);
-        let m = hub.join(&a, ANY, "erp", Some(types));
+        let m = hub.join(&a, &Scope::All, &room("erp"), Some(types));
         hub.deliver(event(1, "acme", &["erp"], "Other"), true);
         hub.deliver(event(2, "globex", &["erp"], "ERPCall"), true);
         assert_eq!(read_ids(&mut pipe).await, [2]);
@@ -464,7 +550,7 @@ pub(super) mod tests {
         // A pipe too small for one frame: everything queues.
         let hub = Hub::new(0);
         let (a, _pipe) = connect(&hub, 16, 1);
-        let _m = hub.join(&a, "acme", ANY, None);
+        let _m = hub.join(&a, &tenant("acme"), &Scope::All, None);
         hub.deliver(event(1, "acme", &["erp"], "X"), true);
         assert_eq!(a.verdict(), None);
         hub.deliver(event(2, "acme", &["erp"], "X"), true);

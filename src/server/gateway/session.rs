@@ -7,7 +7,6 @@ use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::connection::{Connection, Exit, Slow, Socket, Step};
-use super::hub::ANY;
 use super::wire::Seam;
 use super::Target;
 use crate::protocol::events::validate_event_types;
@@ -15,8 +14,9 @@ use crate::protocol::frames::{Limits, Subscribed, Welcome};
 use crate::protocol::limits::{
     MAX_EVENT_TYPES, MAX_PAGE, MAX_ROOMS_PER_CONNECTION, MAX_ROOMS_PER_SUBSCRIPTION,
 };
-use crate::protocol::rooms::{validate_room, validate_tenant};
-use crate::protocol::{close, ErrorCode, EventId, NewEvent, ServerFrame, Subscription};
+use crate::protocol::{
+    close, ErrorCode, EventId, NewEvent, Room, Scope, ServerFrame, Subscription, TenantId,
+};
 use crate::server::storage::{AppendRequest, EventQuery};
 
 /// Close code for "the server cannot serve history now; reconnect".
@@ -46,27 +46,33 @@ impl Connection {
                 return Err(Exit::Close(close::UNAUTHORIZED, "unauthorized".into()));
             }
         };
-        let scope = claims.tenant_id.clone().unwrap_or_else(|| ANY.to_string());
         let rooms = match target {
             Target::Nothing => Vec::new(),
-            Target::Room(room) => {
-                if let Err(problem) = validate_room(room) {
-                    self.send_error(socket, ErrorCode::BadMessage, problem)
-                        .await?;
-                    return Err(Exit::Close(close::BAD_MESSAGE, "unknown room".into()));
-                }
-                self.join(&scope, room, None);
-                vec![room.clone()]
+            Target::Room(name) => {
+                let room = match Room::parse(name) {
+                    Ok(room) => room,
+                    Err(problem) => {
+                        self.send_error(socket, ErrorCode::BadMessage, problem)
+                            .await?;
+                        return Err(Exit::Close(close::BAD_MESSAGE, "unknown room".into()));
+                    }
+                };
+                self.join(claims.scope(), Scope::Only(room), None).await?;
+                vec![name.clone()]
             }
             Target::Tenant(tenant) => {
-                if validate_tenant(tenant).is_err() || !claims.may_see(tenant) {
-                    let message = format!("this token may not see tenant `{tenant}`");
-                    self.send_error(socket, ErrorCode::Forbidden, message)
-                        .await?;
-                    return Err(Exit::Close(close::FORBIDDEN, "forbidden".into()));
-                }
-                self.join(tenant, ANY, None);
-                vec![ANY.to_string()]
+                let tenant = match TenantId::parse(tenant) {
+                    Ok(id) if claims.may_see(tenant) => id,
+                    _ => {
+                        let message = format!("this token may not see tenant `{tenant}`");
+                        self.send_error(socket, ErrorCode::Forbidden, message)
+                            .await?;
+                        return Err(Exit::Close(close::FORBIDDEN, "forbidden".into()));
+                    }
+                };
+                self.join(Scope::Only(tenant), Scope::All, None).await?;
+                // The protocol's word for every room.
+                vec!["*".to_string()]
             }
         };
         let g = &self.state.gateway;
@@ -89,15 +95,34 @@ impl Connection {
 
     /// Joins a room, or changes the event-type filter of a room already
     /// joined (replacing the membership would leave the room on drop).
-    fn join(&mut self, tenant: &str, room: &str, types: Option<Arc<[String]>>) {
-        let key = (tenant.to_string(), room.to_string());
+    /// The first room of a tenant makes the node watch the tenant on the
+    /// bus, and returns once its events flow here.
+    async fn join(
+        &mut self,
+        tenant: Scope<TenantId>,
+        room: Scope<Room>,
+        types: Option<Arc<[String]>>,
+    ) -> Step {
+        if !self.watches.contains_key(&tenant) {
+            match self.state.bus.watch(tenant.clone()).await {
+                Ok(interest) => {
+                    self.watches.insert(tenant.clone(), interest);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "watching a tenant on the bus failed");
+                    return Err(Exit::Close(INTERNAL_ERROR, "bus unavailable".into()));
+                }
+            }
+        }
+        let key = (tenant, room);
         match self.memberships.get(&key) {
             Some(membership) => self.state.hub.set_types(membership, types),
             None => {
-                let membership = self.state.hub.join(&self.handle, tenant, room, types);
+                let membership = self.state.hub.join(&self.handle, &key.0, &key.1, types);
                 self.memberships.insert(key, membership);
             }
         }
+        Ok(())
     }
 
     pub(super) async fn subscribe(&mut self, socket: &mut Socket, sub: Subscription) -> Step {
@@ -112,35 +137,32 @@ impl Connection {
         let claims = self.claims.as_ref().expect("checked by caller");
         let tenant = match &sub.tenant_id {
             Some(t) => {
-                if let Err(problem) = validate_tenant(t) {
-                    let message = format!("payload.tenant_id: {problem}");
-                    return self
-                        .send_error(socket, ErrorCode::BadMessage, message)
-                        .await;
-                }
+                let id = match TenantId::parse(t) {
+                    Ok(id) => id,
+                    Err(problem) => {
+                        let message = format!("payload.tenant_id: {problem}");
+                        return self
+                            .send_error(socket, ErrorCode::BadMessage, message)
+                            .await;
+                    }
+                };
                 if !claims.may_see(t) {
                     let message = format!("this token may not see tenant `{t}`");
                     return self.send_error(socket, ErrorCode::Forbidden, message).await;
                 }
-                t.clone()
+                Scope::Only(id)
             }
-            None => claims.tenant_id.clone().unwrap_or_else(|| ANY.to_string()),
+            None => claims.scope(),
         };
-        if let Err(problem) = self.check_subscription(&sub, &tenant) {
-            return self
-                .send_error(socket, ErrorCode::BadMessage, problem)
-                .await;
-        }
-        let types = validate_event_types(sub.event_types.clone()).expect("checked above");
-        let mut rooms: Vec<String> = Vec::with_capacity(sub.rooms.len().max(1));
-        for room in &sub.rooms {
-            if !rooms.contains(room) {
-                rooms.push(room.clone());
+        let rooms = match self.check_subscription(&sub, &tenant) {
+            Ok(rooms) => rooms,
+            Err(problem) => {
+                return self
+                    .send_error(socket, ErrorCode::BadMessage, problem)
+                    .await
             }
-        }
-        if rooms.is_empty() {
-            rooms.push(ANY.to_string());
-        }
+        };
+        let types = validate_event_types(sub.event_types.clone()).expect("checked above");
         if let Some(since) = sub.since {
             // Before joining: from the first live event on, copies of what
             // the replay sends are dropped, not parked.
@@ -152,8 +174,13 @@ impl Connection {
             });
         }
         let shared_types: Option<Arc<[String]>> = types.clone().map(Arc::from);
-        for room in &rooms {
-            self.join(&tenant, room, shared_types.clone());
+        let joined: Vec<Scope<Room>> = match &rooms {
+            Scope::All => vec![Scope::All],
+            Scope::Only(rooms) => rooms.iter().cloned().map(Scope::Only).collect(),
+        };
+        for room in joined {
+            self.join(tenant.clone(), room, shared_types.clone())
+                .await?;
         }
         let head = match self.state.store.last_event_id().await {
             Ok(head) => head,
@@ -162,7 +189,7 @@ impl Connection {
         self.handle.wire.replaying_to(head);
         let subscribed = ServerFrame::Subscribed(Subscribed {
             rooms: sub.rooms.clone(),
-            tenant_id: (tenant != ANY).then(|| tenant.clone()),
+            tenant_id: tenant.to_wire(),
             event_types: types.clone(),
             since: sub.since,
             head,
@@ -175,22 +202,31 @@ impl Connection {
     }
 
     /// The rules a subscription must follow; the error names the field.
-    fn check_subscription(&self, sub: &Subscription, tenant: &str) -> Result<(), String> {
+    /// Returns its rooms, each once.
+    fn check_subscription(
+        &self,
+        sub: &Subscription,
+        tenant: &Scope<TenantId>,
+    ) -> Result<Scope<Vec<Room>>, String> {
         if sub.rooms.len() > MAX_ROOMS_PER_SUBSCRIPTION {
             return Err(format!(
                 "payload.rooms: at most {MAX_ROOMS_PER_SUBSCRIPTION} rooms per subscription"
             ));
         }
-        for (i, room) in sub.rooms.iter().enumerate() {
-            validate_room(room).map_err(|problem| format!("payload.rooms[{i}]: {problem}"))?;
+        let mut rooms: Vec<Room> = Vec::with_capacity(sub.rooms.len());
+        for (i, name) in sub.rooms.iter().enumerate() {
+            let room =
+                Room::parse(name).map_err(|problem| format!("payload.rooms[{i}]: {problem}"))?;
+            if !rooms.contains(&room) {
+                rooms.push(room);
+            }
         }
-        let new_rooms = sub
-            .rooms
+        let new_rooms = rooms
             .iter()
             .filter(|r| {
                 !self
                     .memberships
-                    .contains_key(&(tenant.to_string(), r.to_string()))
+                    .contains_key(&(tenant.clone(), Scope::Only((*r).clone())))
             })
             .count();
         if self.memberships.len() + new_rooms > MAX_ROOMS_PER_CONNECTION {
@@ -212,7 +248,7 @@ impl Connection {
         if sub.since.is_some_and(|s| s < 0) {
             return Err("payload.since: must be 0 or a positive event id".into());
         }
-        Ok(())
+        Ok(Scope::rooms(rooms))
     }
 
     /// Sends the stored events after `since`, page by page. The wire drops
@@ -222,19 +258,16 @@ impl Connection {
         &mut self,
         socket: &mut Socket,
         since: EventId,
-        tenant: String,
-        rooms: Vec<String>,
+        tenant: Scope<TenantId>,
+        rooms: Scope<Vec<Room>>,
         types: Option<Vec<String>>,
     ) -> Step {
         let mut query = EventQuery {
-            tenant_id: (tenant != ANY).then_some(tenant),
-            rooms: if rooms.iter().any(|r| r == ANY) {
-                Vec::new()
-            } else {
-                rooms
-            },
+            tenant,
+            rooms,
             event_types: types,
             since,
+            before: None,
             limit: MAX_PAGE,
         };
         loop {
@@ -321,7 +354,7 @@ impl Connection {
         };
         let request = AppendRequest {
             idempotency_key: None,
-            key_scope: tenant,
+            key_scope: claims.scope(),
             fingerprint: None,
             events: vec![valid],
         };

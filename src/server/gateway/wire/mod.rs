@@ -20,8 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 
-use super::hub::ANY;
-use crate::protocol::{Event, EventId, ServerFrame};
+use crate::protocol::{Event, EventId, Room, Scope, ServerFrame, TenantId};
 
 /// The byte stream under a connection: the upgraded HTTP connection in the
 /// server, an in-memory pipe in tests.
@@ -35,46 +34,66 @@ const WRITE_BATCH: usize = 64;
 /// they wait for it: replay pages and replies stay bounded too.
 const RAW_BACKLOG: usize = 64;
 
-/// An event and its complete WebSocket frame, built once and written to
-/// every subscriber as the same bytes.
+/// A complete WebSocket frame, built once and written to every subscriber
+/// as the same bytes: a stored event's, or a frame with no event id (a
+/// metrics push, a presence change) that replay and resume never see.
 pub struct Delivery {
-    pub event: Arc<Event>,
+    /// The stored event the frame carries, if any: the seams between a
+    /// replay and live delivery are decided by its id.
+    pub event: Option<Arc<Event>>,
     pub frame: Bytes,
 }
 
 impl Delivery {
-    pub fn new(event: Arc<Event>) -> Delivery {
-        let text = ServerFrame::event_text(&event);
-        let mut frame = Vec::with_capacity(text.len() + 10);
-        Frame::message(Bytes::from(text), OpCode::Data(Data::Text), true)
-            .format(&mut frame)
-            .expect("formatting into a Vec cannot fail");
+    /// A stored event's frame.
+    pub fn event(event: Arc<Event>) -> Delivery {
+        let frame = framed(ServerFrame::event_text(&event));
         Delivery {
-            event,
-            frame: Bytes::from(frame),
+            event: Some(event),
+            frame,
         }
     }
+
+    /// Any other server frame.
+    pub fn frame(frame: &ServerFrame) -> Delivery {
+        Delivery {
+            event: None,
+            frame: framed(frame.to_text()),
+        }
+    }
+}
+
+fn framed(text: String) -> Bytes {
+    let mut frame = Vec::with_capacity(text.len() + 10);
+    Frame::message(Bytes::from(text), OpCode::Data(Data::Text), true)
+        .format(&mut frame)
+        .expect("formatting into a Vec cannot fail");
+    Bytes::from(frame)
 }
 
 /// Events up to `floor` in this scope were replayed: the same ones arriving
 /// live are dropped, so the seam has no duplicate.
 pub struct Seam {
     pub floor: EventId,
-    pub tenant: String,
-    pub rooms: Vec<String>,
+    pub tenant: Scope<TenantId>,
+    pub rooms: Scope<Vec<Room>>,
     pub types: Option<Vec<String>>,
 }
 
 impl Seam {
     pub fn covers(&self, e: &Event) -> bool {
         e.id <= self.floor
-            && (self.tenant == ANY || self.tenant == e.tenant_id)
-            && (self.rooms.iter().any(|r| r == ANY)
-                || e.rooms.iter().any(|r| self.rooms.contains(r)))
+            && self.tenant.covers(&e.tenant_id)
+            && self.rooms.covers(&e.rooms)
             && self
                 .types
                 .as_ref()
                 .is_none_or(|t| t.contains(&e.event_type))
+    }
+
+    /// Whether a delivery is a live copy of what the seam sent.
+    fn covers_delivery(&self, d: &Delivery) -> bool {
+        d.event.as_ref().is_some_and(|e| self.covers(e))
     }
 }
 
@@ -137,11 +156,11 @@ impl State {
     /// A replay sent or sends this event. Checked before an event is
     /// parked or queued, so copies that a hub behind the bus offers during
     /// and after a replay never count against the queue's capacity.
-    fn replayed(&self, e: &Event) -> bool {
+    fn replayed(&self, d: &Delivery) -> bool {
         self.replaying
             .iter()
             .chain(&self.seams)
-            .any(|s| s.covers(e))
+            .any(|s| s.covers_delivery(d))
     }
 
     fn push(&mut self, segment: Segment) {
@@ -167,11 +186,14 @@ impl State {
             let Segment::Event(d) = segment else {
                 return true;
             };
+            let Some(event) = d.event.as_ref() else {
+                return true;
+            };
             if index <= skip_head || seams.is_empty() {
                 return true;
             }
-            seams.retain(|s| s.floor >= d.event.id);
-            let covered = seams.iter().any(|s| s.covers(&d.event));
+            seams.retain(|s| s.floor >= event.id);
+            let covered = seams.iter().any(|s| s.covers(event));
             dropped += usize::from(covered);
             !covered
         });
@@ -251,7 +273,7 @@ impl Wire {
         if s.mode == Mode::Closed {
             return Offer::Closed;
         }
-        if s.replayed(&delivery.event) {
+        if s.replayed(delivery) {
             return Offer::Replayed;
         }
         if s.mode == Mode::Parked {
@@ -334,7 +356,7 @@ impl Wire {
         seam.floor = seam.floor.max(id);
         // Copies parked before the floor reached them stop counting now.
         let before = parked.len();
-        parked.retain(|d| !seam.covers(&d.event));
+        parked.retain(|d| !seam.covers_delivery(d));
         *events -= before - parked.len();
     }
 

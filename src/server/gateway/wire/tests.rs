@@ -1,11 +1,12 @@
 use std::future::poll_fn;
 
 use super::*;
+use crate::protocol::{Room, Scope, TenantId};
 use crate::server::gateway::hub::tests::{connect, event, read_ids};
 use crate::server::gateway::hub::Hub;
 
 fn delivery(id: EventId, tenant: &str, room: &str, event_type: &str) -> Arc<Delivery> {
-    Arc::new(Delivery::new(event(id, tenant, &[room], event_type)))
+    Arc::new(Delivery::event(event(id, tenant, &[room], event_type)))
 }
 
 /// Event `id` in acme's `erp` room.
@@ -17,8 +18,8 @@ fn erp(id: EventId) -> Arc<Delivery> {
 fn erp_replay() -> Seam {
     Seam {
         floor: 0,
-        tenant: "acme".into(),
-        rooms: vec!["erp".into()],
+        tenant: Scope::Only(TenantId::parse("acme").unwrap()),
+        rooms: Scope::Only(vec![Room::parse("erp").unwrap()]),
         types: None,
     }
 }
@@ -27,12 +28,13 @@ fn erp_replay() -> Seam {
 fn a_seam_covers_only_what_its_replay_sent() {
     let seam = Seam {
         floor: 10,
-        tenant: "acme".into(),
-        rooms: vec!["erp".into()],
+        tenant: Scope::Only(TenantId::parse("acme").unwrap()),
+        rooms: Scope::Only(vec![Room::parse("erp").unwrap()]),
         types: Some(vec!["ERPCall".into()]),
     };
-    let covers =
-        |id, tenant, room, event_type| seam.covers(&delivery(id, tenant, room, event_type).event);
+    let covers = |id, tenant, room, event_type| {
+        seam.covers_delivery(&delivery(id, tenant, room, event_type))
+    };
     assert!(covers(9, "acme", "erp", "ERPCall"));
     assert!(!covers(11, "acme", "erp", "ERPCall"), "above the floor");
     assert!(!covers(9, "globex", "erp", "ERPCall"), "other tenant");
@@ -43,11 +45,11 @@ fn a_seam_covers_only_what_its_replay_sent() {
     );
     let everything = Seam {
         floor: 10,
-        tenant: ANY.into(),
-        rooms: vec![ANY.into()],
+        tenant: Scope::All,
+        rooms: Scope::All,
         types: None,
     };
-    assert!(everything.covers(&delivery(3, "globex", "ai", "Other").event));
+    assert!(everything.covers_delivery(&delivery(3, "globex", "ai", "Other")));
 }
 
 #[tokio::test]

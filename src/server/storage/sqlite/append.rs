@@ -2,18 +2,17 @@
 //! transaction, with ids assigned in commit order.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use chrono::{SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use sqlx::{QueryBuilder, Sqlite};
 
-use super::{last_stored_id, Ids, SqliteStore};
+use super::{last_stored_id, read_heads, IdCache, Ids, SqliteStore};
 use crate::protocol::limits::{EVENT_KEY_TTL, IDEMPOTENCY_TTL};
 use crate::protocol::{Event, EventId, ValidEvent};
-use crate::server::storage::{AppendOutcome, AppendRequest, KeyReused, StoreError};
+use crate::server::storage::{AppendOutcome, AppendRequest, Appended, KeyReused, StoreError};
 
 /// Events per multi-row INSERT; 9 bound values each stays far below SQLite's
 /// limit of 32,766 variables per statement.
@@ -67,29 +66,70 @@ struct Pending<'a> {
     fingerprint: Option<&'a str>,
 }
 
+impl IdCache {
+    /// The next id, for a new event of `tenant`; returns it with the
+    /// tenant's previous id.
+    fn assign(&mut self, tenant: &str) -> (EventId, EventId) {
+        let id = self.next;
+        self.next += 1;
+        let prev = self.heads.insert(tenant.to_string(), id).unwrap_or(0);
+        (id, prev)
+    }
+}
+
 impl SqliteStore {
     pub(super) async fn append_group(
         pool: &SqlitePool,
         ids: &Ids,
         batch: &[AppendRequest],
+        now: DateTime<Utc>,
     ) -> Result<Vec<Outcome>, StoreError> {
-        let mut next_id = ids.next.lock().await;
-        let first = match next_id.take() {
-            Some(id) => id,
-            None => last_stored_id(pool).await? + 1,
-        };
-        let received_at = Utc::now().timestamp_millis();
+        let mut cache = ids.cache.lock().await;
+        let received_at = now.timestamp_millis();
         let keyed = batch.iter().any(|r| {
             r.idempotency_key.is_some() || r.events.iter().any(|e| e.idempotency_key.is_some())
         });
-        let (outcomes, next) = if keyed {
-            SqliteStore::append_keyed(pool, batch, first, received_at).await?
-        } else {
-            SqliteStore::append_unkeyed(pool, batch, first, received_at).await?
-        };
-        *next_id = Some(next);
-        ids.committed.store(next - 1, Ordering::Release);
-        Ok(outcomes)
+        let mut retried = false;
+        loop {
+            // Taken: a failed append leaves no cache behind.
+            let mut ids = match cache.take() {
+                Some(ids) => ids,
+                None => IdCache {
+                    next: last_stored_id(pool).await? + 1,
+                    heads: HashMap::new(),
+                },
+            };
+            let mut unknown: Vec<&str> = Vec::new();
+            for event in batch.iter().flat_map(|r| &r.events) {
+                let tenant = event.tenant_id.as_str();
+                if !ids.heads.contains_key(tenant) && !unknown.contains(&tenant) {
+                    unknown.push(tenant);
+                }
+            }
+            if !unknown.is_empty() {
+                let stored = read_heads(pool, unknown.iter().copied()).await?;
+                for tenant in unknown {
+                    let head = stored.get(tenant).copied().unwrap_or(0);
+                    ids.heads.insert(tenant.to_string(), head);
+                }
+            }
+            let appended = if keyed {
+                SqliteStore::append_keyed(pool, batch, &mut ids, received_at).await
+            } else {
+                SqliteStore::append_unkeyed(pool, batch, &mut ids, received_at).await
+            };
+            match appended {
+                Ok(outcomes) => {
+                    *cache = Some(ids);
+                    return Ok(outcomes);
+                }
+                Err(e) if !retried && is_id_taken(&e) => {
+                    tracing::warn!("another writer took event ids in the database; appending again from its ids");
+                    retried = true;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The common case: no idempotency key to look up, so every id is known
@@ -100,27 +140,30 @@ impl SqliteStore {
     async fn append_unkeyed(
         pool: &SqlitePool,
         batch: &[AppendRequest],
-        mut next: EventId,
+        ids: &mut IdCache,
         received_at: i64,
-    ) -> Result<(Vec<Outcome>, EventId), StoreError> {
+    ) -> Result<Vec<Outcome>, StoreError> {
         let outcomes: Vec<Outcome> = batch
             .iter()
             .map(|req| {
-                let events: Vec<Arc<Event>> = req
+                let events = req
                     .events
                     .iter()
                     .map(|ev| {
-                        next += 1;
-                        to_event(next - 1, ev)
+                        let (id, prev) = ids.assign(&ev.tenant_id);
+                        Appended {
+                            event: to_event(id, ev),
+                            new: true,
+                            prev,
+                        }
                     })
                     .collect();
-                let fresh = vec![true; events.len()];
-                Ok(AppendOutcome { events, fresh })
+                Ok(AppendOutcome { events })
             })
             .collect();
         let pending = pending_rows(batch, &outcomes);
         if pending.is_empty() {
-            return Ok((outcomes, next));
+            return Ok(outcomes);
         }
         let mut conn = CloseUnlessDone(Some(pool.acquire().await?));
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("BEGIN IMMEDIATE; ");
@@ -136,7 +179,7 @@ impl SqliteStore {
             return Err(e.into());
         }
         conn.done();
-        Ok((outcomes, next))
+        Ok(outcomes)
     }
 
     /// The general append: looks idempotency keys up inside the
@@ -146,9 +189,9 @@ impl SqliteStore {
     async fn append_keyed(
         pool: &SqlitePool,
         batch: &[AppendRequest],
-        mut next: EventId,
+        ids: &mut IdCache,
         received_at: i64,
-    ) -> Result<(Vec<Outcome>, EventId), StoreError> {
+    ) -> Result<Vec<Outcome>, StoreError> {
         let mut tx = pool.begin().await?;
         let request_cutoff = received_at - IDEMPOTENCY_TTL.as_millis() as i64;
         let event_cutoff = received_at - EVENT_KEY_TTL.as_millis() as i64;
@@ -160,7 +203,7 @@ impl SqliteStore {
         'requests: for (index, req) in batch.iter().enumerate() {
             if let Some(key) = req.idempotency_key.as_deref() {
                 let reused = || reused("Idempotency-Key".into(), key, "request", IDEMPOTENCY_TTL);
-                if let Some(&earlier) = batch_keys.get(&(req.key_scope.as_str(), key)) {
+                if let Some(&earlier) = batch_keys.get(&(req.key_scope_text(), key)) {
                     outcomes.push(match &outcomes[earlier] {
                         Ok(first)
                             if same(
@@ -168,7 +211,7 @@ impl SqliteStore {
                                 req.fingerprint.as_deref(),
                             ) =>
                         {
-                            Ok(repeat(first.events.clone()))
+                            Ok(repeat(first.events().cloned().collect()))
                         }
                         _ => Err(reused()),
                     });
@@ -178,7 +221,7 @@ impl SqliteStore {
                     "SELECT event_ids, fingerprint FROM idempotency_keys \
                      WHERE scope = ? AND key = ? AND created_at > ?",
                 )
-                .bind(&req.key_scope)
+                .bind(req.key_scope_text())
                 .bind(key)
                 .bind(request_cutoff)
                 .fetch_optional(&mut *tx)
@@ -260,33 +303,38 @@ impl SqliteStore {
                 }
             }
             let mut events = Vec::with_capacity(req.events.len());
-            let mut fresh = Vec::with_capacity(req.events.len());
             for (ev, earlier) in req.events.iter().zip(earlier) {
                 if let Some(event) = earlier {
-                    events.push(event);
-                    fresh.push(false);
+                    events.push(Appended {
+                        event,
+                        new: false,
+                        prev: 0,
+                    });
                     continue;
                 }
-                let event = to_event(next, ev);
-                next += 1;
+                let (id, prev) = ids.assign(&ev.tenant_id);
+                let event = to_event(id, ev);
                 if let Some(key) = ev.idempotency_key.as_deref() {
                     batch_event_keys.insert(
                         (ev.tenant_id.as_str(), key),
                         (event.clone(), ev.fingerprint.as_deref()),
                     );
                 }
-                events.push(event);
-                fresh.push(true);
+                events.push(Appended {
+                    event,
+                    new: true,
+                    prev,
+                });
             }
             if let Some(key) = req.idempotency_key.as_deref() {
-                batch_keys.insert((req.key_scope.as_str(), key), index);
-                let ids: Vec<EventId> = events.iter().map(|e| e.id).collect();
+                batch_keys.insert((req.key_scope_text(), key), index);
+                let ids: Vec<EventId> = events.iter().map(|a| a.event.id).collect();
                 // REPLACE: an expired row of the same key may still be there.
                 sqlx::query(
                     "INSERT OR REPLACE INTO idempotency_keys (scope, key, event_ids, created_at, fingerprint) \
                      VALUES (?, ?, ?, ?, ?)",
                 )
-                .bind(&req.key_scope)
+                .bind(req.key_scope_text())
                 .bind(key)
                 .bind(serde_json::to_string(&ids).expect("ids serialize"))
                 .bind(received_at)
@@ -294,7 +342,7 @@ impl SqliteStore {
                 .execute(&mut *tx)
                 .await?;
             }
-            outcomes.push(Ok(AppendOutcome { events, fresh }));
+            outcomes.push(Ok(AppendOutcome { events }));
         }
 
         let pending = pending_rows(batch, &outcomes);
@@ -307,7 +355,7 @@ impl SqliteStore {
                 .await?;
         }
         tx.commit().await?;
-        Ok((outcomes, next))
+        Ok(outcomes)
     }
 }
 
@@ -325,8 +373,26 @@ fn same(stored: Option<&str>, now: Option<&str>) -> bool {
 
 /// The earlier events of a repeated request: nothing new.
 fn repeat(events: Vec<Arc<Event>>) -> AppendOutcome {
-    let fresh = vec![false; events.len()];
-    AppendOutcome { events, fresh }
+    let events = events
+        .into_iter()
+        .map(|event| Appended {
+            event,
+            new: false,
+            prev: 0,
+        })
+        .collect();
+    AppendOutcome { events }
+}
+
+/// Whether an append failed because an id it assigned is taken: another
+/// writer appended to the same file since the cache was read.
+fn is_id_taken(e: &StoreError) -> bool {
+    match e {
+        StoreError::Database(sqlx::Error::Database(db)) => {
+            db.is_unique_violation() && db.message().contains("events.id")
+        }
+        _ => false,
+    }
 }
 
 fn reused(field: String, key: &str, what: &'static str, ttl: std::time::Duration) -> KeyReused {
@@ -343,10 +409,10 @@ fn pending_rows<'a>(batch: &'a [AppendRequest], outcomes: &'a [Outcome]) -> Vec<
     let mut pending = Vec::new();
     for (req, outcome) in batch.iter().zip(outcomes) {
         let Ok(outcome) = outcome else { continue };
-        for ((event, fresh), ev) in outcome.events.iter().zip(&outcome.fresh).zip(&req.events) {
-            if *fresh {
+        for (appended, ev) in outcome.events.iter().zip(&req.events) {
+            if appended.new {
                 pending.push(Pending {
-                    event,
+                    event: &appended.event,
                     key: ev.idempotency_key.as_deref(),
                     fingerprint: ev.fingerprint.as_deref(),
                 });
@@ -393,5 +459,18 @@ fn push_inserts<'a>(qb: &mut QueryBuilder<'a, Sqlite>, rows: &'a [Pending<'a>], 
                 .push_bind(event.id);
         });
         qb.push("; ");
+    }
+    // Rows are in id order: the last of each tenant is its new head.
+    let heads: HashMap<&str, EventId> = rows
+        .iter()
+        .map(|p| (p.event.tenant_id.as_str(), p.event.id))
+        .collect();
+    let heads: Vec<(&str, EventId)> = heads.into_iter().collect();
+    for chunk in heads.chunks(INSERT_CHUNK) {
+        qb.push("INSERT INTO tenant_heads (tenant_id, last_id) ");
+        qb.push_values(chunk, |mut b, (tenant, id)| {
+            b.push_bind(*tenant).push_bind(*id);
+        });
+        qb.push(" ON CONFLICT (tenant_id) DO UPDATE SET last_id = excluded.last_id; ");
     }
 }

@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,9 +19,9 @@ use tokio::sync::Mutex;
 
 mod append;
 
-use super::{AppendOutcome, AppendRequest, EventQuery, KeyReused, Store, StoreError};
+use super::{AppendOutcome, AppendRequest, EventQuery, EventStore, KeyReused, StoreError};
 use crate::protocol::limits::{EVENT_KEY_TTL, IDEMPOTENCY_TTL};
-use crate::protocol::{Event, EventId};
+use crate::protocol::{Event, EventId, Scope, TenantId};
 
 /// The SQLite store.
 pub struct SqliteStore {
@@ -31,13 +30,24 @@ pub struct SqliteStore {
 }
 
 /// Id assignment, shared with the append task.
+///
+/// The ids and tenant heads an append writes come from the database: this
+/// is a cache of them, held for the whole of an append (so appends are
+/// serial and ids follow commit order) and checked by the database on
+/// every write: an id another writer took (a second process on the same
+/// file) fails the insert on the primary key, which empties the cache, and
+/// the append is retried once from what the database holds.
 struct Ids {
-    /// The next id to assign; held for the whole of an append, which makes
-    /// the writer single and ids follow commit order. `None` after an append
-    /// failed: the next one reads the next free id from the database.
-    next: Mutex<Option<EventId>>,
-    /// The newest committed id, readable without waiting for a writer.
-    committed: AtomicI64,
+    /// `None` until read, and after an append failed.
+    cache: Mutex<Option<IdCache>>,
+}
+
+struct IdCache {
+    /// The next id to assign.
+    next: EventId,
+    /// Newest id per tenant, of the tenants seen since the cache was
+    /// filled; others are read when first appended to.
+    heads: HashMap<String, EventId>,
 }
 
 const COLUMNS: &str = "e.id, e.tenant_id, e.event_type, e.rooms, e.data, e.ts";
@@ -63,12 +73,10 @@ impl SqliteStore {
         sqlx::migrate!("src/server/storage/migrations/sqlite")
             .run(&pool)
             .await?;
-        let last = last_stored_id(&pool).await?;
         Ok(SqliteStore {
             pool,
             ids: Arc::new(Ids {
-                next: Mutex::new(Some(last + 1)),
-                committed: AtomicI64::new(last),
+                cache: Mutex::new(None),
             }),
         })
     }
@@ -153,6 +161,27 @@ async fn last_stored_id(pool: &SqlitePool) -> Result<EventId, StoreError> {
     .fetch_one(pool)
     .await?)
 }
+/// The stored heads of `tenants` (absent: no events yet).
+async fn read_heads<'a>(
+    pool: &SqlitePool,
+    tenants: impl Iterator<Item = &'a str>,
+) -> Result<HashMap<String, EventId>, StoreError> {
+    let mut qb: QueryBuilder<Sqlite> =
+        QueryBuilder::new("SELECT tenant_id, last_id FROM tenant_heads WHERE tenant_id IN (");
+    let mut sep = qb.separated(", ");
+    let mut any = false;
+    for tenant in tenants {
+        sep.push_bind(tenant);
+        any = true;
+    }
+    if !any {
+        return Ok(HashMap::new());
+    }
+    qb.push(")");
+    let rows: Vec<(String, EventId)> = qb.build_query_as().fetch_all(pool).await?;
+    Ok(rows.into_iter().collect())
+}
+
 fn row_to_event(row: &SqliteRow) -> Result<Event, StoreError> {
     let id: EventId = row.try_get(0)?;
     let corrupt = |message: String| StoreError::Corrupt { id, message };
@@ -175,16 +204,17 @@ fn row_to_event(row: &SqliteRow) -> Result<Event, StoreError> {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl EventStore for SqliteStore {
     async fn append(
         &self,
         batch: Vec<AppendRequest>,
+        now: DateTime<Utc>,
     ) -> Result<Vec<Result<AppendOutcome, KeyReused>>, StoreError> {
         // In a task of its own, so a caller that goes away cannot stop an
         // append half-way: its query would still reach SQLite's thread and
         // might commit after the ids were handed out again.
         let (pool, ids) = (self.pool.clone(), self.ids.clone());
-        tokio::spawn(async move { SqliteStore::append_group(&pool, &ids, &batch).await })
+        tokio::spawn(async move { SqliteStore::append_group(&pool, &ids, &batch, now).await })
             .await
             .map_err(|e| StoreError::Task(e.to_string()))?
     }
@@ -193,22 +223,28 @@ impl Store for SqliteStore {
         let mut qb: QueryBuilder<Sqlite> =
             QueryBuilder::new(format!("SELECT {COLUMNS} FROM events e WHERE e.id > "));
         qb.push_bind(q.since);
-        if q.rooms.is_empty() {
-            if let Some(tenant) = &q.tenant_id {
-                qb.push(" AND e.tenant_id = ").push_bind(tenant);
+        if let Some(before) = q.before {
+            qb.push(" AND e.id < ").push_bind(before);
+        }
+        match &q.rooms {
+            Scope::All => {
+                if let Scope::Only(tenant) = &q.tenant {
+                    qb.push(" AND e.tenant_id = ").push_bind(tenant.as_str());
+                }
             }
-        } else {
-            qb.push(" AND e.id IN (SELECT event_id FROM event_rooms WHERE event_id > ")
-                .push_bind(q.since);
-            if let Some(tenant) = &q.tenant_id {
-                qb.push(" AND tenant_id = ").push_bind(tenant);
+            Scope::Only(rooms) => {
+                qb.push(" AND e.id IN (SELECT event_id FROM event_rooms WHERE event_id > ")
+                    .push_bind(q.since);
+                if let Scope::Only(tenant) = &q.tenant {
+                    qb.push(" AND tenant_id = ").push_bind(tenant.as_str());
+                }
+                qb.push(" AND room IN (");
+                let mut sep = qb.separated(", ");
+                for room in rooms {
+                    sep.push_bind(room.as_str());
+                }
+                qb.push("))");
             }
-            qb.push(" AND room IN (");
-            let mut sep = qb.separated(", ");
-            for room in &q.rooms {
-                sep.push_bind(room);
-            }
-            qb.push("))");
         }
         if let Some(types) = &q.event_types {
             if !types.is_empty() {
@@ -227,7 +263,19 @@ impl Store for SqliteStore {
     }
 
     async fn last_event_id(&self) -> Result<EventId, StoreError> {
-        Ok(self.ids.committed.load(Ordering::Acquire))
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn tenant_heads(&self, tenants: &[TenantId]) -> Result<Vec<EventId>, StoreError> {
+        let heads = read_heads(&self.pool, tenants.iter().map(TenantId::as_str)).await?;
+        Ok(tenants
+            .iter()
+            .map(|t| heads.get(t.as_str()).copied().unwrap_or(0))
+            .collect())
     }
 
     async fn id_before(&self, time: DateTime<Utc>) -> Result<EventId, StoreError> {

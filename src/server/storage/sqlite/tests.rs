@@ -1,5 +1,5 @@
 use super::*;
-use crate::protocol::ValidEvent;
+use crate::protocol::{Room, ValidEvent};
 
 fn event(room: &str, extra_room: Option<&str>, key: Option<&str>) -> ValidEvent {
     let mut rooms = vec![room.to_string()];
@@ -15,22 +15,40 @@ fn event(room: &str, extra_room: Option<&str>, key: Option<&str>) -> ValidEvent 
     }
 }
 
+/// Appends as received now.
+trait AppendNow {
+    async fn append_now(
+        &self,
+        batch: Vec<AppendRequest>,
+    ) -> Result<Vec<Result<AppendOutcome, KeyReused>>, StoreError>;
+}
+
+impl AppendNow for SqliteStore {
+    async fn append_now(
+        &self,
+        batch: Vec<AppendRequest>,
+    ) -> Result<Vec<Result<AppendOutcome, KeyReused>>, StoreError> {
+        self.append(batch, Utc::now()).await
+    }
+}
+
+/// Which events of an outcome are new.
+fn fresh(outcome: &AppendOutcome) -> Vec<bool> {
+    outcome.events.iter().map(|a| a.new).collect()
+}
+
 fn request(events: Vec<ValidEvent>) -> AppendRequest {
     AppendRequest {
         idempotency_key: None,
-        key_scope: "acme".into(),
+        key_scope: Scope::Only(TenantId::parse("acme").unwrap()),
         fingerprint: None,
         events,
     }
 }
 
 async fn ids_in(store: &SqliteStore, room: &str) -> Vec<EventId> {
-    let query = EventQuery {
-        tenant_id: Some("acme".into()),
-        rooms: vec![room.into()],
-        limit: 5000,
-        ..EventQuery::default()
-    };
+    let mut query = EventQuery::after(Scope::Only(TenantId::parse("acme").unwrap()), 0, 5000);
+    query.rooms = Scope::Only(vec![Room::parse(room).unwrap()]);
     let events = store.events(&query).await.unwrap();
     events.iter().map(|e| e.id).collect()
 }
@@ -46,7 +64,7 @@ async fn open() -> (tempfile::TempDir, SqliteStore) {
 async fn a_group_is_stored_in_one_query_with_every_room_indexed() {
     let (_dir, store) = open().await;
     let outcomes = store
-        .append(vec![
+        .append_now(vec![
             request(vec![event("campaigns", Some("alerts"), None)]),
             request(vec![event("campaigns", None, None)]),
         ])
@@ -57,7 +75,7 @@ async fn a_group_is_stored_in_one_query_with_every_room_indexed() {
         .collect::<Vec<_>>();
     let ids: Vec<EventId> = outcomes
         .iter()
-        .flat_map(|o| o.events.iter().map(|e| e.id))
+        .flat_map(|o| o.events().map(|e| e.id))
         .collect();
     assert_eq!(ids, vec![1, 2]);
     assert_eq!(ids_in(&store, "campaigns").await, vec![1, 2]);
@@ -70,13 +88,13 @@ async fn groups_larger_than_one_statement_are_stored_whole() {
     let (_dir, store) = open().await;
     let many = |n| (0..n).map(|_| event("erp", Some("ai"), None)).collect();
     let outcomes = store
-        .append(vec![request(many(700)), request(many(600))])
+        .append_now(vec![request(many(700)), request(many(600))])
         .await
         .unwrap()
         .into_iter()
         .map(|o| o.expect("accepted"))
         .collect::<Vec<_>>();
-    assert_eq!(outcomes[1].events.last().unwrap().id, 1300);
+    assert_eq!(outcomes[1].events.last().unwrap().event.id, 1300);
     let all: Vec<EventId> = (1..=1300).collect();
     assert_eq!(ids_in(&store, "erp").await, all);
     assert_eq!(ids_in(&store, "ai").await, all);
@@ -86,14 +104,14 @@ async fn groups_larger_than_one_statement_are_stored_whole() {
 async fn keyed_events_are_looked_up_and_indexed_once() {
     let (_dir, store) = open().await;
     let first = store
-        .append(vec![request(vec![event("ai", Some("alerts"), Some("k1"))])])
+        .append_now(vec![request(vec![event("ai", Some("alerts"), Some("k1"))])])
         .await
         .unwrap()
         .into_iter()
         .map(|o| o.expect("accepted"))
         .collect::<Vec<_>>();
     let again = store
-        .append(vec![request(vec![
+        .append_now(vec![request(vec![
             event("ai", Some("alerts"), Some("k1")),
             event("ai", None, None),
         ])])
@@ -102,9 +120,9 @@ async fn keyed_events_are_looked_up_and_indexed_once() {
         .into_iter()
         .map(|o| o.expect("accepted"))
         .collect::<Vec<_>>();
-    assert_eq!(first[0].fresh, vec![true]);
-    assert_eq!(again[0].fresh, vec![false, true]);
-    assert_eq!(again[0].events[0].id, first[0].events[0].id);
+    assert_eq!(fresh(&first[0]), vec![true]);
+    assert_eq!(fresh(&again[0]), vec![false, true]);
+    assert_eq!(again[0].events[0].event.id, first[0].events[0].event.id);
     assert_eq!(ids_in(&store, "ai").await, vec![1, 2]);
     assert_eq!(ids_in(&store, "alerts").await, vec![1]);
 }
@@ -120,7 +138,7 @@ async fn a_key_reused_for_other_content_is_refused_and_stores_nothing() {
     let mut other = event("ai", None, Some("e1"));
     other.fingerprint = Some("another event".into());
     let outcomes = store
-        .append(vec![
+        .append_now(vec![
             keyed("r1", "one event", vec![event("ai", None, None)]),
             keyed("r1", "two events", vec![event("ai", None, None); 2]),
             keyed("r1", "one event", vec![event("ai", None, None)]),
@@ -133,14 +151,14 @@ async fn a_key_reused_for_other_content_is_refused_and_stores_nothing() {
         ])
         .await
         .unwrap();
-    assert_eq!(outcomes[0].as_ref().unwrap().fresh, vec![true]);
+    assert_eq!(fresh(outcomes[0].as_ref().unwrap()), vec![true]);
     let reused = outcomes[1].as_ref().unwrap_err();
     assert_eq!(
         (reused.field.as_str(), reused.what),
         ("Idempotency-Key", "request")
     );
-    assert_eq!(outcomes[2].as_ref().unwrap().fresh, vec![false]);
-    assert_eq!(outcomes[3].as_ref().unwrap().fresh, vec![true]);
+    assert_eq!(fresh(outcomes[2].as_ref().unwrap()), vec![false]);
+    assert_eq!(fresh(outcomes[3].as_ref().unwrap()), vec![true]);
     assert_eq!(
         outcomes[4].as_ref().unwrap_err().field,
         "[1].idempotency_key"
@@ -154,7 +172,7 @@ async fn a_key_reused_for_other_content_is_refused_and_stores_nothing() {
     assert_eq!(ids_in(&store, "erp").await, Vec::<EventId>::new());
     // Across groups, too.
     let later = store
-        .append(vec![keyed(
+        .append_now(vec![keyed(
             "r1",
             "two events",
             vec![event("ai", None, None)],
@@ -174,7 +192,7 @@ async fn keys_are_free_again_once_their_ttl_has_passed() {
     };
     let keyed_event = request(vec![event("erp", None, Some("e1"))]);
     store
-        .append(vec![keyed_request.clone(), keyed_event.clone()])
+        .append_now(vec![keyed_request.clone(), keyed_event.clone()])
         .await
         .unwrap();
     // Dates every first use `ago` back, as time passing would.
@@ -199,16 +217,16 @@ async fn keys_are_free_again_once_their_ttl_has_passed() {
     // key (kept a week) is not.
     age(IDEMPOTENCY_TTL + Duration::from_millis(1)).await;
     let later = store
-        .append(vec![other_request, other_event.clone()])
+        .append_now(vec![other_request, other_event.clone()])
         .await
         .unwrap();
-    assert_eq!(later[0].as_ref().unwrap().fresh, vec![true]);
+    assert_eq!(fresh(later[0].as_ref().unwrap()), vec![true]);
     assert_eq!(later[1].as_ref().unwrap_err().what, "event");
 
     // A week on, the event key is free too.
     age(EVENT_KEY_TTL + Duration::from_millis(1)).await;
-    let week = store.append(vec![other_event]).await.unwrap();
-    assert_eq!(week[0].as_ref().unwrap().fresh, vec![true]);
+    let week = store.append_now(vec![other_event]).await.unwrap();
+    assert_eq!(fresh(week[0].as_ref().unwrap()), vec![true]);
 
     // The sweep forgets each key once its own time is up: `r1` (reused
     // a week ago) and `e1` (reused now) at a day and at a week.
@@ -231,7 +249,7 @@ async fn a_failed_group_leaves_nothing_behind_and_the_store_usable() {
         .await
         .unwrap();
     let failed = store
-        .append(vec![request(vec![event("erp", None, None)])])
+        .append_now(vec![request(vec![event("erp", None, None)])])
         .await;
     let message = failed.unwrap_err().to_string();
     assert!(message.contains("UNIQUE constraint failed"), "{message}");
@@ -251,9 +269,9 @@ async fn a_failed_group_leaves_nothing_behind_and_the_store_usable() {
     // transaction".
     for n in 1..=8 {
         let stored = store
-            .append(vec![request(vec![event("erp", None, None)])])
+            .append_now(vec![request(vec![event("erp", None, None)])])
             .await;
-        assert_eq!(stored.unwrap()[0].as_ref().unwrap().events[0].id, n);
+        assert_eq!(stored.unwrap()[0].as_ref().unwrap().events[0].event.id, n);
     }
     assert_eq!(ids_in(&store, "erp").await, (1..=8).collect::<Vec<_>>());
 }
@@ -264,7 +282,7 @@ async fn appends_dropped_midway_leave_no_transaction_open_and_no_id_reused() {
     // Dropped at their first await: after the query went to SQLite's
     // thread, before its answer came back.
     for _ in 0..16 {
-        let append = store.append(vec![request(vec![event("erp", None, None)])]);
+        let append = store.append_now(vec![request(vec![event("erp", None, None)])]);
         let _ = tokio::time::timeout(std::time::Duration::ZERO, append).await;
     }
     // A connection left inside BEGIN IMMEDIATE would hold the write lock
@@ -273,9 +291,9 @@ async fn appends_dropped_midway_leave_no_transaction_open_and_no_id_reused() {
     let mut ids = Vec::new();
     for _ in 0..8 {
         let stored = store
-            .append(vec![request(vec![event("erp", None, None)])])
+            .append_now(vec![request(vec![event("erp", None, None)])])
             .await;
-        ids.push(stored.unwrap()[0].as_ref().unwrap().events[0].id);
+        ids.push(stored.unwrap()[0].as_ref().unwrap().events[0].event.id);
     }
     let all = ids_in(&store, "erp").await;
     assert!(all.windows(2).all(|w| w[0] < w[1]), "{all:?}");
