@@ -141,13 +141,13 @@ async fn serve_rejects_bad_settings_with_exit_2() {
     assert_eq!(run.code, 2);
     assert_eq!(
         run.stderr,
-        "error: --store mysql://app:****@db/x: unsupported store: use sqlite://PATH\n"
+        "error: --store mysql://app:****@db/x: unsupported store: use one of sqlite://PATH, postgres://USER:PASSWORD@HOST:PORT/DATABASE\n"
     );
-    let run = pytake_env(&["serve"], home.path(), &[("PYTAKE_BUS", "redis://x")]).await;
+    let run = pytake_env(&["serve"], home.path(), &[("PYTAKE_BUS", "kafka://x")]).await;
     assert_eq!(run.code, 2);
     assert_eq!(
         run.stderr,
-        "error: PYTAKE_BUS=redis://x: unsupported bus: use `memory`\n"
+        "error: PYTAKE_BUS=kafka://x: unsupported bus: use one of memory, redis://HOST:PORT\n"
     );
 }
 

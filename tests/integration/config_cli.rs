@@ -125,6 +125,7 @@ async fn show_says_where_each_value_came_from_and_masks_secrets() {
         pad("write_stall = \"10s\"".into()) + "  # default",
         String::new(),
         "[store]".into(),
+        pad("pool_size = 16".into()) + "  # default",
         pad(format!("url = {store}")) + "  # default",
         String::new(),
         "[bus]".into(),

@@ -142,6 +142,7 @@ async fn status_json_is_the_health_body_plus_server_and_token() {
         "/components/bus",
         "/components/bus/kind",
         "/components/bus/status",
+        "/components/bus/url",
         "/components/store",
         "/components/store/kind",
         "/components/store/latency_ms",
