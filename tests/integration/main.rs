@@ -19,6 +19,7 @@ mod loadtest;
 mod loadtest_signals;
 mod resume;
 mod security;
+mod services;
 mod shutdown;
 mod status;
 mod strict_input;
