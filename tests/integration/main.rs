@@ -4,6 +4,7 @@
 mod support;
 
 mod broken_pipe;
+mod bus_conformance;
 mod cli;
 mod config_cli;
 mod docs;
