@@ -15,6 +15,7 @@ mod gateway_protocol;
 mod gateway_rfc6455;
 mod history;
 mod http_errors;
+mod in_process;
 mod intake;
 mod loadtest;
 mod loadtest_signals;

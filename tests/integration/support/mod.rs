@@ -15,8 +15,11 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use pytake::auth::Keys;
+use pytake::config::Settings;
 use pytake::protocol::frames::{Subscribed, Welcome};
 use pytake::protocol::{ClientFrame, Event, Role, ServerFrame, Subscription};
+use pytake::server::clock::Clock;
+use pytake::server::{Server, ServerOptions};
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -25,6 +28,7 @@ use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
 
 /// How long any single wait in a test may take before it fails.
 pub const DEADLINE: Duration = Duration::from_secs(15);
@@ -34,14 +38,37 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_pytake")
 }
 
-/// A `pytake serve` process. Dropping it kills the process.
+/// A `pytake serve` process, or a server in the test's own runtime
+/// ([`TestServer::in_process`]). Dropping it stops the server.
 pub struct TestServer {
-    child: Option<Child>,
+    run: Option<Serving>,
     pub addr: SocketAddr,
     pub url: String,
     pub data_dir: Arc<TempDir>,
     pub secret: Option<String>,
     args: Vec<String>,
+    /// The settings of an in-process server, to start it again.
+    settings: Option<Settings>,
+}
+
+/// How the server runs.
+enum Serving {
+    Process(Child),
+    /// On the test's runtime, reading tokio's clock: a test that calls
+    /// `tokio::time::pause()` and `advance` moves the server's time.
+    InProcess {
+        shutdown: CancellationToken,
+        task: tokio::task::JoinHandle<Result<(), pytake::server::ServerError>>,
+    },
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        // A process is killed by `kill_on_drop`.
+        if let Some(Serving::InProcess { shutdown, .. }) = &self.run {
+            shutdown.cancel();
+        }
+    }
 }
 
 /// Options for starting a server.
@@ -116,12 +143,49 @@ impl TestServer {
             .to_string();
         let addr: SocketAddr = url.trim_start_matches("http://").parse().expect("address");
         TestServer {
-            child: Some(child),
+            run: Some(Serving::Process(child)),
             addr,
             url,
             data_dir,
             secret,
             args,
+            settings: None,
+        }
+    }
+
+    /// A server on this test's runtime, on port 0 with a temporary data
+    /// dir, its time read from tokio's clock. `configure` edits its
+    /// settings (defaults otherwise, like `pytake serve` with no flags).
+    pub async fn in_process(configure: impl FnOnce(&mut Settings)) -> TestServer {
+        let data_dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let secret = format!("test-secret-{:0>32}", std::process::id());
+        let mut settings = Settings::default();
+        settings.server.data_dir = Some(data_dir.path().to_path_buf());
+        settings.auth.secret = Some(secret.clone());
+        configure(&mut settings);
+        TestServer::serve_in_process(data_dir, secret, settings, "127.0.0.1:0").await
+    }
+
+    async fn serve_in_process(
+        data_dir: Arc<TempDir>,
+        secret: String,
+        settings: Settings,
+        listen: &str,
+    ) -> TestServer {
+        let options = ServerOptions::new(settings.clone()).clock(Clock::tokio());
+        let server = Server::new(options).await.expect("server opens");
+        let listener = tokio::net::TcpListener::bind(listen).await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let shutdown = server.shutdown_token();
+        let task = tokio::spawn(server.listen(listener));
+        TestServer {
+            run: Some(Serving::InProcess { shutdown, task }),
+            addr,
+            url: format!("http://{addr}"),
+            data_dir,
+            secret: Some(secret),
+            args: Vec::new(),
+            settings: Some(settings),
         }
     }
 
@@ -248,9 +312,21 @@ impl TestServer {
         }
     }
 
-    /// Sends SIGTERM and waits for the process to exit.
+    /// Sends SIGTERM and waits for the process to exit (in process: stops
+    /// the server the same way and waits for its drain).
     pub async fn stop(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("running");
+        use std::os::unix::process::ExitStatusExt;
+        let mut child = match self.run.take().expect("running") {
+            Serving::Process(child) => child,
+            Serving::InProcess { shutdown, task } => {
+                shutdown.cancel();
+                let stopped = tokio::time::timeout(DEADLINE, task)
+                    .await
+                    .expect("server did not stop in time")
+                    .expect("server task");
+                return ExitStatus::from_raw(if stopped.is_ok() { 0 } else { 1 << 8 });
+            }
+        };
         let pid = nix::unistd::Pid::from_raw(child.id().expect("pid") as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
         tokio::time::timeout(DEADLINE, child.wait())
@@ -268,8 +344,16 @@ impl TestServer {
 
     /// Starts a stopped server again on the same address and data dir.
     pub async fn restart_stopped(&mut self) {
-        assert!(self.child.is_none(), "still running");
+        assert!(self.run.is_none(), "still running");
         let listen = self.addr.to_string();
+        if let Some(settings) = self.settings.clone() {
+            let secret = self.secret.clone().expect("in-process secret");
+            let next =
+                TestServer::serve_in_process(self.data_dir.clone(), secret, settings, &listen)
+                    .await;
+            *self = next;
+            return;
+        }
         let next = TestServer::launch(
             self.data_dir.clone(),
             self.secret.clone(),
