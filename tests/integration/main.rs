@@ -22,6 +22,7 @@ mod loadtest_signals;
 mod resume;
 mod security;
 mod services;
+mod several_nodes;
 mod shutdown;
 mod status;
 mod strict_input;

@@ -335,6 +335,19 @@ impl TestServer {
             .expect("wait")
     }
 
+    /// Kills the process outright (SIGKILL), as a crash or the OOM killer
+    /// would: no drain, no goodbye to its clients.
+    pub async fn kill(&mut self) {
+        let Some(Serving::Process(mut child)) = self.run.take() else {
+            panic!("kill is for a server process");
+        };
+        child.start_kill().expect("SIGKILL");
+        tokio::time::timeout(DEADLINE, child.wait())
+            .await
+            .expect("killed server did not exit")
+            .expect("wait");
+    }
+
     /// Stops the server and starts it again on the same address and data dir.
     pub async fn restart(&mut self) {
         let status = self.stop().await;
