@@ -972,3 +972,67 @@ conformance!(
     id_before_a_time_starts_a_replay_there,
     an_aborted_or_failed_append_leaves_nothing_behind,
 );
+
+/// Raw append throughput, for BENCHMARKS-style figures rather than a gate:
+/// groups of 200 requests of 50 events (two rooms, a small data object)
+/// appended one after another, as one node's group commit does. The store
+/// is `PYTAKE_BENCH_STORE` (a `postgres://` URL to a real server), else a
+/// fresh database on the throwaway server (which runs with fsync off).
+///
+/// `cargo test --release --test integration store_throughput -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: run it by name with --ignored --nocapture"]
+async fn store_throughput() {
+    const GROUPS: usize = 30;
+    const REQUESTS: usize = 200;
+    const EVENTS: usize = 50;
+    let url = match std::env::var("PYTAKE_BENCH_STORE") {
+        Ok(url) => url,
+        Err(_) => match Postgres::database_or_skip("store_throughput").await {
+            Some(url) => url,
+            None => return,
+        },
+    };
+    let store = storage::open(&url, &StoreOptions::default())
+        .await
+        .expect("open")
+        .events;
+    let group = |g: usize| -> Vec<AppendRequest> {
+        (0..REQUESTS)
+            .map(|r| {
+                let events = (0..EVENTS)
+                    .map(|e| {
+                        let data = serde_json::json!({
+                            "message_id": format!("wamid.{g}.{r}.{e}"),
+                            "from": "5511999990000",
+                            "text": "Olá! Seu pedido foi enviado.",
+                            "amount": 12.50,
+                        });
+                        let tenant = ["acme", "globex", "initech", "umbrella"][(r + e) % 4];
+                        event(tenant, &["conversations", "erp"], data)
+                    })
+                    .collect();
+                request(events)
+            })
+            .collect()
+    };
+    // A warm-up group: connections, prepared statements.
+    store.append(group(0), Utc::now()).await.expect("append");
+    let groups: Vec<Vec<AppendRequest>> = (1..=GROUPS).map(group).collect();
+    let started = std::time::Instant::now();
+    for batch in groups {
+        store.append(batch, Utc::now()).await.expect("append");
+    }
+    let took = started.elapsed();
+    let events = GROUPS * REQUESTS * EVENTS;
+    println!(
+        "{} store: {events} events in {GROUPS} groups of {REQUESTS} requests x {EVENTS} events: {:.2} s, {:.0} events/s",
+        store.kind(),
+        took.as_secs_f64(),
+        events as f64 / took.as_secs_f64()
+    );
+    assert_eq!(
+        store.last_event_id().await.unwrap(),
+        ((GROUPS + 1) * REQUESTS * EVENTS) as EventId
+    );
+}
