@@ -19,6 +19,7 @@ mod in_process;
 mod intake;
 mod loadtest;
 mod loadtest_signals;
+mod postgres_serve;
 mod resume;
 mod security;
 mod services;
