@@ -1,13 +1,13 @@
 //! The group append on PostgreSQL: every request of a group commit stored
 //! in one transaction, ids assigned in commit order across every node.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnection, PgPool};
 
-use super::{cutoff, millis, pg_text, read_heads, PgStore};
+use super::{cutoff, millis, pg_text, PgStore};
 use crate::protocol::limits::{EVENT_KEY_TTL, IDEMPOTENCY_TTL};
 use crate::protocol::{Event, EventId, ValidEvent};
 use crate::server::storage::{AppendOutcome, AppendRequest, Appended, KeyReused, StoreError};
@@ -115,24 +115,35 @@ impl PgStore {
             .bind(APPEND_LOCK.1)
             .execute(&mut *tx)
             .await?;
-        // The greater of the counter and the newest row, so neither a
-        // deleted newest event nor a row written around the counter makes
-        // an id be handed out twice.
-        let last: EventId = sqlx::query_scalar(
-            "SELECT GREATEST((SELECT last_id FROM event_id_head), \
-                             (SELECT COALESCE(MAX(id), 0) FROM events))::bigint",
+        let mut tenants: Vec<&str> = batch
+            .iter()
+            .flat_map(|r| &r.events)
+            .map(|e| e.tenant_id.as_str())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        tenants.sort_unstable();
+        // The last id is the greater of the counter and the newest row, so
+        // neither a deleted newest event nor a row written around the
+        // counter makes an id be handed out twice. One row per known head,
+        // and one without a head when there is none.
+        let rows: Vec<(EventId, Option<String>, Option<EventId>)> = sqlx::query_as(
+            "SELECT c.last_id, h.tenant_id, h.last_id \
+             FROM (SELECT GREATEST((SELECT last_id FROM event_id_head), \
+                                   (SELECT COALESCE(MAX(id), 0) FROM events))::bigint AS last_id) c \
+             LEFT JOIN tenant_heads h ON h.tenant_id = ANY($1)",
         )
-        .fetch_one(&mut *tx)
+        .bind(&tenants)
+        .fetch_all(&mut *tx)
         .await?;
-        let mut tenants: Vec<&str> = Vec::new();
-        for event in batch.iter().flat_map(|r| &r.events) {
-            if !tenants.contains(&event.tenant_id.as_str()) {
-                tenants.push(&event.tenant_id);
-            }
-        }
+        let last = rows.first().map_or(0, |row| row.0);
+        let heads = rows
+            .into_iter()
+            .filter_map(|(_, tenant, head)| Some((tenant?, head?)))
+            .collect();
         let mut ids = Ids {
             next: last + 1,
-            heads: read_heads(&mut tx, &tenants).await?,
+            heads,
         };
         let keyed = batch.iter().any(|r| {
             r.idempotency_key.is_some() || r.events.iter().any(|e| e.idempotency_key.is_some())

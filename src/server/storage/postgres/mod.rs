@@ -26,6 +26,9 @@ use crate::protocol::{Event, EventId, Scope, TenantId};
 /// the pool connects again on a later call.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a session may sit in a transaction waiting for its client.
+const IDLE_IN_TRANSACTION_TIMEOUT: &str = "30s";
+
 /// The columns [`row_to_event`] reads, from `events e`.
 const COLUMNS: &str = "e.id, e.tenant_id, e.event_type, e.rooms, e.data::text, e.ts";
 
@@ -44,7 +47,17 @@ impl PgStore {
         };
         let options = PgConnectOptions::from_str(url)
             .map_err(connect_error)?
-            .application_name("pytake");
+            .application_name("pytake")
+            // A node cut off mid-append (a frozen process, a partition the
+            // TCP stack has not noticed) would hold the append lock, and
+            // stop every node's appends, until PostgreSQL saw the
+            // connection die; an append never waits on its client for
+            // more than a round trip, so PostgreSQL ends such a session
+            // (and its transaction, releasing the lock) after this long.
+            .options([(
+                "idle_in_transaction_session_timeout",
+                IDLE_IN_TRANSACTION_TIMEOUT,
+            )]);
         let pool = PgPoolOptions::new()
             .max_connections(pool_size.max(1))
             .acquire_timeout(CONNECT_TIMEOUT)
