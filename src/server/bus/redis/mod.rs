@@ -263,6 +263,7 @@ impl Task {
         let mut reconnect: Option<oneshot::Receiver<redis::RedisResult<PubSub>>> = None;
         let mut backoff = RECONNECT_MIN;
         let mut retry_at = tokio::time::Instant::now();
+        let mut store_failing = false;
         let mut tick = tokio::time::interval(RECONCILE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -281,8 +282,18 @@ impl Task {
                 Some(events) = local.recv() => self.sequencer.receive(events).await,
                 Some(request) = control.recv() => self.on_control(request, &mut conn).await,
                 _ = tick.tick() => {
-                    if let Err(e) = self.sequencer.reconcile(false).await {
-                        tracing::warn!(error = %e, "comparing the bus with the store failed");
+                    // Said once per outage, not every tick of it.
+                    match self.sequencer.reconcile(false).await {
+                        Ok(()) if store_failing => {
+                            store_failing = false;
+                            tracing::info!("the bus reads the store again");
+                        }
+                        Ok(()) => {}
+                        Err(e) if !store_failing => {
+                            store_failing = true;
+                            tracing::warn!(error = %e, "comparing the bus with the store failed; retrying every tick");
+                        }
+                        Err(e) => tracing::debug!(error = %e, "the store still fails"),
                     }
                 }
                 _ = tokio::time::sleep_until(retry_at), if retry_due => {
