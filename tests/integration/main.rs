@@ -26,6 +26,7 @@ mod services;
 mod several_nodes;
 mod shutdown;
 mod status;
+mod store_conformance;
 mod strict_input;
 mod tail_history;
 mod token_cli;
