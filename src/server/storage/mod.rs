@@ -195,7 +195,10 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Events matching `query`, in increasing id order: the first `limit`
     /// after `since`. Paging with `since` = the last id of a page reads
-    /// every matching event once.
+    /// every matching event once, and by the id contract a page never
+    /// skips an event that commits later: history, replay on `Subscription`
+    /// with `since`, and long-polls (which read again with the same `since`
+    /// whenever the node hears of a new event) are each complete.
     async fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StoreError>;
 
     /// The newest committed event id (0 when empty); see the contract on
