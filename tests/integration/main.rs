@@ -18,6 +18,7 @@ mod http_errors;
 mod in_process;
 mod intake;
 mod loadtest;
+mod loadtest_nodes;
 mod loadtest_signals;
 mod resume;
 mod security;
