@@ -3,6 +3,7 @@
 
 mod support;
 
+mod backend_faults;
 mod broken_pipe;
 mod bus_conformance;
 mod cli;
@@ -26,6 +27,7 @@ mod services;
 mod several_nodes;
 mod shutdown;
 mod status;
+mod store_conformance;
 mod strict_input;
 mod tail_history;
 mod token_cli;

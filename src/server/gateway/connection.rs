@@ -438,8 +438,14 @@ impl Connection {
                     !(rooms.is_empty() || named)
                 });
                 let memberships = &self.memberships;
-                self.watches
-                    .retain(|tenant, _| memberships.keys().any(|(t, _)| t == tenant));
+                let tenants = memberships
+                    .keys()
+                    .map(|(t, _)| t)
+                    .collect::<std::collections::HashSet<_>>();
+                // Every tenant stays watched while rooms of two remain.
+                self.watches.retain(|tenant, _| {
+                    tenants.contains(tenant) || (tenant.is_all() && tenants.len() > 1)
+                });
                 self.send(socket, &ServerFrame::Unsubscribed { rooms })
                     .await
             }

@@ -11,6 +11,7 @@ use std::task::{Context, Poll};
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::directory::{Directory, Member, Members, Rooms};
 use super::wire::{Delivery, Io, Offer, Wire};
 use crate::protocol::{Event, EventId, Room, Scope, ServerFrame, TenantId};
 use crate::server::bus::{BusMessage, BusReceiver};
@@ -68,77 +69,6 @@ impl ConnHandle {
             Some(v) => Poll::Ready(v),
             None => Poll::Pending,
         }
-    }
-}
-
-struct Member {
-    conn: Arc<ConnHandle>,
-    /// Event types wanted; `None`: all.
-    types: Option<Arc<[String]>>,
-}
-
-type Members = HashMap<ConnId, Member>;
-
-/// The rooms of one tenant (or of every tenant).
-#[derive(Default)]
-struct Rooms {
-    /// Keyed by room, looked up by each event's `&str` rooms.
-    by_room: HashMap<Room, Members>,
-    /// Members of every room.
-    any_room: Members,
-}
-
-impl Rooms {
-    fn members(&mut self, room: &Scope<Room>) -> &mut Members {
-        match room {
-            Scope::All => &mut self.any_room,
-            Scope::Only(room) => self.by_room.entry(room.clone()).or_default(),
-        }
-    }
-
-    fn get_mut(&mut self, room: &Scope<Room>) -> Option<&mut Members> {
-        match room {
-            Scope::All => Some(&mut self.any_room),
-            Scope::Only(room) => self.by_room.get_mut(room),
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.by_room.is_empty() && self.any_room.is_empty()
-    }
-
-    fn count(&self) -> u64 {
-        self.by_room.len() as u64 + u64::from(!self.any_room.is_empty())
-    }
-}
-
-/// Memberships by tenant, then room.
-#[derive(Default)]
-struct Directory {
-    by_tenant: HashMap<TenantId, Rooms>,
-    any_tenant: Rooms,
-}
-
-impl Directory {
-    fn rooms(&mut self, tenant: &Scope<TenantId>) -> &mut Rooms {
-        match tenant {
-            Scope::All => &mut self.any_tenant,
-            Scope::Only(t) => self.by_tenant.entry(t.clone()).or_default(),
-        }
-    }
-
-    fn get_mut(&mut self, tenant: &Scope<TenantId>) -> Option<&mut Rooms> {
-        match tenant {
-            Scope::All => Some(&mut self.any_tenant),
-            Scope::Only(t) => self.by_tenant.get_mut(t),
-        }
-    }
-
-    fn all(&self) -> impl Iterator<Item = &Members> {
-        self.by_tenant
-            .values()
-            .chain([&self.any_tenant])
-            .flat_map(|r| r.by_room.values().chain([&r.any_room]))
     }
 }
 

@@ -6,6 +6,7 @@ mod close_tests;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod connection;
+mod directory;
 pub mod hub;
 mod session;
 mod upgrade;

@@ -103,16 +103,12 @@ impl Connection {
         room: Scope<Room>,
         types: Option<Arc<[String]>>,
     ) -> Step {
-        if !self.watches.contains_key(&tenant) {
-            match self.state.bus.watch(tenant.clone()).await {
-                Ok(interest) => {
-                    self.watches.insert(tenant.clone(), interest);
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "watching a tenant on the bus failed");
-                    return Err(Exit::Close(INTERNAL_ERROR, "bus unavailable".into()));
-                }
-            }
+        self.watch(tenant.clone()).await?;
+        if self.watches.len() > 1 {
+            // Rooms of two tenants (an admin's): the bus orders each
+            // tenant's events, but only watching every tenant orders them
+            // across tenants, which this connection would see.
+            self.watch(Scope::All).await?;
         }
         let key = (tenant, room);
         match self.memberships.get(&key) {
@@ -123,6 +119,22 @@ impl Connection {
             }
         }
         Ok(())
+    }
+
+    async fn watch(&mut self, tenant: Scope<TenantId>) -> Step {
+        if self.watches.contains_key(&tenant) {
+            return Ok(());
+        }
+        match self.state.bus.watch(tenant.clone()).await {
+            Ok(interest) => {
+                self.watches.insert(tenant, interest);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "watching a tenant on the bus failed");
+                Err(Exit::Close(INTERNAL_ERROR, "bus unavailable".into()))
+            }
+        }
     }
 
     pub(super) async fn subscribe(&mut self, socket: &mut Socket, sub: Subscription) -> Step {

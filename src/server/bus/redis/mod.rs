@@ -61,6 +61,17 @@ pub struct RedisBus {
     control: mpsc::UnboundedSender<Control>,
     state: Arc<Mutex<BusState>>,
     shutdown: CancellationToken,
+    /// The task that subscribes and sequences, started on first use, so
+    /// an opened server runs nothing until it serves.
+    idle: Mutex<Option<Idle>>,
+}
+
+/// The bus task before its start.
+struct Idle {
+    task: Task,
+    pubsub: PubSub,
+    local: mpsc::Receiver<Vec<(Arc<Event>, EventId)>>,
+    control: mpsc::UnboundedReceiver<Control>,
 }
 
 enum Control {
@@ -111,7 +122,6 @@ impl RedisBus {
             sequencer: Sequencer::new(store, out.clone()),
             state: state.clone(),
         };
-        tokio::spawn(task.run(pubsub, local_rx, control_rx, shutdown.clone()));
         tracing::info!(url = %masked, "bus connected to Redis");
         Ok(RedisBus {
             url: masked,
@@ -121,7 +131,24 @@ impl RedisBus {
             control,
             state,
             shutdown,
+            idle: Mutex::new(Some(Idle {
+                task,
+                pubsub,
+                local: local_rx,
+                control: control_rx,
+            })),
         })
+    }
+
+    /// Starts the bus task if this is the first use.
+    fn start(&self) {
+        if let Some(idle) = self.idle.lock().expect("bus task").take() {
+            let shutdown = self.shutdown.clone();
+            tokio::spawn(
+                idle.task
+                    .run(idle.pubsub, idle.local, idle.control, shutdown),
+            );
+        }
     }
 }
 
@@ -134,6 +161,7 @@ impl Drop for RedisBus {
 #[async_trait]
 impl Bus for RedisBus {
     async fn publish(&self, messages: Vec<BusMessage>) -> Result<(), BusError> {
+        self.start();
         // Per tenant, in id order: one PUBLISH each.
         let mut by_tenant: HashMap<&str, Vec<(&Event, EventId)>> = HashMap::new();
         let mut events = Vec::with_capacity(messages.len());
@@ -178,6 +206,7 @@ impl Bus for RedisBus {
     }
 
     async fn watch(&self, tenant: Scope<TenantId>) -> Result<Interest, BusError> {
+        self.start();
         let (reply, answered) = oneshot::channel();
         self.control
             .send(Control::Watch(tenant.clone(), reply))
@@ -263,6 +292,7 @@ impl Task {
         let mut reconnect: Option<oneshot::Receiver<redis::RedisResult<PubSub>>> = None;
         let mut backoff = RECONNECT_MIN;
         let mut retry_at = tokio::time::Instant::now();
+        let mut store_failing = false;
         let mut tick = tokio::time::interval(RECONCILE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -281,8 +311,18 @@ impl Task {
                 Some(events) = local.recv() => self.sequencer.receive(events).await,
                 Some(request) = control.recv() => self.on_control(request, &mut conn).await,
                 _ = tick.tick() => {
-                    if let Err(e) = self.sequencer.reconcile(false).await {
-                        tracing::warn!(error = %e, "comparing the bus with the store failed");
+                    // Said once per outage, not every tick of it.
+                    match self.sequencer.reconcile(false).await {
+                        Ok(()) if store_failing => {
+                            store_failing = false;
+                            tracing::info!("the bus reads the store again");
+                        }
+                        Ok(()) => {}
+                        Err(e) if !store_failing => {
+                            store_failing = true;
+                            tracing::warn!(error = %e, "comparing the bus with the store failed; retrying every tick");
+                        }
+                        Err(e) => tracing::debug!(error = %e, "the store still fails"),
                     }
                 }
                 _ = tokio::time::sleep_until(retry_at), if retry_due => {
