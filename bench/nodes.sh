@@ -170,6 +170,7 @@ fresh_redis() { redis-cli -p "$redis_port" flushall >/dev/null; }
   echo "postgres: $("$pg_bin/postgres" --version)"
   echo "redis: $(redis-server --version)"
   echo "load: ${load[*]}"
+  echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$out/versions.txt"
 
 # a: one node on PostgreSQL and Redis.
@@ -242,6 +243,8 @@ cat >"$out/redis-bytes.json" <<EOF
  "quiet_events_received_on_b": $quiet_got}
 EOF
 stop "$pid_a" "$pid_b"
+
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$out/versions.txt"
 
 python3 - "$out" <<'EOF' | tee "$out/summary.md"
 import json, os, sys
