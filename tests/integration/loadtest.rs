@@ -204,6 +204,30 @@ async fn bad_input_gets_the_documented_exit_codes() {
         "{}",
         run.stderr
     );
+    // The token minted from this machine's secret is not sent to a node
+    // elsewhere: exit 4, before any connection.
+    let secret = server.secret.clone().unwrap();
+    let run = crate::support::pytake_env(
+        &[
+            "loadtest",
+            "--server",
+            &server.url,
+            "--node",
+            "http://192.0.2.1:8080",
+        ],
+        home.path(),
+        &[("PYTAKE_SECRET", secret.as_str())],
+    )
+    .await;
+    assert_eq!(run.code, 4, "{run:?}");
+    assert!(
+        run.stderr.starts_with(
+            "error: no token for http://192.0.2.1:8080/: a token minted from this machine's secret \
+             is only sent to a server on this machine"
+        ),
+        "{}",
+        run.stderr
+    );
     // A node that does not answer stops the run before any load: exit 3.
     let run = pytake(
         &[

@@ -32,6 +32,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+use super::credentials::is_loopback;
 use super::{ApiClient, ClientError, HistoryParams, TokenSource};
 use publisher::PublishPlan;
 use report::{
@@ -265,6 +266,16 @@ fn sources(server: &SocketAddr, n: usize) -> Vec<Option<IpAddr>> {
 /// [`prepare`] so a progress display can watch it.
 pub async fn run(cfg: &LoadConfig, shared: Arc<Shared>) -> Result<Report, LoadError> {
     let targets = cfg.targets();
+    // A token minted from this machine's secret goes only to servers on
+    // this machine: a --node elsewhere needs a token of its own.
+    if let TokenSource::Local(_) = cfg.tokens {
+        if let Some(remote) = targets.iter().find(|t| !is_loopback(t.as_str())) {
+            return Err(ClientError::RemoteNeedsToken {
+                server: remote.to_string(),
+            }
+            .into());
+        }
+    }
     let apis = targets
         .iter()
         .map(|target| ApiClient::new(target.as_str(), cfg.tokens.clone()))
