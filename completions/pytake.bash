@@ -558,7 +558,7 @@ _pytake() {
             return 0
             ;;
         pytake__subcmd__loadtest)
-            opts="-o -v -q -h -V --connections --ramp --rate --duration --rooms --tenants --payload-bytes --publishers --arrival-rate --spawn --threshold --junit --output --server --token --token-file --config --color --verbose --quiet --data-dir --help --version"
+            opts="-o -v -q -h -V --connections --ramp --rate --duration --rooms --tenants --payload-bytes --publishers --arrival-rate --spawn --node --threshold --junit --output --server --token --token-file --config --color --verbose --quiet --data-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -597,6 +597,10 @@ _pytake() {
                     return 0
                     ;;
                 --arrival-rate)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --node)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

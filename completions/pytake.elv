@@ -128,6 +128,7 @@ set edit:completion:arg-completer[pytake] = {|@words|
             cand --payload-bytes 'Bytes of padding in each event''s data'
             cand --publishers 'Concurrent POSTs in flight: enough that a slow server delays events (and shows it as latency) instead of capping the publish rate'
             cand --arrival-rate 'Open model: connections arrive at this many per second during the run'
+            cand --node 'Another node of the server''s cluster, repeatable: the load is spread over --server and every --node'
             cand --threshold 'Pass/fail criterion, repeatable: ''p99<50ms'', ''loss==0'', ''connect_errors==0'', ''deliveries_per_s>=100000''; an unmet one exits 99'
             cand --junit 'Also write the result as JUnit XML, for CI systems'
             cand -o 'Output format [default: table on a terminal, json when piped]'
@@ -143,8 +144,8 @@ set edit:completion:arg-completer[pytake] = {|@words|
             cand --verbose 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
             cand -q 'Less log output on stderr, a level per -q, down to none'
             cand --quiet 'Less log output on stderr, a level per -q, down to none'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
             cand --version 'Print version'
         }

@@ -122,6 +122,7 @@ complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l tenants -d 'T
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l payload-bytes -d 'Bytes of padding in each event\'s data' -r
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l publishers -d 'Concurrent POSTs in flight: enough that a slow server delays events (and shows it as latency) instead of capping the publish rate' -r
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l arrival-rate -d 'Open model: connections arrive at this many per second during the run' -r
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l node -d 'Another node of the server\'s cluster, repeatable: the load is spread over --server and every --node' -r -f
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l threshold -d 'Pass/fail criterion, repeatable: \'p99<50ms\', \'loss==0\', \'connect_errors==0\', \'deliveries_per_s>=100000\'; an unmet one exits 99' -r
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l junit -d 'Also write the result as JUnit XML, for CI systems' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -s o -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t''
@@ -138,7 +139,7 @@ complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l data-dir -d '
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l spawn -d 'Start a pytake serve on a free loopback port with a temporary data dir, test it, stop it (also on Ctrl-C or SIGTERM)'
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
-complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -s h -l help -d 'Print help'
+complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -s V -l version -d 'Print version'
 complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create verify help" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand token; and not __fish_seen_subcommand_from create verify help" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''

@@ -1,6 +1,7 @@
 //! `pytake loadtest`: WebSocket load against a server (or one it spawns),
 //! with thresholds that set the exit code for CI.
 
+mod junit;
 mod signals;
 mod summary;
 
@@ -15,9 +16,9 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::exit::{is_broken_pipe_anyhow, Interrupted, ThresholdsNotMet, UsageError};
+use super::fdlimit;
 use super::output::OutputFormat;
 use super::spawn::Spawned;
-use super::{fdlimit, junit};
 use crate::auth::Keys;
 use crate::client::loadtest::{self, LoadConfig, LoadError, Model, Shared, Threshold};
 use crate::client::TokenSource;
@@ -35,6 +36,13 @@ Examples:
   # Against a running server (token from PYTAKE_TOKEN), one CSV row per run
   pytake loadtest --server https://rt.example.com --output csv \\
       --connections 200 --rate 100 --duration 1m | tail -n +2 >> runs.csv
+
+  # Three nodes of one cluster (one PostgreSQL, one Redis): connections and
+  # publishers taken in turn, every event owed to its room's subscribers on
+  # every node; the summary has each node's share
+  pytake loadtest --server http://10.0.0.1:8080 --node http://10.0.0.2:8080 \\
+      --node http://10.0.0.3:8080 --connections 3000 --rate 300 --duration 1m \\
+      --threshold 'loss==0' --threshold 'duplicates==0'
 
 Exit status:
   0    the run finished and every threshold was met
@@ -92,6 +100,15 @@ pub struct LoadtestArgs {
     #[arg(long)]
     pub spawn: bool,
 
+    /// Another node of the server's cluster, repeatable: the load is spread over --server and every --node
+    ///
+    /// Connection i goes to target i % n and publisher j posts to target j % n, the targets being
+    /// --server, then each --node in order. Loss and duplicates are counted across all of them: an
+    /// event is owed to its room's subscribers on every node, whichever node took it. History is
+    /// read from --server. Not with --spawn, which starts a single node.
+    #[arg(long = "node", value_name = "URL", value_parser = parse_node, value_hint = clap::ValueHint::Url)]
+    pub nodes: Vec<url::Url>,
+
     /// Pass/fail criterion, repeatable: 'p99<50ms', 'loss==0', 'connect_errors==0',
     /// 'deliveries_per_s>=100000'; an unmet one exits 99
     #[arg(long = "threshold", value_name = "EXPR", value_parser = parse_threshold)]
@@ -106,8 +123,26 @@ fn parse_threshold(s: &str) -> Result<Threshold, String> {
     s.parse()
 }
 
+/// A node's URL: `http://` or `https://`, as `--server`.
+fn parse_node(s: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(s)
+        .map_err(|e| format!("not a URL ({e}): write e.g. http://127.0.0.1:8080"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("must start with http:// or https://, e.g. http://127.0.0.1:8080".into());
+    }
+    Ok(url)
+}
+
 impl LoadtestArgs {
     fn check(&self) -> Result<(), UsageError> {
+        if self.spawn && !self.nodes.is_empty() {
+            return Err(UsageError(
+                "--node cannot be used with --spawn: the spawned server is a single node (SQLite and the \
+                 in-process bus), so no other node sees its events; start the nodes with \
+                 `pytake serve --store postgres://... --bus redis://...` and give them as --server and --node"
+                    .into(),
+            ));
+        }
         let positive = [
             ("--rooms", self.rooms),
             ("--tenants", self.tenants),
@@ -140,6 +175,20 @@ impl LoadtestArgs {
         }
         Ok(())
     }
+
+    /// Each target once: `server`, then every `--node`.
+    fn check_targets(&self, server: &str) -> Result<(), UsageError> {
+        let mut targets: Vec<url::Url> = url::Url::parse(server).into_iter().collect();
+        for node in &self.nodes {
+            if targets.contains(node) {
+                return Err(UsageError(format!(
+                    "--node {node} is already a target: give each node once (the first target is --server)"
+                )));
+            }
+            targets.push(node.clone());
+        }
+        Ok(())
+    }
 }
 
 /// Runs the load test and prints its summary; the error, if any, carries
@@ -151,6 +200,7 @@ pub async fn run(
     output: Option<OutputFormat>,
 ) -> anyhow::Result<()> {
     args.check()?;
+    args.check_targets(settings.server_url())?;
     let format = OutputFormat::resolve(output);
     let signals = Signals::listen().context("cannot watch for SIGINT and SIGTERM")?;
     tokio::select! {
@@ -189,6 +239,7 @@ async fn run_until_done(
     };
     let cfg = LoadConfig {
         server: url::Url::parse(&server).with_context(|| format!("bad server URL {server}"))?,
+        nodes: args.nodes.clone(),
         tokens,
         connections: args.connections,
         ramp: args.ramp,

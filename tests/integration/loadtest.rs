@@ -167,6 +167,89 @@ async fn bad_input_gets_the_documented_exit_codes() {
          (header.payload.signature), found 1\n"
     );
 
+    // Several nodes: --spawn starts one, and each node is given once.
+    let run = pytake(
+        &["loadtest", "--spawn", "--node", "http://127.0.0.1:1"],
+        home.path(),
+    )
+    .await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert_eq!(
+        run.stderr,
+        "error: --node cannot be used with --spawn: the spawned server is a single node (SQLite and \
+         the in-process bus), so no other node sees its events; start the nodes with \
+         `pytake serve --store postgres://... --bus redis://...` and give them as --server and --node\n"
+    );
+    let run = pytake(
+        &[
+            "loadtest",
+            "--server",
+            "http://127.0.0.1:1",
+            "--node",
+            "http://127.0.0.1:1/",
+        ],
+        home.path(),
+    )
+    .await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert_eq!(
+        run.stderr,
+        "error: --node http://127.0.0.1:1/ is already a target: give each node once (the first target is --server)\n"
+    );
+    let run = pytake(&["loadtest", "--node", "127.0.0.1:1"], home.path()).await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("invalid value '127.0.0.1:1' for '--node <URL>'"),
+        "{}",
+        run.stderr
+    );
+    // The token minted from this machine's secret is not sent to a node
+    // elsewhere: exit 4, before any connection.
+    let secret = server.secret.clone().unwrap();
+    let run = crate::support::pytake_env(
+        &[
+            "loadtest",
+            "--server",
+            &server.url,
+            "--node",
+            "http://192.0.2.1:8080",
+        ],
+        home.path(),
+        &[("PYTAKE_SECRET", secret.as_str())],
+    )
+    .await;
+    assert_eq!(run.code, 4, "{run:?}");
+    assert!(
+        run.stderr.starts_with(
+            "error: no token for http://192.0.2.1:8080/: a token minted from this machine's secret \
+             is only sent to a server on this machine"
+        ),
+        "{}",
+        run.stderr
+    );
+    // A node that does not answer stops the run before any load: exit 3.
+    let run = pytake(
+        &[
+            "loadtest",
+            "--server",
+            &server.url,
+            "--token",
+            &server.admin(),
+            "--node",
+            "http://127.0.0.1:1",
+        ],
+        home.path(),
+    )
+    .await;
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(
+        run.stderr
+            .starts_with("error: cannot reach the server at http://127.0.0.1:1/"),
+        "{}",
+        run.stderr
+    );
+
     let run = pytake(&["loadtest", "--connections", "100000000"], home.path()).await;
     assert_eq!(run.code, 2);
     assert!(run.stderr.starts_with("error: --connections 100000000 needs about 100000064 open files, but this process may open at most"), "{}", run.stderr);
@@ -186,6 +269,10 @@ events.ack_latency_ms.p50,events.ack_latency_ms.p99,\
 deliveries.expected,deliveries.received,deliveries.lost,deliveries.duplicated,deliveries.per_second,\
 latency_ms.samples,latency_ms.p50,latency_ms.p90,latency_ms.p99,latency_ms.p99_9,latency_ms.max,latency_ms.mean,\
 errors,server_memory.per_connection_bytes,generator.max_schedule_lag_ms,generator.backpressure_ms,\
+config.nodes,nodes.0.url,nodes.0.connections.established,nodes.0.connections.failed,\
+nodes.0.events.published,nodes.0.events.publish_failed,nodes.0.deliveries.expected,\
+nodes.0.deliveries.received,nodes.0.deliveries.lost,nodes.0.deliveries.duplicated,\
+nodes.0.deliveries.per_second,\
 threshold loss==0,threshold p99<1s";
 
 #[tokio::test]
@@ -221,6 +308,15 @@ async fn csv_output_is_one_header_and_one_row() {
     assert_eq!(&row[3..5], ["closed", "2"]);
     // 20 events to 2 subscribers of the one room.
     assert_eq!(&row[21..25], ["40", "40", "0", "0"]);
+    // One node: the run's own figures.
+    let node = CSV_HEADER
+        .split(',')
+        .position(|c| c == "config.nodes")
+        .unwrap();
+    assert_eq!(
+        &row[node..node + 10],
+        ["1", row[2], "2", "0", "20", "0", "40", "40", "0", "0"]
+    );
     assert_eq!(&row[row.len() - 2..], ["ok", "ok"]);
 }
 
@@ -241,6 +337,13 @@ async fn help_shows_examples_and_the_exit_codes() {
   pytake loadtest --server https://rt.example.com --output csv \\
       --connections 200 --rate 100 --duration 1m | tail -n +2 >> runs.csv
 
+  # Three nodes of one cluster (one PostgreSQL, one Redis): connections and
+  # publishers taken in turn, every event owed to its room's subscribers on
+  # every node; the summary has each node's share
+  pytake loadtest --server http://10.0.0.1:8080 --node http://10.0.0.2:8080 \\
+      --node http://10.0.0.3:8080 --connections 3000 --rate 300 --duration 1m \\
+      --threshold 'loss==0' --threshold 'duplicates==0'
+
 Exit status:
   0    the run finished and every threshold was met
   1    the run failed, or is invalid (the generator fell behind its schedule)
@@ -253,6 +356,59 @@ Exit status:
        a second signal stops at once, without a summary.
 "
     );
+}
+
+/// Two servers that are not one cluster (each its own SQLite and in-process
+/// bus): the events posted to one never reach the other's subscribers, and
+/// the run says so, per node, instead of counting each node on its own.
+#[tokio::test]
+async fn nodes_that_share_nothing_show_as_loss_on_each() {
+    let (a, b) = (TestServer::start().await, TestServer::start().await);
+    let home = tempfile::tempdir().unwrap();
+    let admin = a.admin();
+    let args = small(&[
+        "--server",
+        a.url.as_str(),
+        "--node",
+        b.url.as_str(),
+        "--token",
+        admin.as_str(),
+        "--publishers",
+        "2",
+        "--threshold",
+        "loss==0",
+    ]);
+    let run = pytake(&args, home.path()).await;
+    assert_eq!(run.code, 99, "{run:?}");
+    assert!(
+        run.stderr.contains(&format!(
+            "{}/ runs the in-process bus: its subscribers get only the events posted to it",
+            b.url
+        )),
+        "{}",
+        run.stderr
+    );
+    let r: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(r["config"]["nodes"], 2);
+    let nodes = r["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 2);
+    assert_eq!(nodes[0]["url"], format!("{}/", a.url));
+    assert_eq!(nodes[1]["url"], format!("{}/", b.url));
+    let mut published = 0;
+    for node in nodes {
+        // 20 connections taken in turn, 2 publishers: one each.
+        assert_eq!(node["connections"]["established"], 10, "{node}");
+        let posted = node["events"]["published"].as_u64().unwrap();
+        published += posted;
+        // Each node's 10 subscribers are owed every event and get only
+        // those posted to their own node.
+        assert_eq!(node["deliveries"]["expected"], 500, "{node}");
+        assert_eq!(node["deliveries"]["received"], posted * 10, "{node}");
+        assert_eq!(node["deliveries"]["lost"], (50 - posted) * 10, "{node}");
+    }
+    assert_eq!(published, 50);
+    assert_eq!(r["deliveries"]["expected"], 1000);
+    assert_eq!(r["deliveries"]["lost"], 500);
 }
 
 #[tokio::test]

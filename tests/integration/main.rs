@@ -19,6 +19,7 @@ mod http_errors;
 mod in_process;
 mod intake;
 mod loadtest;
+mod loadtest_nodes;
 mod loadtest_signals;
 mod postgres_serve;
 mod resume;

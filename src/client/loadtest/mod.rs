@@ -6,6 +6,11 @@
 //! are published; *open* lets connections arrive at a rate during the run,
 //! each resuming from the run's first event so every delivery is accounted.
 //!
+//! Several nodes: the connections and the publishers are spread round-robin
+//! over the targets (the server, then every `--node`), and an event counts
+//! as owed to every subscriber of its room on every node, wherever it was
+//! posted. History reads go to the first target only.
+//!
 //! An interrupted run ([`Shared::interrupt`]) opens no more connections and
 //! publishes no more events, but still waits for the deliveries of events
 //! already acknowledged before it closes the connections: its figures are
@@ -27,11 +32,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+use super::credentials::is_loopback;
 use super::{ApiClient, ClientError, HistoryParams, TokenSource};
 use publisher::PublishPlan;
 use report::{
     ConnectionReport, DeliveryReport, EventReport, GeneratorReport, LatencyReport, MemoryReport,
-    Report, RunConfig, SCHEMA,
+    NodeConnections, NodeEvents, NodeReport, Report, RunConfig, SCHEMA,
 };
 pub use threshold::{Threshold, Verdict};
 
@@ -65,7 +71,10 @@ pub enum Model {
 /// One run's parameters.
 #[derive(Clone)]
 pub struct LoadConfig {
+    /// The first target: it also answers the generator's history reads.
     pub server: Url,
+    /// More targets, nodes of the same cluster as `server`.
+    pub nodes: Vec<Url>,
     pub tokens: TokenSource,
     pub connections: usize,
     pub ramp: Duration,
@@ -76,6 +85,13 @@ pub struct LoadConfig {
     pub payload_bytes: usize,
     pub publishers: usize,
     pub model: Model,
+}
+
+impl LoadConfig {
+    /// Every target: the server, then the nodes.
+    pub fn targets(&self) -> Vec<&Url> {
+        std::iter::once(&self.server).chain(&self.nodes).collect()
+    }
 }
 
 /// Why a run could not be carried out (as opposed to failing thresholds).
@@ -110,10 +126,21 @@ pub struct Shared {
     acks: Mutex<Histogram<u64>>,
     errors: Mutex<BTreeMap<String, u64>>,
     fatal: Mutex<Option<String>>,
+    /// Per target, in `LoadConfig::targets` order.
+    nodes: Vec<NodeCounters>,
+}
+
+/// What happened on one target.
+#[derive(Default)]
+struct NodeCounters {
+    connected: AtomicU64,
+    failed: AtomicU64,
+    published: AtomicU64,
+    publish_failed: AtomicU64,
 }
 
 impl Shared {
-    fn new(groups: usize) -> Arc<Shared> {
+    fn new(groups: usize, nodes: usize) -> Arc<Shared> {
         let histogram = || Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds");
         Arc::new(Shared {
             start: Instant::now(),
@@ -132,6 +159,7 @@ impl Shared {
             acks: Mutex::new(histogram()),
             errors: Mutex::new(BTreeMap::new()),
             fatal: Mutex::new(None),
+            nodes: (0..nodes.max(1)).map(|_| NodeCounters::default()).collect(),
         })
     }
 
@@ -144,8 +172,10 @@ impl Shared {
             .or_default() += 1;
     }
 
-    fn fail(&self, kind: &str) {
+    /// A connection to target `node` that never subscribed.
+    fn fail(&self, node: usize, kind: &str) {
         self.failed.fetch_add(1, Ordering::Relaxed);
+        self.nodes[node].failed.fetch_add(1, Ordering::Relaxed);
         self.error(kind);
     }
 
@@ -178,9 +208,10 @@ impl Shared {
         }
     }
 
-    fn subscribed(&self, group: usize) {
+    fn subscribed(&self, group: usize, node: usize) {
         self.subscribers[group].fetch_add(1, Ordering::Relaxed);
         self.connected.fetch_add(1, Ordering::Relaxed);
+        self.nodes[node].connected.fetch_add(1, Ordering::Relaxed);
     }
 
     fn delivered(&self, now_us: u64) {
@@ -234,31 +265,71 @@ fn sources(server: &SocketAddr, n: usize) -> Vec<Option<IpAddr>> {
 /// Runs a load test and reports what happened. `shared` is created by
 /// [`prepare`] so a progress display can watch it.
 pub async fn run(cfg: &LoadConfig, shared: Arc<Shared>) -> Result<Report, LoadError> {
-    let api = ApiClient::new(cfg.server.as_str(), cfg.tokens.clone())?;
-    let before = api.health().await?;
-    // Check the token before opening thousands of sockets with it.
-    api.events(&HistoryParams {
-        limit: Some(1),
-        ..HistoryParams::default()
-    })
-    .await?;
-    let host = cfg.server.host_str().unwrap_or("127.0.0.1");
-    let port = cfg.server.port_or_known_default().unwrap_or(80);
-    let addr = tokio::net::lookup_host((host, port))
-        .await
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| LoadError::Resolve(format!("{host}:{port}")))?;
-    let sources = sources(&addr, cfg.connections);
+    let targets = cfg.targets();
+    // A token minted from this machine's secret goes only to servers on
+    // this machine: a --node elsewhere needs a token of its own.
+    if let TokenSource::Local(_) = cfg.tokens {
+        if let Some(remote) = targets.iter().find(|t| !is_loopback(t.as_str())) {
+            return Err(ClientError::RemoteNeedsToken {
+                server: remote.to_string(),
+            }
+            .into());
+        }
+    }
+    let apis = targets
+        .iter()
+        .map(|target| ApiClient::new(target.as_str(), cfg.tokens.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Every node answers before the load starts (or the run stops, naming
+    // the one that does not).
+    let mut before = Vec::with_capacity(apis.len());
+    for api in &apis {
+        before.push(api.health().await?);
+    }
+    if targets.len() > 1 {
+        for (target, health) in targets.iter().zip(&before) {
+            if health.bus == "memory" {
+                tracing::warn!(
+                    "{target} runs the in-process bus: its subscribers get only the events posted to it, \
+                     so the events posted to the other nodes will count as lost (start every node with --bus redis://...)"
+                );
+            }
+        }
+    }
+    // Check the token before opening thousands of sockets with it (a
+    // history read: the first target's).
+    apis[0]
+        .events(&HistoryParams {
+            limit: Some(1),
+            ..HistoryParams::default()
+        })
+        .await?;
+    let mut addrs = Vec::with_capacity(targets.len());
+    for target in &targets {
+        addrs.push(resolve(target).await?);
+    }
+    // Sized by every connection of the run: on loopback the targets share
+    // the source addresses' ephemeral ports.
+    let sources: Vec<Vec<Option<IpAddr>>> = addrs
+        .iter()
+        .map(|addr| sources(addr, cfg.connections))
+        .collect();
     let tenants: Vec<String> = (0..cfg.tenants).map(|i| format!("loadtest-{i}")).collect();
     let rooms: Vec<String> = (0..cfg.rooms).map(|i| format!("campaign:lt-{i}")).collect();
     let token = cfg.tokens.token();
 
+    // Connection i goes to target i % n. Its group is counted per target
+    // ((i / n) % groups), so that every target has subscribers of every
+    // group, not one tenant each when n and the group count share a factor;
+    // with one target it is i % groups.
     let plan_for = |i: usize, since: Option<i64>| {
-        let group = i % shared.groups;
+        let node = i % addrs.len();
+        let group = (i / addrs.len()) % shared.groups;
+        let sources = &sources[node];
         subscriber::Plan {
             index: i,
-            server: addr,
+            node,
+            server: addrs[node],
             source: sources[i % sources.len()],
             token: token.clone(),
             group,
@@ -280,11 +351,15 @@ pub async fn run(cfg: &LoadConfig, shared: Arc<Shared>) -> Result<Report, LoadEr
     };
 
     let publish_plan = Arc::new(PublishPlan {
-        url: cfg
-            .server
-            .join("/api/v1/events")
-            .expect("static path")
-            .to_string(),
+        urls: targets
+            .iter()
+            .map(|target| {
+                target
+                    .join("/api/v1/events")
+                    .expect("static path")
+                    .to_string()
+            })
+            .collect(),
         token: token.clone(),
         rate: cfg.rate,
         duration: cfg.duration,
@@ -319,7 +394,7 @@ pub async fn run(cfg: &LoadConfig, shared: Arc<Shared>) -> Result<Report, LoadEr
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             connect_all = connect_started.elapsed();
-            rss_after = api.health().await.ok().map(|h| h.process.rss_bytes);
+            rss_after = rss(&apis).await;
             schedule = if shared.halted() || cfg.rate <= 0.0 {
                 publisher::Schedule::default()
             } else {
@@ -327,7 +402,7 @@ pub async fn run(cfg: &LoadConfig, shared: Arc<Shared>) -> Result<Report, LoadEr
             };
         }
         Model::Open { per_second } => {
-            let head = before.last_event_id;
+            let head = before[0].last_event_id;
             let publishing = tokio::spawn(publisher::run(publish_plan, shared.clone()));
             let gap = Duration::from_secs_f64(1.0 / per_second.max(0.001));
             for i in 0..cfg.connections {
@@ -339,7 +414,7 @@ pub async fn run(cfg: &LoadConfig, shared: Arc<Shared>) -> Result<Report, LoadEr
             }
             connect_all = connect_started.elapsed();
             schedule = publishing.await.unwrap_or_default();
-            rss_after = api.health().await.ok().map(|h| h.process.rss_bytes);
+            rss_after = rss(&apis).await;
         }
     }
 
@@ -368,10 +443,30 @@ pub async fn run(cfg: &LoadConfig, shared: Arc<Shared>) -> Result<Report, LoadEr
         &outcomes,
         schedule,
         connect_all,
-        sources.len(),
-        before.process.rss_bytes,
+        sources.iter().map(Vec::len).max().unwrap_or(1),
+        before.iter().map(|h| h.process.rss_bytes).sum(),
         rss_after,
     ))
+}
+
+/// The first address `target` resolves to.
+async fn resolve(target: &Url) -> Result<SocketAddr, LoadError> {
+    let host = target.host_str().unwrap_or("127.0.0.1");
+    let port = target.port_or_known_default().unwrap_or(80);
+    tokio::net::lookup_host((host, port))
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| LoadError::Resolve(format!("{host}:{port}")))
+}
+
+/// The servers' resident memory, summed; `None` if one did not say.
+async fn rss(apis: &[ApiClient]) -> Option<u64> {
+    let mut total = 0;
+    for api in apis {
+        total += api.health().await.ok()?.process.rss_bytes;
+    }
+    Some(total)
 }
 
 /// A connection's task (wrapped so the spawning future does not read as a
@@ -380,7 +475,7 @@ struct SpawnedConn(tokio::task::JoinHandle<subscriber::Outcome>);
 
 /// Creates the shared state of a run (so a progress display can watch it).
 pub fn prepare(cfg: &LoadConfig) -> Arc<Shared> {
-    Shared::new(cfg.tenants.max(1) * cfg.rooms.max(1))
+    Shared::new(cfg.tenants.max(1) * cfg.rooms.max(1), cfg.targets().len())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -394,21 +489,47 @@ fn build_report(
     rss_before: u64,
     rss_after: Option<u64>,
 ) -> Report {
-    let mut expected = 0u64;
-    let mut received = 0u64;
-    let mut duplicated = 0u64;
-    for o in outcomes.iter().filter(|o| o.subscribed) {
-        let acked = shared.acked[o.group].load(Ordering::Relaxed);
-        expected += acked;
-        received += o.received.min(acked);
-        duplicated += o.duplicated;
-    }
-    let established = shared.connected.load(Ordering::Relaxed);
     let last_delivery = Duration::from_micros(shared.last_delivery_us.load(Ordering::Relaxed));
     // From the first publish to the last delivery.
     let window = last_delivery
         .saturating_sub(schedule.started_at)
         .as_secs_f64();
+    // The deliveries of the connections `of` picks.
+    let deliveries = |of: &dyn Fn(&subscriber::Outcome) -> bool| {
+        let mut d = DeliveryReport::default();
+        for o in outcomes.iter().filter(|o| o.subscribed && of(o)) {
+            let acked = shared.acked[o.group].load(Ordering::Relaxed);
+            d.expected += acked;
+            d.received += o.received.min(acked);
+            d.duplicated += o.duplicated;
+        }
+        d.lost = d.expected.saturating_sub(d.received);
+        d.per_second = if window > 0.0 {
+            d.received as f64 / window
+        } else {
+            0.0
+        };
+        d
+    };
+    let nodes: Vec<NodeReport> = cfg
+        .targets()
+        .iter()
+        .zip(&shared.nodes)
+        .enumerate()
+        .map(|(i, (target, n))| NodeReport {
+            url: target.to_string(),
+            connections: NodeConnections {
+                established: n.connected.load(Ordering::Relaxed),
+                failed: n.failed.load(Ordering::Relaxed),
+            },
+            events: NodeEvents {
+                published: n.published.load(Ordering::Relaxed),
+                publish_failed: n.publish_failed.load(Ordering::Relaxed),
+            },
+            deliveries: deliveries(&|o| o.node == i),
+        })
+        .collect();
+    let established = shared.connected.load(Ordering::Relaxed);
     let published = shared.published.load(Ordering::Relaxed);
     let per_connection = rss_after
         .filter(|_| established > 0)
@@ -449,6 +570,7 @@ fn build_report(
             tenants: cfg.tenants,
             payload_bytes: cfg.payload_bytes,
             publishers: cfg.publishers,
+            nodes: nodes.len(),
         },
         connections: ConnectionReport {
             established,
@@ -467,17 +589,7 @@ fn build_report(
             published_for_s: schedule.published_for.as_secs_f64(),
             ack_latency_ms: LatencyReport::from_micros(&shared.acks.lock().expect("acks lock")),
         },
-        deliveries: DeliveryReport {
-            expected,
-            received,
-            lost: expected.saturating_sub(received),
-            duplicated,
-            per_second: if window > 0.0 {
-                received as f64 / window
-            } else {
-                0.0
-            },
-        },
+        deliveries: deliveries(&|_| true),
         latency_ms: LatencyReport::from_micros(&shared.latency()),
         errors: shared.errors.lock().expect("errors lock").clone(),
         server_memory: MemoryReport {
@@ -490,5 +602,6 @@ fn build_report(
             backpressure_ms: schedule.backpressure.as_secs_f64() * 1000.0,
         },
         thresholds: Vec::new(),
+        nodes,
     }
 }

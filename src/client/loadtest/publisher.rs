@@ -4,7 +4,9 @@
 //! 5 ms of events above that); each event carries a sequence number and the
 //! batch's intended send time. Workers POST batches concurrently, so a slow
 //! server shows up as latency (measured from the intended time, the wrk2
-//! correction) instead of silently slowing the schedule down.
+//! correction) instead of silently slowing the schedule down. With several
+//! targets, worker `j` posts to target `j % n`; the workers take batches
+//! from one queue, so a slower node is sent fewer.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -25,7 +27,8 @@ const QUEUE_PER_WORKER: usize = 4;
 
 /// What the publisher needs.
 pub struct PublishPlan {
-    pub url: String,
+    /// `POST /api/v1/events` of every target.
+    pub urls: Vec<String>,
     pub token: String,
     pub rate: f64,
     pub duration: Duration,
@@ -192,14 +195,15 @@ async fn post_all(rx: mpsc::Receiver<Batch>, plan: Arc<PublishPlan>, shared: Arc
         .build()
         .expect("HTTP client");
     let mut workers = Vec::with_capacity(plan.workers);
-    for _ in 0..plan.workers {
+    for j in 0..plan.workers {
         let (rx, http, plan, shared) = (rx.clone(), http.clone(), plan.clone(), shared.clone());
+        let node = j % plan.urls.len();
         workers.push(tokio::spawn(async move {
             loop {
                 let Some(batch) = rx.lock().await.recv().await else {
                     break;
                 };
-                post(&http, &plan, &shared, batch).await;
+                post(&http, &plan, node, &shared, batch).await;
             }
         }));
     }
@@ -208,9 +212,17 @@ async fn post_all(rx: mpsc::Receiver<Batch>, plan: Arc<PublishPlan>, shared: Arc
     }
 }
 
-async fn post(http: &reqwest::Client, plan: &PublishPlan, shared: &Shared, batch: Batch) {
+/// POSTs one batch to target `node`.
+async fn post(
+    http: &reqwest::Client,
+    plan: &PublishPlan,
+    node: usize,
+    shared: &Shared,
+    batch: Batch,
+) {
+    let counters = &shared.nodes[node];
     let result = http
-        .post(&plan.url)
+        .post(&plan.urls[node])
         .bearer_auth(&plan.token)
         .header("content-type", "application/json")
         .body(batch.body)
@@ -232,6 +244,7 @@ async fn post(http: &reqwest::Client, plan: &PublishPlan, shared: &Shared, batch
                 shared.acked[(seq % groups) as usize].fetch_add(1, Ordering::Relaxed);
             }
             shared.published.fetch_add(batch.count, Ordering::Relaxed);
+            counters.published.fetch_add(batch.count, Ordering::Relaxed);
         }
         Ok(resp) => {
             let status = resp.status().as_u16();
@@ -242,10 +255,16 @@ async fn post(http: &reqwest::Client, plan: &PublishPlan, shared: &Shared, batch
             shared
                 .publish_failed
                 .fetch_add(batch.count, Ordering::Relaxed);
+            counters
+                .publish_failed
+                .fetch_add(batch.count, Ordering::Relaxed);
             shared.error(&format!("publish_http_{status}"));
         }
         Err(_) => {
             shared
+                .publish_failed
+                .fetch_add(batch.count, Ordering::Relaxed);
+            counters
                 .publish_failed
                 .fetch_add(batch.count, Ordering::Relaxed);
             shared.error("publish_transport");
@@ -260,7 +279,7 @@ mod tests {
     #[test]
     fn batches_spread_events_over_tenants_and_rooms() {
         let plan = PublishPlan {
-            url: String::new(),
+            urls: Vec::new(),
             token: String::new(),
             rate: 1.0,
             duration: Duration::from_secs(1),

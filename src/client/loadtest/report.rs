@@ -31,6 +31,10 @@ pub struct Report {
     pub server_memory: MemoryReport,
     pub generator: GeneratorReport,
     pub thresholds: Vec<Verdict>,
+    /// Each target (`--server`, then every `--node`, in that order): what
+    /// its connections and publishers did. With one target, its figures
+    /// are the run's.
+    pub nodes: Vec<NodeReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -45,6 +49,9 @@ pub struct RunConfig {
     pub tenants: usize,
     pub payload_bytes: usize,
     pub publishers: usize,
+    /// Targets the connections and publishers were spread over: the
+    /// server and every `--node`.
+    pub nodes: usize,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -129,6 +136,33 @@ impl LatencyReport {
     }
 }
 
+/// One target's share of the run. Connection `i` was opened on target
+/// `i % nodes` and publisher `j` posted to target `j % nodes`; a node's
+/// deliveries are those its subscribers were owed and received, wherever
+/// the events were posted.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NodeReport {
+    pub url: String,
+    pub connections: NodeConnections,
+    pub events: NodeEvents,
+    pub deliveries: DeliveryReport,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NodeConnections {
+    pub established: u64,
+    pub failed: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NodeEvents {
+    /// Events this node acknowledged.
+    pub published: u64,
+    /// Events whose POST to this node failed.
+    pub publish_failed: u64,
+}
+
+/// The servers' resident memory, summed over the nodes.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct MemoryReport {
     pub rss_before_bytes: Option<u64>,

@@ -23,6 +23,8 @@ const SAMPLE_BATCH: usize = 256;
 /// What one connection is asked to do.
 pub struct Plan {
     pub index: usize,
+    /// The target's index (`LoadConfig::targets`).
+    pub node: usize,
     pub server: SocketAddr,
     pub source: Option<IpAddr>,
     pub token: String,
@@ -38,6 +40,7 @@ pub struct Plan {
 /// What one connection saw.
 #[derive(Default)]
 pub struct Outcome {
+    pub node: usize,
     pub group: usize,
     pub subscribed: bool,
     pub received: u64,
@@ -120,6 +123,7 @@ async fn session(
     mut permit: Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Outcome {
     let mut outcome = Outcome {
+        node: plan.node,
         group: plan.group,
         ..Outcome::default()
     };
@@ -147,7 +151,7 @@ async fn session(
                 _ if e.raw_os_error() == Some(24) => "connect_too_many_open_files".to_string(),
                 _ => format!("connect_{:?}", e.kind()).to_lowercase(),
             };
-            shared.fail(&kind);
+            shared.fail(plan.node, &kind);
             return outcome;
         }
     };
@@ -160,7 +164,7 @@ async fn session(
     {
         Ok((ws, _)) => ws,
         Err(_) => {
-            shared.fail("handshake");
+            shared.fail(plan.node, "handshake");
             return outcome;
         }
     };
@@ -181,7 +185,7 @@ async fn session(
             .await
             .is_err()
         {
-            shared.fail("handshake");
+            shared.fail(plan.node, "handshake");
             return outcome;
         }
     }
@@ -197,26 +201,26 @@ async fn session(
                 Ok(ServerFrame::Subscribed(s)) => head = Some(s.head.max(0) as u64),
                 Ok(ServerFrame::Error(e)) => {
                     shared.fatal(format!("{}: {}", e.code, e.message));
-                    shared.fail(&format!("rejected_{}", e.code));
+                    shared.fail(plan.node, &format!("rejected_{}", e.code));
                     return outcome;
                 }
                 _ => {}
             },
             Some(Ok(Message::Close(frame))) => {
                 let code = frame.map(|f| u16::from(f.code)).unwrap_or(1005);
-                shared.fail(&format!("closed_{code}"));
+                shared.fail(plan.node, &format!("closed_{code}"));
                 return outcome;
             }
             Some(Ok(_)) => {}
             Some(Err(_)) | None => {
-                shared.fail("handshake");
+                shared.fail(plan.node, "handshake");
                 return outcome;
             }
         }
     }
     let head = head.unwrap_or(0);
     outcome.subscribed = true;
-    shared.subscribed(plan.group);
+    shared.subscribed(plan.group, plan.node);
     permit.take();
 
     let scanner = Scanner::new();
