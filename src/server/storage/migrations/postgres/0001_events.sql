@@ -1,16 +1,12 @@
 -- The PostgreSQL store: the SQLite schema (migrations/sqlite, 0001 to 0003)
 -- in one step, for a database that several nodes share.
---
--- Names and keys are compared byte for byte (COLLATE "C"): nothing sorts
--- them for people, and a locale's collation makes every index insert
--- slower (a third of the time of an event_rooms insert under C.UTF-8).
 
 -- Events in id order. Ids are assigned under one advisory lock held until
 -- commit (see postgres/append.rs), so they grow in commit order.
 CREATE TABLE events (
     id                      BIGINT      PRIMARY KEY,
-    tenant_id               TEXT        COLLATE "C" NOT NULL,
-    event_type              TEXT        COLLATE "C" NOT NULL,
+    tenant_id               TEXT        NOT NULL,
+    event_type              TEXT        NOT NULL,
     rooms                   TEXT[]      NOT NULL, -- the first is the primary room
     -- `json`, not `jsonb`: json keeps the text as written, and jsonb would
     -- rewrite numbers (1e2 as 100, 1.0E-3 as 0.0010, -0 as 0) where the
@@ -18,7 +14,7 @@ CREATE TABLE events (
     data                    JSON        NOT NULL,
     ts                      TIMESTAMPTZ NOT NULL, -- event time, milliseconds
     received_at             TIMESTAMPTZ NOT NULL, -- for `--since 10m` and key expiry
-    idempotency_key         TEXT        COLLATE "C",
+    idempotency_key         TEXT,
     idempotency_fingerprint TEXT
 );
 
@@ -33,8 +29,8 @@ CREATE INDEX events_keyed_received ON events (received_at)
 
 -- One row per (event, room), so replay and history read a room without a scan.
 CREATE TABLE event_rooms (
-    tenant_id TEXT   COLLATE "C" NOT NULL,
-    room      TEXT   COLLATE "C" NOT NULL,
+    tenant_id TEXT   NOT NULL,
+    room      TEXT   NOT NULL,
     event_id  BIGINT NOT NULL,
     PRIMARY KEY (tenant_id, room, event_id)
 );
@@ -44,8 +40,8 @@ CREATE INDEX event_rooms_any_tenant ON event_rooms (room, event_id);
 -- Request-level idempotency keys (`Idempotency-Key` header), with what
 -- they were first used for, so a reuse for different content is refused.
 CREATE TABLE idempotency_keys (
-    scope       TEXT        COLLATE "C" NOT NULL,
-    key         TEXT        COLLATE "C" NOT NULL,
+    scope       TEXT        NOT NULL,
+    key         TEXT        NOT NULL,
     event_ids   BIGINT[]    NOT NULL, -- in request order
     created_at  TIMESTAMPTZ NOT NULL,
     fingerprint TEXT,
@@ -57,7 +53,7 @@ CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
 -- Each tenant's newest event id, kept in the append's transaction: every
 -- new event records its tenant's previous id.
 CREATE TABLE tenant_heads (
-    tenant_id TEXT   COLLATE "C" PRIMARY KEY,
+    tenant_id TEXT   PRIMARY KEY,
     last_id   BIGINT NOT NULL
 );
 
