@@ -203,7 +203,8 @@ async fn tail_on_one_node_follows_ingest_on_another() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    b.wait_for_subscribers(1).await;
+    // Subscribed, not just authenticated: its room is joined.
+    b.wait_for_health("/websocket/rooms", 1).await;
     let mut posted = Vec::new();
     for n in 0..3 {
         posted.extend(a.publish(&a.admin(), custom("acme", "erp", n)).await);
