@@ -35,6 +35,9 @@ pub enum BusError {
     },
     #[error("the bus is shutting down")]
     Closed,
+    /// A new stream needs the store's head, and the store did not answer.
+    #[error("the bus could not read the store: {0}")]
+    Store(String),
 }
 
 /// What travels on the bus.

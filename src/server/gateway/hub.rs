@@ -218,13 +218,10 @@ impl Hub {
             let delivery = Arc::new(Delivery::event(event.clone()));
             self.fan_out(&recipients, &delivery, now);
         }
-        self.head.send_if_modified(|head| {
-            let newer = event.id > *head;
-            if newer {
-                *head = event.id;
-            }
-            newer
-        });
+        // Every delivery wakes the long-polls, not only a new highest id:
+        // with several nodes, tenants' streams are ordered apart, and a
+        // long-poll waits on one tenant.
+        self.head.send_modify(|head| *head = (*head).max(event.id));
     }
 
     /// Sends a frame that is not a stored event (a metrics push, a

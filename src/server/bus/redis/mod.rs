@@ -75,7 +75,7 @@ struct Idle {
 }
 
 enum Control {
-    Watch(Scope<TenantId>, oneshot::Sender<()>),
+    Watch(Scope<TenantId>, oneshot::Sender<Result<(), String>>),
     Unwatch(Scope<TenantId>),
 }
 
@@ -211,7 +211,10 @@ impl Bus for RedisBus {
         self.control
             .send(Control::Watch(tenant.clone(), reply))
             .map_err(|_| BusError::Closed)?;
-        answered.await.map_err(|_| BusError::Closed)?;
+        answered
+            .await
+            .map_err(|_| BusError::Closed)?
+            .map_err(BusError::Store)?;
         Ok(Interest::new(Unwatch {
             control: self.control.clone(),
             scope: tenant,
@@ -394,10 +397,19 @@ impl Task {
                         }
                     }
                     if let Err(e) = self.sequencer.begin(&scope).await {
+                        // A stream without a start would deliver the whole
+                        // history as live: refuse the watch instead.
                         tracing::warn!(error = %e, %scope, "reading the head for a new stream failed");
+                        if self.sequencer.remove(&scope) {
+                            if let Some((sink, _)) = conn.as_mut() {
+                                let _ = unsubscribe(sink, &scope).await;
+                            }
+                        }
+                        let _ = reply.send(Err(e.to_string()));
+                        return;
                     }
                 }
-                let _ = reply.send(());
+                let _ = reply.send(Ok(()));
             }
             Control::Unwatch(scope) => {
                 if self.sequencer.remove(&scope) {

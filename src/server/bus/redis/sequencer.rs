@@ -145,12 +145,23 @@ impl Sequencer {
 
     /// Events received from one publisher, in its id order.
     pub async fn receive(&mut self, events: Vec<(Arc<Event>, EventId)>) {
+        // Tenants whose gap could not be read: their later events wait
+        // too (delivering them would skip the gap); other tenants' go on.
+        let mut stalled: Vec<String> = Vec::new();
         for (event, prev) in events {
+            if stalled.contains(&event.tenant_id) {
+                continue;
+            }
+            let tenant = event.tenant_id.clone();
             if let Err(e) = self.offer(event, prev).await {
                 // The event waits: the reconciler delivers it, in order,
                 // once the store answers.
                 tracing::warn!(error = %e, "reading a gap from the store failed; retrying on the next tick");
-                return;
+                if self.all.is_some() {
+                    // One order for every tenant: nothing may pass.
+                    return;
+                }
+                stalled.push(tenant);
             }
         }
     }
@@ -255,16 +266,21 @@ impl Sequencer {
         Ok(())
     }
 
-    /// The store's head of every watched stream.
-    async fn heads(&self) -> Result<Vec<(Scope<TenantId>, EventId)>, StoreError> {
+    /// The store's head of every watched stream. Watching every tenant,
+    /// only the global one: filling one tenant's stream would move the
+    /// global stream past other tenants' events it has not delivered.
+    async fn heads(&mut self) -> Result<Vec<(Scope<TenantId>, EventId)>, StoreError> {
+        if self.all.is_some() {
+            for stream in self.tenants.values_mut() {
+                stream.behind = None;
+            }
+            return Ok(vec![(Scope::All, self.store.last_event_id().await?)]);
+        }
         let mut heads = Vec::with_capacity(self.tenants.len() + 1);
         let tenants: Vec<TenantId> = self.tenants.keys().cloned().collect();
         if !tenants.is_empty() {
             let found = self.store.tenant_heads(&tenants).await?;
             heads.extend(tenants.into_iter().map(Scope::Only).zip(found));
-        }
-        if self.all.is_some() {
-            heads.push((Scope::All, self.store.last_event_id().await?));
         }
         Ok(heads)
     }
