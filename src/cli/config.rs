@@ -124,7 +124,9 @@ fn effective(loaded: &Loaded) -> Vec<(String, String, Option<String>, Origin)> {
             rows.push((section.into(), key.into(), None, origin.clone()));
         }
     }
-    let order = ["server", "auth", "gateway", "store", "bus", "client"];
+    let order = [
+        "server", "auth", "gateway", "store", "bus", "metrics", "client",
+    ];
     rows.sort_by_key(|(s, _, _, _)| order.iter().position(|o| o == s).unwrap_or(order.len()));
     rows
 }

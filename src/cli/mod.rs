@@ -23,8 +23,8 @@ use std::process::ExitCode;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::flags::{
-    AuthFlags, BusFlags, ClientFlags, CommandFlags, DataDirFlag, GatewayFlags, ServerFlags,
-    StoreFlags,
+    AuthFlags, BusFlags, ClientFlags, CommandFlags, DataDirFlag, GatewayFlags, MetricsFlags,
+    ServerFlags, StoreFlags,
 };
 use crate::config::{Loaded, Sources};
 pub use output::OutputFormat;
@@ -97,6 +97,8 @@ pub enum Command {
         store: StoreFlags,
         #[command(flatten)]
         bus: BusFlags,
+        #[command(flatten)]
+        metrics: MetricsFlags,
     },
     /// Stream events as they happen; reconnects and resumes without loss
     Tail {
@@ -157,7 +159,7 @@ impl Command {
     /// are parsed and their values checked; no others).
     fn sections(&self) -> &'static [&'static str] {
         match self {
-            Command::Serve { .. } => &["server", "auth", "gateway", "store", "bus"],
+            Command::Serve { .. } => &["server", "auth", "gateway", "store", "bus", "metrics"],
             // The data dir and [auth] for a token minted from the local secret.
             Command::Tail { .. } | Command::Status { .. } | Command::Loadtest { .. } => {
                 &["server", "auth", "client"]
@@ -178,13 +180,15 @@ impl Command {
                 gateway,
                 store,
                 bus,
+                metrics,
                 ..
             } => flags
                 .group(server)
                 .group(auth)
                 .group(gateway)
                 .group(store)
-                .group(bus),
+                .group(bus)
+                .group(metrics),
             Command::Tail { client, .. }
             | Command::Status { client, .. }
             | Command::Loadtest { client, .. } => flags.group(client),

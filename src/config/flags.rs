@@ -240,6 +240,42 @@ impl Group for BusFlags {
     const SECTION: &'static str = "bus";
 }
 
+/// `[metrics]` flags.
+#[derive(Debug, Clone, Default, Args, Serialize)]
+#[command(next_help_heading = "Metrics")]
+pub struct MetricsFlags {
+    /// How often dashboard subscribers get a Metrics message (when something changed)
+    #[arg(long, value_name = "DURATION", env = "PYTAKE_METRICS_PUSH_INTERVAL", value_parser = parse_positive)]
+    #[serde(
+        rename = "push_interval",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "some_duration"
+    )]
+    pub metrics_push_interval: Option<Duration>,
+
+    /// Least time between two pushes of one campaign's figures; lifecycle changes go at once
+    #[arg(long, value_name = "DURATION", env = "PYTAKE_METRICS_CAMPAIGN_THROTTLE", value_parser = parse_positive)]
+    #[serde(
+        rename = "campaign_throttle",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "some_duration"
+    )]
+    pub metrics_campaign_throttle: Option<Duration>,
+
+    /// A conversation idle this long is no longer active
+    #[arg(long, value_name = "DURATION", env = "PYTAKE_METRICS_ACTIVE_WINDOW", value_parser = parse_positive)]
+    #[serde(
+        rename = "active_window",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "some_duration"
+    )]
+    pub metrics_active_window: Option<Duration>,
+}
+
+impl Group for MetricsFlags {
+    const SECTION: &'static str = "metrics";
+}
+
 /// `[client]` flags of the commands that talk to a server.
 #[derive(Debug, Clone, Default, Args, Serialize)]
 #[command(next_help_heading = "Connection")]
@@ -318,6 +354,7 @@ pub fn all_groups() -> Vec<(&'static str, Vec<clap::Arg>)> {
         (GatewayFlags::SECTION, args_of::<GatewayFlags>()),
         (StoreFlags::SECTION, args_of::<StoreFlags>()),
         (BusFlags::SECTION, args_of::<BusFlags>()),
+        (MetricsFlags::SECTION, args_of::<MetricsFlags>()),
         (ClientFlags::SECTION, args_of::<ClientFlags>()),
     ]
 }

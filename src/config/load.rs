@@ -15,7 +15,7 @@ use clap::Command;
 use super::file;
 use super::flags::{
     args_of, key_of, AuthFlags, BusFlags, ClientFlags, CommandFlags, DataDirFlag, GatewayFlags,
-    Group, ServerFlags, StoreFlags,
+    Group, MetricsFlags, ServerFlags, StoreFlags,
 };
 use super::origin::Origin;
 use super::Settings;
@@ -117,7 +117,9 @@ impl Layer {
 
 /// The sections a command that does not say (`config show`, `config
 /// check`) reads and checks: all of them.
-pub const ALL_SECTIONS: [&str; 6] = ["server", "auth", "gateway", "store", "bus", "client"];
+pub const ALL_SECTIONS: [&str; 7] = [
+    "server", "auth", "gateway", "store", "bus", "metrics", "client",
+];
 
 /// The variables of the groups of `sections`, but not those of keys a flag
 /// set: a flag excuses a bad variable for the same setting, and a command
@@ -139,6 +141,7 @@ fn env_layer(
     ctx.group::<GatewayFlags>(&mut layer)?;
     ctx.group::<StoreFlags>(&mut layer)?;
     ctx.group::<BusFlags>(&mut layer)?;
+    ctx.group::<MetricsFlags>(&mut layer)?;
     ctx.group::<ClientFlags>(&mut layer)?;
     Ok(layer)
 }

@@ -47,6 +47,7 @@ pub struct Settings {
     pub gateway: GatewaySettings,
     pub store: StoreSettings,
     pub bus: BusSettings,
+    pub metrics: MetricsSettings,
     pub client: ClientSettings,
 }
 
@@ -209,6 +210,34 @@ impl Default for BusSettings {
     fn default() -> Self {
         BusSettings {
             url: "memory".into(),
+        }
+    }
+}
+
+/// `[metrics]`: the live figures and their pushes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// How often `dashboard` subscribers get a `Metrics` message (when
+    /// something changed): seed 004's 2 s.
+    #[serde(with = "duration")]
+    pub push_interval: Duration,
+    /// The least time between two pushes of one campaign's figures
+    /// (seed 001); lifecycle changes go at once.
+    #[serde(with = "duration")]
+    pub campaign_throttle: Duration,
+    /// A conversation without activity for this long is no longer active:
+    /// WhatsApp's 24-hour customer-service window.
+    #[serde(with = "duration")]
+    pub active_window: Duration,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        MetricsSettings {
+            push_interval: Duration::from_secs(2),
+            campaign_throttle: Duration::from_secs(2),
+            active_window: Duration::from_secs(24 * 3600),
         }
     }
 }

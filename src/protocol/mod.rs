@@ -2,11 +2,13 @@
 //! no I/O. Changing anything here changes what browsers and services see.
 
 pub mod api;
+pub mod campaigns;
 pub mod claims;
 pub mod codes;
 pub mod events;
 pub mod frames;
 pub mod limits;
+pub mod metrics;
 pub mod rooms;
 pub mod scope;
 

@@ -229,7 +229,7 @@ pub async fn run(state: AppState) {
             data,
             ..NewEvent::default()
         };
-        let valid = match event.validate(tenant.name.to_string()) {
+        let valid = match event.validate_at(tenant.name.to_string(), state.clock.now()) {
             Ok(valid) => valid,
             Err(e) => {
                 tracing::error!(error = %e, event_type, "demo produced an invalid event");

@@ -14,6 +14,7 @@ pub mod demo;
 pub mod gateway;
 pub mod http;
 pub mod ingest;
+pub mod metrics;
 pub mod state;
 pub mod storage;
 
@@ -31,6 +32,7 @@ use crate::config::Settings;
 use clock::Clock;
 use gateway::hub::Hub;
 use ingest::Ingest;
+use metrics::aggregator::Aggregator;
 use state::{AppState, Shared};
 
 /// How long shutdown waits for connections and the writer before giving up.
@@ -122,9 +124,16 @@ impl Server {
         let tracker = TaskTracker::new();
         let hub = Hub::new(store.last_event_id().await?);
         let (ingest, writer) = Ingest::new(store.clone(), bus.clone(), clock.clone());
-        let tasks: Vec<Task> = vec![
+        let aggregator = Aggregator::new(
+            settings.metrics.clone(),
+            clock.clone(),
+            stores.metrics.clone(),
+            bus.clone(),
+        );
+        let mut tasks: Vec<Task> = vec![
             Box::pin(hub.clone().run(bus.subscribe(), shutdown.clone())),
             Box::pin(writer.run(shutdown.clone())),
+            Box::pin(aggregator.clone().run(shutdown.clone())),
         ];
         let state = Arc::new(Shared {
             gateway: settings.gateway.clone(),
@@ -141,7 +150,21 @@ impl Server {
             tracker,
             started: Instant::now(),
             long_polls: Default::default(),
+            metrics: aggregator,
+            node_id: metrics::system::node_id(),
         });
+        tasks.push(Box::pin(metrics::system::run(
+            state.clone(),
+            state.shutdown.clone(),
+        )));
+        tasks.push(Box::pin(metrics::push::dashboard(
+            state.clone(),
+            state.shutdown.clone(),
+        )));
+        tasks.push(Box::pin(metrics::push::campaigns(
+            state.clone(),
+            state.shutdown.clone(),
+        )));
         Ok(Server { state, tasks })
     }
 

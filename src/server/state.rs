@@ -13,6 +13,7 @@ use crate::server::bus::Bus;
 use crate::server::clock::Clock;
 use crate::server::gateway::hub::Hub;
 use crate::server::ingest::Ingest;
+use crate::server::metrics::aggregator::Aggregator;
 use crate::server::storage::{EventStore, Stores};
 
 /// Shared server state; cheap to clone.
@@ -42,4 +43,8 @@ pub struct Shared {
     pub started: Instant,
     /// Long-polls held now, capped.
     pub long_polls: Arc<LongPolls>,
+    /// The live figures.
+    pub metrics: Arc<Aggregator>,
+    /// This node's name in the metric samples it stores.
+    pub node_id: String,
 }

@@ -114,12 +114,15 @@ struct Spec {
     keyed: Option<(&'static str, &'static str)>,
 }
 
-/// Lifecycle events of a campaign (seeds 001 and 003).
-pub const CAMPAIGN_EVENTS: [&str; 7] = [
+/// Lifecycle events of a campaign (seeds 001 and 003); `campaign_failed`
+/// ends a campaign that could not finish (the throttle sends it at once,
+/// like the other lifecycle changes).
+pub const CAMPAIGN_EVENTS: [&str; 8] = [
     "campaign_created",
     "campaign_started",
     "campaign_paused",
     "campaign_complete",
+    "campaign_failed",
     "message_sent",
     "message_failed",
     "progress",
@@ -361,6 +364,16 @@ impl NewEvent {
     /// Checks the event and resolves its rooms; `tenant_id` is the tenant it
     /// is published for (the caller has already checked the right to).
     pub fn validate(self, tenant_id: String) -> Result<ValidEvent, FieldError> {
+        self.validate_at(tenant_id, Utc::now())
+    }
+
+    /// [`NewEvent::validate`], stamping an event posted without a
+    /// timestamp with `now` (the server's clock, which tests may pause).
+    pub fn validate_at(
+        self,
+        tenant_id: String,
+        now: DateTime<Utc>,
+    ) -> Result<ValidEvent, FieldError> {
         validate_event_type(&self.event_type).map_err(|e| FieldError::new("event_type", e))?;
         validate_tenant(&tenant_id).map_err(|e| FieldError::new("tenant_id", e))?;
         validate_data(&self.event_type, &self.data)?;
@@ -405,7 +418,7 @@ impl NewEvent {
             tenant_id,
             rooms,
             data: self.data,
-            timestamp: self.timestamp.unwrap_or_else(Utc::now),
+            timestamp: self.timestamp.unwrap_or(now),
             idempotency_key: self.idempotency_key,
             fingerprint: None,
         };

@@ -42,7 +42,7 @@ pub async fn post_events(
     }
     let body = read_body(request).await?;
     let key = idempotency_header(&headers)?;
-    let (events, batch) = parse_events(&body, &claims)?;
+    let (events, batch) = parse_events(&body, &claims, state.clock.now())?;
     let request = AppendRequest {
         fingerprint: key.as_ref().map(|_| request_fingerprint(&events)),
         idempotency_key: key,
@@ -97,7 +97,11 @@ fn request_fingerprint(events: &[ValidEvent]) -> String {
 
 /// Parses and checks the body; errors name the event (`[3].data.to`).
 /// Also says whether the body was an array (a batch), however long.
-fn parse_events(body: &[u8], claims: &Claims) -> Result<(Vec<ValidEvent>, bool), ApiError> {
+fn parse_events(
+    body: &[u8],
+    claims: &Claims,
+    now: DateTime<Utc>,
+) -> Result<(Vec<ValidEvent>, bool), ApiError> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("body is not valid JSON: {e}")))?;
     let (items, batch) = match value {
@@ -157,7 +161,7 @@ fn parse_events(body: &[u8], claims: &Claims) -> Result<(Vec<ValidEvent>, bool),
             }
         };
         let valid = event
-            .validate(tenant)
+            .validate_at(tenant, now)
             .map_err(|e| ApiError::unprocessable(at(&e.field), e.problem))?;
         if let Some(key) = &valid.idempotency_key {
             if let Some(first) = events.iter().position(|e| {

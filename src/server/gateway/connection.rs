@@ -109,6 +109,7 @@ struct Counted<'a> {
     state: &'a AppState,
     conn: u64,
     authenticated: bool,
+    tenant: Option<String>,
 }
 
 impl Drop for Counted<'_> {
@@ -118,6 +119,9 @@ impl Drop for Counted<'_> {
         stats.connections.fetch_sub(1, Ordering::Relaxed);
         if self.authenticated {
             stats.authenticated.fetch_sub(1, Ordering::Relaxed);
+        }
+        if let Some(tenant) = &self.tenant {
+            stats.tenant_disconnected(tenant);
         }
     }
 }
@@ -216,6 +220,7 @@ pub async fn run(io: TokioIo<Upgraded>, state: AppState, target: Target, token: 
         state: &state,
         conn: handle.id,
         authenticated: false,
+        tenant: None,
     };
     let per_minute = NonZeroU32::new(state.gateway.rate_limit).unwrap_or(NonZeroU32::MIN);
     let mut conn = Connection {
@@ -295,11 +300,12 @@ impl Connection {
         loop {
             if let (Some(claims), false) = (&self.claims, counted.authenticated) {
                 counted.authenticated = true;
-                self.state
-                    .hub
-                    .stats
-                    .authenticated
-                    .fetch_add(1, Ordering::Relaxed);
+                let stats = &self.state.hub.stats;
+                stats.authenticated.fetch_add(1, Ordering::Relaxed);
+                if let Some(tenant) = &claims.tenant_id {
+                    stats.tenant_connected(tenant);
+                    counted.tenant = Some(tenant.clone());
+                }
                 let at = expiry(claims.exp);
                 expires = Some(at);
                 if at < timer.deadline() {

@@ -79,6 +79,36 @@ pub struct HubStats {
     pub authenticated: AtomicU64,
     pub slow_consumers: AtomicU64,
     pub delivered: AtomicU64,
+    /// Authenticated connections by their token's tenant (admin tokens
+    /// without one count only in `authenticated`): the per-tenant
+    /// `websocket_connections` figure. Touched once per connection.
+    pub by_tenant: std::sync::Mutex<HashMap<String, u64>>,
+}
+
+impl HubStats {
+    pub fn tenant_connected(&self, tenant: &str) {
+        *self
+            .by_tenant
+            .lock()
+            .expect("stats lock")
+            .entry(tenant.to_string())
+            .or_default() += 1;
+    }
+
+    pub fn tenant_disconnected(&self, tenant: &str) {
+        let mut by_tenant = self.by_tenant.lock().expect("stats lock");
+        if let Some(n) = by_tenant.get_mut(tenant) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                by_tenant.remove(tenant);
+            }
+        }
+    }
+
+    /// Connections per tenant now.
+    pub fn tenants(&self) -> HashMap<String, u64> {
+        self.by_tenant.lock().expect("stats lock").clone()
+    }
 }
 
 /// Rooms by tenant (or every tenant) then room (or every room).
@@ -229,6 +259,55 @@ impl Hub {
     /// no replay and no resume; a client that missed it gets the next.
     pub fn deliver_frame(&self, tenant: &TenantId, room: &Room, frame: &ServerFrame) {
         let recipients = self.recipients(tenant.as_str(), std::slice::from_ref(room), None);
+        if !recipients.is_empty() {
+            let delivery = Arc::new(Delivery::frame(frame));
+            self.fan_out(&recipients, &delivery, true);
+        }
+    }
+
+    /// The tenant scopes with members in `room` (or in every room) on
+    /// this node: the scopes a push to that room has to compute for.
+    pub fn scopes_in(&self, room: &str) -> Vec<Scope<TenantId>> {
+        let directory = self.rooms.read().expect("hub lock");
+        let has = |rooms: &Rooms| {
+            rooms.by_room.get(room).is_some_and(|m| !m.is_empty()) || !rooms.any_room.is_empty()
+        };
+        let mut scopes: Vec<Scope<TenantId>> = directory
+            .by_tenant
+            .iter()
+            .filter(|(_, rooms)| has(rooms))
+            .map(|(tenant, _)| Scope::Only(tenant.clone()))
+            .collect();
+        if has(&directory.any_tenant) {
+            scopes.push(Scope::All);
+        }
+        scopes
+    }
+
+    /// Sends a frame to the members of `room` whose tenant scope is
+    /// exactly `scope`: a tenant's figures to that tenant's subscribers,
+    /// every tenant's to those who watch every tenant.
+    pub fn deliver_to_scope(&self, scope: &Scope<TenantId>, room: &Room, frame: &ServerFrame) {
+        let recipients: Vec<Arc<ConnHandle>> = {
+            let directory = self.rooms.read().expect("hub lock");
+            let rooms = match scope {
+                Scope::All => Some(&directory.any_tenant),
+                Scope::Only(tenant) => directory.by_tenant.get(tenant.as_str()),
+            };
+            let mut seen: HashSet<ConnId> = HashSet::new();
+            rooms
+                .into_iter()
+                .flat_map(|r| {
+                    r.by_room
+                        .get(room.as_str())
+                        .into_iter()
+                        .chain([&r.any_room])
+                })
+                .flat_map(|members| members.values())
+                .filter(|m| seen.insert(m.conn.id))
+                .map(|m| m.conn.clone())
+                .collect()
+        };
         if !recipients.is_empty() {
             let delivery = Arc::new(Delivery::frame(frame));
             self.fan_out(&recipients, &delivery, true);

@@ -350,7 +350,7 @@ impl Connection {
             rooms: Some(vec![room]),
             ..NewEvent::default()
         };
-        let valid = match event.validate(tenant.clone()) {
+        let valid = match event.validate_at(tenant.clone(), self.state.clock.now()) {
             Ok(valid) => valid,
             Err(e) => {
                 let field = if e.field.starts_with("rooms") {

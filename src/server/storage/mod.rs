@@ -5,6 +5,7 @@
 //! contracts live on the traits; `tests/integration/store_conformance.rs`
 //! runs the same cases against every backend.
 
+pub mod metrics;
 mod postgres;
 mod sqlite;
 
@@ -15,6 +16,7 @@ use chrono::{DateTime, Utc};
 
 use crate::protocol::{Event, EventId, Room, Scope, TenantId, ValidEvent};
 
+pub use metrics::MetricStore;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -232,8 +234,8 @@ pub trait EventStore: Send + Sync + 'static {
 /// share a connection pool and can share a transaction.
 ///
 /// One trait per capability, each with its contract and its conformance
-/// cases: the job queue, metric rollups, alert rules and history, and
-/// widgets join here as fields, each with the issue that designs its
+/// cases: the job queue, alert rules and history, and widgets
+/// join here as fields, each with the issue that designs its
 /// methods. A write that must be atomic across two of them (an alert
 /// transition with its notification job, a webhook with its job) is one
 /// method of the capability that owns it, one transaction in every
@@ -241,6 +243,7 @@ pub trait EventStore: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct Stores {
     pub events: Arc<dyn EventStore>,
+    pub metrics: Arc<dyn MetricStore>,
 }
 
 /// How to open a store.
@@ -285,11 +288,17 @@ pub fn check_url(url: &str) -> Result<(), String> {
 pub async fn open(url: &str, options: &StoreOptions) -> Result<Stores, StoreError> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         let store = Arc::new(SqliteStore::open(path).await?);
-        return Ok(Stores { events: store });
+        return Ok(Stores {
+            events: store.clone(),
+            metrics: store,
+        });
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let store = Arc::new(PgStore::open(url, options.pool_size).await?);
-        return Ok(Stores { events: store });
+        return Ok(Stores {
+            events: store.clone(),
+            metrics: store,
+        });
     }
     // The URL may carry a password: never in a message.
     Err(StoreError::UnsupportedUrl(crate::config::mask_url(url)))

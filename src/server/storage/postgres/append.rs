@@ -1,6 +1,8 @@
 //! The group append on PostgreSQL: every request of a group commit stored
 //! in one transaction, ids assigned in commit order across every node.
 
+use super::metrics::write_rollup;
+use crate::server::metrics::rollup::Rollup;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -166,6 +168,15 @@ impl PgStore {
             .await?;
         }
         write(&mut tx, batch, &plan, received_at, ids.next - 1).await?;
+        let rollup = Rollup::of(
+            plan.outcomes
+                .iter()
+                .filter_map(|o| o.as_ref().ok())
+                .flat_map(|o| &o.events)
+                .filter(|a| a.new)
+                .map(|a| a.event.as_ref()),
+        );
+        write_rollup(&mut tx, &rollup).await?;
         tx.commit().await?;
         Ok(plan.outcomes)
     }

@@ -15,6 +15,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRo
 use sqlx::{Connection, Postgres, QueryBuilder, Row};
 
 mod append;
+mod metrics;
 
 use super::{AppendOutcome, AppendRequest, EventQuery, EventStore, KeyReused, StoreError};
 use crate::protocol::limits::{EVENT_KEY_TTL, IDEMPOTENCY_TTL};

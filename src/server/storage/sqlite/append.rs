@@ -9,9 +9,11 @@ use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use sqlx::{QueryBuilder, Sqlite};
 
+use super::metrics::push_rollup;
 use super::{last_stored_id, read_heads, IdCache, Ids, SqliteStore};
 use crate::protocol::limits::{EVENT_KEY_TTL, IDEMPOTENCY_TTL};
 use crate::protocol::{Event, EventId, ValidEvent};
+use crate::server::metrics::rollup::Rollup;
 use crate::server::storage::{AppendOutcome, AppendRequest, Appended, KeyReused, StoreError};
 
 /// Events per multi-row INSERT; 9 bound values each stays far below SQLite's
@@ -165,9 +167,11 @@ impl SqliteStore {
         if pending.is_empty() {
             return Ok(outcomes);
         }
+        let rollup = Rollup::of(pending.iter().map(|p| p.event));
         let mut conn = CloseUnlessDone(Some(pool.acquire().await?));
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("BEGIN IMMEDIATE; ");
         push_inserts(&mut qb, &pending, received_at);
+        push_rollup(&mut qb, &rollup);
         qb.push("COMMIT;");
         let query = qb.build().persistent(pending.len() <= CACHED_GROUP_ROWS);
         if let Err(e) = query.execute(conn.conn()).await {
@@ -347,8 +351,10 @@ impl SqliteStore {
 
         let pending = pending_rows(batch, &outcomes);
         if !pending.is_empty() {
+            let rollup = Rollup::of(pending.iter().map(|p| p.event));
             let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("");
             push_inserts(&mut qb, &pending, received_at);
+            push_rollup(&mut qb, &rollup);
             qb.build()
                 .persistent(pending.len() <= CACHED_GROUP_ROWS)
                 .execute(&mut *tx)

@@ -18,6 +18,7 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use tokio::sync::Mutex;
 
 mod append;
+mod metrics;
 
 use super::{AppendOutcome, AppendRequest, EventQuery, EventStore, KeyReused, StoreError};
 use crate::protocol::limits::{EVENT_KEY_TTL, IDEMPOTENCY_TTL};

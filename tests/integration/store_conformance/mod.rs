@@ -16,12 +16,15 @@ use chrono::{DateTime, Utc};
 use pytake::protocol::limits::{EVENT_KEY_TTL, IDEMPOTENCY_TTL};
 use pytake::protocol::{Event, EventId, Room, Scope, TenantId, ValidEvent};
 use pytake::server::storage::{
-    self, AppendOutcome, AppendRequest, EventQuery, EventStore, KeyReused, StoreOptions,
+    self, AppendOutcome, AppendRequest, EventQuery, EventStore, KeyReused, StoreOptions, Stores,
 };
 use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::support::services::Postgres;
+
+mod metrics;
+use metrics::*;
 
 /// One backend's database: every [`Backend::open`] is a store on it, as
 /// another node would open it.
@@ -62,10 +65,26 @@ impl Backend {
 
     /// Opens a store on this backend's database.
     async fn open(&self) -> Arc<dyn EventStore> {
+        self.open_all().await.events
+    }
+
+    /// Opens every capability of a store on this backend's database.
+    async fn open_all(&self) -> Stores {
         storage::open(&self.url, &StoreOptions::default())
             .await
             .unwrap_or_else(|e| panic!("open {}: {e:#}", self.url))
-            .events
+    }
+
+    /// Two stores on the database, as two nodes open them (one store
+    /// twice where the backend is for one node).
+    async fn two_nodes_all(&self) -> [Stores; 2] {
+        let first = self.open_all().await;
+        let second = if self.several_nodes {
+            self.open_all().await
+        } else {
+            first.clone()
+        };
+        [first, second]
     }
 
     /// Two stores on the database, as two nodes append to it (one store
@@ -971,6 +990,13 @@ conformance!(
     tenant_heads_are_each_tenants_newest,
     id_before_a_time_starts_a_replay_there,
     an_aborted_or_failed_append_leaves_nothing_behind,
+    rollups_count_each_stored_event_once,
+    nodes_appending_at_once_are_counted_exactly,
+    campaigns_merge_the_same_however_events_are_grouped,
+    the_snapshot_counts_up_to_its_head,
+    active_conversations_are_started_not_ended_and_recent,
+    gauges_replace_per_minute_and_average_per_bucket,
+    expiry_forgets_rollups_past_their_keeping_time,
 );
 
 /// Raw append throughput, for BENCHMARKS-style figures rather than a gate:

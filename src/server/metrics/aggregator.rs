@@ -1,0 +1,279 @@
+//! The aggregator: follows the event stream and keeps the live figures.
+//!
+//! It never polls the store for totals. At start (and after falling behind
+//! the bus) it reads one snapshot of the store's rollups with the event id
+//! they count up to, then counts every event after that id from the bus:
+//! subscribed before the snapshot, so nothing committed after it is
+//! missed, and skipping what the snapshot counted, so nothing is counted
+//! twice. The bus delivers each tenant's events in order without gaps or
+//! repeats, on one node or several, so every node's figures are the
+//! store's, and the same.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, watch, Notify};
+use tokio_util::sync::CancellationToken;
+
+use super::figures::{Live, WINDOW_SECS};
+use super::rollup::Rollup;
+use super::throttle::Throttle;
+use crate::config::MetricsSettings;
+use crate::protocol::metrics::Kpis;
+use crate::protocol::{Event, EventId, Scope};
+use crate::server::bus::{Bus, BusMessage};
+use crate::server::clock::Clock;
+use crate::server::storage::metrics::{MetricStore, CONVERSATIONS_KEPT_MS};
+
+/// Most events counted under one write lock: readers (pushes, the
+/// overview, scrapes) wait at most this long.
+const MAX_GROUP: usize = 1024;
+
+/// How often idle conversations past the store's keeping time are
+/// forgotten.
+const SWEEP_EVERY: Duration = Duration::from_secs(600);
+
+/// Pause before reading the snapshot again after the store failed.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// What the nodes' samples say now (see `system.rs`); empty until the
+/// first samples are read back.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterGauges {
+    /// Connections per tenant, and for every tenant under `*`.
+    pub websocket_connections: HashMap<String, f64>,
+    pub system_cpu_usage: Option<f64>,
+    pub system_memory_usage: Option<f64>,
+}
+
+/// The live figures and the tasks that keep them.
+pub struct Aggregator {
+    live: RwLock<Live>,
+    pub settings: MetricsSettings,
+    clock: Clock,
+    store: Arc<dyn MetricStore>,
+    bus: Arc<dyn Bus>,
+    /// Whether the figures are the store's plus the bus's: false before
+    /// the first snapshot and while reading one again.
+    caught_up: AtomicBool,
+    /// Bumped whenever figures change, for the pushes.
+    changed: watch::Sender<u64>,
+    pub(super) gauges: Mutex<ClusterGauges>,
+    pub(super) throttle: Mutex<Throttle>,
+    pub(super) throttle_wake: Notify,
+}
+
+impl Aggregator {
+    pub fn new(
+        settings: MetricsSettings,
+        clock: Clock,
+        store: Arc<dyn MetricStore>,
+        bus: Arc<dyn Bus>,
+    ) -> Arc<Aggregator> {
+        Arc::new(Aggregator {
+            live: RwLock::new(Live::default()),
+            throttle: Mutex::new(Throttle::new(settings.campaign_throttle)),
+            settings,
+            clock,
+            store,
+            bus,
+            caught_up: AtomicBool::new(false),
+            changed: watch::channel(0).0,
+            gauges: Mutex::new(ClusterGauges::default()),
+            throttle_wake: Notify::new(),
+        })
+    }
+
+    pub fn caught_up(&self) -> bool {
+        self.caught_up.load(Ordering::Relaxed)
+    }
+
+    /// The newest event counted.
+    pub fn head(&self) -> EventId {
+        self.live.read().expect("figures lock").head
+    }
+
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// The KPIs of a scope now, with the nodes' gauges.
+    pub fn kpis(&self, tenant: &Scope<crate::protocol::TenantId>) -> Kpis {
+        let now = self.clock.now();
+        let idle_ms = self.settings.active_window.as_millis() as i64;
+        let tenant = tenant.only().map(|t| t.as_str());
+        let mut kpis =
+            self.live
+                .read()
+                .expect("figures lock")
+                .kpis(tenant, now.timestamp(), idle_ms);
+        let gauges = self.gauges.lock().expect("gauges lock");
+        kpis.websocket_connections = gauges
+            .websocket_connections
+            .get(tenant.unwrap_or("*"))
+            .copied()
+            .unwrap_or(0.0)
+            .round() as i64;
+        kpis.system_cpu_usage = gauges.system_cpu_usage.unwrap_or(0.0);
+        kpis.system_memory_usage = gauges.system_memory_usage.unwrap_or(0.0);
+        kpis.timestamp = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        kpis
+    }
+
+    /// Open conversations active within the window, per tenant: the
+    /// `active_conversations` samples.
+    pub fn active_conversations(&self) -> Vec<(String, i64)> {
+        let since =
+            self.clock.now().timestamp_millis() - self.settings.active_window.as_millis() as i64;
+        let live = self.live.read().expect("figures lock");
+        live.tenants
+            .iter()
+            .map(|(tenant, figures)| (tenant.clone(), figures.active_conversations(since)))
+            .collect()
+    }
+
+    /// Counts the bus's events until shutdown.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        // Every tenant's events, on every node: the figures cover them all.
+        let _interest = loop {
+            match self.bus.watch(Scope::All).await {
+                Ok(interest) => break interest,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics cannot follow the bus yet; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(RETRY_AFTER) => {}
+                    }
+                }
+            }
+        };
+        let mut failing = false;
+        loop {
+            let mut bus = self.bus.subscribe();
+            let now = self.clock.now();
+            let recent_from = now.timestamp().div_euclid(60) * 60 - WINDOW_SECS;
+            let keep_since = now.timestamp_millis() - CONVERSATIONS_KEPT_MS;
+            let snapshot = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                s = self.store.metric_snapshot(recent_from, keep_since) => s,
+            };
+            let snapshot = match snapshot {
+                Ok(snapshot) => snapshot,
+                Err(e) => {
+                    if !failing {
+                        tracing::error!(error = %e, "metrics cannot read their starting figures from the store; retrying every second");
+                        failing = true;
+                    }
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(RETRY_AFTER) => {}
+                    }
+                    continue;
+                }
+            };
+            failing = false;
+            let head = snapshot.head;
+            *self.live.write().expect("figures lock") = Live::from_snapshot(snapshot);
+            self.caught_up.store(true, Ordering::Relaxed);
+            self.changed.send_modify(|n| *n += 1);
+            tracing::info!(head, "metrics counted from the store; following the bus");
+            match self.follow(&mut bus, head, &shutdown).await {
+                Followed::Shutdown => return,
+                Followed::Behind(missed) => {
+                    tracing::warn!(
+                        missed,
+                        "metrics fell behind the bus; reading the figures from the store again"
+                    );
+                    self.caught_up.store(false, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    async fn follow(
+        &self,
+        bus: &mut broadcast::Receiver<BusMessage>,
+        head: EventId,
+        shutdown: &CancellationToken,
+    ) -> Followed {
+        // Each tenant's last counted id: the bus orders each tenant's
+        // stream, so anything at or below it is a repeat.
+        let mut counted: HashMap<String, EventId> = HashMap::new();
+        let mut sweep = tokio::time::interval(SWEEP_EVERY);
+        loop {
+            let first = tokio::select! {
+                _ = shutdown.cancelled() => return Followed::Shutdown,
+                _ = sweep.tick() => {
+                    let now = self.clock.now();
+                    let before = now.timestamp_millis() - CONVERSATIONS_KEPT_MS;
+                    self.live.write().expect("figures lock").sweep(before);
+                    // Every node sweeps; deleting twice is harmless.
+                    if let Err(e) = self.store.expire_metrics(now.timestamp()).await {
+                        tracing::warn!(error = %e, "old metric rollups could not be removed; retrying later");
+                    }
+                    continue;
+                }
+                received = bus.recv() => received,
+            };
+            let mut group: Vec<Arc<Event>> = Vec::new();
+            let mut received = Some(first);
+            while let Some(message) = received.take() {
+                match message {
+                    Ok(BusMessage::Event { event, .. }) => {
+                        let last = counted.entry(event.tenant_id.clone()).or_insert(head);
+                        if event.id > *last {
+                            *last = event.id;
+                            group.push(event);
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        return Followed::Behind(missed)
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return Followed::Shutdown,
+                }
+                if group.len() < MAX_GROUP {
+                    received = match bus.try_recv() {
+                        Ok(message) => Some(Ok(message)),
+                        Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                            Some(Err(broadcast::error::RecvError::Lagged(n)))
+                        }
+                        Err(_) => None,
+                    };
+                }
+            }
+            if group.is_empty() {
+                continue;
+            }
+            self.count(&group);
+        }
+    }
+
+    /// Counts a group of new events and wakes the pushes.
+    fn count(&self, group: &[Arc<Event>]) {
+        let rollup = Rollup::of(group.iter().map(|e| e.as_ref()));
+        let newest = group.iter().map(|e| e.id).max().unwrap_or(0);
+        self.live
+            .write()
+            .expect("figures lock")
+            .apply(&rollup, newest);
+        if !rollup.campaigns.is_empty() {
+            let now = tokio::time::Instant::now();
+            let mut throttle = self.throttle.lock().expect("throttle lock");
+            for event in group {
+                if let Some((campaign, lifecycle)) = super::throttle::campaign_of(event) {
+                    throttle.touch((event.tenant_id.clone(), campaign), lifecycle, now);
+                }
+            }
+            drop(throttle);
+            self.throttle_wake.notify_one();
+        }
+        self.changed.send_modify(|n| *n += 1);
+    }
+}
+
+enum Followed {
+    Shutdown,
+    Behind(u64),
+}

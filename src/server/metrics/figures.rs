@@ -1,0 +1,285 @@
+//! The live figures: totals since the first event and a ring of the last
+//! hour's minutes, per tenant and for every tenant, and the conversations
+//! that may be active. Filled from the store's snapshot and then from the
+//! events the aggregator follows, one [`Rollup`] at a time; read for the
+//! `Metrics` pushes, the overview and Prometheus.
+
+use std::collections::HashMap;
+
+use crate::protocol::metrics::{
+    latency_bucket, latency_quantile, Counter, Kpis, LATENCY_BOUNDS_MS,
+};
+use crate::protocol::EventId;
+use crate::server::metrics::rollup::Rollup;
+use crate::server::storage::metrics::{CounterRow, MetricSnapshot};
+
+/// Minutes in the ring: the window of rates and percentiles.
+pub const WINDOW_MINUTES: usize = 60;
+pub const WINDOW_SECS: i64 = WINDOW_MINUTES as i64 * 60;
+
+const COUNTERS: usize = Counter::ALL.len();
+const BUCKETS: usize = LATENCY_BOUNDS_MS.len() + 1;
+
+/// One value per counter, and the ERP latency histogram.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Counts {
+    pub n: [i64; COUNTERS],
+    pub latency: [u64; BUCKETS],
+}
+
+impl Default for Counts {
+    fn default() -> Counts {
+        Counts {
+            n: [0; COUNTERS],
+            latency: [0; BUCKETS],
+        }
+    }
+}
+
+impl Counts {
+    fn add(&mut self, counter: Counter, key: &str, count: i64) {
+        self.n[counter.index()] += count;
+        if counter == Counter::ErpLatency {
+            if let Some(bucket) = latency_bucket(key) {
+                self.latency[bucket] += count.max(0) as u64;
+            }
+        }
+    }
+
+    fn merge(&mut self, other: &Counts) {
+        for (a, b) in self.n.iter_mut().zip(other.n) {
+            *a += b;
+        }
+        for (a, b) in self.latency.iter_mut().zip(other.latency) {
+            *a += b;
+        }
+    }
+
+    pub fn get(&self, counter: Counter) -> i64 {
+        self.n[counter.index()]
+    }
+}
+
+/// The figures of one tenant, or of all.
+#[derive(Debug, Default)]
+pub struct Figures {
+    pub totals: Counts,
+    /// Slot `minute / 60 % WINDOW_MINUTES`, tagged with its minute.
+    ring: Vec<(i64, Counts)>,
+    /// Open conversations (started, not ended since) by id, with their
+    /// last activity (Unix ms). Empty for the all-tenants figures.
+    conversations: HashMap<String, i64>,
+}
+
+impl Figures {
+    fn add(&mut self, counter: Counter, key: &str, minute: i64, count: i64) {
+        self.totals.add(counter, key, count);
+        self.add_recent(counter, key, minute, count);
+    }
+
+    /// Counts into the ring only: a minute older than the slot's holds
+    /// nothing of the window any more and is left out.
+    fn add_recent(&mut self, counter: Counter, key: &str, minute: i64, count: i64) {
+        if self.ring.is_empty() {
+            self.ring = vec![(i64::MIN, Counts::default()); WINDOW_MINUTES];
+        }
+        let slot = &mut self.ring[(minute / 60).rem_euclid(WINDOW_MINUTES as i64) as usize];
+        if slot.0 < minute {
+            *slot = (minute, Counts::default());
+        }
+        if slot.0 == minute {
+            slot.1.add(counter, key, count);
+        }
+    }
+
+    /// The counts of the minutes in `(now - window, now]`.
+    pub fn window(&self, now_secs: i64) -> Counts {
+        let newest = now_secs.div_euclid(60) * 60;
+        let oldest = newest - WINDOW_SECS + 60;
+        let mut sum = Counts::default();
+        for (minute, counts) in &self.ring {
+            if (oldest..=newest).contains(minute) {
+                sum.merge(counts);
+            }
+        }
+        sum
+    }
+
+    /// Events per second over the last minute: the minute before this
+    /// one and this one so far.
+    fn events_per_second(&self, now_secs: i64) -> f64 {
+        let newest = now_secs.div_euclid(60) * 60;
+        let count = |minute: i64| {
+            self.ring
+                .iter()
+                .filter(|(m, _)| *m == minute)
+                .map(|(_, c)| c.get(Counter::Events))
+                .sum::<i64>()
+        };
+        let seconds = 60 + (now_secs - newest);
+        (count(newest - 60) + count(newest)) as f64 / seconds as f64
+    }
+
+    pub fn active_conversations(&self, since_ms: i64) -> i64 {
+        self.conversations
+            .values()
+            .filter(|at| **at >= since_ms)
+            .count() as i64
+    }
+}
+
+/// Every tenant's figures and their sum, up to event `head`.
+#[derive(Debug, Default)]
+pub struct Live {
+    pub head: EventId,
+    pub tenants: HashMap<String, Figures>,
+    pub all: Figures,
+}
+
+impl Live {
+    /// The figures of a store snapshot.
+    pub fn from_snapshot(snapshot: MetricSnapshot) -> Live {
+        let mut live = Live {
+            head: snapshot.head,
+            ..Live::default()
+        };
+        let mut apply = |row: &CounterRow, recent: bool| {
+            let tenant = live.tenants.entry(row.tenant_id.clone()).or_default();
+            if recent {
+                tenant.add_recent(row.counter, &row.key, row.time, row.count);
+                live.all
+                    .add_recent(row.counter, &row.key, row.time, row.count);
+            } else {
+                tenant.totals.add(row.counter, &row.key, row.count);
+                live.all.totals.add(row.counter, &row.key, row.count);
+            }
+        };
+        for row in &snapshot.totals {
+            apply(row, false);
+        }
+        for row in &snapshot.recent {
+            apply(row, true);
+        }
+        for c in snapshot.conversations {
+            live.tenants
+                .entry(c.tenant_id)
+                .or_default()
+                .conversations
+                .insert(c.conversation_id, c.last_activity_at);
+        }
+        live
+    }
+
+    /// Counts a group of events, up to event `head`.
+    pub fn apply(&mut self, rollup: &Rollup, head: EventId) {
+        for ((tenant, minute, counter, key), add) in &rollup.counters {
+            self.tenants
+                .entry(tenant.clone())
+                .or_default()
+                .add(*counter, key, *minute, add.count);
+            self.all.add(*counter, key, *minute, add.count);
+        }
+        for ((tenant, id), change) in &rollup.conversations {
+            let open = &mut self
+                .tenants
+                .entry(tenant.clone())
+                .or_default()
+                .conversations;
+            // The rules of the store's merge: open while the latest start
+            // is after the latest end.
+            let ended = change
+                .ended_at
+                .is_some_and(|end| change.started_at.is_none_or(|start| end >= start));
+            if ended {
+                open.remove(id);
+            } else if change.started_at.is_some() {
+                let at = open.get(id).copied().unwrap_or(i64::MIN);
+                open.insert(id.clone(), at.max(change.last_activity_at));
+            } else if let Some(at) = open.get_mut(id) {
+                *at = (*at).max(change.last_activity_at);
+            }
+        }
+        self.head = self.head.max(head);
+    }
+
+    /// Forgets open conversations idle since before `before_ms`: the
+    /// store forgets them then too.
+    pub fn sweep(&mut self, before_ms: i64) {
+        for figures in self.tenants.values_mut() {
+            figures.conversations.retain(|_, at| *at >= before_ms);
+        }
+    }
+
+    /// The KPIs of one tenant (`None`: all) at `now_secs`; conversations
+    /// idle for `idle_ms` or longer are not active.
+    pub fn kpis(&self, tenant: Option<&str>, now_secs: i64, idle_ms: i64) -> Kpis {
+        let empty = Figures::default();
+        let figures = match tenant {
+            Some(t) => self.tenants.get(t).unwrap_or(&empty),
+            None => &self.all,
+        };
+        let since = now_secs * 1000 - idle_ms;
+        let active = match tenant {
+            Some(_) => figures.active_conversations(since),
+            None => self
+                .tenants
+                .values()
+                .map(|f| f.active_conversations(since))
+                .sum(),
+        };
+        let total = |c: Counter| figures.totals.get(c);
+        let window = figures.window(now_secs);
+        let recent = |c: Counter| window.get(c);
+        Kpis {
+            tenant_id: tenant.map(str::to_string),
+            messages_sent: total(Counter::MessagesSent),
+            messages_received: total(Counter::MessagesReceived),
+            messages_failed: total(Counter::MessagesFailed),
+            message_failure_rate: percent(
+                recent(Counter::MessagesFailed),
+                recent(Counter::MessagesSent) + recent(Counter::MessagesFailed),
+            ),
+            active_conversations: active,
+            conversations_started: total(Counter::ConversationsStarted),
+            conversations_ended: total(Counter::ConversationsEnded),
+            tickets_created: total(Counter::TicketsCreated),
+            campaigns_started: total(Counter::CampaignsStarted),
+            campaigns_completed: total(Counter::CampaignsCompleted),
+            campaign_messages_sent: total(Counter::CampaignMessagesSent),
+            campaign_messages_failed: total(Counter::CampaignMessagesFailed),
+            calls_answered: total(Counter::CallsAnswered),
+            calls_busy: total(Counter::CallsBusy),
+            calls_failed: total(Counter::CallsFailed),
+            calls_converted: total(Counter::CallsConverted),
+            calls_opt_out: total(Counter::CallsOptOut),
+            ai_interactions: total(Counter::AiInteractions),
+            ai_tokens: total(Counter::AiTokens),
+            erp_calls: total(Counter::ErpCalls),
+            erp_errors: total(Counter::ErpErrors),
+            erp_error_rate: percent(recent(Counter::ErpErrors), recent(Counter::ErpCalls)),
+            erp_latency_p50_ms: round2(latency_quantile(&window.latency, 0.50)),
+            erp_latency_p95_ms: round2(latency_quantile(&window.latency, 0.95)),
+            system_alerts: total(Counter::SystemAlerts),
+            events_total: total(Counter::Events),
+            events_per_second: round2(figures.events_per_second(now_secs)),
+            window_seconds: WINDOW_SECS,
+            last_event_id: self.head,
+            ..Kpis::default()
+        }
+    }
+}
+
+/// `part` of `whole` in percent, two decimals; 0 of nothing.
+pub fn percent(part: i64, whole: i64) -> f64 {
+    if whole <= 0 {
+        return 0.0;
+    }
+    round2(part as f64 * 100.0 / whole as f64)
+}
+
+pub fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,111 @@
+//! The pushes: a `Metrics` message to `dashboard` subscribers every
+//! `push_interval` when their figures changed, and throttled campaign
+//! figures to `campaigns` and `campaign:{id}` subscribers.
+//!
+//! Each node pushes to its own connections from its own aggregator, whose
+//! figures are every node's: nothing goes over the bus.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::aggregator::Aggregator;
+use super::campaign;
+use super::throttle::CampaignKey;
+use crate::protocol::metrics::Kpis;
+use crate::protocol::{Room, Scope, ServerFrame, TenantId};
+use crate::server::state::AppState;
+
+/// Pushes `Metrics` to `dashboard` subscribers until shutdown.
+pub async fn dashboard(state: AppState, shutdown: CancellationToken) {
+    let aggregator = state.metrics.clone();
+    let room = Room::checked("dashboard");
+    let mut tick = tokio::time::interval(aggregator.settings.push_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // What each scope was sent last: pushed again only when it changed.
+    let mut sent: HashMap<Scope<TenantId>, Kpis> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if !aggregator.caught_up() {
+            continue;
+        }
+        let scopes = state.hub.scopes_in(room.as_str());
+        sent.retain(|scope, _| scopes.contains(scope));
+        for scope in scopes {
+            let kpis = aggregator.kpis(&scope);
+            let unchanged = sent.get(&scope).is_some_and(|last| {
+                Kpis {
+                    timestamp: String::new(),
+                    ..last.clone()
+                } == Kpis {
+                    timestamp: String::new(),
+                    ..kpis.clone()
+                }
+            });
+            if unchanged {
+                continue;
+            }
+            let frame = ServerFrame::Metrics(serde_json::to_value(&kpis).expect("kpis serialize"));
+            state.hub.deliver_to_scope(&scope, &room, &frame);
+            sent.insert(scope, kpis);
+        }
+    }
+}
+
+/// Pushes campaigns' figures as the throttle lets them, until shutdown.
+pub async fn campaigns(state: AppState, shutdown: CancellationToken) {
+    let aggregator: Arc<Aggregator> = state.metrics.clone();
+    loop {
+        let next = aggregator
+            .throttle
+            .lock()
+            .expect("throttle lock")
+            .next_due();
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = aggregator.throttle_wake.notified() => {}
+            _ = async {
+                match next {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
+        }
+        let due = aggregator
+            .throttle
+            .lock()
+            .expect("throttle lock")
+            .take_due(tokio::time::Instant::now());
+        for key in due {
+            push_campaign(&state, &key).await;
+        }
+    }
+}
+
+/// Reads a campaign's figures as stored now and sends them; the store
+/// holds every event the bus delivered, so this is the latest state.
+async fn push_campaign(state: &AppState, (tenant, id): &CampaignKey) {
+    let tenant = TenantId::checked(tenant);
+    let row = match state.stores.metrics.campaign(&tenant, id).await {
+        Ok(Some(row)) => row,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, campaign = %id, "campaign figures not pushed: the store failed");
+            return;
+        }
+    };
+    let metrics = campaign::metrics(&row, state.clock.now());
+    let mut value = serde_json::to_value(&metrics).expect("campaign metrics serialize");
+    value["kind"] = "campaign".into();
+    let frame = ServerFrame::Metrics(value);
+    for room in ["campaigns".to_string(), format!("campaign:{id}")] {
+        // An id that cannot name a room has no subscribers to push to.
+        if let Ok(room) = Room::parse(&room) {
+            state.hub.deliver_frame(&tenant, &room, &frame);
+        }
+    }
+}
