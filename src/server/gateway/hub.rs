@@ -12,6 +12,7 @@ use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::directory::{Directory, Member, Members, Rooms};
+pub use super::stats::HubStats;
 use super::wire::{Delivery, Io, Offer, Wire};
 use crate::protocol::{Event, EventId, Room, Scope, ServerFrame, TenantId};
 use crate::server::bus::{BusMessage, BusReceiver};
@@ -70,15 +71,6 @@ impl ConnHandle {
             None => Poll::Pending,
         }
     }
-}
-
-/// Counters shown by `/health`.
-#[derive(Default)]
-pub struct HubStats {
-    pub connections: AtomicU64,
-    pub authenticated: AtomicU64,
-    pub slow_consumers: AtomicU64,
-    pub delivered: AtomicU64,
 }
 
 /// Rooms by tenant (or every tenant) then room (or every room).
@@ -325,6 +317,7 @@ impl Hub {
                 _ = shutdown.cancelled() => break,
                 received = bus.recv() => match received {
                     Ok(BusMessage::Event { event, .. }) => {
+                        self.stats.bus_received.fetch_add(1, Ordering::Relaxed);
                         // Behind the bus: queue, so connections batch their
                         // writes, and let other tasks run now and then.
                         let now = bus.is_empty();
@@ -335,6 +328,7 @@ impl Hub {
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        self.stats.bus_lagged.fetch_add(missed, Ordering::Relaxed);
                         tracing::error!(missed, "hub fell behind the bus; closing subscribers so they resume");
                         self.drop_everyone();
                     }
