@@ -16,6 +16,7 @@ pub mod http;
 pub mod ingest;
 pub mod state;
 pub mod storage;
+pub mod telemetry;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -121,7 +122,20 @@ impl Server {
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let hub = Hub::new(store.last_event_id().await?);
-        let (ingest, writer) = Ingest::new(store.clone(), bus.clone(), clock.clone());
+        let telemetry = Arc::new(telemetry::Telemetry::new());
+        let (ingest, writer) = Ingest::new(
+            store.clone(),
+            bus.clone(),
+            clock.clone(),
+            telemetry.intake.clone(),
+        );
+        let started = Instant::now();
+        telemetry.register_collector(Box::new(telemetry::collector::ServerCollector {
+            hub: hub.clone(),
+            intake: ingest.shared_stats(),
+            bus: bus.clone(),
+            started: (telemetry.started, started),
+        }));
         let tasks: Vec<Task> = vec![
             Box::pin(hub.clone().run(bus.subscribe(), shutdown.clone())),
             Box::pin(writer.run(shutdown.clone())),
@@ -139,8 +153,9 @@ impl Server {
             clock,
             shutdown,
             tracker,
-            started: Instant::now(),
+            started,
             long_polls: Default::default(),
+            telemetry,
         });
         Ok(Server { state, tasks })
     }

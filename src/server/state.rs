@@ -14,6 +14,7 @@ use crate::server::clock::Clock;
 use crate::server::gateway::hub::Hub;
 use crate::server::ingest::Ingest;
 use crate::server::storage::{EventStore, Stores};
+use crate::server::telemetry::Telemetry;
 
 /// Shared server state; cheap to clone.
 pub type AppState = Arc<Shared>;
@@ -42,4 +43,6 @@ pub struct Shared {
     pub started: Instant,
     /// Long-polls held now, capped.
     pub long_polls: Arc<LongPolls>,
+    /// What `GET /metrics` shows; other parts register their metrics here.
+    pub telemetry: Arc<Telemetry>,
 }
