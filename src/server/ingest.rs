@@ -14,6 +14,8 @@ use tokio_util::sync::CancellationToken;
 use crate::server::bus::{Bus, BusMessage};
 use crate::server::clock::Clock;
 use crate::server::storage::{AppendOutcome, AppendRequest, EventStore, KeyReused};
+use crate::server::telemetry::intake::StoreOp;
+use crate::server::telemetry::IntakeMetrics;
 
 /// Requests waiting for the writer. When full, producers wait up to
 /// [`SUBMIT_TIMEOUT`] and then get 503: backpressure, not memory growth.
@@ -76,7 +78,7 @@ pub struct IntakeStats {
 }
 
 impl IntakeStats {
-    fn new() -> IntakeStats {
+    pub(crate) fn new() -> IntakeStats {
         IntakeStats {
             started: Instant::now(),
             total: AtomicU64::new(0),
@@ -150,7 +152,12 @@ fn unpack(packed: u64) -> (u64, u64) {
 impl Ingest {
     /// The producers' handle and the writer, for the caller to run
     /// ([`Writer::run`]) once the server starts.
-    pub fn new(store: Arc<dyn EventStore>, bus: Arc<dyn Bus>, clock: Clock) -> (Ingest, Writer) {
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        bus: Arc<dyn Bus>,
+        clock: Clock,
+        metrics: IntakeMetrics,
+    ) -> (Ingest, Writer) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let stats = Arc::new(IntakeStats::new());
         let writer = Writer {
@@ -160,6 +167,7 @@ impl Ingest {
                 bus,
                 clock,
                 stats: stats.clone(),
+                metrics,
             },
         };
         (Ingest { tx, stats }, writer)
@@ -168,6 +176,11 @@ impl Ingest {
     /// Events stored, in total and per second.
     pub fn stats(&self) -> &IntakeStats {
         &self.stats
+    }
+
+    /// The same stats, for a reader that outlives a borrow (`/metrics`).
+    pub fn shared_stats(&self) -> Arc<IntakeStats> {
+        self.stats.clone()
     }
 
     /// Stores a request and publishes its new events; returns once the
@@ -196,6 +209,7 @@ struct Committer {
     bus: Arc<dyn Bus>,
     clock: Clock,
     stats: Arc<IntakeStats>,
+    metrics: IntakeMetrics,
 }
 
 impl Writer {
@@ -214,7 +228,10 @@ impl Writer {
                     match group.store.expire_idempotency_keys(group.clock.now()).await {
                         Ok(0) => {}
                         Ok(n) => tracing::info!(expired = n, "idempotency keys swept"),
-                        Err(e) => tracing::warn!(error = %e, "sweeping idempotency keys failed"),
+                        Err(e) => {
+                            group.metrics.store_error(StoreOp::Sweep);
+                            tracing::warn!(error = %e, "sweeping idempotency keys failed");
+                        }
                     }
                     continue;
                 }
@@ -252,7 +269,13 @@ impl Committer {
     /// store when a subscriber resumes from it.
     async fn commit(&self, requests: Vec<AppendRequest>, replies: &mut Vec<Reply>) {
         let count = requests.len();
-        match self.store.append(requests, self.clock.now()).await {
+        let events: usize = requests.iter().map(|r| r.events.len()).sum();
+        self.metrics.batch_events.observe(events as f64);
+        let started = Instant::now();
+        let appended = self.store.append(requests, self.clock.now()).await;
+        let took = started.elapsed().as_secs_f64();
+        self.metrics.append_seconds.observe(took);
+        match appended {
             Ok(outcomes) => {
                 let mut fresh: Vec<BusMessage> = Vec::new();
                 for (reply, outcome) in replies.drain(..).zip(outcomes) {
@@ -268,11 +291,18 @@ impl Committer {
                 }
                 self.stats.record(fresh.len() as u64);
                 let count = fresh.len();
-                if let Err(e) = self.bus.publish(fresh).await {
-                    tracing::error!(error = %e, events = count, "publish failed after store; subscribers catch up from the store");
+                match self.bus.publish(fresh).await {
+                    Ok(()) => {
+                        self.metrics.bus_published.inc_by(count as u64);
+                    }
+                    Err(e) => {
+                        self.metrics.bus_publish_errors.inc();
+                        tracing::error!(error = %e, events = count, "publish failed after store; subscribers catch up from the store");
+                    }
                 }
             }
             Err(e) => {
+                self.metrics.store_error(StoreOp::Append);
                 tracing::error!(error = %e, requests = count, "store append failed");
                 for reply in replies.drain(..) {
                     let _ = reply.send(Err(IngestError::Store(e.to_string())));

@@ -17,6 +17,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod state;
 pub mod storage;
+pub mod telemetry;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -123,7 +124,20 @@ impl Server {
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let hub = Hub::new(store.last_event_id().await?);
-        let (ingest, writer) = Ingest::new(store.clone(), bus.clone(), clock.clone());
+        let telemetry = Arc::new(telemetry::Telemetry::new());
+        let (ingest, writer) = Ingest::new(
+            store.clone(),
+            bus.clone(),
+            clock.clone(),
+            telemetry.intake.clone(),
+        );
+        let started = Instant::now();
+        telemetry.register_collector(Box::new(telemetry::collector::ServerCollector {
+            hub: hub.clone(),
+            intake: ingest.shared_stats(),
+            bus: bus.clone(),
+            started: (telemetry.started, started),
+        }));
         let aggregator = Aggregator::new(
             settings.metrics.clone(),
             clock.clone(),
@@ -148,10 +162,11 @@ impl Server {
             clock,
             shutdown,
             tracker,
-            started: Instant::now(),
+            started,
             long_polls: Default::default(),
             metrics: aggregator,
             node_id: metrics::system::node_id(),
+            telemetry,
         });
         tasks.push(Box::pin(metrics::system::run(
             state.clone(),

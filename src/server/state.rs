@@ -15,6 +15,7 @@ use crate::server::gateway::hub::Hub;
 use crate::server::ingest::Ingest;
 use crate::server::metrics::aggregator::Aggregator;
 use crate::server::storage::{EventStore, Stores};
+use crate::server::telemetry::Telemetry;
 
 /// Shared server state; cheap to clone.
 pub type AppState = Arc<Shared>;
@@ -47,4 +48,6 @@ pub struct Shared {
     pub metrics: Arc<Aggregator>,
     /// This node's name in the metric samples it stores.
     pub node_id: String,
+    /// What `GET /metrics` shows; other parts register their metrics here.
+    pub telemetry: Arc<Telemetry>,
 }

@@ -22,6 +22,7 @@ mod loadtest;
 mod loadtest_nodes;
 mod loadtest_signals;
 mod postgres_serve;
+mod prometheus;
 mod resume;
 mod security;
 mod services;

@@ -25,6 +25,7 @@ use crate::protocol::{Claims, NewEvent, Role, Room, Scope, TenantId, ValidEvent}
 use crate::server::ingest::IngestError;
 use crate::server::state::AppState;
 use crate::server::storage::{AppendRequest, EventQuery};
+use crate::server::telemetry::RequestOutcome;
 
 /// `POST /api/v1/events`: one event or an array of them. A batch is stored
 /// all or nothing: one bad event rejects the whole request, naming it.
@@ -34,6 +35,24 @@ pub async fn post_events(
     headers: HeaderMap,
     request: Request,
 ) -> Result<impl IntoResponse, ApiError> {
+    let posted = post(&state, claims, headers, request).await;
+    let outcome = match &posted {
+        Ok((_, Json(reply))) if reply.duplicate => RequestOutcome::Duplicate,
+        Ok(_) => RequestOutcome::Stored,
+        Err(ApiError::Unavailable(_)) => RequestOutcome::Failed,
+        Err(_) => RequestOutcome::Rejected,
+    };
+    state.telemetry.intake.request(outcome);
+    posted
+}
+
+/// [`post_events`] less the counting.
+async fn post(
+    state: &AppState,
+    claims: Claims,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<(StatusCode, Json<PublishResponse>), ApiError> {
     if !claims.role.can_publish() {
         return Err(ApiError::Forbidden(format!(
             "role {} may not publish events",

@@ -20,6 +20,7 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 use crate::protocol::limits::{BODY_READ_TIMEOUT, MAX_BODY_BYTES, MAX_URI_BYTES};
 use crate::server::gateway;
 use crate::server::state::AppState;
+use crate::server::telemetry;
 
 pub use auth::Caller;
 pub use error::ApiError;
@@ -30,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         Router::new()
             .route("/health", get(health::get_health))
             .route("/ready", get(health::get_ready))
+            .route("/metrics", get(telemetry::http::get_metrics))
             .route(
                 "/api/v1/events",
                 get(events::get_events).post(events::post_events),
@@ -45,7 +47,11 @@ pub fn router(state: AppState) -> Router {
                     "{method} is not allowed on {}: see the Allow header",
                     uri.path()
                 ))
-            }),
+            })
+            .layer(middleware::from_fn_with_state(
+                state.telemetry.http.clone(),
+                telemetry::http::track,
+            )),
     )
     .with_state(state)
 }

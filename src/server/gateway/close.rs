@@ -11,8 +11,21 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 use super::connection::{Exit, Socket, CLOSE_GRACE};
+use super::stats;
 use super::wire::Wire;
 use crate::protocol::{close, ServerFrame};
+
+impl Exit {
+    /// How `/metrics` counts this end ([`super::stats::CLOSE_KINDS`]).
+    pub(super) fn close_kind(&self) -> usize {
+        match self {
+            Exit::Gone => stats::CONNECTION_LOST,
+            Exit::PeerClosed => stats::CLIENT_CLOSED,
+            Exit::Close(code, _) => stats::close_kind(*code),
+            Exit::Slow(_) => stats::close_kind(close::SLOW_CONSUMER),
+        }
+    }
+}
 
 /// Ends a connection the way `exit` says: nothing for a peer that is gone;
 /// for one that sent Close, its echo; otherwise `error` (if any), our

@@ -25,6 +25,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::close::{finish, read_error};
 use super::hub::{ConnHandle, Membership, Verdict};
+use super::stats::CountedIo;
 use super::wire::WireStream;
 use super::Target;
 use crate::protocol::frames::{now_rfc3339, ErrorPayload};
@@ -205,7 +206,10 @@ pub(super) fn socket_config(max_frame_bytes: usize) -> WebSocketConfig {
 
 /// Serves one upgraded connection until it closes.
 pub async fn run(io: TokioIo<Upgraded>, state: AppState, target: Target, token: Option<String>) {
-    state.hub.stats.connections.fetch_add(1, Ordering::Relaxed);
+    let stats = &state.hub.stats;
+    stats.connections.fetch_add(1, Ordering::Relaxed);
+    stats.opened.fetch_add(1, Ordering::Relaxed);
+    let io = CountedIo::new(io, stats.bytes_sent.clone());
     let handle = state
         .hub
         .connect(Box::new(io), state.gateway.outbound_queue);
@@ -267,6 +271,7 @@ pub async fn run(io: TokioIo<Upgraded>, state: AppState, target: Target, token: 
         _ => None,
     };
     tracing::debug!(conn = handle.id, "closing");
+    state.hub.stats.closed(exit.close_kind());
     finish(&mut socket, &handle.wire, exit, error).await;
     // Memberships leave their rooms as `conn` drops.
 }
@@ -376,7 +381,10 @@ impl Connection {
         socket
             .send(Message::Text(Utf8Bytes::from(frame.to_text())))
             .await
-            .map_err(|_| Exit::Gone)
+            .map_err(|_| Exit::Gone)?;
+        let replies = &self.state.hub.stats.replies;
+        replies.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     pub(super) async fn send_error(
@@ -395,6 +403,8 @@ impl Connection {
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Ok(()),
             Message::Close(_) => return Err(Exit::PeerClosed),
         };
+        let stats = &self.state.hub.stats;
+        stats.client_messages.fetch_add(1, Ordering::Relaxed);
         if !self.check_rate(socket).await? {
             return Ok(());
         }

@@ -12,6 +12,7 @@ use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::directory::{Directory, Member, Members, Rooms};
+pub use super::stats::HubStats;
 use super::wire::{Delivery, Io, Offer, Wire};
 use crate::protocol::{Event, EventId, Room, Scope, ServerFrame, TenantId};
 use crate::server::bus::{BusMessage, BusReceiver};
@@ -69,45 +70,6 @@ impl ConnHandle {
             Some(v) => Poll::Ready(v),
             None => Poll::Pending,
         }
-    }
-}
-
-/// Counters shown by `/health`.
-#[derive(Default)]
-pub struct HubStats {
-    pub connections: AtomicU64,
-    pub authenticated: AtomicU64,
-    pub slow_consumers: AtomicU64,
-    pub delivered: AtomicU64,
-    /// Authenticated connections by their token's tenant (admin tokens
-    /// without one count only in `authenticated`): the per-tenant
-    /// `websocket_connections` figure. Touched once per connection.
-    pub by_tenant: std::sync::Mutex<HashMap<String, u64>>,
-}
-
-impl HubStats {
-    pub fn tenant_connected(&self, tenant: &str) {
-        *self
-            .by_tenant
-            .lock()
-            .expect("stats lock")
-            .entry(tenant.to_string())
-            .or_default() += 1;
-    }
-
-    pub fn tenant_disconnected(&self, tenant: &str) {
-        let mut by_tenant = self.by_tenant.lock().expect("stats lock");
-        if let Some(n) = by_tenant.get_mut(tenant) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                by_tenant.remove(tenant);
-            }
-        }
-    }
-
-    /// Connections per tenant now.
-    pub fn tenants(&self) -> HashMap<String, u64> {
-        self.by_tenant.lock().expect("stats lock").clone()
     }
 }
 
@@ -404,6 +366,7 @@ impl Hub {
                 _ = shutdown.cancelled() => break,
                 received = bus.recv() => match received {
                     Ok(BusMessage::Event { event, .. }) => {
+                        self.stats.bus_received.fetch_add(1, Ordering::Relaxed);
                         // Behind the bus: queue, so connections batch their
                         // writes, and let other tasks run now and then.
                         let now = bus.is_empty();
@@ -414,6 +377,7 @@ impl Hub {
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        self.stats.bus_lagged.fetch_add(missed, Ordering::Relaxed);
                         tracing::error!(missed, "hub fell behind the bus; closing subscribers so they resume");
                         self.drop_everyone();
                     }

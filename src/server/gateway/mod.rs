@@ -9,6 +9,7 @@ mod connection;
 mod directory;
 pub mod hub;
 mod session;
+pub mod stats;
 mod upgrade;
 pub mod wire;
 

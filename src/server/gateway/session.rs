@@ -1,6 +1,7 @@
 //! What a connection's requests do: authenticate, subscribe (with replay),
 //! publish.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use futures_util::SinkExt;
@@ -302,7 +303,10 @@ impl Connection {
                 socket.flush().await
             };
             match tokio::time::timeout(self.state.gateway.write_stall, write).await {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => {
+                    let replies = &self.state.hub.stats.replies;
+                    replies.fetch_add(page.len() as u64, Ordering::Relaxed);
+                }
                 Ok(Err(_)) => return Err(Exit::Gone),
                 Err(_) => return Err(Exit::Slow(Slow::Stalled)),
             }
