@@ -317,6 +317,7 @@ mod tests {
                     error: None,
                 },
             }),
+            system: None,
         }
     }
 

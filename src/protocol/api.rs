@@ -177,6 +177,10 @@ pub struct Health {
     pub events: Option<EventRates>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub components: Option<Components>,
+    /// The machine (CPU and memory of every node, their mean) and this
+    /// node's store pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<crate::protocol::dashboard::SystemStats>,
     // Alerts (firing, silenced) join here with the alerting issue.
 }
 

@@ -5,6 +5,7 @@ pub mod api;
 pub mod campaigns;
 pub mod claims;
 pub mod codes;
+pub mod dashboard;
 pub mod events;
 pub mod frames;
 pub mod limits;

@@ -144,6 +144,9 @@ impl Server {
             stores.metrics.clone(),
             bus.clone(),
         );
+        telemetry.register_collector(Box::new(metrics::prometheus::AggregatorCollector(
+            aggregator.clone(),
+        )));
         let mut tasks: Vec<Task> = vec![
             Box::pin(hub.clone().run(bus.subscribe(), shutdown.clone())),
             Box::pin(writer.run(shutdown.clone())),

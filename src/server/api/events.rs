@@ -21,7 +21,7 @@ use crate::protocol::events::{hex, json_type, validate_event_types};
 use crate::protocol::limits::{
     DEFAULT_PAGE, MAX_BATCH_EVENTS, MAX_IDEMPOTENCY_KEY, MAX_LONG_POLL, MAX_PAGE,
 };
-use crate::protocol::{Claims, NewEvent, Role, Room, Scope, TenantId, ValidEvent};
+use crate::protocol::{Claims, NewEvent, Room, Scope, ValidEvent};
 use crate::server::ingest::IngestError;
 use crate::server::state::AppState;
 use crate::server::storage::{AppendRequest, EventQuery};
@@ -222,21 +222,7 @@ fn history_query(
         .collect::<Result<Vec<Room>, ApiError>>()?;
     let types = validate_event_types(Some(list("event_types")))
         .map_err(|e| ApiError::bad_param("event_types", e))?;
-    let tenant = match params.get("tenant_id") {
-        Some(t) => {
-            let tenant = TenantId::parse(t).map_err(|e| ApiError::bad_param("tenant_id", e))?;
-            if !claims.may_see(t) {
-                return Err(ApiError::Forbidden(format!(
-                    "this token may not see tenant `{t}`"
-                )));
-            }
-            Scope::Only(tenant)
-        }
-        None => {
-            debug_assert!(claims.tenant_id.is_some() || claims.role == Role::Admin);
-            claims.scope()
-        }
-    };
+    let tenant = super::scope::tenant_scope(claims, params.get("tenant_id").map(String::as_str))?;
     let since = match params.get("since") {
         Some(s) => s.parse::<i64>().ok().filter(|s| *s >= 0).ok_or_else(|| {
             ApiError::bad_param("since", format!("`{s}` is not an event id (0 or more)"))

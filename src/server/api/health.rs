@@ -15,6 +15,7 @@ use crate::protocol::api::{
     BusCheck, CheckStatus, Components, ConnectionStats, EventRates, Health, HealthStatus,
     ProcessStats, StoreCheck,
 };
+use crate::protocol::dashboard::SystemStats;
 use crate::server::bus::BusState;
 use crate::server::state::AppState;
 use crate::server::storage::EventStore;
@@ -69,6 +70,7 @@ pub async fn get_health(State(state): State<AppState>) -> impl IntoResponse {
             window_seconds,
         }),
         components: Some(components),
+        system: Some(system_stats(&state)),
     };
     let status = if stopping {
         StatusCode::SERVICE_UNAVAILABLE
@@ -76,6 +78,41 @@ pub async fn get_health(State(state): State<AppState>) -> impl IntoResponse {
         StatusCode::OK
     };
     (status, Json(body))
+}
+
+/// The machine and this node's pool: the same figures as the overview's.
+pub(super) fn system_stats(state: &AppState) -> SystemStats {
+    let gauges = state.metrics.gauges();
+    SystemStats {
+        cpu_usage: gauges.system_cpu_usage.unwrap_or(0.0),
+        memory_usage: gauges.system_memory_usage.unwrap_or(0.0),
+        rss_bytes: resident_memory(),
+        websocket_connections: state.hub.stats.connections.load(Ordering::Relaxed),
+        store_pool: Some(state.store.pool_stats()),
+        queue_depth: None,
+        uptime_seconds: state.started.elapsed().as_secs(),
+    }
+}
+
+/// A store check as the overview lists it: status and a line.
+pub(super) async fn store_subsystem(state: &AppState) -> (CheckStatus, String) {
+    let check = check_store(state.store.as_ref(), &state.store_url).await;
+    let detail = match (&check.error, check.latency_ms) {
+        (Some(error), _) => format!("{} at {}: {error}", check.kind, check.url),
+        (None, Some(ms)) => format!("{} at {}, ping {ms} ms", check.kind, check.url),
+        (None, None) => format!("{} at {}", check.kind, check.url),
+    };
+    (check.status, detail)
+}
+
+/// The bus check as the overview lists it.
+pub(super) fn bus_subsystem(state: &AppState) -> (CheckStatus, String) {
+    let check = check_bus(state);
+    let detail = match &check.error {
+        Some(error) => format!("{} at {}: {error}", check.kind, check.url),
+        None => format!("{} at {}", check.kind, check.url),
+    };
+    (check.status, detail)
 }
 
 /// The server's state from its parts: shutting down above all, then

@@ -2,10 +2,14 @@
 
 mod auth;
 mod body;
+mod campaigns;
+mod dashboard;
 pub mod error;
 mod events;
+mod export;
 mod health;
 pub mod long_poll;
+mod scope;
 
 pub use health::resident_memory;
 
@@ -13,7 +17,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
@@ -36,6 +40,18 @@ pub fn router(state: AppState) -> Router {
                 "/api/v1/events",
                 get(events::get_events).post(events::post_events),
             )
+            .route("/api/v1/events/export", get(export::events))
+            .route("/api/v1/dashboard/overview", get(dashboard::overview))
+            .route("/api/v1/dashboard/metrics", get(dashboard::metrics))
+            .route("/api/v1/dashboard/export", post(dashboard::export))
+            .route("/api/v1/campaigns", get(campaigns::list))
+            .route("/api/v1/campaigns/dashboard", get(campaigns::dashboard))
+            .route("/api/v1/campaigns/{id}/metrics", get(campaigns::metrics))
+            .route(
+                "/api/v1/campaigns/{id}/performance",
+                get(campaigns::performance),
+            )
+            .route("/api/v1/campaigns/{id}/export", get(export::campaign))
             .route("/ws", get(gateway::ws_root))
             .route("/ws/tenant/{id}", get(gateway::ws_tenant))
             .route("/ws/{room}", get(gateway::ws_room))

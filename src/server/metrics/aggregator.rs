@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
-use super::figures::{Live, WINDOW_SECS};
+use super::figures::{Counts, Live, WINDOW_SECS};
 use super::rollup::Rollup;
 use super::throttle::Throttle;
 use crate::config::MetricsSettings;
@@ -122,6 +122,11 @@ impl Aggregator {
         kpis
     }
 
+    /// The nodes' gauges as last read.
+    pub fn gauges(&self) -> ClusterGauges {
+        self.gauges.lock().expect("gauges lock").clone()
+    }
+
     /// Open conversations active within the window, per tenant: the
     /// `active_conversations` samples.
     pub fn active_conversations(&self) -> Vec<(String, i64)> {
@@ -132,6 +137,31 @@ impl Aggregator {
             .iter()
             .map(|(tenant, figures)| (tenant.clone(), figures.active_conversations(since)))
             .collect()
+    }
+
+    /// The per-tenant totals for a scrape, tenants sorted.
+    pub fn prometheus_snapshot(&self) -> ScrapeSnapshot {
+        let live = self.live.read().expect("figures lock");
+        let since =
+            self.clock.now().timestamp_millis() - self.settings.active_window.as_millis() as i64;
+        let mut tenants: Vec<(String, Counts)> = live
+            .tenants
+            .iter()
+            .map(|(t, f)| (t.clone(), f.totals.clone()))
+            .collect();
+        tenants.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut active: Vec<(String, i64)> = live
+            .tenants
+            .iter()
+            .map(|(t, f)| (t.clone(), f.active_conversations(since)))
+            .collect();
+        active.sort();
+        ScrapeSnapshot {
+            tenants,
+            active,
+            head: live.head,
+            caught_up: self.caught_up(),
+        }
     }
 
     /// Counts the bus's events until shutdown.
@@ -271,6 +301,14 @@ impl Aggregator {
         }
         self.changed.send_modify(|n| *n += 1);
     }
+}
+
+/// What a scrape shows (see `prometheus.rs`).
+pub struct ScrapeSnapshot {
+    pub tenants: Vec<(String, Counts)>,
+    pub active: Vec<(String, i64)>,
+    pub head: EventId,
+    pub caught_up: bool,
 }
 
 enum Followed {

@@ -25,6 +25,8 @@ const BUCKETS: usize = LATENCY_BOUNDS_MS.len() + 1;
 pub struct Counts {
     pub n: [i64; COUNTERS],
     pub latency: [u64; BUCKETS],
+    /// The latencies' sum, milliseconds.
+    pub latency_sum_ms: f64,
 }
 
 impl Default for Counts {
@@ -32,17 +34,19 @@ impl Default for Counts {
         Counts {
             n: [0; COUNTERS],
             latency: [0; BUCKETS],
+            latency_sum_ms: 0.0,
         }
     }
 }
 
 impl Counts {
-    fn add(&mut self, counter: Counter, key: &str, count: i64) {
+    fn add(&mut self, counter: Counter, key: &str, count: i64, sum: f64) {
         self.n[counter.index()] += count;
         if counter == Counter::ErpLatency {
             if let Some(bucket) = latency_bucket(key) {
                 self.latency[bucket] += count.max(0) as u64;
             }
+            self.latency_sum_ms += sum;
         }
     }
 
@@ -53,6 +57,7 @@ impl Counts {
         for (a, b) in self.latency.iter_mut().zip(other.latency) {
             *a += b;
         }
+        self.latency_sum_ms += other.latency_sum_ms;
     }
 
     pub fn get(&self, counter: Counter) -> i64 {
@@ -72,14 +77,14 @@ pub struct Figures {
 }
 
 impl Figures {
-    fn add(&mut self, counter: Counter, key: &str, minute: i64, count: i64) {
-        self.totals.add(counter, key, count);
-        self.add_recent(counter, key, minute, count);
+    fn add(&mut self, counter: Counter, key: &str, minute: i64, count: i64, sum: f64) {
+        self.totals.add(counter, key, count, sum);
+        self.add_recent(counter, key, minute, count, sum);
     }
 
     /// Counts into the ring only: a minute older than the slot's holds
     /// nothing of the window any more and is left out.
-    fn add_recent(&mut self, counter: Counter, key: &str, minute: i64, count: i64) {
+    fn add_recent(&mut self, counter: Counter, key: &str, minute: i64, count: i64, sum: f64) {
         if self.ring.is_empty() {
             self.ring = vec![(i64::MIN, Counts::default()); WINDOW_MINUTES];
         }
@@ -88,7 +93,7 @@ impl Figures {
             *slot = (minute, Counts::default());
         }
         if slot.0 == minute {
-            slot.1.add(counter, key, count);
+            slot.1.add(counter, key, count, sum);
         }
     }
 
@@ -146,12 +151,14 @@ impl Live {
         let mut apply = |row: &CounterRow, recent: bool| {
             let tenant = live.tenants.entry(row.tenant_id.clone()).or_default();
             if recent {
-                tenant.add_recent(row.counter, &row.key, row.time, row.count);
+                tenant.add_recent(row.counter, &row.key, row.time, row.count, row.sum);
                 live.all
-                    .add_recent(row.counter, &row.key, row.time, row.count);
+                    .add_recent(row.counter, &row.key, row.time, row.count, row.sum);
             } else {
-                tenant.totals.add(row.counter, &row.key, row.count);
-                live.all.totals.add(row.counter, &row.key, row.count);
+                tenant.totals.add(row.counter, &row.key, row.count, row.sum);
+                live.all
+                    .totals
+                    .add(row.counter, &row.key, row.count, row.sum);
             }
         };
         for row in &snapshot.totals {
@@ -176,8 +183,8 @@ impl Live {
             self.tenants
                 .entry(tenant.clone())
                 .or_default()
-                .add(*counter, key, *minute, add.count);
-            self.all.add(*counter, key, *minute, add.count);
+                .add(*counter, key, *minute, add.count, add.sum);
+            self.all.add(*counter, key, *minute, add.count, add.sum);
         }
         for ((tenant, id), change) in &rollup.conversations {
             let open = &mut self

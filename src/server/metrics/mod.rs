@@ -5,7 +5,9 @@
 pub mod aggregator;
 pub mod campaign;
 pub mod figures;
+pub mod prometheus;
 pub mod push;
 pub mod rollup;
+pub mod series;
 pub mod system;
 pub mod throttle;

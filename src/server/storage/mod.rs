@@ -14,6 +14,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+pub use crate::protocol::dashboard::PoolStats;
 use crate::protocol::{Event, EventId, Room, Scope, TenantId, ValidEvent};
 
 pub use metrics::MetricStore;
@@ -228,6 +229,10 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// The backend's name for `/health` (`sqlite`, `postgres`).
     fn kind(&self) -> &'static str;
+
+    /// The connection pool's state now, for `/health`, the overview and
+    /// `/metrics`.
+    fn pool_stats(&self) -> PoolStats;
 }
 
 /// Every capability of one store, opened together from one URL so they
@@ -257,6 +262,18 @@ pub struct StoreOptions {
 impl Default for StoreOptions {
     fn default() -> StoreOptions {
         StoreOptions { pool_size: 16 }
+    }
+}
+
+/// A sqlx pool's state.
+pub(crate) fn pool_stats<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> PoolStats {
+    let size = pool.size();
+    let idle = (pool.num_idle() as u32).min(size);
+    PoolStats {
+        size,
+        idle,
+        in_use: size - idle,
+        max: pool.options().get_max_connections(),
     }
 }
 

@@ -302,6 +302,10 @@ impl EventStore for PgStore {
     fn kind(&self) -> &'static str {
         "postgres"
     }
+
+    fn pool_stats(&self) -> super::PoolStats {
+        super::pool_stats(&self.pool)
+    }
 }
 
 #[cfg(test)]

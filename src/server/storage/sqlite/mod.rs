@@ -325,6 +325,10 @@ impl EventStore for SqliteStore {
     fn kind(&self) -> &'static str {
         "sqlite"
     }
+
+    fn pool_stats(&self) -> super::PoolStats {
+        super::pool_stats(&self.pool)
+    }
 }
 
 #[cfg(test)]
