@@ -17,14 +17,32 @@ use crate::protocol::metrics::Kpis;
 use crate::protocol::{Room, Scope, ServerFrame, TenantId};
 use crate::server::state::AppState;
 
-/// Pushes `Metrics` to `dashboard` subscribers until shutdown.
+/// A scope whose counts did not change is pushed again after this many
+/// intervals anyway (30 s by default), so the machine's CPU and memory,
+/// which move all the time, stay current without a push every interval.
+pub const REFRESH_TICKS: u32 = 15;
+
+/// Whether two KPIs differ only in what moves all the time (the time,
+/// CPU and memory): no reason to push on their own.
+fn same_counts(a: &Kpis, b: &Kpis) -> bool {
+    let strip = |k: &Kpis| Kpis {
+        timestamp: String::new(),
+        system_cpu_usage: 0.0,
+        system_memory_usage: 0.0,
+        ..k.clone()
+    };
+    strip(a) == strip(b)
+}
+
+/// Pushes `Metrics` to `dashboard` subscribers until shutdown: when
+/// their scope's counts changed, else every [`REFRESH_TICKS`] intervals.
 pub async fn dashboard(state: AppState, shutdown: CancellationToken) {
     let aggregator = state.metrics.clone();
     let room = Room::checked("dashboard");
     let mut tick = tokio::time::interval(aggregator.settings.push_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // What each scope was sent last: pushed again only when it changed.
-    let mut sent: HashMap<Scope<TenantId>, Kpis> = HashMap::new();
+    // What each scope was sent last, and how many ticks ago.
+    let mut sent: HashMap<Scope<TenantId>, (Kpis, u32)> = HashMap::new();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -37,21 +55,15 @@ pub async fn dashboard(state: AppState, shutdown: CancellationToken) {
         sent.retain(|scope, _| scopes.contains(scope));
         for scope in scopes {
             let kpis = aggregator.kpis(&scope);
-            let unchanged = sent.get(&scope).is_some_and(|last| {
-                Kpis {
-                    timestamp: String::new(),
-                    ..last.clone()
-                } == Kpis {
-                    timestamp: String::new(),
-                    ..kpis.clone()
+            if let Some((last, ticks)) = sent.get_mut(&scope) {
+                *ticks += 1;
+                if *ticks < REFRESH_TICKS && same_counts(last, &kpis) {
+                    continue;
                 }
-            });
-            if unchanged {
-                continue;
             }
             let frame = ServerFrame::Metrics(serde_json::to_value(&kpis).expect("kpis serialize"));
             state.hub.deliver_to_scope(&scope, &room, &frame);
-            sent.insert(scope, kpis);
+            sent.insert(scope, (kpis, 0));
         }
     }
 }
