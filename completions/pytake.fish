@@ -60,6 +60,9 @@ complete -c pytake -n "__fish_pytake_using_subcommand serve" -l write-stall -d '
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l store -d 'Event store URL: sqlite://PATH (one node) or postgres://USER:PASSWORD@HOST:PORT/DATABASE (several) [env: PYTAKE_STORE] [default: sqlite://<data-dir>/pytake.db]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l store-pool-size -d 'Most PostgreSQL connections this node opens [env: PYTAKE_STORE_POOL_SIZE] [default: 16]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l bus -d 'Event bus: memory (one node) or redis://HOST:PORT (several) [env: PYTAKE_BUS] [default: memory]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l metrics-push-interval -d 'How often dashboard subscribers get a Metrics message (when something changed) [env: PYTAKE_METRICS_PUSH_INTERVAL] [default: 2s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l metrics-campaign-throttle -d 'Least time between two pushes of one campaign\'s figures; lifecycle changes go at once [env: PYTAKE_METRICS_CAMPAIGN_THROTTLE] [default: 2s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l metrics-active-window -d 'A conversation idle this long is no longer active [env: PYTAKE_METRICS_ACTIVE_WINDOW] [default: 1d]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
 always\t''

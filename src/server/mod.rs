@@ -143,6 +143,7 @@ impl Server {
             clock.clone(),
             stores.metrics.clone(),
             bus.clone(),
+            hub.clone(),
         );
         telemetry.register_collector(Box::new(metrics::prometheus::AggregatorCollector(
             aggregator.clone(),

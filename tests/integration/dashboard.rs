@@ -52,18 +52,25 @@ pub fn known_events() -> Vec<Value> {
         "MessageFailed",
         json!({"message_id": "m19", "error": "131026 message undeliverable"}),
     ));
+    // Stamped, so the end follows the start however the events are
+    // committed (posted at once to two nodes, say).
+    let ago = |minutes: i64| at(Utc::now() - chrono::Duration::minutes(minutes));
     for c in ["c1", "c2"] {
-        events.push(typed(
+        let mut started = typed(
             "acme",
             "ConversationStarted",
             json!({"conversation_id": c, "customer": "Ana"}),
-        ));
+        );
+        started["timestamp"] = ago(2).into();
+        events.push(started);
     }
-    events.push(typed(
+    let mut ended = typed(
         "acme",
         "ConversationEnded",
         json!({"conversation_id": "c2"}),
-    ));
+    );
+    ended["timestamp"] = ago(1).into();
+    events.push(ended);
     for (ms, ok) in [(80, true), (120, true), (4000, false)] {
         events.push(typed(
             "acme",

@@ -9,6 +9,8 @@
 mod markdown;
 mod source;
 
+use pytake::protocol::campaigns::{CampaignMetrics, CampaignPerformance};
+use pytake::protocol::dashboard::{Overview, Series};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -220,6 +222,14 @@ fn the_api_examples_parse_as_replies() {
             serde_json::from_value::<PublishResponse>(value).map(|_| ())
         } else if value.get("events").is_some_and(Value::is_array) {
             serde_json::from_value::<EventsPage>(value).map(|_| ())
+        } else if value.get("kpis").is_some() {
+            serde_json::from_value::<Overview>(value).map(|_| ())
+        } else if value.get("points").is_some() {
+            serde_json::from_value::<Series>(value).map(|_| ())
+        } else if value.get("health_score").is_some() {
+            serde_json::from_value::<CampaignMetrics>(value).map(|_| ())
+        } else if value.get("top_errors").is_some() {
+            serde_json::from_value::<CampaignPerformance>(value).map(|_| ())
         } else {
             serde_json::from_value::<Health>(value).map(|_| ())
         };

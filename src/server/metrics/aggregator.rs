@@ -25,6 +25,7 @@ use crate::protocol::metrics::Kpis;
 use crate::protocol::{Event, EventId, Scope};
 use crate::server::bus::{Bus, BusMessage};
 use crate::server::clock::Clock;
+use crate::server::gateway::hub::Hub;
 use crate::server::storage::metrics::{MetricStore, CONVERSATIONS_KEPT_MS};
 
 /// Most events counted under one write lock: readers (pushes, the
@@ -42,7 +43,8 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// first samples are read back.
 #[derive(Debug, Clone, Default)]
 pub struct ClusterGauges {
-    /// Connections per tenant, and for every tenant under `*`.
+    /// The other nodes' connections per tenant, and for every tenant
+    /// under `*` (this node's are counted live).
     pub websocket_connections: HashMap<String, f64>,
     pub system_cpu_usage: Option<f64>,
     pub system_memory_usage: Option<f64>,
@@ -55,6 +57,8 @@ pub struct Aggregator {
     clock: Clock,
     store: Arc<dyn MetricStore>,
     bus: Arc<dyn Bus>,
+    /// This node's connections, counted live.
+    hub: Arc<Hub>,
     /// Whether the figures are the store's plus the bus's: false before
     /// the first snapshot and while reading one again.
     caught_up: AtomicBool,
@@ -71,6 +75,7 @@ impl Aggregator {
         clock: Clock,
         store: Arc<dyn MetricStore>,
         bus: Arc<dyn Bus>,
+        hub: Arc<Hub>,
     ) -> Arc<Aggregator> {
         Arc::new(Aggregator {
             live: RwLock::new(Live::default()),
@@ -79,6 +84,7 @@ impl Aggregator {
             clock,
             store,
             bus,
+            hub,
             caught_up: AtomicBool::new(false),
             changed: watch::channel(0).0,
             gauges: Mutex::new(ClusterGauges::default()),
@@ -109,13 +115,17 @@ impl Aggregator {
                 .read()
                 .expect("figures lock")
                 .kpis(tenant, now.timestamp(), idle_ms);
+        let local = match tenant {
+            Some(t) => self.hub.stats.tenants().get(t).copied().unwrap_or(0),
+            None => self.hub.stats.connections.load(Ordering::Relaxed),
+        };
         let gauges = self.gauges.lock().expect("gauges lock");
-        kpis.websocket_connections = gauges
+        let others = gauges
             .websocket_connections
             .get(tenant.unwrap_or("*"))
             .copied()
-            .unwrap_or(0.0)
-            .round() as i64;
+            .unwrap_or(0.0);
+        kpis.websocket_connections = local as i64 + others.round() as i64;
         kpis.system_cpu_usage = gauges.system_cpu_usage.unwrap_or(0.0);
         kpis.system_memory_usage = gauges.system_memory_usage.unwrap_or(0.0);
         kpis.timestamp = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
@@ -238,7 +248,8 @@ impl Aggregator {
                 _ = sweep.tick() => {
                     let now = self.clock.now();
                     let before = now.timestamp_millis() - CONVERSATIONS_KEPT_MS;
-                    self.live.write().expect("figures lock").sweep(before);
+                    let others = now.timestamp_millis() - WINDOW_SECS * 1000;
+                    self.live.write().expect("figures lock").sweep(before, others);
                     // Every node sweeps; deleting twice is harmless.
                     if let Err(e) = self.store.expire_metrics(now.timestamp()).await {
                         tracing::warn!(error = %e, "old metric rollups could not be removed; retrying later");

@@ -71,9 +71,32 @@ pub struct Figures {
     pub totals: Counts,
     /// Slot `minute / 60 % WINDOW_MINUTES`, tagged with its minute.
     ring: Vec<(i64, Counts)>,
-    /// Open conversations (started, not ended since) by id, with their
-    /// last activity (Unix ms). Empty for the all-tenants figures.
-    conversations: HashMap<String, i64>,
+    /// Conversations by id: the open ones, and the others seen lately
+    /// (so a late start or end is merged as the store merges it). Empty
+    /// for the all-tenants figures.
+    conversations: HashMap<String, Conversation>,
+}
+
+/// What is known of one conversation (Unix ms), merged as the store
+/// merges its row: the latest start, the latest end, the latest activity.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Conversation {
+    started: Option<i64>,
+    ended: Option<i64>,
+    last: i64,
+}
+
+impl Conversation {
+    fn open(&self) -> bool {
+        self.started
+            .is_some_and(|start| self.ended.is_none_or(|end| end < start))
+    }
+
+    fn merge(&mut self, started: Option<i64>, ended: Option<i64>, last: i64) {
+        self.started = self.started.max(started);
+        self.ended = self.ended.max(ended);
+        self.last = self.last.max(last);
+    }
 }
 
 impl Figures {
@@ -128,7 +151,7 @@ impl Figures {
     pub fn active_conversations(&self, since_ms: i64) -> i64 {
         self.conversations
             .values()
-            .filter(|at| **at >= since_ms)
+            .filter(|c| c.open() && c.last >= since_ms)
             .count() as i64
     }
 }
@@ -172,7 +195,9 @@ impl Live {
                 .entry(c.tenant_id)
                 .or_default()
                 .conversations
-                .insert(c.conversation_id, c.last_activity_at);
+                .entry(c.conversation_id)
+                .or_default()
+                .merge(c.started_at, c.ended_at, c.last_activity_at);
         }
         live
     }
@@ -187,33 +212,30 @@ impl Live {
             self.all.add(*counter, key, *minute, add.count, add.sum);
         }
         for ((tenant, id), change) in &rollup.conversations {
-            let open = &mut self
-                .tenants
+            self.tenants
                 .entry(tenant.clone())
                 .or_default()
-                .conversations;
-            // The rules of the store's merge: open while the latest start
-            // is after the latest end.
-            let ended = change
-                .ended_at
-                .is_some_and(|end| change.started_at.is_none_or(|start| end >= start));
-            if ended {
-                open.remove(id);
-            } else if change.started_at.is_some() {
-                let at = open.get(id).copied().unwrap_or(i64::MIN);
-                open.insert(id.clone(), at.max(change.last_activity_at));
-            } else if let Some(at) = open.get_mut(id) {
-                *at = (*at).max(change.last_activity_at);
-            }
+                .conversations
+                .entry(id.clone())
+                .or_default()
+                .merge(change.started_at, change.ended_at, change.last_activity_at);
         }
         self.head = self.head.max(head);
     }
 
-    /// Forgets open conversations idle since before `before_ms`: the
-    /// store forgets them then too.
-    pub fn sweep(&mut self, before_ms: i64) {
+    /// Forgets open conversations idle since before `open_before_ms`
+    /// (the store forgets them then too), and the others idle since
+    /// before `other_before_ms`.
+    pub fn sweep(&mut self, open_before_ms: i64, other_before_ms: i64) {
         for figures in self.tenants.values_mut() {
-            figures.conversations.retain(|_, at| *at >= before_ms);
+            figures.conversations.retain(|_, c| {
+                c.last
+                    >= if c.open() {
+                        open_before_ms
+                    } else {
+                        other_before_ms
+                    }
+            });
         }
     }
 

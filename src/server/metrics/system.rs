@@ -75,8 +75,8 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
                 last = machine.measure();
                 // Until the first read-back, this node's own figures.
                 let mut gauges = aggregator.gauges.lock().expect("gauges lock");
-                if gauges.system_cpu_usage.is_none() || gauges.websocket_connections.is_empty() {
-                    *gauges = local(&state, last);
+                if gauges.system_cpu_usage.is_none() {
+                    *gauges = local(last);
                 }
             }
             _ = sample.tick() => {
@@ -91,7 +91,7 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
                     Err(e) if !failing => {
                         failing = true;
                         tracing::warn!(error = %e, "metric samples could not be stored or read; showing this node's own");
-                        *aggregator.gauges.lock().expect("gauges lock") = local(&state, last);
+                        *aggregator.gauges.lock().expect("gauges lock") = local(last);
                     }
                     Err(_) => {}
                 }
@@ -100,21 +100,10 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
     }
 }
 
-/// This node's figures alone.
-fn local(state: &AppState, (cpu, memory): (f64, f64)) -> ClusterGauges {
-    let mut connections: HashMap<String, f64> = state
-        .hub
-        .stats
-        .tenants()
-        .into_iter()
-        .map(|(t, n)| (t, n as f64))
-        .collect();
-    connections.insert(
-        ALL_TENANTS.into(),
-        state.hub.stats.connections.load(Ordering::Relaxed) as f64,
-    );
+/// This node's figures alone (its connections are counted live).
+fn local((cpu, memory): (f64, f64)) -> ClusterGauges {
     ClusterGauges {
-        websocket_connections: connections,
+        websocket_connections: HashMap::new(),
         system_cpu_usage: Some(cpu),
         system_memory_usage: Some(memory),
     }
@@ -165,14 +154,18 @@ async fn store_and_read(
         .await?;
     let since = state.clock.now().timestamp() - NODE_GONE.as_secs() as i64;
     let rows = metrics.latest_gauges(since.div_euclid(60) * 60).await?;
-    Ok(combine(&rows))
+    Ok(combine(&rows, &state.node_id))
 }
 
 /// Each node's newest sample of each figure, combined across nodes as the
-/// figure says ([`Gauge::across_nodes`]).
-pub fn combine(rows: &[GaugeRow]) -> ClusterGauges {
+/// figure says ([`Gauge::across_nodes`]); connections are the other
+/// nodes' (`this` node's are counted live).
+pub fn combine(rows: &[GaugeRow], this: &str) -> ClusterGauges {
     let mut newest: HashMap<(&str, Gauge, &str), (i64, f64)> = HashMap::new();
     for r in rows {
+        if r.gauge == Gauge::WebsocketConnections && r.node == this {
+            continue;
+        }
         let entry = newest
             .entry((r.tenant_id.as_str(), r.gauge, r.node.as_str()))
             .or_insert((r.time, r.value));
@@ -246,11 +239,13 @@ mod tests {
             row("*", Gauge::SystemCpuUsage, 60, "b", 31.0),
             row("*", Gauge::ActiveConversations, 60, "", 7.0),
         ];
-        let g = combine(&rows);
+        let g = combine(&rows, "c");
         assert_eq!(g.websocket_connections["*"], 15.0);
         assert_eq!(g.websocket_connections["acme"], 2.0);
         assert_eq!(g.system_cpu_usage, Some(20.5));
         assert_eq!(g.system_memory_usage, None);
-        assert_eq!(combine(&[]).websocket_connections["*"], 0.0);
+        assert_eq!(combine(&[], "c").websocket_connections["*"], 0.0);
+        // This node's own connections are left out: they are counted live.
+        assert_eq!(combine(&rows, "a").websocket_connections["*"], 5.0);
     }
 }

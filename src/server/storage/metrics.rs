@@ -49,13 +49,23 @@ pub struct GaugeRow {
     pub value: f64,
 }
 
-/// A conversation that may be active: started and not ended since.
+/// A conversation as stored (times in Unix milliseconds): active while
+/// started, not ended since (`ended_at < started_at`), and recent.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpenConversation {
+pub struct ConversationRow {
     pub tenant_id: String,
     pub conversation_id: String,
-    /// Unix milliseconds.
+    pub started_at: Option<i64>,
+    pub ended_at: Option<i64>,
     pub last_activity_at: i64,
+}
+
+impl ConversationRow {
+    /// Started, and not ended since.
+    pub fn open(&self) -> bool {
+        self.started_at
+            .is_some_and(|start| self.ended_at.is_none_or(|end| end < start))
+    }
 }
 
 /// Where the aggregator starts: the figures of every event up to `head`,
@@ -68,7 +78,8 @@ pub struct MetricSnapshot {
     pub totals: Vec<CounterRow>,
     /// Per tenant and minute, the minutes asked for.
     pub recent: Vec<CounterRow>,
-    pub conversations: Vec<OpenConversation>,
+    /// See [`MetricStore::metric_snapshot`].
+    pub conversations: Vec<ConversationRow>,
 }
 
 /// A time series of counters, summed over the tenants in scope.
@@ -147,13 +158,15 @@ pub struct CampaignCounts {
 #[async_trait]
 pub trait MetricStore: Send + Sync + 'static {
     /// The totals, the per-minute counters from `recent_from` (Unix
-    /// seconds) on, and the conversations started, not ended and active
-    /// at or after `active_since` (Unix milliseconds), with the head they
-    /// count up to, all from one snapshot.
+    /// seconds) on, and the conversations: the open ones active at or
+    /// after `open_since` (Unix milliseconds), and any other active since
+    /// `recent_from` (so that an event of the last minutes that arrives
+    /// late, a start after its end, is judged as the store judges it);
+    /// with the head they count up to, all from one snapshot.
     async fn metric_snapshot(
         &self,
         recent_from: i64,
-        active_since: i64,
+        open_since: i64,
     ) -> Result<MetricSnapshot, StoreError>;
 
     /// Counter rows per bucket, metric and key (summed over tenants, so
@@ -371,4 +384,35 @@ pub(super) fn campaign_counts_sql(tenant: Option<&str>) -> String {
                  CASE WHEN COALESCE(reported_failed, 0) > failed THEN reported_failed ELSE failed END AS f \
                FROM campaigns{filter}) c"
     )
+}
+
+/// The conversations of [`MetricStore::metric_snapshot`], with `first`
+/// the placeholder of `open_since` and `second` of `recent_from` in ms.
+pub(super) fn snapshot_conversations_sql(first: &str, second: &str) -> String {
+    format!(
+        "SELECT tenant_id, conversation_id, started_at, ended_at, last_activity_at \
+         FROM conversations \
+         WHERE (last_activity_at >= {first} AND started_at IS NOT NULL \
+                AND (ended_at IS NULL OR ended_at < started_at)) \
+            OR last_activity_at >= {second}"
+    )
+}
+
+/// Conversation rows as read.
+pub(super) fn conversation_rows(
+    rows: Vec<(String, String, Option<i64>, Option<i64>, i64)>,
+) -> Vec<ConversationRow> {
+    rows.into_iter()
+        .map(
+            |(tenant_id, conversation_id, started_at, ended_at, last_activity_at)| {
+                ConversationRow {
+                    tenant_id,
+                    conversation_id,
+                    started_at,
+                    ended_at,
+                    last_activity_at,
+                }
+            },
+        )
+        .collect()
 }

@@ -429,24 +429,45 @@ pub async fn active_conversations_are_started_not_ended_and_recent(backend: Back
     ];
     append_one(stores.events.as_ref(), request(events), now()).await;
     let since = t("2026-03-01T09:30:00Z").timestamp_millis();
+    // Open ones since 09:30; no others (the recent minutes are later).
     let snapshot = stores
         .metrics
-        .metric_snapshot(0, since)
+        .metric_snapshot(secs("2026-03-02T00:00:00Z"), since)
         .await
         .expect("snapshot");
-    let mut ids: Vec<(&str, i64)> = snapshot
+    let mut ids: Vec<(&str, i64, bool)> = snapshot
         .conversations
         .iter()
-        .map(|c| (c.conversation_id.as_str(), c.last_activity_at))
+        .map(|c| (c.conversation_id.as_str(), c.last_activity_at, c.open()))
         .collect();
     ids.sort();
     assert_eq!(
         ids,
         vec![
-            ("again", t("2026-03-01T10:45:00Z").timestamp_millis()),
-            ("open", t("2026-03-01T11:00:00Z").timestamp_millis()),
+            ("again", t("2026-03-01T10:45:00Z").timestamp_millis(), true),
+            ("open", t("2026-03-01T11:00:00Z").timestamp_millis(), true),
         ]
     );
+    // With the last hours as recent: the others too, as stored.
+    let snapshot = stores
+        .metrics
+        .metric_snapshot(secs("2026-03-01T10:00:00Z"), since)
+        .await
+        .expect("snapshot");
+    let mut rows: Vec<_> = snapshot.conversations.clone();
+    rows.sort_by(|a, b| a.conversation_id.cmp(&b.conversation_id));
+    let names: Vec<&str> = rows.iter().map(|c| c.conversation_id.as_str()).collect();
+    assert_eq!(names, ["again", "closed", "open", "orphan"]);
+    let closed = &rows[1];
+    assert_eq!(
+        (closed.started_at, closed.ended_at, closed.open()),
+        (
+            Some(t("2026-03-01T10:00:00Z").timestamp_millis()),
+            Some(t("2026-03-01T10:30:00Z").timestamp_millis()),
+            false
+        )
+    );
+    assert_eq!(rows[3].started_at, None);
 }
 
 pub async fn gauges_replace_per_minute_and_average_per_bucket(backend: Backend) {

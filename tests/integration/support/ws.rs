@@ -165,10 +165,16 @@ impl TestWs {
         }
     }
 
+    /// The next `Event` frame. `Metrics` pushes on the way (the
+    /// `dashboard` and campaign rooms get them) are skipped: they are not
+    /// events and carry no id.
     pub async fn event(&mut self) -> Event {
-        match self.recv().await {
-            ServerFrame::Event(e) => e,
-            other => panic!("expected Event, got {other:?}"),
+        loop {
+            match self.recv().await {
+                ServerFrame::Event(e) => return e,
+                ServerFrame::Metrics(_) => continue,
+                other => panic!("expected Event, got {other:?}"),
+            }
         }
     }
 

@@ -3,7 +3,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::protocol::Event;
-use crate::server::storage::metrics::OpenConversation;
+use crate::server::storage::metrics::ConversationRow;
 
 const T0: i64 = 1_796_294_400; // 2026-12-03T10:40:00Z, a whole minute
 
@@ -136,11 +136,22 @@ fn a_snapshot_gives_the_same_figures_as_the_events() {
         head: 27,
         totals: rows(&rollup.counters),
         recent: rows(&rollup.counters),
-        conversations: vec![OpenConversation {
-            tenant_id: "acme".into(),
-            conversation_id: "c1".into(),
-            last_activity_at: (T0 + 50) * 1000,
-        }],
+        conversations: vec![
+            ConversationRow {
+                tenant_id: "acme".into(),
+                conversation_id: "c1".into(),
+                started_at: Some((T0 + 50) * 1000),
+                ended_at: None,
+                last_activity_at: (T0 + 50) * 1000,
+            },
+            ConversationRow {
+                tenant_id: "acme".into(),
+                conversation_id: "c2".into(),
+                started_at: Some((T0 + 51) * 1000),
+                ended_at: Some((T0 + 52) * 1000),
+                last_activity_at: (T0 + 52) * 1000,
+            },
+        ],
     };
     let loaded = Live::from_snapshot(snapshot);
     for tenant in [Some("acme"), Some("globex"), None] {
@@ -171,9 +182,30 @@ fn conversations_end_and_start_again() {
         live.kpis(Some("acme"), T0 + 3, 1000).active_conversations,
         1
     );
-    live.sweep((T0 + 4) * 1000);
+    live.sweep((T0 + 4) * 1000, (T0 + 4) * 1000);
     assert_eq!(
         live.kpis(Some("acme"), T0 + 3, 10_000).active_conversations,
         0
+    );
+}
+
+/// An end that arrives before its start (two producers, two nodes) is
+/// judged by the times, as the store judges it.
+#[test]
+fn a_late_start_before_its_end_leaves_the_conversation_ended() {
+    let mut live = Live::default();
+    let c = |id, t: &str, secs| event(id, "acme", t, secs, json!({"conversation_id": "c"}));
+    live.apply(&Rollup::of(&[c(1, "ConversationEnded", T0 + 10)]), 1);
+    live.apply(&Rollup::of(&[c(2, "ConversationStarted", T0)]), 2);
+    assert_eq!(
+        live.kpis(Some("acme"), T0 + 10, 60_000)
+            .active_conversations,
+        0
+    );
+    live.apply(&Rollup::of(&[c(3, "ConversationStarted", T0 + 20)]), 3);
+    assert_eq!(
+        live.kpis(Some("acme"), T0 + 20, 60_000)
+            .active_conversations,
+        1
     );
 }

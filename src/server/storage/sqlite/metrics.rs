@@ -9,10 +9,10 @@ use crate::protocol::metrics::Gauge;
 use crate::protocol::{Scope, TenantId};
 use crate::server::metrics::rollup::Rollup;
 use crate::server::storage::metrics::{
-    campaign_counts_sql, campaign_merge, conversation_merge, counter_names, counter_rows,
-    gauge_rows, series_table, CampaignCounts, CampaignRow, CounterRow, CounterTuple, GaugeRow,
-    MetricSnapshot, MetricStore, OpenConversation, SeriesQuery, CAMPAIGN_COLUMNS,
-    CONVERSATIONS_KEPT_MS, GAUGES_KEPT_SECS, HOURS_KEPT_SECS, MINUTES_KEPT_SECS,
+    campaign_counts_sql, campaign_merge, conversation_merge, conversation_rows, counter_names,
+    counter_rows, gauge_rows, series_table, snapshot_conversations_sql, CampaignCounts,
+    CampaignRow, CounterRow, CounterTuple, GaugeRow, MetricSnapshot, MetricStore, SeriesQuery,
+    CAMPAIGN_COLUMNS, CONVERSATIONS_KEPT_MS, GAUGES_KEPT_SECS, HOURS_KEPT_SECS, MINUTES_KEPT_SECS,
 };
 use crate::server::storage::StoreError;
 
@@ -136,7 +136,7 @@ impl MetricStore for SqliteStore {
     async fn metric_snapshot(
         &self,
         recent_from: i64,
-        active_since: i64,
+        open_since: i64,
     ) -> Result<MetricSnapshot, StoreError> {
         // One read transaction: WAL gives it one snapshot of every table.
         let mut tx = self.pool.begin().await?;
@@ -154,29 +154,18 @@ impl MetricStore for SqliteStore {
         .bind(recent_from)
         .fetch_all(&mut *tx)
         .await?;
-        let conversations: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT tenant_id, conversation_id, last_activity_at FROM conversations \
-             WHERE last_activity_at >= ? AND started_at IS NOT NULL \
-               AND (ended_at IS NULL OR ended_at < started_at)",
-        )
-        .bind(active_since)
-        .fetch_all(&mut *tx)
-        .await?;
+        let conversations: Vec<(String, String, Option<i64>, Option<i64>, i64)> =
+            sqlx::query_as(&snapshot_conversations_sql("?", "?"))
+                .bind(open_since)
+                .bind(recent_from * 1000)
+                .fetch_all(&mut *tx)
+                .await?;
         tx.commit().await?;
         Ok(MetricSnapshot {
             head,
             totals: counter_rows(totals),
             recent: counter_rows(recent),
-            conversations: conversations
-                .into_iter()
-                .map(
-                    |(tenant_id, conversation_id, last_activity_at)| OpenConversation {
-                        tenant_id,
-                        conversation_id,
-                        last_activity_at,
-                    },
-                )
-                .collect(),
+            conversations: conversation_rows(conversations),
         })
     }
 
