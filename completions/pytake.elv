@@ -32,6 +32,8 @@ set edit:completion:arg-completer[pytake] = {|@words|
             cand serve 'Run the server: event intake, WebSocket fan-out, history'
             cand tail 'Stream events as they happen; reconnects and resumes without loss'
             cand status 'One screen on a server''s health: version, uptime, store, bus, connections, events/s'
+            cand metrics 'Dashboard figures: KPIs, time series, campaigns, this node; tables, JSON or CSV'
+            cand export 'Export the time series, events or a campaign report, streamed to a file or stdout'
             cand loadtest 'WebSocket load against a server (or one it spawns), with thresholds for CI'
             cand token 'Create tokens'
             cand config 'Show, check and write the configuration'
@@ -120,6 +122,268 @@ set edit:completion:arg-completer[pytake] = {|@words|
             cand --help 'Print help'
             cand -V 'Print version'
             cand --version 'Print version'
+        }
+        &'pytake;metrics'= {
+            cand --tenant 'Tenant (admin tokens; other tokens see their own) [default: every tenant, or the token''s]'
+            cand --watch 'Refresh every DURATION (2s, 1m) until Ctrl-C: in place on a terminal, one after another when piped'
+            cand -o 'Output format [default: table on a terminal, json when piped]'
+            cand --output 'Output format [default: table on a terminal, json when piped]'
+            cand --server 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --token-file 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]'
+            cand --color 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never'
+            cand --data-dir 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]'
+            cand -v 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand --verbose 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand -q 'Less log output on stderr, a level per -q, down to none'
+            cand --quiet 'Less log output on stderr, a level per -q, down to none'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand overview 'The KPIs (messages, conversations, campaigns, calls, AI, ERP, events) and each subsystem (the default)'
+            cand series 'A time series: one row per bucket, one column per metric'
+            cand campaigns 'Every campaign''s progress and health, with the tenant''s summary'
+            cand campaign 'One campaign: progress, health, call outcomes, hourly analysis, top errors, send timing'
+            cand system 'This node: CPU, memory, RSS, connections, the store''s pool, uptime, subsystems'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'pytake;metrics;overview'= {
+            cand --tenant 'Tenant (admin tokens; other tokens see their own) [default: every tenant, or the token''s]'
+            cand --watch 'Refresh every DURATION (2s, 1m) until Ctrl-C: in place on a terminal, one after another when piped'
+            cand -o 'Output format [default: table on a terminal, json when piped]'
+            cand --output 'Output format [default: table on a terminal, json when piped]'
+            cand --server 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --token-file 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]'
+            cand --color 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never'
+            cand --data-dir 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]'
+            cand -v 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand --verbose 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand -q 'Less log output on stderr, a level per -q, down to none'
+            cand --quiet 'Less log output on stderr, a level per -q, down to none'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'pytake;metrics;series'= {
+            cand --period '1h, 24h, 7d or 30d [default: 24h]'
+            cand -m 'Metric to show, repeatable or comma-separated [default: the dashboard''s figures]'
+            cand --metric 'Metric to show, repeatable or comma-separated [default: the dashboard''s figures]'
+            cand --metrics 'Metric to show, repeatable or comma-separated [default: the dashboard''s figures]'
+            cand --tenant 'Tenant (admin tokens; other tokens see their own) [default: every tenant, or the token''s]'
+            cand --watch 'Refresh every DURATION (2s, 1m) until Ctrl-C: in place on a terminal, one after another when piped'
+            cand -o 'Output format [default: table on a terminal, json when piped]'
+            cand --output 'Output format [default: table on a terminal, json when piped]'
+            cand --server 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --token-file 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]'
+            cand --color 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never'
+            cand --data-dir 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]'
+            cand -v 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand --verbose 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand -q 'Less log output on stderr, a level per -q, down to none'
+            cand --quiet 'Less log output on stderr, a level per -q, down to none'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'pytake;metrics;campaigns'= {
+            cand --limit 'Show the N most recent campaigns [default: 100]'
+            cand --tenant 'Tenant (admin tokens; other tokens see their own) [default: every tenant, or the token''s]'
+            cand --watch 'Refresh every DURATION (2s, 1m) until Ctrl-C: in place on a terminal, one after another when piped'
+            cand -o 'Output format [default: table on a terminal, json when piped]'
+            cand --output 'Output format [default: table on a terminal, json when piped]'
+            cand --server 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --token-file 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]'
+            cand --color 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never'
+            cand --data-dir 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]'
+            cand -v 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand --verbose 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand -q 'Less log output on stderr, a level per -q, down to none'
+            cand --quiet 'Less log output on stderr, a level per -q, down to none'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'pytake;metrics;campaign'= {
+            cand --tenant 'Tenant (admin tokens; other tokens see their own) [default: every tenant, or the token''s]'
+            cand --watch 'Refresh every DURATION (2s, 1m) until Ctrl-C: in place on a terminal, one after another when piped'
+            cand -o 'Output format [default: table on a terminal, json when piped]'
+            cand --output 'Output format [default: table on a terminal, json when piped]'
+            cand --server 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --token-file 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]'
+            cand --color 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never'
+            cand --data-dir 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]'
+            cand -v 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand --verbose 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand -q 'Less log output on stderr, a level per -q, down to none'
+            cand --quiet 'Less log output on stderr, a level per -q, down to none'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'pytake;metrics;system'= {
+            cand --tenant 'Tenant (admin tokens; other tokens see their own) [default: every tenant, or the token''s]'
+            cand --watch 'Refresh every DURATION (2s, 1m) until Ctrl-C: in place on a terminal, one after another when piped'
+            cand -o 'Output format [default: table on a terminal, json when piped]'
+            cand --output 'Output format [default: table on a terminal, json when piped]'
+            cand --server 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --token-file 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]'
+            cand --color 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never'
+            cand --data-dir 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]'
+            cand -v 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand --verbose 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand -q 'Less log output on stderr, a level per -q, down to none'
+            cand --quiet 'Less log output on stderr, a level per -q, down to none'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'pytake;metrics;help'= {
+            cand overview 'The KPIs (messages, conversations, campaigns, calls, AI, ERP, events) and each subsystem (the default)'
+            cand series 'A time series: one row per bucket, one column per metric'
+            cand campaigns 'Every campaign''s progress and health, with the tenant''s summary'
+            cand campaign 'One campaign: progress, health, call outcomes, hourly analysis, top errors, send timing'
+            cand system 'This node: CPU, memory, RSS, connections, the store''s pool, uptime, subsystems'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'pytake;metrics;help;overview'= {
+        }
+        &'pytake;metrics;help;series'= {
+        }
+        &'pytake;metrics;help;campaigns'= {
+        }
+        &'pytake;metrics;help;campaign'= {
+        }
+        &'pytake;metrics;help;system'= {
+        }
+        &'pytake;metrics;help;help'= {
+        }
+        &'pytake;export'= {
+            cand --format 'csv, json or ndjson [default: csv]'
+            cand --period '1h, 24h, 7d or 30d'
+            cand -m 'Metric to export, repeatable or comma-separated [default: the dashboard''s figures]'
+            cand --metrics 'Metric to export, repeatable or comma-separated [default: the dashboard''s figures]'
+            cand --metric 'Metric to export, repeatable or comma-separated [default: the dashboard''s figures]'
+            cand --tenant 'Tenant (admin tokens; other tokens export their own) [default: every tenant, or the token''s]'
+            cand -o 'Write to FILE (complete, or not at all) instead of stdout'
+            cand --output 'Write to FILE (complete, or not at all) instead of stdout'
+            cand --server 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --token-file 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]'
+            cand --color 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never'
+            cand --data-dir 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]'
+            cand -v 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand --verbose 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand -q 'Less log output on stderr, a level per -q, down to none'
+            cand --quiet 'Less log output on stderr, a level per -q, down to none'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand metrics 'The dashboard''s time series: a row per bucket, a column per metric (the default)'
+            cand events 'Stored events of a time range, in id order, of any volume'
+            cand campaign 'A campaign''s report: its figures, its performance and its events, one JSON document'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'pytake;export;metrics'= {
+            cand --format 'csv, json or ndjson [default: csv]'
+            cand --period '1h, 24h, 7d or 30d'
+            cand -m 'Metric to export, repeatable or comma-separated [default: the dashboard''s figures]'
+            cand --metrics 'Metric to export, repeatable or comma-separated [default: the dashboard''s figures]'
+            cand --metric 'Metric to export, repeatable or comma-separated [default: the dashboard''s figures]'
+            cand --tenant 'Tenant (admin tokens; other tokens export their own) [default: every tenant, or the token''s]'
+            cand -o 'Write to FILE (complete, or not at all) instead of stdout'
+            cand --output 'Write to FILE (complete, or not at all) instead of stdout'
+            cand --server 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --token-file 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]'
+            cand --color 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never'
+            cand --data-dir 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]'
+            cand -v 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand --verbose 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand -q 'Less log output on stderr, a level per -q, down to none'
+            cand --quiet 'Less log output on stderr, a level per -q, down to none'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'pytake;export;events'= {
+            cand --since 'From what arrived this long ago (10m, 2h) or at this RFC 3339 time [default: the first event]'
+            cand --until 'Up to what arrived this long ago or at this RFC 3339 time, excluded [default: now]'
+            cand -t 'Only events of this type, repeatable (MessageSent, CampaignUpdate, ...)'
+            cand --type 'Only events of this type, repeatable (MessageSent, CampaignUpdate, ...)'
+            cand -r 'Only events of this room, repeatable (alerts, campaign:ID, ...)'
+            cand --room 'Only events of this room, repeatable (alerts, campaign:ID, ...)'
+            cand --tenant 'Tenant (admin tokens; other tokens export their own) [default: every tenant, or the token''s]'
+            cand --format 'ndjson (an event per line), csv or json (one array)'
+            cand -o 'Write to FILE (complete, or not at all) instead of stdout'
+            cand --output 'Write to FILE (complete, or not at all) instead of stdout'
+            cand --server 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --token-file 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]'
+            cand --color 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never'
+            cand --data-dir 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]'
+            cand -v 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand --verbose 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand -q 'Less log output on stderr, a level per -q, down to none'
+            cand --quiet 'Less log output on stderr, a level per -q, down to none'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'pytake;export;campaign'= {
+            cand --tenant 'The campaign''s tenant (required with an admin token) [default: the token''s]'
+            cand -o 'Write to FILE (complete, or not at all) instead of stdout'
+            cand --output 'Write to FILE (complete, or not at all) instead of stdout'
+            cand --server 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --token-file 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]'
+            cand --color 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never'
+            cand --data-dir 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]'
+            cand -v 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand --verbose 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand -q 'Less log output on stderr, a level per -q, down to none'
+            cand --quiet 'Less log output on stderr, a level per -q, down to none'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'pytake;export;help'= {
+            cand metrics 'The dashboard''s time series: a row per bucket, a column per metric (the default)'
+            cand events 'Stored events of a time range, in id order, of any volume'
+            cand campaign 'A campaign''s report: its figures, its performance and its events, one JSON document'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'pytake;export;help;metrics'= {
+        }
+        &'pytake;export;help;events'= {
+        }
+        &'pytake;export;help;campaign'= {
+        }
+        &'pytake;export;help;help'= {
         }
         &'pytake;loadtest'= {
             cand --connections 'WebSocket connections: held for the whole run (closed model) or opened during it (--arrival-rate)'
@@ -313,6 +577,8 @@ set edit:completion:arg-completer[pytake] = {|@words|
             cand serve 'Run the server: event intake, WebSocket fan-out, history'
             cand tail 'Stream events as they happen; reconnects and resumes without loss'
             cand status 'One screen on a server''s health: version, uptime, store, bus, connections, events/s'
+            cand metrics 'Dashboard figures: KPIs, time series, campaigns, this node; tables, JSON or CSV'
+            cand export 'Export the time series, events or a campaign report, streamed to a file or stdout'
             cand loadtest 'WebSocket load against a server (or one it spawns), with thresholds for CI'
             cand token 'Create tokens'
             cand config 'Show, check and write the configuration'
@@ -324,6 +590,34 @@ set edit:completion:arg-completer[pytake] = {|@words|
         &'pytake;help;tail'= {
         }
         &'pytake;help;status'= {
+        }
+        &'pytake;help;metrics'= {
+            cand overview 'The KPIs (messages, conversations, campaigns, calls, AI, ERP, events) and each subsystem (the default)'
+            cand series 'A time series: one row per bucket, one column per metric'
+            cand campaigns 'Every campaign''s progress and health, with the tenant''s summary'
+            cand campaign 'One campaign: progress, health, call outcomes, hourly analysis, top errors, send timing'
+            cand system 'This node: CPU, memory, RSS, connections, the store''s pool, uptime, subsystems'
+        }
+        &'pytake;help;metrics;overview'= {
+        }
+        &'pytake;help;metrics;series'= {
+        }
+        &'pytake;help;metrics;campaigns'= {
+        }
+        &'pytake;help;metrics;campaign'= {
+        }
+        &'pytake;help;metrics;system'= {
+        }
+        &'pytake;help;export'= {
+            cand metrics 'The dashboard''s time series: a row per bucket, a column per metric (the default)'
+            cand events 'Stored events of a time range, in id order, of any volume'
+            cand campaign 'A campaign''s report: its figures, its performance and its events, one JSON document'
+        }
+        &'pytake;help;export;metrics'= {
+        }
+        &'pytake;help;export;events'= {
+        }
+        &'pytake;help;export;campaign'= {
         }
         &'pytake;help;loadtest'= {
         }

@@ -36,6 +36,8 @@ complete -c pytake -n "__fish_pytake_needs_command" -s V -l version -d 'Print ve
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "serve" -d 'Run the server: event intake, WebSocket fan-out, history'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "tail" -d 'Stream events as they happen; reconnects and resumes without loss'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "status" -d 'One screen on a server\'s health: version, uptime, store, bus, connections, events/s'
+complete -c pytake -n "__fish_pytake_needs_command" -f -a "metrics" -d 'Dashboard figures: KPIs, time series, campaigns, this node; tables, JSON or CSV'
+complete -c pytake -n "__fish_pytake_needs_command" -f -a "export" -d 'Export the time series, events or a campaign report, streamed to a file or stdout'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "loadtest" -d 'WebSocket load against a server (or one it spawns), with thresholds for CI'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "token" -d 'Create tokens'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "config" -d 'Show, check and write the configuration'
@@ -116,6 +118,213 @@ complete -c pytake -n "__fish_pytake_using_subcommand status" -s v -l verbose -d
 complete -c pytake -n "__fish_pytake_using_subcommand status" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
 complete -c pytake -n "__fish_pytake_using_subcommand status" -s h -l help -d 'Print help'
 complete -c pytake -n "__fish_pytake_using_subcommand status" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and not __fish_seen_subcommand_from overview series campaigns campaign system help" -l tenant -d 'Tenant (admin tokens; other tokens see their own) [default: every tenant, or the token\'s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and not __fish_seen_subcommand_from overview series campaigns campaign system help" -l watch -d 'Refresh every DURATION (2s, 1m) until Ctrl-C: in place on a terminal, one after another when piped' -r
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and not __fish_seen_subcommand_from overview series campaigns campaign system help" -s o -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t''
+json\t''
+csv\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and not __fish_seen_subcommand_from overview series campaigns campaign system help" -l server -d 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and not __fish_seen_subcommand_from overview series campaigns campaign system help" -l token -d 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and not __fish_seen_subcommand_from overview series campaigns campaign system help" -l token-file -d 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and not __fish_seen_subcommand_from overview series campaigns campaign system help" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and not __fish_seen_subcommand_from overview series campaigns campaign system help" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and not __fish_seen_subcommand_from overview series campaigns campaign system help" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and not __fish_seen_subcommand_from overview series campaigns campaign system help" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and not __fish_seen_subcommand_from overview series campaigns campaign system help" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and not __fish_seen_subcommand_from overview series campaigns campaign system help" -s h -l help -d 'Print help'
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and not __fish_seen_subcommand_from overview series campaigns campaign system help" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and not __fish_seen_subcommand_from overview series campaigns campaign system help" -f -a "overview" -d 'The KPIs (messages, conversations, campaigns, calls, AI, ERP, events) and each subsystem (the default)'
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and not __fish_seen_subcommand_from overview series campaigns campaign system help" -f -a "series" -d 'A time series: one row per bucket, one column per metric'
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and not __fish_seen_subcommand_from overview series campaigns campaign system help" -f -a "campaigns" -d 'Every campaign\'s progress and health, with the tenant\'s summary'
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and not __fish_seen_subcommand_from overview series campaigns campaign system help" -f -a "campaign" -d 'One campaign: progress, health, call outcomes, hourly analysis, top errors, send timing'
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and not __fish_seen_subcommand_from overview series campaigns campaign system help" -f -a "system" -d 'This node: CPU, memory, RSS, connections, the store\'s pool, uptime, subsystems'
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and not __fish_seen_subcommand_from overview series campaigns campaign system help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from overview" -l tenant -d 'Tenant (admin tokens; other tokens see their own) [default: every tenant, or the token\'s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from overview" -l watch -d 'Refresh every DURATION (2s, 1m) until Ctrl-C: in place on a terminal, one after another when piped' -r
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from overview" -s o -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t''
+json\t''
+csv\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from overview" -l server -d 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from overview" -l token -d 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from overview" -l token-file -d 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from overview" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from overview" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from overview" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from overview" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from overview" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from overview" -s h -l help -d 'Print help'
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from overview" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from series" -l period -d '1h, 24h, 7d or 30d [default: 24h]' -r -f -a "1h\t''
+24h\t''
+7d\t''
+30d\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from series" -s m -l metric -l metrics -d 'Metric to show, repeatable or comma-separated [default: the dashboard\'s figures]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from series" -l tenant -d 'Tenant (admin tokens; other tokens see their own) [default: every tenant, or the token\'s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from series" -l watch -d 'Refresh every DURATION (2s, 1m) until Ctrl-C: in place on a terminal, one after another when piped' -r
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from series" -s o -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t''
+json\t''
+csv\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from series" -l server -d 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from series" -l token -d 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from series" -l token-file -d 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from series" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from series" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from series" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from series" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from series" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from series" -s h -l help -d 'Print help'
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from series" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from campaigns" -l limit -d 'Show the N most recent campaigns [default: 100]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from campaigns" -l tenant -d 'Tenant (admin tokens; other tokens see their own) [default: every tenant, or the token\'s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from campaigns" -l watch -d 'Refresh every DURATION (2s, 1m) until Ctrl-C: in place on a terminal, one after another when piped' -r
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from campaigns" -s o -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t''
+json\t''
+csv\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from campaigns" -l server -d 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from campaigns" -l token -d 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from campaigns" -l token-file -d 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from campaigns" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from campaigns" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from campaigns" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from campaigns" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from campaigns" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from campaigns" -s h -l help -d 'Print help'
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from campaigns" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from campaign" -l tenant -d 'Tenant (admin tokens; other tokens see their own) [default: every tenant, or the token\'s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from campaign" -l watch -d 'Refresh every DURATION (2s, 1m) until Ctrl-C: in place on a terminal, one after another when piped' -r
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from campaign" -s o -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t''
+json\t''
+csv\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from campaign" -l server -d 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from campaign" -l token -d 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from campaign" -l token-file -d 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from campaign" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from campaign" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from campaign" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from campaign" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from campaign" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from campaign" -s h -l help -d 'Print help'
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from campaign" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from system" -l tenant -d 'Tenant (admin tokens; other tokens see their own) [default: every tenant, or the token\'s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from system" -l watch -d 'Refresh every DURATION (2s, 1m) until Ctrl-C: in place on a terminal, one after another when piped' -r
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from system" -s o -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t''
+json\t''
+csv\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from system" -l server -d 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from system" -l token -d 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from system" -l token-file -d 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from system" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from system" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from system" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from system" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from system" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from system" -s h -l help -d 'Print help'
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from system" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from help" -f -a "overview" -d 'The KPIs (messages, conversations, campaigns, calls, AI, ERP, events) and each subsystem (the default)'
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from help" -f -a "series" -d 'A time series: one row per bucket, one column per metric'
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from help" -f -a "campaigns" -d 'Every campaign\'s progress and health, with the tenant\'s summary'
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from help" -f -a "campaign" -d 'One campaign: progress, health, call outcomes, hourly analysis, top errors, send timing'
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from help" -f -a "system" -d 'This node: CPU, memory, RSS, connections, the store\'s pool, uptime, subsystems'
+complete -c pytake -n "__fish_pytake_using_subcommand metrics; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pytake -n "__fish_pytake_using_subcommand export; and not __fish_seen_subcommand_from metrics events campaign help" -l format -d 'csv, json or ndjson [default: csv]' -r -f -a "csv\t''
+json\t''
+ndjson\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand export; and not __fish_seen_subcommand_from metrics events campaign help" -l period -d '1h, 24h, 7d or 30d' -r -f -a "1h\t''
+24h\t''
+7d\t''
+30d\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand export; and not __fish_seen_subcommand_from metrics events campaign help" -s m -l metrics -l metric -d 'Metric to export, repeatable or comma-separated [default: the dashboard\'s figures]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand export; and not __fish_seen_subcommand_from metrics events campaign help" -l tenant -d 'Tenant (admin tokens; other tokens export their own) [default: every tenant, or the token\'s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand export; and not __fish_seen_subcommand_from metrics events campaign help" -s o -l output -d 'Write to FILE (complete, or not at all) instead of stdout' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand export; and not __fish_seen_subcommand_from metrics events campaign help" -l server -d 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand export; and not __fish_seen_subcommand_from metrics events campaign help" -l token -d 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand export; and not __fish_seen_subcommand_from metrics events campaign help" -l token-file -d 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand export; and not __fish_seen_subcommand_from metrics events campaign help" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand export; and not __fish_seen_subcommand_from metrics events campaign help" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand export; and not __fish_seen_subcommand_from metrics events campaign help" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand export; and not __fish_seen_subcommand_from metrics events campaign help" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand export; and not __fish_seen_subcommand_from metrics events campaign help" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
+complete -c pytake -n "__fish_pytake_using_subcommand export; and not __fish_seen_subcommand_from metrics events campaign help" -s h -l help -d 'Print help'
+complete -c pytake -n "__fish_pytake_using_subcommand export; and not __fish_seen_subcommand_from metrics events campaign help" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand export; and not __fish_seen_subcommand_from metrics events campaign help" -f -a "metrics" -d 'The dashboard\'s time series: a row per bucket, a column per metric (the default)'
+complete -c pytake -n "__fish_pytake_using_subcommand export; and not __fish_seen_subcommand_from metrics events campaign help" -f -a "events" -d 'Stored events of a time range, in id order, of any volume'
+complete -c pytake -n "__fish_pytake_using_subcommand export; and not __fish_seen_subcommand_from metrics events campaign help" -f -a "campaign" -d 'A campaign\'s report: its figures, its performance and its events, one JSON document'
+complete -c pytake -n "__fish_pytake_using_subcommand export; and not __fish_seen_subcommand_from metrics events campaign help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from metrics" -l format -d 'csv, json or ndjson [default: csv]' -r -f -a "csv\t''
+json\t''
+ndjson\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from metrics" -l period -d '1h, 24h, 7d or 30d' -r -f -a "1h\t''
+24h\t''
+7d\t''
+30d\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from metrics" -s m -l metrics -l metric -d 'Metric to export, repeatable or comma-separated [default: the dashboard\'s figures]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from metrics" -l tenant -d 'Tenant (admin tokens; other tokens export their own) [default: every tenant, or the token\'s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from metrics" -s o -l output -d 'Write to FILE (complete, or not at all) instead of stdout' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from metrics" -l server -d 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from metrics" -l token -d 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from metrics" -l token-file -d 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from metrics" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from metrics" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from metrics" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from metrics" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from metrics" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from metrics" -s h -l help -d 'Print help'
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from metrics" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from events" -l since -d 'From what arrived this long ago (10m, 2h) or at this RFC 3339 time [default: the first event]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from events" -l until -d 'Up to what arrived this long ago or at this RFC 3339 time, excluded [default: now]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from events" -s t -l type -d 'Only events of this type, repeatable (MessageSent, CampaignUpdate, ...)' -r
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from events" -s r -l room -d 'Only events of this room, repeatable (alerts, campaign:ID, ...)' -r
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from events" -l tenant -d 'Tenant (admin tokens; other tokens export their own) [default: every tenant, or the token\'s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from events" -l format -d 'ndjson (an event per line), csv or json (one array)' -r -f -a "ndjson\t''
+csv\t''
+json\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from events" -s o -l output -d 'Write to FILE (complete, or not at all) instead of stdout' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from events" -l server -d 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from events" -l token -d 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from events" -l token-file -d 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from events" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from events" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from events" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from events" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from events" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from events" -s h -l help -d 'Print help'
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from events" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from campaign" -l tenant -d 'The campaign\'s tenant (required with an admin token) [default: the token\'s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from campaign" -s o -l output -d 'Write to FILE (complete, or not at all) instead of stdout' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from campaign" -l server -d 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from campaign" -l token -d 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from campaign" -l token-file -d 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from campaign" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from campaign" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from campaign" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from campaign" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from campaign" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from campaign" -s h -l help -d 'Print help'
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from campaign" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from help" -f -a "metrics" -d 'The dashboard\'s time series: a row per bucket, a column per metric (the default)'
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from help" -f -a "events" -d 'Stored events of a time range, in id order, of any volume'
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from help" -f -a "campaign" -d 'A campaign\'s report: its figures, its performance and its events, one JSON document'
+complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l connections -d 'WebSocket connections: held for the whole run (closed model) or opened during it (--arrival-rate)' -r
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l ramp -d 'Time over which the connections are opened' -r
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l rate -d 'Events published per second (batched above 200/s)' -r
@@ -254,14 +463,24 @@ complete -c pytake -n "__fish_pytake_using_subcommand completions" -s v -l verbo
 complete -c pytake -n "__fish_pytake_using_subcommand completions" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
 complete -c pytake -n "__fish_pytake_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c pytake -n "__fish_pytake_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status loadtest token config completions help" -f -a "serve" -d 'Run the server: event intake, WebSocket fan-out, history'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status loadtest token config completions help" -f -a "tail" -d 'Stream events as they happen; reconnects and resumes without loss'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status loadtest token config completions help" -f -a "status" -d 'One screen on a server\'s health: version, uptime, store, bus, connections, events/s'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status loadtest token config completions help" -f -a "loadtest" -d 'WebSocket load against a server (or one it spawns), with thresholds for CI'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status loadtest token config completions help" -f -a "token" -d 'Create tokens'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status loadtest token config completions help" -f -a "config" -d 'Show, check and write the configuration'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status loadtest token config completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status loadtest token config completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export loadtest token config completions help" -f -a "serve" -d 'Run the server: event intake, WebSocket fan-out, history'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export loadtest token config completions help" -f -a "tail" -d 'Stream events as they happen; reconnects and resumes without loss'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export loadtest token config completions help" -f -a "status" -d 'One screen on a server\'s health: version, uptime, store, bus, connections, events/s'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export loadtest token config completions help" -f -a "metrics" -d 'Dashboard figures: KPIs, time series, campaigns, this node; tables, JSON or CSV'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export loadtest token config completions help" -f -a "export" -d 'Export the time series, events or a campaign report, streamed to a file or stdout'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export loadtest token config completions help" -f -a "loadtest" -d 'WebSocket load against a server (or one it spawns), with thresholds for CI'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export loadtest token config completions help" -f -a "token" -d 'Create tokens'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export loadtest token config completions help" -f -a "config" -d 'Show, check and write the configuration'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export loadtest token config completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export loadtest token config completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from metrics" -f -a "overview" -d 'The KPIs (messages, conversations, campaigns, calls, AI, ERP, events) and each subsystem (the default)'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from metrics" -f -a "series" -d 'A time series: one row per bucket, one column per metric'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from metrics" -f -a "campaigns" -d 'Every campaign\'s progress and health, with the tenant\'s summary'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from metrics" -f -a "campaign" -d 'One campaign: progress, health, call outcomes, hourly analysis, top errors, send timing'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from metrics" -f -a "system" -d 'This node: CPU, memory, RSS, connections, the store\'s pool, uptime, subsystems'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from export" -f -a "metrics" -d 'The dashboard\'s time series: a row per bucket, a column per metric (the default)'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from export" -f -a "events" -d 'Stored events of a time range, in id order, of any volume'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from export" -f -a "campaign" -d 'A campaign\'s report: its figures, its performance and its events, one JSON document'
 complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "create" -d 'Print a new token signed with the server\'s secret'
 complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "verify" -d 'Show a token\'s claims and whether this server\'s secret and rules accept it'
 complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "show" -d 'Print the settings in effect (file, PYTAKE_* variables, defaults), secrets masked'

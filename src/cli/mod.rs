@@ -5,10 +5,12 @@ mod completions;
 mod config;
 pub mod docs;
 pub mod exit;
+mod export;
 mod fdlimit;
 mod junit;
 mod loadtest;
 mod logging;
+mod metrics;
 pub mod output;
 mod serve;
 mod spawn;
@@ -118,6 +120,10 @@ pub enum Command {
         #[command(flatten)]
         output: Output,
     },
+    /// Dashboard figures: KPIs, time series, campaigns, this node; tables, JSON or CSV
+    Metrics(metrics::MetricsArgs),
+    /// Export the time series, events or a campaign report, streamed to a file or stdout
+    Export(export::ExportArgs),
     /// WebSocket load against a server (or one it spawns), with thresholds for CI
     Loadtest {
         #[command(flatten)]
@@ -161,9 +167,11 @@ impl Command {
         match self {
             Command::Serve { .. } => &["server", "auth", "gateway", "store", "bus", "metrics"],
             // The data dir and [auth] for a token minted from the local secret.
-            Command::Tail { .. } | Command::Status { .. } | Command::Loadtest { .. } => {
-                &["server", "auth", "client"]
-            }
+            Command::Tail { .. }
+            | Command::Status { .. }
+            | Command::Loadtest { .. }
+            | Command::Metrics(_)
+            | Command::Export(_) => &["server", "auth", "client"],
             Command::Token(_) => &["server", "auth"],
             Command::Config(config::ConfigCommand::Show(_)) => &crate::config::ALL_SECTIONS,
             Command::Config(_) | Command::Completions(_) => &[],
@@ -192,6 +200,8 @@ impl Command {
             Command::Tail { client, .. }
             | Command::Status { client, .. }
             | Command::Loadtest { client, .. } => flags.group(client),
+            Command::Metrics(args) => flags.group(args.client()),
+            Command::Export(args) => flags.group(args.client()),
             Command::Token(cmd) => flags.group(cmd.auth()),
             Command::Config(_) | Command::Completions(_) => flags,
         }
@@ -258,6 +268,8 @@ pub async fn run(cli: Cli, loaded: Loaded, sources: Sources) -> anyhow::Result<(
         Command::Loadtest { args, output, .. } => {
             loadtest::run(args, settings, output.output).await
         }
+        Command::Metrics(args) => metrics::run(args, settings).await,
+        Command::Export(args) => export::run(args, settings).await,
         Command::Token(cmd) => token::run(cmd, settings),
         Command::Config(cmd) => config::run(cmd, &loaded, &sources),
         Command::Completions(args) => completions::run(args),

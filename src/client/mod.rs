@@ -4,12 +4,14 @@
 
 mod backoff;
 mod credentials;
+mod dashboard;
 pub mod loadtest;
 mod rest;
 mod stream;
 
 pub use backoff::Backoff;
 pub use credentials::TokenSource;
+pub use dashboard::{read_series, BrokeOff, EventExport, ExportBody, Fetched};
 pub use rest::{ApiClient, HistoryParams};
 pub use stream::{follow, StreamItem, StreamOptions};
 

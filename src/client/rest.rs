@@ -33,7 +33,7 @@ pub struct HistoryParams {
 #[derive(Clone)]
 pub struct ApiClient {
     base: Url,
-    http: reqwest::Client,
+    pub(super) http: reqwest::Client,
     /// `None`: only `/health` will work (every other endpoint answers 401).
     tokens: Option<TokenSource>,
 }
@@ -75,13 +75,13 @@ impl ApiClient {
         self.tokens.as_ref()
     }
 
-    fn url(&self, path: &str) -> Url {
+    pub(super) fn url(&self, path: &str) -> Url {
         self.base.join(path).expect("static paths join")
     }
 
     /// Sends with the token, if any; the reply's body as `T` on success,
     /// else the server's error.
-    async fn send<T: DeserializeOwned>(
+    pub(super) async fn send<T: DeserializeOwned>(
         &self,
         req: reqwest::RequestBuilder,
     ) -> Result<T, ClientError> {
@@ -97,7 +97,7 @@ impl ApiClient {
     }
 
     /// The reply's status and whole body; `Unreachable` when there is none.
-    async fn exchange(
+    pub(super) async fn exchange(
         &self,
         req: reqwest::RequestBuilder,
     ) -> Result<(StatusCode, bytes::Bytes), ClientError> {
@@ -112,7 +112,7 @@ impl ApiClient {
     }
 
     /// The error an unsuccessful reply stands for.
-    fn error(&self, status: StatusCode, bytes: &[u8]) -> ClientError {
+    pub(super) fn error(&self, status: StatusCode, bytes: &[u8]) -> ClientError {
         let (code, message) = match serde_json::from_slice::<ErrorBody>(bytes) {
             Ok(body) => (body.error.code.to_string(), body.error.message),
             Err(_) => (

@@ -23,6 +23,7 @@ mod intake;
 mod loadtest;
 mod loadtest_nodes;
 mod loadtest_signals;
+mod metrics_cli;
 mod metrics_push;
 mod postgres_serve;
 mod prometheus;

@@ -5,7 +5,7 @@
 
 mod history;
 mod print;
-mod since;
+pub(super) mod since;
 
 use std::time::Duration;
 
