@@ -6,7 +6,6 @@
 //! included) beside the typed body the tables are drawn from. Exports come
 //! back as an [`ExportBody`] read chunk by chunk, never whole.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,7 +16,7 @@ use url::Url;
 
 use super::rest::root_cause;
 use super::{ApiClient, ClientError};
-use crate::protocol::dashboard::{ExportFormat, ExportRequest, Series, SeriesPoint};
+use crate::protocol::dashboard::{ExportFormat, ExportRequest, Series};
 use crate::protocol::metrics::Period;
 
 /// How long one view may take: the figures come from memory and a few
@@ -273,42 +272,9 @@ impl ApiClient {
     }
 }
 
-/// A series body. Its points are read by hand: serde cannot read an `f64`
-/// inside a `#[serde(flatten)]` map ([`SeriesPoint::values`]) when
-/// serde_json's `arbitrary_precision` feature is on, as it is in this
-/// crate (the number arrives as a map), so `Series` does not deserialize
-/// from text as it is.
+/// A series as the server sent it.
 pub fn read_series(text: &str) -> Result<Series, serde_json::Error> {
-    let mut value: serde_json::Value = serde_json::from_str(text)?;
-    let points = match value.get_mut("points") {
-        Some(p) => std::mem::replace(p, serde_json::Value::Array(Vec::new())),
-        None => serde_json::Value::Null,
-    };
-    let mut series: Series = serde_json::from_value(value)?;
-    let serde_json::Value::Array(points) = points else {
-        return Err(serde::de::Error::custom("`points` is not an array"));
-    };
-    for point in points {
-        let serde_json::Value::Object(fields) = point else {
-            return Err(serde::de::Error::custom("a point is not an object"));
-        };
-        let mut timestamp = None;
-        let mut values = BTreeMap::new();
-        for (key, v) in fields {
-            if key == "timestamp" {
-                timestamp = v.as_str().map(String::from);
-            } else {
-                let n = v.as_f64().ok_or_else(|| {
-                    serde::de::Error::custom(format!("`{key}` of a point is not a number"))
-                })?;
-                values.insert(key, n);
-            }
-        }
-        let timestamp =
-            timestamp.ok_or_else(|| serde::de::Error::custom("a point has no timestamp"))?;
-        series.points.push(SeriesPoint { timestamp, values });
-    }
-    Ok(series)
+    serde_json::from_str(text)
 }
 
 fn tenant_query(tenant: Option<&str>) -> Vec<(&'static str, String)> {

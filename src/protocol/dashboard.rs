@@ -74,12 +74,72 @@ pub struct Series {
     pub points: Vec<SeriesPoint>,
 }
 
-/// One bucket: its start and a value per metric.
+/// One bucket: its start and a value per metric, flat
+/// (`{"timestamp": ..., "messages_sent": 3}`, as a chart reads it).
+/// Read through a map: serde's `flatten` cannot read numbers into `f64`
+/// under serde_json's `arbitrary_precision`, which this crate enables.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "serde_json::Map<String, serde_json::Value>")]
 pub struct SeriesPoint {
     pub timestamp: String,
     #[serde(flatten)]
     pub values: BTreeMap<String, f64>,
+}
+
+impl TryFrom<serde_json::Map<String, serde_json::Value>> for SeriesPoint {
+    type Error = String;
+    fn try_from(fields: serde_json::Map<String, serde_json::Value>) -> Result<Self, String> {
+        let mut timestamp = None;
+        let mut values = BTreeMap::new();
+        for (key, value) in fields {
+            if key == "timestamp" {
+                timestamp = value.as_str().map(String::from);
+            } else {
+                let n = value
+                    .as_f64()
+                    .ok_or_else(|| format!("`{key}` of a point is not a number"))?;
+                values.insert(key, n);
+            }
+        }
+        Ok(SeriesPoint {
+            timestamp: timestamp.ok_or("a point has no timestamp")?,
+            values,
+        })
+    }
+}
+
+impl Series {
+    /// The series as an export writes it: CSV with a `timestamp` column
+    /// and one per metric (values as Rust prints an `f64`, a missing one
+    /// as 0), the JSON document, or one point per line. A period's
+    /// buckets are a few hundred at most, so it is written whole.
+    pub fn render(&self, format: ExportFormat) -> Vec<u8> {
+        match format {
+            ExportFormat::Json => serde_json::to_vec(self).expect("series serialize"),
+            ExportFormat::Ndjson => {
+                let mut out = Vec::new();
+                for point in &self.points {
+                    serde_json::to_writer(&mut out, point).expect("point serializes");
+                    out.push(b'\n');
+                }
+                out
+            }
+            ExportFormat::Csv => {
+                let mut csv = csv::Writer::from_writer(Vec::new());
+                let mut header = vec!["timestamp".to_string()];
+                header.extend(self.metrics.iter().cloned());
+                csv.write_record(&header).expect("write to memory");
+                for point in &self.points {
+                    let mut record = vec![point.timestamp.clone()];
+                    for metric in &self.metrics {
+                        record.push(point.values.get(metric).copied().unwrap_or(0.0).to_string());
+                    }
+                    csv.write_record(&record).expect("write to memory");
+                }
+                csv.into_inner().expect("flush to memory")
+            }
+        }
+    }
 }
 
 /// What an export is written as.

@@ -48,6 +48,8 @@ struct Tenant {
     campaign: u64,
     campaign_sent: u64,
     campaign_errors: u64,
+    /// Whether the current campaign's `campaign_created` went out.
+    campaign_created: bool,
 }
 
 const CAMPAIGN_SIZE: u64 = 200;
@@ -63,6 +65,7 @@ impl Tenant {
             campaign: index * 100 + 1,
             campaign_sent: 0,
             campaign_errors: 0,
+            campaign_created: false,
         }
     }
 
@@ -165,6 +168,21 @@ impl Tenant {
 
     fn campaign_event(&mut self, rng: &mut StdRng) -> (&'static str, Value) {
         let id = format!("CAMP-{}", self.campaign);
+        if !self.campaign_created {
+            self.campaign_created = true;
+            const NAMES: [&str; 4] = [
+                "Black Friday",
+                "Natal",
+                "Reativação de clientes",
+                "Pesquisa de satisfação",
+            ];
+            return (
+                "CampaignUpdate",
+                json!({"campaign_id": id, "event": "campaign_created",
+                "name": NAMES[(self.campaign % NAMES.len() as u64) as usize],
+                "total_contacts": CAMPAIGN_SIZE}),
+            );
+        }
         if self.campaign_sent + self.campaign_errors == 0 {
             self.campaign_sent = 1;
             return (
@@ -180,6 +198,7 @@ impl Tenant {
             self.campaign += 1;
             self.campaign_sent = 0;
             self.campaign_errors = 0;
+            self.campaign_created = false;
             return ("CampaignUpdate", event);
         }
         if done.is_multiple_of(10) {
@@ -195,7 +214,8 @@ impl Tenant {
             self.campaign_errors += 1;
             (
                 "CampaignUpdate",
-                json!({"campaign_id": id, "event": "message_failed", "phone": Self::phone(rng)}),
+                json!({"campaign_id": id, "event": "message_failed", "phone": Self::phone(rng),
+                "error": ERRORS[rng.random_range(0..ERRORS.len())]}),
             )
         } else {
             self.campaign_sent += 1;

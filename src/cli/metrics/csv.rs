@@ -17,21 +17,9 @@ fn write(records: impl IntoIterator<Item = Vec<String>>) -> Vec<u8> {
     w.into_inner().expect("flush to memory")
 }
 
-/// The server's export format: values as Rust prints an `f64` (`3`,
-/// `2.5`), a missing value as 0.
+/// The server's export format ([`Series::render`]).
 pub fn series(s: &Series) -> Vec<u8> {
-    let mut header = vec!["timestamp".to_string()];
-    header.extend(s.metrics.iter().cloned());
-    let rows = s.points.iter().map(|p| {
-        let mut r = vec![p.timestamp.clone()];
-        r.extend(
-            s.metrics
-                .iter()
-                .map(|m| p.values.get(m).copied().unwrap_or(0.0).to_string()),
-        );
-        r
-    });
-    write(std::iter::once(header).chain(rows))
+    s.render(crate::protocol::dashboard::ExportFormat::Csv)
 }
 
 /// The columns of a campaign row, as named in the API's JSON (the call

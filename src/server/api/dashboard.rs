@@ -16,7 +16,7 @@ use super::health::{bus_subsystem, store_subsystem, system_stats};
 use super::scope::tenant_scope;
 use super::ApiError;
 use crate::protocol::api::CheckStatus;
-use crate::protocol::dashboard::{ExportFormat, ExportRequest, Overview, Series, Subsystem};
+use crate::protocol::dashboard::{ExportRequest, Overview, Series, Subsystem};
 use crate::protocol::metrics::{MetricName, Period};
 use crate::protocol::{Scope, TenantId};
 use crate::server::metrics::series::series;
@@ -169,7 +169,7 @@ pub async fn export(
         state.clock.now(),
     )
     .await?;
-    let body = render(&series, asked.format);
+    let body = series.render(asked.format);
     let name = format!(
         "pytake-metrics-{}-{}.{}",
         tenant.only().map_or("all", TenantId::as_str),
@@ -190,36 +190,6 @@ pub async fn export(
         body,
     )
         .into_response())
-}
-
-/// A series in an export format. At most a few hundred points (a
-/// period's buckets), so written whole.
-pub fn render(series: &Series, format: ExportFormat) -> Vec<u8> {
-    match format {
-        ExportFormat::Json => serde_json::to_vec(series).expect("series serialize"),
-        ExportFormat::Ndjson => {
-            let mut out = Vec::new();
-            for point in &series.points {
-                serde_json::to_writer(&mut out, point).expect("point serializes");
-                out.push(b'\n');
-            }
-            out
-        }
-        ExportFormat::Csv => {
-            let mut csv = csv::Writer::from_writer(Vec::new());
-            let mut header = vec!["timestamp".to_string()];
-            header.extend(series.metrics.iter().cloned());
-            csv.write_record(&header).expect("write to memory");
-            for point in &series.points {
-                let mut record = vec![point.timestamp.clone()];
-                for metric in &series.metrics {
-                    record.push(point.values.get(metric).copied().unwrap_or(0.0).to_string());
-                }
-                csv.write_record(&record).expect("write to memory");
-            }
-            csv.into_inner().expect("flush to memory")
-        }
-    }
 }
 
 /// Whether a scope may be asked for by these claims (used by the

@@ -398,10 +398,11 @@ pub(super) fn snapshot_conversations_sql(first: &str, second: &str) -> String {
     )
 }
 
+/// A conversation row as read: (tenant, id, started, ended, last activity).
+pub(super) type ConversationTuple = (String, String, Option<i64>, Option<i64>, i64);
+
 /// Conversation rows as read.
-pub(super) fn conversation_rows(
-    rows: Vec<(String, String, Option<i64>, Option<i64>, i64)>,
-) -> Vec<ConversationRow> {
+pub(super) fn conversation_rows(rows: Vec<ConversationTuple>) -> Vec<ConversationRow> {
     rows.into_iter()
         .map(
             |(tenant_id, conversation_id, started_at, ended_at, last_activity_at)| {

@@ -11,8 +11,9 @@ use crate::server::metrics::rollup::Rollup;
 use crate::server::storage::metrics::{
     campaign_counts_sql, campaign_merge, conversation_merge, conversation_rows, counter_names,
     counter_rows, gauge_rows, series_table, snapshot_conversations_sql, CampaignCounts,
-    CampaignRow, CounterRow, CounterTuple, GaugeRow, MetricSnapshot, MetricStore, SeriesQuery,
-    CAMPAIGN_COLUMNS, CONVERSATIONS_KEPT_MS, GAUGES_KEPT_SECS, HOURS_KEPT_SECS, MINUTES_KEPT_SECS,
+    CampaignRow, ConversationTuple, CounterRow, CounterTuple, GaugeRow, MetricSnapshot,
+    MetricStore, SeriesQuery, CAMPAIGN_COLUMNS, CONVERSATIONS_KEPT_MS, GAUGES_KEPT_SECS,
+    HOURS_KEPT_SECS, MINUTES_KEPT_SECS,
 };
 use crate::server::storage::StoreError;
 
@@ -154,7 +155,7 @@ impl MetricStore for SqliteStore {
         .bind(recent_from)
         .fetch_all(&mut *tx)
         .await?;
-        let conversations: Vec<(String, String, Option<i64>, Option<i64>, i64)> =
+        let conversations: Vec<ConversationTuple> =
             sqlx::query_as(&snapshot_conversations_sql("?", "?"))
                 .bind(open_since)
                 .bind(recent_from * 1000)
