@@ -310,12 +310,18 @@ pub const LATENCY_BOUNDS_MS: [u32; 22] = [
 /// The key of the bucket over all bounds.
 pub const LATENCY_OVERFLOW_KEY: &str = "+Inf";
 
+/// [`LATENCY_BOUNDS_MS`] as the keys the store keeps them under.
+const LATENCY_KEYS: [&str; 22] = [
+    "5", "10", "15", "20", "30", "40", "50", "75", "100", "150", "200", "300", "400", "500", "750",
+    "1000", "1500", "2000", "3000", "5000", "7500", "10000",
+];
+
 /// The histogram key a latency falls in.
-pub fn latency_key(ms: f64) -> String {
+pub fn latency_key(ms: f64) -> &'static str {
     LATENCY_BOUNDS_MS
         .iter()
-        .find(|b| ms <= f64::from(**b))
-        .map_or_else(|| LATENCY_OVERFLOW_KEY.to_string(), |b| b.to_string())
+        .position(|b| ms <= f64::from(*b))
+        .map_or(LATENCY_OVERFLOW_KEY, |i| LATENCY_KEYS[i])
 }
 
 /// The histogram bucket index of a key (`None` for a key not of the
@@ -535,6 +541,13 @@ mod tests {
             "2h".parse::<Period>().unwrap_err(),
             "unknown period `2h`; valid: 1h, 24h, 7d, 30d"
         );
+    }
+
+    #[test]
+    fn latency_keys_name_their_bounds() {
+        for (key, bound) in LATENCY_KEYS.iter().zip(LATENCY_BOUNDS_MS) {
+            assert_eq!(*key, bound.to_string());
+        }
     }
 
     #[test]

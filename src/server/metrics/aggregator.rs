@@ -263,7 +263,11 @@ impl Aggregator {
             while let Some(message) = received.take() {
                 match message {
                     Ok(BusMessage::Event { event, .. }) => {
-                        let last = counted.entry(event.tenant_id.clone()).or_insert(head);
+                        // Looked up by `&str`: no allocation per event.
+                        let last = match counted.get_mut(event.tenant_id.as_str()) {
+                            Some(last) => last,
+                            None => counted.entry(event.tenant_id.clone()).or_insert(head),
+                        };
                         if event.id > *last {
                             *last = event.id;
                             group.push(event);

@@ -8,7 +8,7 @@
 //! groups commit in id order, so applying the groups one after another
 //! gives the same rows as folding every event at once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
 
@@ -41,6 +41,10 @@ pub struct Rollup {
     pub conversations: BTreeMap<(String, String), ConversationChange>,
     pub campaigns: BTreeMap<(String, String), CampaignChange>,
     pub campaign_errors: BTreeMap<(String, String, String), i64>,
+    /// The counters while folding, by tenant first: looked up with the
+    /// event's `&str` tenant, so counting an event allocates nothing but
+    /// a new row (this runs for every stored event, in the writer).
+    staging: HashMap<String, HashMap<(i64, Counter, &'static str), Add>>,
 }
 
 /// Times are Unix milliseconds of the events' timestamps.
@@ -96,6 +100,13 @@ impl Rollup {
         for event in events {
             rollup.add(event);
         }
+        for (tenant, rows) in std::mem::take(&mut rollup.staging) {
+            for ((minute, counter, key), add) in rows {
+                rollup
+                    .counters
+                    .insert((tenant.clone(), minute, counter, key.to_string()), add);
+            }
+        }
         rollup.hours = rollup.sum_hours();
         rollup.totals = rollup.sum_totals();
         rollup
@@ -130,14 +141,25 @@ impl Rollup {
         totals
     }
 
-    fn count(&mut self, event: &Event, counter: Counter, key: &str, count: i64, sum: f64) {
+    fn count(&mut self, event: &Event, counter: Counter, key: &'static str, count: i64, sum: f64) {
         let minute = event.timestamp.timestamp().div_euclid(60) * 60;
-        let row = self
-            .counters
-            .entry((event.tenant_id.clone(), minute, counter, key.to_string()))
-            .or_default();
+        let rows = match self.staging.get_mut(event.tenant_id.as_str()) {
+            Some(rows) => rows,
+            None => self.staging.entry(event.tenant_id.clone()).or_default(),
+        };
+        let row = rows.entry((minute, counter, key)).or_default();
         row.count += count;
         row.sum += sum;
+    }
+
+    /// [`Rollup::count`] for a counter keyed by a campaign id (not
+    /// static): straight into the rows.
+    fn count_keyed(&mut self, event: &Event, counter: Counter, key: &str) {
+        let minute = event.timestamp.timestamp().div_euclid(60) * 60;
+        self.counters
+            .entry((event.tenant_id.clone(), minute, counter, key.to_string()))
+            .or_default()
+            .count += 1;
     }
 
     /// Adds one event. Fields are read leniently (a number or a numeric
@@ -167,7 +189,7 @@ impl Rollup {
                 }
                 if let Some(ms) = number(data, &["response_time", "responseTime"]) {
                     let ms = ms.max(0.0);
-                    self.count(event, Counter::ErpLatency, &latency_key(ms), 1, ms);
+                    self.count(event, Counter::ErpLatency, latency_key(ms), 1, ms);
                 }
             }
             "SystemAlert" => self.count(event, Counter::SystemAlerts, "", 1, 0.0),
@@ -213,8 +235,8 @@ impl Rollup {
             "campaign_started" => self.count(event, Counter::CampaignsStarted, "", 1, 0.0),
             "campaign_paused" => self.count(event, Counter::CampaignsPaused, "", 1, 0.0),
             "campaign_complete" => self.count(event, Counter::CampaignsCompleted, "", 1, 0.0),
-            "message_sent" => self.count(event, Counter::CampaignMessagesSent, &id, 1, 0.0),
-            "message_failed" => self.count(event, Counter::CampaignMessagesFailed, &id, 1, 0.0),
+            "message_sent" => self.count_keyed(event, Counter::CampaignMessagesSent, &id),
+            "message_failed" => self.count_keyed(event, Counter::CampaignMessagesFailed, &id),
             _ => {}
         }
         let error = (kind == "message_failed").then(|| error_text(data));
