@@ -5,6 +5,8 @@
 
 -- Counters per tenant and minute; `key` is a dimension (a campaign id,
 -- a latency bucket), '' when none. Kept 48 hours: the 1h and 24h series.
+-- Keyed by time first: every append writes at the right edge of one
+-- B-tree (no second index to keep), and series and expiry read a range.
 CREATE TABLE metric_minutes (
     tenant_id TEXT    NOT NULL,
     metric    TEXT    NOT NULL,
@@ -12,9 +14,8 @@ CREATE TABLE metric_minutes (
     key       TEXT    NOT NULL,
     n         INTEGER NOT NULL,
     sum_value REAL    NOT NULL,
-    PRIMARY KEY (tenant_id, metric, minute, key)
+    PRIMARY KEY (minute, tenant_id, metric, key)
 ) WITHOUT ROWID;
-CREATE INDEX metric_minutes_by_time ON metric_minutes (minute);
 
 -- The same per hour, kept 400 days: the 7d and 30d series, campaigns'
 -- hourly and daily figures.
@@ -25,9 +26,8 @@ CREATE TABLE metric_hours (
     key       TEXT    NOT NULL,
     n         INTEGER NOT NULL,
     sum_value REAL    NOT NULL,
-    PRIMARY KEY (tenant_id, metric, hour, key)
+    PRIMARY KEY (hour, tenant_id, metric, key)
 ) WITHOUT ROWID;
-CREATE INDEX metric_hours_by_time ON metric_hours (hour);
 
 -- Since the first event: the aggregator's starting point.
 CREATE TABLE metric_totals (
@@ -48,9 +48,8 @@ CREATE TABLE metric_gauges (
     minute    INTEGER NOT NULL,
     node      TEXT    NOT NULL,
     value     REAL    NOT NULL,
-    PRIMARY KEY (tenant_id, metric, minute, node)
+    PRIMARY KEY (minute, tenant_id, metric, node)
 ) WITHOUT ROWID;
-CREATE INDEX metric_gauges_by_time ON metric_gauges (minute);
 
 -- A conversation is active while started, not ended since, and not idle
 -- past the window.
