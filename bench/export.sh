@@ -40,8 +40,9 @@ head() { curl -s "$url/health" | python3 -c 'import json,sys; print(json.load(sy
 started=$(date +%s)
 while [ "$(head)" -lt "$EVENTS" ]; do
   left=$(( EVENTS - $(head) ))
-  secs=$(( left / 50000 + 1 ))
-  "$bin" loadtest --server "$url" --token "$token" --connections 0 --rate 100000 \
+  # Offered below what the server takes, so what is offered is stored.
+  secs=$(( left / 40000 + 1 ))
+  "$bin" loadtest --server "$url" --token "$token" --connections 0 --rate 40000 \
     --duration "${secs}s" --output json > "$work/fill.json" 2>> "$out/fill.log" || true
 done
 stored=$(head)
@@ -58,7 +59,7 @@ export_run() {
   local sampler=$!
   local t0 t1
   t0=$(date +%s.%N)
-  /usr/bin/time -v "$bin" --server "$url" --token "$token" "$@" 2> "$out/$name.time.txt"
+  /usr/bin/time -v "$bin" "$@" --server "$url" --token "$token" 2> "$out/$name.time.txt"
   t1=$(date +%s.%N)
   kill "$sampler"; wait "$sampler" 2>/dev/null || true
   python3 - "$name" "$t0" "$t1" "$out" "$work" <<'EOF'
