@@ -8,6 +8,7 @@ pub mod codes;
 pub mod dashboard;
 pub mod events;
 pub mod frames;
+pub mod latency;
 pub mod limits;
 pub mod metrics;
 pub mod rooms;

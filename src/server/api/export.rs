@@ -89,16 +89,18 @@ pub async fn events(
         Some(t) => state.store.id_before(t).await?,
         None => 0,
     };
+    // Without `until`, up to the head now: an export under steady
+    // ingest ends, and holds what was stored when it was asked for.
     let before = match until {
-        Some(t) => Some(state.store.id_before(t).await? + 1),
-        None => None,
+        Some(t) => state.store.id_before(t).await? + 1,
+        None => state.store.last_event_id().await? + 1,
     };
     let query = EventQuery {
         tenant,
         rooms: Scope::rooms(rooms),
         event_types: types,
         since,
-        before,
+        before: Some(before),
         limit: PAGE,
     };
     let name = format!(
@@ -284,7 +286,8 @@ pub async fn campaign(
         rooms: Scope::Only(vec![room]),
         event_types: None,
         since: 0,
-        before: None,
+        // The messages up to the moment the report's figures were read.
+        before: Some(state.store.last_event_id().await? + 1),
         limit: PAGE,
     };
     let body = Body::from_stream(event_stream(

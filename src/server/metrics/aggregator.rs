@@ -215,7 +215,8 @@ impl Aggregator {
             };
             failing = false;
             let head = snapshot.head;
-            *self.live.write().expect("figures lock") = Live::from_snapshot(snapshot);
+            *self.live.write().expect("figures lock") =
+                Live::from_snapshot(snapshot, self.clock.now().timestamp());
             self.caught_up.store(true, Ordering::Relaxed);
             self.changed.send_modify(|n| *n += 1);
             tracing::info!(head, "metrics counted from the store; following the bus");
@@ -250,10 +251,6 @@ impl Aggregator {
                     let before = now.timestamp_millis() - CONVERSATIONS_KEPT_MS;
                     let others = now.timestamp_millis() - WINDOW_SECS * 1000;
                     self.live.write().expect("figures lock").sweep(before, others);
-                    // Every node sweeps; deleting twice is harmless.
-                    if let Err(e) = self.store.expire_metrics(now.timestamp()).await {
-                        tracing::warn!(error = %e, "old metric rollups could not be removed; retrying later");
-                    }
                     continue;
                 }
                 received = bus.recv() => received,
@@ -299,10 +296,11 @@ impl Aggregator {
     fn count(&self, group: &[Arc<Event>]) {
         let rollup = Rollup::of(group.iter().map(|e| e.as_ref()));
         let newest = group.iter().map(|e| e.id).max().unwrap_or(0);
+        let now = self.clock.now().timestamp();
         self.live
             .write()
             .expect("figures lock")
-            .apply(&rollup, newest);
+            .apply(&rollup, newest, now);
         if !rollup.campaigns.is_empty() {
             let now = tokio::time::Instant::now();
             let mut throttle = self.throttle.lock().expect("throttle lock");

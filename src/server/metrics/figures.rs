@@ -17,6 +17,12 @@ use crate::server::storage::metrics::{CounterRow, MetricSnapshot};
 pub const WINDOW_MINUTES: usize = 60;
 pub const WINDOW_SECS: i64 = WINDOW_MINUTES as i64 * 60;
 
+/// How far ahead of the server's clock an event's minute may be and still
+/// enter the window: a producer's clock a little fast counts; one an hour
+/// off (a time-zone bug) would otherwise push the real minutes out of the
+/// ring. Such events still count in the totals and the store.
+pub const MAX_SKEW_SECS: i64 = 120;
+
 const COUNTERS: usize = Counter::ALL.len();
 const BUCKETS: usize = LATENCY_BOUNDS_MS.len() + 1;
 
@@ -100,9 +106,11 @@ impl Conversation {
 }
 
 impl Figures {
-    fn add(&mut self, counter: Counter, key: &str, minute: i64, count: i64, sum: f64) {
+    fn add(&mut self, counter: Counter, key: &str, minute: i64, count: i64, sum: f64, now: i64) {
         self.totals.add(counter, key, count, sum);
-        self.add_recent(counter, key, minute, count, sum);
+        if minute <= now + MAX_SKEW_SECS {
+            self.add_recent(counter, key, minute, count, sum);
+        }
     }
 
     /// Counts into the ring only: a minute older than the slot's holds
@@ -165,14 +173,17 @@ pub struct Live {
 }
 
 impl Live {
-    /// The figures of a store snapshot.
-    pub fn from_snapshot(snapshot: MetricSnapshot) -> Live {
+    /// The figures of a store snapshot taken at `now` (Unix seconds).
+    pub fn from_snapshot(snapshot: MetricSnapshot, now: i64) -> Live {
         let mut live = Live {
             head: snapshot.head,
             ..Live::default()
         };
         let mut apply = |row: &CounterRow, recent: bool| {
             let tenant = live.tenants.entry(row.tenant_id.clone()).or_default();
+            if recent && row.time > now + MAX_SKEW_SECS {
+                return;
+            }
             if recent {
                 tenant.add_recent(row.counter, &row.key, row.time, row.count, row.sum);
                 live.all
@@ -202,14 +213,16 @@ impl Live {
         live
     }
 
-    /// Counts a group of events, up to event `head`.
-    pub fn apply(&mut self, rollup: &Rollup, head: EventId) {
+    /// Counts a group of events, up to event `head`, at `now` (Unix
+    /// seconds).
+    pub fn apply(&mut self, rollup: &Rollup, head: EventId, now: i64) {
         for ((tenant, minute, counter, key), add) in &rollup.counters {
             self.tenants
                 .entry(tenant.clone())
                 .or_default()
-                .add(*counter, key, *minute, add.count, add.sum);
-            self.all.add(*counter, key, *minute, add.count, add.sum);
+                .add(*counter, key, *minute, add.count, add.sum, now);
+            self.all
+                .add(*counter, key, *minute, add.count, add.sum, now);
         }
         for ((tenant, id), change) in &rollup.conversations {
             self.tenants

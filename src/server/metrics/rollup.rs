@@ -179,7 +179,9 @@ impl Rollup {
             "TicketCreated" => self.count(event, Counter::TicketsCreated, "", 1, 0.0),
             "AIInteraction" => {
                 self.count(event, Counter::AiInteractions, "", 1, 0.0);
-                let tokens = number(data, &["tokens"]).unwrap_or(0.0).max(0.0);
+                let tokens = number(data, &["tokens"])
+                    .unwrap_or(0.0)
+                    .clamp(0.0, MAX_FIGURE);
                 self.count(event, Counter::AiTokens, "", tokens.round() as i64, 0.0);
             }
             "ERPCall" => {
@@ -188,7 +190,7 @@ impl Rollup {
                     self.count(event, Counter::ErpErrors, "", 1, 0.0);
                 }
                 if let Some(ms) = number(data, &["response_time", "responseTime"]) {
-                    let ms = ms.max(0.0);
+                    let ms = ms.clamp(0.0, MAX_FIGURE);
                     self.count(event, Counter::ErpLatency, latency_key(ms), 1, ms);
                 }
             }
@@ -204,8 +206,8 @@ impl Rollup {
                 .or_default();
             change.last_activity_at = change.last_activity_at.max(at);
             match event.event_type.as_str() {
-                "ConversationStarted" => change.started_at = Some(at),
-                "ConversationEnded" => change.ended_at = Some(at),
+                "ConversationStarted" => change.started_at = change.started_at.max(Some(at)),
+                "ConversationEnded" => change.ended_at = change.ended_at.max(Some(at)),
                 _ => {}
             }
         }
@@ -242,7 +244,7 @@ impl Rollup {
         let error = (kind == "message_failed").then(|| error_text(data));
         let change = self.campaign(event, id.clone(), at);
         if let Some(name) = data.get("name").and_then(Value::as_str) {
-            change.name = Some(name.to_string());
+            change.name = Some(clean_text(name, 200));
         }
         if let Some(total) = integer(data, &["total_contacts", "totalContacts"]) {
             change.total_contacts = Some(total);
@@ -252,11 +254,11 @@ impl Rollup {
         }
         let status = match kind {
             "campaign_created" => {
-                change.created_at.get_or_insert(at);
+                change.created_at = Some(change.created_at.map_or(at, |c| c.min(at)));
                 Some("created")
             }
             "campaign_started" => {
-                change.started_at.get_or_insert(at);
+                change.started_at = Some(change.started_at.map_or(at, |s| s.min(at)));
                 Some("running")
             }
             "campaign_paused" => Some("paused"),
@@ -292,7 +294,7 @@ impl Rollup {
                     change.interval_min = Some(change.interval_min.map_or(gap, |m| m.min(gap)));
                     change.interval_max = Some(change.interval_max.map_or(gap, |m| m.max(gap)));
                 }
-                change.first_sent_at.get_or_insert(at);
+                change.first_sent_at = Some(change.first_sent_at.map_or(at, |f| f.min(at)));
                 change.last_sent_at = Some(change.last_sent_at.map_or(at, |l| l.max(at)));
             }
             "message_failed" => change.failed += 1,
@@ -331,13 +333,31 @@ impl Rollup {
     }
 }
 
-/// An id as text: ids come as strings or integers from the platforms.
+/// Longest conversation or campaign id that is tracked: an id is a key
+/// of the store's rows (PostgreSQL's index entries stop near 2.7 KB).
+pub const MAX_ID_BYTES: usize = 128;
+
+/// Most a single event may add to a counter (tokens) or report as a
+/// campaign's total: far above any real figure, far below overflow.
+pub const MAX_FIGURE: f64 = 1e12;
+
+/// An id as text: ids come as strings or integers from the platforms. An
+/// id too long, or with a control character (PostgreSQL text cannot hold
+/// NUL), is not tracked: the event still counts, its conversation or
+/// campaign does not, and the append never fails over it.
 fn id_text(value: Option<&Value>) -> Option<String> {
-    match value? {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
+    let id = match value? {
+        Value::String(s) if !s.is_empty() => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    (id.len() <= MAX_ID_BYTES && !id.chars().any(char::is_control)).then_some(id)
+}
+
+/// Free text kept in a row (a campaign's name, an error): NUL removed,
+/// cut to `max` characters.
+fn clean_text(text: &str, max: usize) -> String {
+    text.chars().filter(|c| *c != '\0').take(max).collect()
 }
 
 fn number(data: &Value, names: &[&str]) -> Option<f64> {
@@ -351,7 +371,7 @@ fn number(data: &Value, names: &[&str]) -> Option<f64> {
 fn integer(data: &Value, names: &[&str]) -> Option<i64> {
     number(data, names)
         .filter(|n| n.is_finite() && *n >= 0.0)
-        .map(|n| n as i64)
+        .map(|n| n.min(MAX_FIGURE) as i64)
 }
 
 /// The error of a failed campaign message, as the top-errors table shows
@@ -370,7 +390,7 @@ fn error_text(data: &Value) -> String {
             _ => None,
         })
         .unwrap_or_else(|| "unknown error".to_string());
-    text.chars().take(MAX_ERROR_TEXT).collect()
+    clean_text(&text, MAX_ERROR_TEXT)
 }
 
 #[cfg(test)]

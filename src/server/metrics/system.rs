@@ -21,6 +21,9 @@ use crate::server::storage::metrics::{GaugeRow, ALL_TENANTS};
 /// stops sampling drops out of the figures after [`NODE_GONE`].
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(15);
 
+/// How often rollups past their keeping time are removed.
+const EXPIRE_EVERY: Duration = Duration::from_secs(600);
+
 /// Samples older than this are not a node's current state.
 pub const NODE_GONE: Duration = Duration::from_secs(60);
 
@@ -66,6 +69,7 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
     let mut machine = Machine::default();
     let mut measure = tokio::time::interval(MEASURE_EVERY);
     let mut sample = tokio::time::interval(SAMPLE_EVERY);
+    let mut expire = tokio::time::interval(EXPIRE_EVERY);
     let mut last = (0.0, 0.0);
     let mut failing = false;
     loop {
@@ -77,6 +81,15 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
                 let mut gauges = aggregator.gauges.lock().expect("gauges lock");
                 if gauges.system_cpu_usage.is_none() {
                     *gauges = local(last);
+                }
+            }
+            _ = expire.tick() => {
+                // Every node sweeps; deleting twice is harmless. Here, not
+                // in the aggregator, so a slow delete never holds up
+                // counting.
+                let now = state.clock.now().timestamp();
+                if let Err(e) = state.stores.metrics.expire_metrics(now).await {
+                    tracing::warn!(error = %e, "old metric rollups could not be removed; retrying later");
                 }
             }
             _ = sample.tick() => {

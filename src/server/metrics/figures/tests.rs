@@ -64,7 +64,7 @@ fn known_events() -> Vec<Event> {
 fn kpis_of_a_known_set_of_events_are_exact() {
     let events = known_events();
     let mut live = Live::default();
-    live.apply(&Rollup::of(&events), events.last().unwrap().id);
+    live.apply(&Rollup::of(&events), events.last().unwrap().id, T0 + 60);
     let now = T0 + 59;
     let acme = live.kpis(Some("acme"), now, 24 * 3600 * 1000);
     assert_eq!(acme.messages_sent, 19);
@@ -97,7 +97,7 @@ fn kpis_of_a_known_set_of_events_are_exact() {
 fn the_window_forgets_minutes_older_than_an_hour() {
     let events = known_events();
     let mut live = Live::default();
-    live.apply(&Rollup::of(&events), 27);
+    live.apply(&Rollup::of(&events), 27, T0 + 60);
     let later = live.kpis(Some("acme"), T0 + WINDOW_SECS, 1000);
     // Totals stay; the window's rates are of nothing.
     assert_eq!(later.messages_sent, 19);
@@ -114,7 +114,7 @@ fn a_snapshot_gives_the_same_figures_as_the_events() {
     let events = known_events();
     let rollup = Rollup::of(&events);
     let mut counted = Live::default();
-    counted.apply(&rollup, 27);
+    counted.apply(&rollup, 27, T0 + 60);
     let rows = |map: &std::collections::BTreeMap<_, _>| -> Vec<CounterRow> {
         map.iter()
             .map(
@@ -153,7 +153,7 @@ fn a_snapshot_gives_the_same_figures_as_the_events() {
             },
         ],
     };
-    let loaded = Live::from_snapshot(snapshot);
+    let loaded = Live::from_snapshot(snapshot, T0 + 59);
     for tenant in [Some("acme"), Some("globex"), None] {
         assert_eq!(
             loaded.kpis(tenant, T0 + 59, 3_600_000),
@@ -167,17 +167,25 @@ fn a_snapshot_gives_the_same_figures_as_the_events() {
 fn conversations_end_and_start_again() {
     let mut live = Live::default();
     let c = |id, t: &str, secs| event(id, "acme", t, secs, json!({"conversation_id": "c"}));
-    live.apply(&Rollup::of(&[c(1, "ConversationStarted", T0)]), 1);
+    live.apply(&Rollup::of(&[c(1, "ConversationStarted", T0)]), 1, T0 + 60);
     assert_eq!(live.kpis(Some("acme"), T0, 1000).active_conversations, 1);
-    live.apply(&Rollup::of(&[c(2, "ConversationEnded", T0 + 1)]), 2);
+    live.apply(
+        &Rollup::of(&[c(2, "ConversationEnded", T0 + 1)]),
+        2,
+        T0 + 60,
+    );
     assert_eq!(live.kpis(Some("acme"), T0, 1000).active_conversations, 0);
     // Activity on an ended conversation does not reopen it.
-    live.apply(&Rollup::of(&[c(3, "MessageReceived", T0 + 2)]), 3);
+    live.apply(&Rollup::of(&[c(3, "MessageReceived", T0 + 2)]), 3, T0 + 60);
     assert_eq!(
         live.kpis(Some("acme"), T0 + 2, 1000).active_conversations,
         0
     );
-    live.apply(&Rollup::of(&[c(4, "ConversationStarted", T0 + 3)]), 4);
+    live.apply(
+        &Rollup::of(&[c(4, "ConversationStarted", T0 + 3)]),
+        4,
+        T0 + 60,
+    );
     assert_eq!(
         live.kpis(Some("acme"), T0 + 3, 1000).active_conversations,
         1
@@ -195,17 +203,50 @@ fn conversations_end_and_start_again() {
 fn a_late_start_before_its_end_leaves_the_conversation_ended() {
     let mut live = Live::default();
     let c = |id, t: &str, secs| event(id, "acme", t, secs, json!({"conversation_id": "c"}));
-    live.apply(&Rollup::of(&[c(1, "ConversationEnded", T0 + 10)]), 1);
-    live.apply(&Rollup::of(&[c(2, "ConversationStarted", T0)]), 2);
+    live.apply(
+        &Rollup::of(&[c(1, "ConversationEnded", T0 + 10)]),
+        1,
+        T0 + 60,
+    );
+    live.apply(&Rollup::of(&[c(2, "ConversationStarted", T0)]), 2, T0 + 60);
     assert_eq!(
         live.kpis(Some("acme"), T0 + 10, 60_000)
             .active_conversations,
         0
     );
-    live.apply(&Rollup::of(&[c(3, "ConversationStarted", T0 + 20)]), 3);
+    live.apply(
+        &Rollup::of(&[c(3, "ConversationStarted", T0 + 20)]),
+        3,
+        T0 + 60,
+    );
     assert_eq!(
         live.kpis(Some("acme"), T0 + 20, 60_000)
             .active_conversations,
         1
     );
+}
+
+/// A producer an hour ahead: its events count in the totals, and the
+/// window's minutes are not pushed out by them.
+#[test]
+fn events_from_the_future_do_not_push_the_window_out() {
+    let mut live = Live::default();
+    let now = T0 + 30;
+    live.apply(
+        &Rollup::of(&[event(1, "acme", "MessageSent", now, json!({}))]),
+        1,
+        now,
+    );
+    live.apply(
+        &Rollup::of(&[event(2, "acme", "MessageFailed", now + 3600, json!({}))]),
+        2,
+        now,
+    );
+    let k = live.kpis(Some("acme"), now, 1000);
+    assert_eq!((k.messages_sent, k.messages_failed), (1, 1));
+    assert_eq!(
+        k.message_failure_rate, 0.0,
+        "the hour-ahead failure is not in the window"
+    );
+    assert!(k.events_per_second > 0.0);
 }

@@ -196,7 +196,11 @@ impl SqliteStore {
         ids: &mut IdCache,
         received_at: i64,
     ) -> Result<Vec<Outcome>, StoreError> {
-        let mut tx = pool.begin().await?;
+        // IMMEDIATE: the write lock before the first read. A deferred
+        // transaction that reads the keys and then writes fails at once
+        // (SQLITE_BUSY_SNAPSHOT, no busy wait) when another connection
+        // wrote in between, as the metric samples and sweeps do.
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
         let request_cutoff = received_at - IDEMPOTENCY_TTL.as_millis() as i64;
         let event_cutoff = received_at - EVENT_KEY_TTL.as_millis() as i64;
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
