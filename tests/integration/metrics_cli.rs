@@ -47,27 +47,15 @@ async fn post_known_events(server: &TestServer) -> usize {
     }
     let count = acme.len();
     server.publish(&admin, Value::Array(acme)).await;
-    server
+    let head = server
         .publish(
             &admin,
             json!([message_sent("globex", "g1"), message_sent("globex", "g2")]),
         )
-        .await;
-    // The figures follow the bus: wait until acme's are all counted.
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        let (_, body) = server
-            .get(Some(&admin), "/api/v1/dashboard/overview?tenant_id=acme")
-            .await;
-        if body["kpis"]["events_total"] == json!(count) {
-            return count;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "acme's figures never reached {count} events: {body}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+        .await[1];
+    // The figures follow the bus: wait until they are all counted.
+    crate::dashboard::counted(server, &admin, "?tenant_id=acme", head).await;
+    count
 }
 
 /// Runs `pytake ARGS --server URL --token TOKEN`.

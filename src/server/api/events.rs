@@ -17,11 +17,11 @@ use super::body::read_body;
 use super::error::ApiError;
 use super::long_poll::LongPolls;
 use crate::protocol::api::{EventsPage, PublishResponse};
-use crate::protocol::events::{hex, json_type, validate_event_types};
+use crate::protocol::events::{hex, json_type};
 use crate::protocol::limits::{
     DEFAULT_PAGE, MAX_BATCH_EVENTS, MAX_IDEMPOTENCY_KEY, MAX_LONG_POLL, MAX_PAGE,
 };
-use crate::protocol::{Claims, NewEvent, Room, Scope, ValidEvent};
+use crate::protocol::{Claims, NewEvent, Scope, ValidEvent};
 use crate::server::ingest::IngestError;
 use crate::server::state::AppState;
 use crate::server::storage::{AppendRequest, EventQuery};
@@ -204,24 +204,7 @@ fn history_query(
     params: &HashMap<String, String>,
     claims: &Claims,
 ) -> Result<(EventQuery, Duration, Option<DateTime<Utc>>), ApiError> {
-    let list = |name: &str| -> Vec<String> {
-        params
-            .get(name)
-            .map(|v| {
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let rooms = list("rooms")
-        .iter()
-        .map(|room| Room::parse(room).map_err(|e| ApiError::bad_param("rooms", e)))
-        .collect::<Result<Vec<Room>, ApiError>>()?;
-    let types = validate_event_types(Some(list("event_types")))
-        .map_err(|e| ApiError::bad_param("event_types", e))?;
+    let (rooms, types) = super::scope::event_filters(params)?;
     let tenant = super::scope::tenant_scope(claims, params.get("tenant_id").map(String::as_str))?;
     let since = match params.get("since") {
         Some(s) => s.parse::<i64>().ok().filter(|s| *s >= 0).ok_or_else(|| {
@@ -229,16 +212,7 @@ fn history_query(
         })?,
         None => 0,
     };
-    let since_time = match params.get("since_time") {
-        Some(t) => Some(
-            DateTime::parse_from_rfc3339(t)
-                .map_err(|e| {
-                    ApiError::bad_param("since_time", format!("`{t}` is not an RFC 3339 time: {e}"))
-                })?
-                .with_timezone(&Utc),
-        ),
-        None => None,
-    };
+    let since_time = super::scope::time_param(params, "since_time")?;
     let limit = match params.get("limit") {
         Some(l) => l
             .parse::<u32>()

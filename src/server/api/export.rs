@@ -15,15 +15,14 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::SecondsFormat;
 use futures_util::stream;
 
 use super::auth::Caller;
 use super::dashboard::one_tenant;
-use super::scope::tenant_scope;
+use super::scope::{event_filters, tenant_scope, time_param};
 use super::ApiError;
 use crate::protocol::dashboard::{ExportFormat, EVENT_CSV_COLUMNS};
-use crate::protocol::events::validate_event_types;
 use crate::protocol::{Event, EventId, Room, Scope};
 use crate::server::metrics::campaign;
 use crate::server::state::AppState;
@@ -31,22 +30,6 @@ use crate::server::storage::{EventQuery, EventStore};
 
 /// Events read per page.
 pub const PAGE: u32 = 1000;
-
-fn time_param(
-    params: &HashMap<String, String>,
-    name: &str,
-) -> Result<Option<DateTime<Utc>>, ApiError> {
-    params
-        .get(name)
-        .map(|t| {
-            DateTime::parse_from_rfc3339(t)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|e| {
-                    ApiError::bad_param(name, format!("`{t}` is not an RFC 3339 time: {e}"))
-                })
-        })
-        .transpose()
-}
 
 /// `GET /api/v1/events/export?since_time=&until=&event_types=&rooms=&tenant_id=&format=ndjson|csv|json`:
 /// every matching event received in `[since_time, until)`, in id order.
@@ -60,24 +43,7 @@ pub async fn events(
         Some(f) => ExportFormat::parse(f).map_err(|e| ApiError::bad_param("format", e))?,
         None => ExportFormat::Ndjson,
     };
-    let list = |name: &str| -> Vec<String> {
-        params
-            .get(name)
-            .map(|v| {
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let types = validate_event_types(Some(list("event_types")))
-        .map_err(|e| ApiError::bad_param("event_types", e))?;
-    let rooms = list("rooms")
-        .iter()
-        .map(|r| Room::parse(r).map_err(|e| ApiError::bad_param("rooms", e)))
-        .collect::<Result<Vec<Room>, ApiError>>()?;
+    let (rooms, types) = event_filters(&params)?;
     let since_time = time_param(&params, "since_time")?;
     let until = time_param(&params, "until")?;
     if let (Some(from), Some(to)) = (since_time, until) {

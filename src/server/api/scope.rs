@@ -1,7 +1,12 @@
 //! Which tenants a request is about.
 
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
 use super::ApiError;
-use crate::protocol::{Claims, Role, Scope, TenantId};
+use crate::protocol::events::validate_event_types;
+use crate::protocol::{Claims, Role, Room, Scope, TenantId};
 
 /// The tenant a request names with `tenant_id`, or the token's own scope
 /// (its tenant; every tenant for an admin) when it names none. A tenant
@@ -22,4 +27,47 @@ pub fn tenant_scope(claims: &Claims, asked: Option<&str>) -> Result<Scope<Tenant
             Ok(claims.scope())
         }
     }
+}
+
+/// The query's filters every event read shares: `rooms` and `event_types`
+/// (comma-separated lists, empty entries ignored), each checked.
+pub fn event_filters(
+    params: &HashMap<String, String>,
+) -> Result<(Vec<Room>, Option<Vec<String>>), ApiError> {
+    let list = |name: &str| -> Vec<String> {
+        params
+            .get(name)
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let rooms = list("rooms")
+        .iter()
+        .map(|room| Room::parse(room).map_err(|e| ApiError::bad_param("rooms", e)))
+        .collect::<Result<Vec<Room>, ApiError>>()?;
+    let types = validate_event_types(Some(list("event_types")))
+        .map_err(|e| ApiError::bad_param("event_types", e))?;
+    Ok((rooms, types))
+}
+
+/// An RFC 3339 time parameter, if given.
+pub fn time_param(
+    params: &HashMap<String, String>,
+    name: &str,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
+    params
+        .get(name)
+        .map(|t| {
+            DateTime::parse_from_rfc3339(t)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| {
+                    ApiError::bad_param(name, format!("`{t}` is not an RFC 3339 time: {e}"))
+                })
+        })
+        .transpose()
 }

@@ -369,7 +369,7 @@ pub(super) fn gauge_rows(rows: Vec<(String, String, i64, String, f64)>) -> Vec<G
 }
 
 /// The query of [`MetricStore::campaign_counts`]; `tenant` is the
-/// placeholder of the tenant (`?` or `$1`), or `None` for every tenant.
+/// bind marker of the tenant (`?` or `$1`), or `None` for every tenant.
 /// A campaign's sent and failed counts are the greater of what was
 /// counted and what was reported, as `campaign::metrics` takes them.
 pub(super) fn campaign_counts_sql(tenant: Option<&str>) -> String {
@@ -387,7 +387,7 @@ pub(super) fn campaign_counts_sql(tenant: Option<&str>) -> String {
 }
 
 /// The conversations of [`MetricStore::metric_snapshot`], with `first`
-/// the placeholder of `open_since` and `second` of `recent_from` in ms.
+/// the bind marker of `open_since` and `second` of `recent_from` in ms.
 pub(super) fn snapshot_conversations_sql(first: &str, second: &str) -> String {
     format!(
         "SELECT tenant_id, conversation_id, started_at, ended_at, last_activity_at \
@@ -416,4 +416,19 @@ pub(super) fn conversation_rows(rows: Vec<ConversationTuple>) -> Vec<Conversatio
             },
         )
         .collect()
+}
+
+/// What [`MetricStore::expire_metrics`] deletes at `now` (Unix seconds):
+/// each table, its time column, and the first time it keeps.
+pub(super) fn expiry(now: i64) -> [(&'static str, &'static str, i64); 4] {
+    [
+        ("metric_minutes", "minute", now - MINUTES_KEPT_SECS),
+        ("metric_hours", "hour", now - HOURS_KEPT_SECS),
+        ("metric_gauges", "minute", now - GAUGES_KEPT_SECS),
+        (
+            "conversations",
+            "last_activity_at",
+            now * 1000 - CONVERSATIONS_KEPT_MS,
+        ),
+    ]
 }

@@ -10,10 +10,9 @@ use crate::protocol::{Scope, TenantId};
 use crate::server::metrics::rollup::Rollup;
 use crate::server::storage::metrics::{
     campaign_counts_sql, campaign_merge, conversation_merge, conversation_rows, counter_names,
-    counter_rows, gauge_rows, series_table, snapshot_conversations_sql, CampaignCounts,
+    counter_rows, expiry, gauge_rows, series_table, snapshot_conversations_sql, CampaignCounts,
     CampaignRow, ConversationTuple, CounterRow, CounterTuple, GaugeRow, MetricSnapshot,
-    MetricStore, SeriesQuery, CAMPAIGN_COLUMNS, CONVERSATIONS_KEPT_MS, GAUGES_KEPT_SECS,
-    HOURS_KEPT_SECS, MINUTES_KEPT_SECS,
+    MetricStore, SeriesQuery, CAMPAIGN_COLUMNS,
 };
 use crate::server::storage::StoreError;
 
@@ -330,25 +329,8 @@ impl MetricStore for SqliteStore {
 
     async fn expire_metrics(&self, now: i64) -> Result<u64, StoreError> {
         let mut removed = 0;
-        for (sql, before) in [
-            (
-                "DELETE FROM metric_minutes WHERE minute < ?",
-                now - MINUTES_KEPT_SECS,
-            ),
-            (
-                "DELETE FROM metric_hours WHERE hour < ?",
-                now - HOURS_KEPT_SECS,
-            ),
-            (
-                "DELETE FROM metric_gauges WHERE minute < ?",
-                now - GAUGES_KEPT_SECS,
-            ),
-            (
-                "DELETE FROM conversations WHERE last_activity_at < ?",
-                now * 1000 - CONVERSATIONS_KEPT_MS,
-            ),
-        ] {
-            removed += sqlx::query(sql)
+        for (table, column, before) in expiry(now) {
+            removed += sqlx::query(&format!("DELETE FROM {table} WHERE {column} < ?"))
                 .bind(before)
                 .execute(&self.pool)
                 .await?
