@@ -11,9 +11,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::protocol::EventId;
 use crate::server::bus::{Bus, BusMessage};
 use crate::server::clock::Clock;
-use crate::server::storage::{AppendOutcome, AppendRequest, EventStore, KeyReused};
+use crate::server::metrics::handoff::{Handoff, LocalGroup};
+use crate::server::storage::{AppendOutcome, AppendRequest, Counted, EventStore, KeyReused};
 use crate::server::telemetry::intake::StoreOp;
 use crate::server::telemetry::IntakeMetrics;
 
@@ -157,6 +159,7 @@ impl Ingest {
         bus: Arc<dyn Bus>,
         clock: Clock,
         metrics: IntakeMetrics,
+        handoff: Handoff,
     ) -> (Ingest, Writer) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let stats = Arc::new(IntakeStats::new());
@@ -168,6 +171,7 @@ impl Ingest {
                 clock,
                 stats: stats.clone(),
                 metrics,
+                handoff,
             },
         };
         (Ingest { tx, stats }, writer)
@@ -210,6 +214,8 @@ struct Committer {
     clock: Clock,
     stats: Arc<IntakeStats>,
     metrics: IntakeMetrics,
+    /// To this node's aggregator: what each group added to the figures.
+    handoff: Handoff,
 }
 
 impl Writer {
@@ -272,11 +278,11 @@ impl Committer {
         let events: usize = requests.iter().map(|r| r.events.len()).sum();
         self.metrics.batch_events.observe(events as f64);
         let started = Instant::now();
-        let appended = self.store.append(requests, self.clock.now()).await;
+        let appended = self.store.append_counted(requests, self.clock.now()).await;
         let took = started.elapsed().as_secs_f64();
         self.metrics.append_seconds.observe(took);
         match appended {
-            Ok(outcomes) => {
+            Ok(Counted { outcomes, rollup }) => {
                 let mut fresh: Vec<BusMessage> = Vec::new();
                 for (reply, outcome) in replies.drain(..).zip(outcomes) {
                     if let Ok(outcome) = &outcome {
@@ -291,6 +297,13 @@ impl Committer {
                 }
                 self.stats.record(fresh.len() as u64);
                 let count = fresh.len();
+                // Before publishing: see `metrics/handoff.rs`.
+                let mut ids: Vec<EventId> = fresh
+                    .iter()
+                    .map(|BusMessage::Event { event, .. }| event.id)
+                    .collect();
+                ids.sort_unstable();
+                self.handoff.send(LocalGroup { ids, rollup });
                 match self.bus.publish(fresh).await {
                     Ok(()) => {
                         self.metrics.bus_published.inc_by(count as u64);

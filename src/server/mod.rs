@@ -125,11 +125,13 @@ impl Server {
         let tracker = TaskTracker::new();
         let hub = Hub::new(store.last_event_id().await?);
         let telemetry = Arc::new(telemetry::Telemetry::new());
+        let (handoff, handed) = metrics::handoff::channel();
         let (ingest, writer) = Ingest::new(
             store.clone(),
             bus.clone(),
             clock.clone(),
             telemetry.intake.clone(),
+            handoff,
         );
         let started = Instant::now();
         telemetry.register_collector(Box::new(telemetry::collector::ServerCollector {
@@ -144,6 +146,7 @@ impl Server {
             stores.metrics.clone(),
             bus.clone(),
             hub.clone(),
+            handed,
         );
         telemetry.register_collector(Box::new(metrics::prometheus::AggregatorCollector(
             aggregator.clone(),

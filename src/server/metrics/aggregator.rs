@@ -18,7 +18,8 @@ use tokio::sync::{broadcast, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::figures::{Counts, Live, WINDOW_SECS};
-use super::rollup::Rollup;
+use super::handoff::{Awaited, Handed, LocalGroup, HANDOFF_CAPACITY};
+use super::rollup::{FastHash, Rollup};
 use super::throttle::Throttle;
 use crate::config::MetricsSettings;
 use crate::protocol::metrics::Kpis;
@@ -67,6 +68,9 @@ pub struct Aggregator {
     pub(super) gauges: Mutex<ClusterGauges>,
     pub(super) throttle: Mutex<Throttle>,
     pub(super) throttle_wake: Notify,
+    /// The groups this node stores, counted by the store (`handoff.rs`);
+    /// taken by `run`.
+    handed: Mutex<Option<Handed>>,
 }
 
 impl Aggregator {
@@ -76,8 +80,10 @@ impl Aggregator {
         store: Arc<dyn MetricStore>,
         bus: Arc<dyn Bus>,
         hub: Arc<Hub>,
+        handed: Handed,
     ) -> Arc<Aggregator> {
         Arc::new(Aggregator {
+            handed: Mutex::new(Some(handed)),
             live: RwLock::new(Live::default()),
             throttle: Mutex::new(Throttle::new(settings.campaign_throttle)),
             settings,
@@ -176,6 +182,10 @@ impl Aggregator {
 
     /// Counts the bus's events until shutdown.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let Some(mut handed) = self.handed.lock().expect("handoff lock").take() else {
+            tracing::error!("the metrics aggregator was started twice");
+            return;
+        };
         // Every tenant's events, on every node: the figures cover them all.
         let _interest = loop {
             match self.bus.watch(Scope::All).await {
@@ -220,12 +230,18 @@ impl Aggregator {
             self.caught_up.store(true, Ordering::Relaxed);
             self.changed.send_modify(|n| *n += 1);
             tracing::info!(head, "metrics counted from the store; following the bus");
-            match self.follow(&mut bus, head, &shutdown).await {
+            match self.follow(&mut bus, &mut handed, head, &shutdown).await {
                 Followed::Shutdown => return,
                 Followed::Behind(missed) => {
                     tracing::warn!(
                         missed,
                         "metrics fell behind the bus; reading the figures from the store again"
+                    );
+                    self.caught_up.store(false, Ordering::Relaxed);
+                }
+                Followed::Unmatched => {
+                    tracing::warn!(
+                        "metrics were handed stored groups whose events never came on the bus; reading the figures from the store again"
                     );
                     self.caught_up.store(false, Ordering::Relaxed);
                 }
@@ -236,12 +252,14 @@ impl Aggregator {
     async fn follow(
         &self,
         bus: &mut broadcast::Receiver<BusMessage>,
+        handed: &mut Handed,
         head: EventId,
         shutdown: &CancellationToken,
     ) -> Followed {
         // Each tenant's last counted id: the bus orders each tenant's
         // stream, so anything at or below it is a repeat.
-        let mut counted: HashMap<String, EventId> = HashMap::new();
+        let mut counted: HashMap<String, EventId, FastHash> = HashMap::default();
+        let mut awaited = Awaited::default();
         let mut sweep = tokio::time::interval(SWEEP_EVERY);
         loop {
             let first = tokio::select! {
@@ -255,7 +273,9 @@ impl Aggregator {
                 }
                 received = bus.recv() => received,
             };
+            self.take_handed(handed, &mut awaited, head);
             let mut group: Vec<Arc<Event>> = Vec::new();
+            let mut campaign_events: Vec<Arc<Event>> = Vec::new();
             let mut received = Some(first);
             while let Some(message) = received.take() {
                 match message {
@@ -267,7 +287,22 @@ impl Aggregator {
                         };
                         if event.id > *last {
                             *last = event.id;
-                            group.push(event);
+                            // Stored here: its group was handed over
+                            // before it was published, so a miss may only
+                            // mean the handoff was read too early.
+                            let local = awaited.take(event.id)
+                                || (self.take_handed(handed, &mut awaited, head)
+                                    && awaited.take(event.id));
+                            if local {
+                                if matches!(
+                                    event.event_type.as_str(),
+                                    "CampaignUpdate" | "CallEvent"
+                                ) {
+                                    campaign_events.push(event);
+                                }
+                            } else {
+                                group.push(event);
+                            }
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
@@ -285,14 +320,42 @@ impl Aggregator {
                     };
                 }
             }
-            if group.is_empty() {
-                continue;
+            if !group.is_empty() {
+                self.count(&group);
             }
-            self.count(&group);
+            campaign_events.extend(group);
+            self.touch_campaigns(&campaign_events);
+            if awaited.len() > HANDOFF_CAPACITY {
+                return Followed::Unmatched;
+            }
         }
     }
 
-    /// Counts a group of new events and wakes the pushes.
+    /// Adds the groups this node stored since the last call (see
+    /// `handoff.rs`); false if there were none.
+    fn take_handed(&self, handed: &mut Handed, awaited: &mut Awaited, head: EventId) -> bool {
+        let mut any = false;
+        while let Some(LocalGroup { ids, rollup }) = handed.try_recv() {
+            any = true;
+            let (Some(&first), Some(&last)) = (ids.first(), ids.last()) else {
+                continue;
+            };
+            if first <= head {
+                // Committed before the snapshot, which counted it.
+                continue;
+            }
+            let now = self.clock.now().timestamp();
+            self.live
+                .write()
+                .expect("figures lock")
+                .apply(&rollup, last, now);
+            self.changed.send_modify(|n| *n += 1);
+            awaited.add(ids);
+        }
+        any
+    }
+
+    /// Counts a group of new events from other nodes and wakes the pushes.
     fn count(&self, group: &[Arc<Event>]) {
         let rollup = Rollup::of(group.iter().map(|e| e.as_ref()));
         let newest = group.iter().map(|e| e.id).max().unwrap_or(0);
@@ -301,18 +364,24 @@ impl Aggregator {
             .write()
             .expect("figures lock")
             .apply(&rollup, newest, now);
-        if !rollup.campaigns.is_empty() {
-            let now = tokio::time::Instant::now();
-            let mut throttle = self.throttle.lock().expect("throttle lock");
-            for event in group {
-                if let Some((campaign, lifecycle)) = super::throttle::campaign_of(event) {
-                    throttle.touch((event.tenant_id.clone(), campaign), lifecycle, now);
-                }
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// Tells the campaign pushes which campaigns new events changed.
+    fn touch_campaigns(&self, events: &[Arc<Event>]) {
+        let now = tokio::time::Instant::now();
+        let mut touched = false;
+        let mut throttle = self.throttle.lock().expect("throttle lock");
+        for event in events {
+            if let Some((campaign, lifecycle)) = super::throttle::campaign_of(event) {
+                throttle.touch((event.tenant_id.clone(), campaign), lifecycle, now);
+                touched = true;
             }
-            drop(throttle);
+        }
+        drop(throttle);
+        if touched {
             self.throttle_wake.notify_one();
         }
-        self.changed.send_modify(|n| *n += 1);
     }
 }
 
@@ -327,4 +396,6 @@ pub struct ScrapeSnapshot {
 enum Followed {
     Shutdown,
     Behind(u64),
+    /// Groups handed over whose events did not come on the bus.
+    Unmatched,
 }

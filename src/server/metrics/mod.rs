@@ -5,6 +5,7 @@
 pub mod aggregator;
 pub mod campaign;
 pub mod figures;
+pub mod handoff;
 pub mod prometheus;
 pub mod push;
 pub mod rollup;

@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 
 pub use crate::protocol::dashboard::PoolStats;
 use crate::protocol::{Event, EventId, Room, Scope, TenantId, ValidEvent};
+use crate::server::metrics::rollup::Rollup;
 
 pub use metrics::MetricStore;
 pub use postgres::PgStore;
@@ -157,6 +158,14 @@ impl EventQuery {
     }
 }
 
+/// What an append stored: one outcome per request, in order, and the
+/// rollup of the new events, committed with them.
+#[derive(Debug)]
+pub struct Counted {
+    pub outcomes: Vec<Result<AppendOutcome, KeyReused>>,
+    pub rollup: Rollup,
+}
+
 /// The event store: every accepted event, in id order.
 ///
 /// # Contract (every backend; the conformance suite checks each point)
@@ -190,11 +199,24 @@ pub trait EventStore: Send + Sync + 'static {
     /// stored); a repeat with another fingerprint is [`KeyReused`], and
     /// nothing of that request is stored. After it, the key is free again.
     /// Two nodes appending the same key at once store it once.
+    ///
+    /// The answer carries the [`Rollup`] of the new events, which the
+    /// store wrote in the same transaction: what this node's aggregator
+    /// adds for them without counting them again.
+    async fn append_counted(
+        &self,
+        batch: Vec<AppendRequest>,
+        now: DateTime<Utc>,
+    ) -> Result<Counted, StoreError>;
+
+    /// [`EventStore::append_counted`] without the rollup.
     async fn append(
         &self,
         batch: Vec<AppendRequest>,
         now: DateTime<Utc>,
-    ) -> Result<Vec<Result<AppendOutcome, KeyReused>>, StoreError>;
+    ) -> Result<Vec<Result<AppendOutcome, KeyReused>>, StoreError> {
+        Ok(self.append_counted(batch, now).await?.outcomes)
+    }
 
     /// Events matching `query`, in increasing id order: the first `limit`
     /// after `since`. Paging with `since` = the last id of a page reads

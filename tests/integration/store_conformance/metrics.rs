@@ -97,9 +97,27 @@ pub async fn rollups_count_each_stored_event_once(backend: Backend) {
             )],
         )
     };
-    append_one(stores.events.as_ref(), keyed(), now()).await;
-    let repeat = append_one(stores.events.as_ref(), keyed(), now()).await;
-    assert!(repeat.duplicate());
+    // The append answers with what it counted (this node's aggregator
+    // adds it as it is): the repeat, nothing.
+    let sent = |rollup: &pytake::server::metrics::rollup::Rollup| {
+        rollup
+            .totals
+            .get(&("acme".to_string(), Counter::MessagesSent, String::new()))
+            .map(|add| add.count)
+    };
+    let counted = stores
+        .events
+        .append_counted(vec![keyed()], now())
+        .await
+        .expect("append");
+    assert_eq!(sent(&counted.rollup), Some(1));
+    let repeat = stores
+        .events
+        .append_counted(vec![keyed()], now())
+        .await
+        .expect("append");
+    assert!(repeat.outcomes[0].as_ref().is_ok_and(|o| !o.events[0].new));
+    assert!(repeat.rollup.is_empty(), "{:?}", repeat.rollup);
 
     let counters = [
         Counter::MessagesSent,

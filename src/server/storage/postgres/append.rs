@@ -12,7 +12,9 @@ use sqlx::postgres::{PgConnection, PgPool};
 use super::{cutoff, millis, pg_text, PgStore};
 use crate::protocol::limits::{EVENT_KEY_TTL, IDEMPOTENCY_TTL};
 use crate::protocol::{Event, EventId, ValidEvent};
-use crate::server::storage::{AppendOutcome, AppendRequest, Appended, KeyReused, StoreError};
+use crate::server::storage::{
+    AppendOutcome, AppendRequest, Appended, Counted, KeyReused, StoreError,
+};
 
 /// The advisory lock every append holds until it commits. Two `int4`s:
 /// PostgreSQL keeps that key space apart from the single-`bigint` one
@@ -107,7 +109,7 @@ impl PgStore {
         pool: &PgPool,
         batch: &[AppendRequest],
         now: DateTime<Utc>,
-    ) -> Result<Vec<Outcome>, StoreError> {
+    ) -> Result<Counted, StoreError> {
         let received_at = millis(now);
         let mut tx = pool
             .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
@@ -178,7 +180,10 @@ impl PgStore {
         );
         write_rollup(&mut tx, &rollup).await?;
         tx.commit().await?;
-        Ok(plan.outcomes)
+        Ok(Counted {
+            outcomes: plan.outcomes,
+            rollup,
+        })
     }
 }
 

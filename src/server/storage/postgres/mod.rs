@@ -17,7 +17,7 @@ use sqlx::{Connection, Postgres, QueryBuilder, Row};
 mod append;
 mod metrics;
 
-use super::{AppendOutcome, AppendRequest, EventQuery, EventStore, KeyReused, StoreError};
+use super::{AppendRequest, Counted, EventQuery, EventStore, StoreError};
 use crate::protocol::limits::{EVENT_KEY_TTL, IDEMPOTENCY_TTL};
 use crate::protocol::{Event, EventId, Scope, TenantId};
 
@@ -191,11 +191,11 @@ fn row_to_event(row: &PgRow) -> Result<Event, StoreError> {
 
 #[async_trait]
 impl EventStore for PgStore {
-    async fn append(
+    async fn append_counted(
         &self,
         batch: Vec<AppendRequest>,
         now: DateTime<Utc>,
-    ) -> Result<Vec<Result<AppendOutcome, KeyReused>>, StoreError> {
+    ) -> Result<Counted, StoreError> {
         // In a task of its own, so a caller that goes away cannot stop an
         // append half-way; whatever fails before the commit rolls back.
         let pool = self.pool.clone();

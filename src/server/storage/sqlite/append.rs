@@ -14,7 +14,9 @@ use super::{last_stored_id, read_heads, IdCache, Ids, SqliteStore};
 use crate::protocol::limits::{EVENT_KEY_TTL, IDEMPOTENCY_TTL};
 use crate::protocol::{Event, EventId, ValidEvent};
 use crate::server::metrics::rollup::Rollup;
-use crate::server::storage::{AppendOutcome, AppendRequest, Appended, KeyReused, StoreError};
+use crate::server::storage::{
+    AppendOutcome, AppendRequest, Appended, Counted, KeyReused, StoreError,
+};
 
 /// Events per multi-row INSERT; 9 bound values each stays far below SQLite's
 /// limit of 32,766 variables per statement.
@@ -85,7 +87,7 @@ impl SqliteStore {
         ids: &Ids,
         batch: &[AppendRequest],
         now: DateTime<Utc>,
-    ) -> Result<Vec<Outcome>, StoreError> {
+    ) -> Result<Counted, StoreError> {
         let mut cache = ids.cache.lock().await;
         let received_at = now.timestamp_millis();
         let keyed = batch.iter().any(|r| {
@@ -121,9 +123,9 @@ impl SqliteStore {
                 SqliteStore::append_unkeyed(pool, batch, &mut ids, received_at).await
             };
             match appended {
-                Ok(outcomes) => {
+                Ok(counted) => {
                     *cache = Some(ids);
-                    return Ok(outcomes);
+                    return Ok(counted);
                 }
                 Err(e) if !retried && is_id_taken(&e) => {
                     tracing::warn!("another writer took event ids in the database; appending again from its ids");
@@ -144,7 +146,7 @@ impl SqliteStore {
         batch: &[AppendRequest],
         ids: &mut IdCache,
         received_at: i64,
-    ) -> Result<Vec<Outcome>, StoreError> {
+    ) -> Result<Counted, StoreError> {
         let outcomes: Vec<Outcome> = batch
             .iter()
             .map(|req| {
@@ -165,7 +167,10 @@ impl SqliteStore {
             .collect();
         let pending = pending_rows(batch, &outcomes);
         if pending.is_empty() {
-            return Ok(outcomes);
+            return Ok(Counted {
+                outcomes,
+                rollup: Rollup::default(),
+            });
         }
         let rollup = Rollup::of(pending.iter().map(|p| p.event));
         let mut conn = CloseUnlessDone(Some(pool.acquire().await?));
@@ -183,7 +188,7 @@ impl SqliteStore {
             return Err(e.into());
         }
         conn.done();
-        Ok(outcomes)
+        Ok(Counted { outcomes, rollup })
     }
 
     /// The general append: looks idempotency keys up inside the
@@ -195,7 +200,7 @@ impl SqliteStore {
         batch: &[AppendRequest],
         ids: &mut IdCache,
         received_at: i64,
-    ) -> Result<Vec<Outcome>, StoreError> {
+    ) -> Result<Counted, StoreError> {
         // IMMEDIATE: the write lock before the first read. A deferred
         // transaction that reads the keys and then writes fails at once
         // (SQLITE_BUSY_SNAPSHOT, no busy wait) when another connection
@@ -354,8 +359,8 @@ impl SqliteStore {
         }
 
         let pending = pending_rows(batch, &outcomes);
+        let rollup = Rollup::of(pending.iter().map(|p| p.event));
         if !pending.is_empty() {
-            let rollup = Rollup::of(pending.iter().map(|p| p.event));
             let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("");
             push_inserts(&mut qb, &pending, received_at);
             push_rollup(&mut qb, &rollup);
@@ -365,7 +370,7 @@ impl SqliteStore {
                 .await?;
         }
         tx.commit().await?;
-        Ok(outcomes)
+        Ok(Counted { outcomes, rollup })
     }
 }
 

@@ -20,7 +20,7 @@ use tokio::sync::Mutex;
 mod append;
 mod metrics;
 
-use super::{AppendOutcome, AppendRequest, EventQuery, EventStore, KeyReused, StoreError};
+use super::{AppendRequest, Counted, EventQuery, EventStore, StoreError};
 use crate::protocol::limits::{EVENT_KEY_TTL, IDEMPOTENCY_TTL};
 use crate::protocol::{Event, EventId, Scope, TenantId};
 
@@ -206,11 +206,11 @@ fn row_to_event(row: &SqliteRow) -> Result<Event, StoreError> {
 
 #[async_trait]
 impl EventStore for SqliteStore {
-    async fn append(
+    async fn append_counted(
         &self,
         batch: Vec<AppendRequest>,
         now: DateTime<Utc>,
-    ) -> Result<Vec<Result<AppendOutcome, KeyReused>>, StoreError> {
+    ) -> Result<Counted, StoreError> {
         // In a task of its own, so a caller that goes away cannot stop an
         // append half-way: its query would still reach SQLite's thread and
         // might commit after the ids were handed out again.

@@ -1,5 +1,6 @@
 use super::*;
 use crate::protocol::{Room, ValidEvent};
+use crate::server::storage::{AppendOutcome, KeyReused};
 
 fn event(room: &str, extra_room: Option<&str>, key: Option<&str>) -> ValidEvent {
     let mut rooms = vec![room.to_string()];
