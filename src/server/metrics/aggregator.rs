@@ -2,12 +2,14 @@
 //!
 //! It never polls the store for totals. At start (and after falling behind
 //! the bus) it reads one snapshot of the store's rollups with the event id
-//! they count up to, then counts every event after that id from the bus:
-//! subscribed before the snapshot, so nothing committed after it is
-//! missed, and skipping what the snapshot counted, so nothing is counted
-//! twice. The bus delivers each tenant's events in order without gaps or
-//! repeats, on one node or several, so every node's figures are the
-//! store's, and the same.
+//! they count up to, then adds every event after that id: subscribed
+//! before the snapshot, so nothing committed after it is missed, and
+//! skipping what the snapshot counted, so nothing is counted twice. The
+//! bus delivers each tenant's events in order without gaps or repeats, on
+//! one node or several, so every node's figures are the store's, and the
+//! same. The groups this node stores come with their rollup from the
+//! writer and are added from it rather than counted again from the bus
+//! (`handoff.rs`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -205,6 +207,8 @@ impl Aggregator {
             let now = self.clock.now();
             let recent_from = now.timestamp().div_euclid(60) * 60 - WINDOW_SECS;
             let keep_since = now.timestamp_millis() - CONVERSATIONS_KEPT_MS;
+            // Groups stored so far are in the snapshot about to be read.
+            while handed.try_recv().is_some() {}
             let snapshot = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 s = self.store.metric_snapshot(recent_from, keep_since) => s,
@@ -260,6 +264,9 @@ impl Aggregator {
         // stream, so anything at or below it is a repeat.
         let mut counted: HashMap<String, EventId, FastHash> = HashMap::default();
         let mut awaited = Awaited::default();
+        // The greatest id that came on the bus: a handed group at or
+        // below it may have been counted from the bus already.
+        let mut seen = head;
         let mut sweep = tokio::time::interval(SWEEP_EVERY);
         loop {
             let first = tokio::select! {
@@ -273,13 +280,15 @@ impl Aggregator {
                 }
                 received = bus.recv() => received,
             };
-            self.take_handed(handed, &mut awaited, head);
+            self.take_handed(handed, &mut awaited, seen);
             let mut group: Vec<Arc<Event>> = Vec::new();
             let mut campaign_events: Vec<Arc<Event>> = Vec::new();
             let mut received = Some(first);
             while let Some(message) = received.take() {
                 match message {
                     Ok(BusMessage::Event { event, .. }) => {
+                        let floor = seen;
+                        seen = seen.max(event.id);
                         // Looked up by `&str`: no allocation per event.
                         let last = match counted.get_mut(event.tenant_id.as_str()) {
                             Some(last) => last,
@@ -287,11 +296,14 @@ impl Aggregator {
                         };
                         if event.id > *last {
                             *last = event.id;
-                            // Stored here: its group was handed over
-                            // before it was published, so a miss may only
-                            // mean the handoff was read too early.
+                            // Stored here and handed over before it was
+                            // published: a miss may mean the handoff was
+                            // read too early. (With Redis, another node's
+                            // event can make the bus fetch one of ours from
+                            // the store before our writer hands it over;
+                            // the floor then refuses the late handoff.)
                             let local = awaited.take(event.id)
-                                || (self.take_handed(handed, &mut awaited, head)
+                                || (self.take_handed(handed, &mut awaited, floor)
                                     && awaited.take(event.id));
                             if local {
                                 if matches!(
@@ -323,8 +335,14 @@ impl Aggregator {
             if !group.is_empty() {
                 self.count(&group);
             }
+            // Skipped local events count up to `seen` too.
+            self.live.write().expect("figures lock").advance(seen);
             campaign_events.extend(group);
             self.touch_campaigns(&campaign_events);
+            // A group is added only while none of its events has come, and
+            // each comes once, so the awaited groups are those between
+            // handoff and publish. More is a broken promise of the bus:
+            // start afresh rather than grow.
             if awaited.len() > HANDOFF_CAPACITY {
                 return Followed::Unmatched;
             }
@@ -332,23 +350,22 @@ impl Aggregator {
     }
 
     /// Adds the groups this node stored since the last call (see
-    /// `handoff.rs`); false if there were none.
-    fn take_handed(&self, handed: &mut Handed, awaited: &mut Awaited, head: EventId) -> bool {
+    /// `handoff.rs`), unless an event at or above their first id came
+    /// already (`floor`: the snapshot's head, or the greatest id seen on
+    /// the bus), in which case they are counted from the bus; false if
+    /// there were none.
+    fn take_handed(&self, handed: &mut Handed, awaited: &mut Awaited, floor: EventId) -> bool {
         let mut any = false;
         while let Some(LocalGroup { ids, rollup }) = handed.try_recv() {
             any = true;
-            let (Some(&first), Some(&last)) = (ids.first(), ids.last()) else {
-                continue;
-            };
-            if first <= head {
-                // Committed before the snapshot, which counted it.
+            if ids.first().is_none_or(|first| *first <= floor) {
                 continue;
             }
             let now = self.clock.now().timestamp();
             self.live
                 .write()
                 .expect("figures lock")
-                .apply(&rollup, last, now);
+                .apply(&rollup, floor, now);
             self.changed.send_modify(|n| *n += 1);
             awaited.add(ids);
         }

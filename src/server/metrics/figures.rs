@@ -236,6 +236,11 @@ impl Live {
         self.head = self.head.max(head);
     }
 
+    /// Everything up to event `head` is counted.
+    pub fn advance(&mut self, head: EventId) {
+        self.head = self.head.max(head);
+    }
+
     /// Forgets open conversations idle since before `open_before_ms`
     /// (the store forgets them then too), and the others idle since
     /// before `other_before_ms`.

@@ -6,12 +6,16 @@
 //! by other nodes arrive only on the bus and are counted from it.
 //!
 //! Exactness does not depend on timing. A group commits atomically, so
-//! the aggregator's snapshot (head `H`) holds all of it or none of it: a
-//! group with ids above `H` is added once, from here, and its events are
-//! then skipped on the bus; a group at or below `H` is in the snapshot and
-//! ignored here. A group is handed over before it is published, so when
-//! one of its events comes on the bus the group is already here; a group
-//! that did not fit is simply counted from the bus like another node's.
+//! the aggregator's snapshot (head `H`) holds all of it or none of it. A
+//! group is added from here only while none of its events has come on
+//! the bus (its first id is above `H` and above every id seen there), and
+//! its events are then skipped on the bus; otherwise it is ignored here
+//! and its events are counted from the bus, like another node's. The
+//! writer hands a group over before publishing it, so on one node every
+//! group is added from here; with Redis, another node's event can make
+//! the bus fetch one of ours from the store first, and that group is
+//! counted from the bus. A group that does not fit is counted from the
+//! bus too.
 
 use std::collections::VecDeque;
 use tokio::sync::mpsc;
@@ -93,14 +97,17 @@ impl Awaited {
 
     /// Whether `id` belongs to an added group; each id answers true once.
     pub fn take(&mut self, id: EventId) -> bool {
-        let found = self.groups.iter().enumerate().find_map(|(g, group)| {
-            let (first, last) = (*group.ids.first()?, *group.ids.last()?);
-            if id < first || id > last {
-                return None;
-            }
-            let i = group.ids.binary_search(&id).ok()?;
-            (!group.taken[i]).then_some((g, i))
-        });
+        // Groups are added in commit order, so by ascending ids: another
+        // node's event (a miss) stops at the first group above it.
+        let found = self
+            .groups
+            .iter()
+            .enumerate()
+            .take_while(|(_, group)| group.ids.first().is_some_and(|first| *first <= id))
+            .find_map(|(g, group)| {
+                let i = group.ids.binary_search(&id).ok()?;
+                (!group.taken[i]).then_some((g, i))
+            });
         let Some((g, i)) = found else {
             return false;
         };
@@ -113,9 +120,9 @@ impl Awaited {
         true
     }
 
-    /// Groups whose events have not all come yet. It stays small: the
-    /// bus brings a group's events right after the group is handed over,
-    /// or reports a lag, after which the aggregator starts afresh.
+    /// Groups whose events have not all come yet: those between handoff
+    /// and publish, as a group is added only while none of its events has
+    /// come and each comes once.
     pub fn len(&self) -> usize {
         self.groups.len()
     }
@@ -134,6 +141,7 @@ mod tests {
         let mut awaited = Awaited::default();
         awaited.add(vec![3, 4, 7]);
         awaited.add(vec![8, 9]);
+        assert!(!awaited.take(1), "below every group: another node's");
         assert!(!awaited.take(5), "between the ids of a group, not in it");
         assert!(awaited.take(7));
         assert!(!awaited.take(7), "taken once");
