@@ -206,7 +206,7 @@ async fn tail_without_since_still_gets_what_happened_during_a_restart() {
             "json",
         ])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
@@ -223,7 +223,12 @@ async fn tail_without_since_still_gets_what_happened_during_a_restart() {
         .await
         .unwrap()
         .unwrap();
-    assert!(output.status.success());
+    assert!(
+        output.status.success(),
+        "tail exited {}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
     let seen: Vec<i64> = String::from_utf8(output.stdout)
         .unwrap()
         .lines()
