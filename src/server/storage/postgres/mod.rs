@@ -16,6 +16,7 @@ use sqlx::{Connection, Postgres, QueryBuilder, Row};
 
 mod append;
 mod metrics;
+mod rows;
 
 use super::{AppendRequest, Counted, EventQuery, EventStore, StoreError};
 use crate::protocol::limits::{EVENT_KEY_TTL, IDEMPOTENCY_TTL};
