@@ -361,26 +361,27 @@ impl Aggregator {
             if ids.first().is_none_or(|first| *first <= floor) {
                 continue;
             }
-            let now = self.clock.now().timestamp();
-            self.live
-                .write()
-                .expect("figures lock")
-                .apply(&rollup, floor, now);
-            self.changed.send_modify(|n| *n += 1);
+            self.add(&rollup, floor);
             awaited.add(ids);
         }
         any
     }
 
-    /// Counts a group of new events from other nodes and wakes the pushes.
+    /// Counts a group of new events from other nodes.
     fn count(&self, group: &[Arc<Event>]) {
         let rollup = Rollup::of(group.iter().map(|e| e.as_ref()));
         let newest = group.iter().map(|e| e.id).max().unwrap_or(0);
+        self.add(&rollup, newest);
+    }
+
+    /// Adds a rollup, everything up to `head` being counted, and wakes
+    /// the pushes.
+    fn add(&self, rollup: &Rollup, head: EventId) {
         let now = self.clock.now().timestamp();
         self.live
             .write()
             .expect("figures lock")
-            .apply(&rollup, newest, now);
+            .apply(rollup, head, now);
         self.changed.send_modify(|n| *n += 1);
     }
 
