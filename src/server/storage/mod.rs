@@ -44,6 +44,8 @@ pub enum StoreError {
     },
     #[error("stored event {id} is corrupt: {message}")]
     Corrupt { id: EventId, message: String },
+    #[error("stored job {id} is corrupt: {message}")]
+    CorruptJob { id: i64, message: String },
     #[error("the append task failed: {0}")]
     Task(String),
     #[error("unsupported store URL `{0}`: use sqlite://PATH or postgres://USER@HOST/DB")]

@@ -18,6 +18,7 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use tokio::sync::Mutex;
 
 mod append;
+mod jobs;
 mod metrics;
 
 use super::{AppendRequest, Counted, EventQuery, EventStore, StoreError};
@@ -28,6 +29,9 @@ use crate::protocol::{Event, EventId, Scope, TenantId};
 pub struct SqliteStore {
     pool: SqlitePool,
     ids: Arc<Ids>,
+    /// Moves on every enqueue: one node uses the file, so this process's
+    /// workers are the only ones to wake.
+    jobs_enqueued: tokio::sync::watch::Sender<u64>,
 }
 
 /// Id assignment, shared with the append task.
@@ -79,6 +83,7 @@ impl SqliteStore {
             ids: Arc::new(Ids {
                 cache: Mutex::new(None),
             }),
+            jobs_enqueued: tokio::sync::watch::channel(0).0,
         })
     }
 

@@ -77,7 +77,9 @@ impl FromStr for JobStatus {
             .into_iter()
             .find(|status| status.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown job status `{s}`: expected pending, running, retrying, done or dead")
+                format!(
+                    "unknown job status `{s}`: expected pending, running, retrying, done or dead"
+                )
             })
     }
 }
@@ -155,12 +157,19 @@ pub struct Leased {
 pub enum Outcome {
     Done,
     /// Failed; runs again at `at`.
-    Retry { at: DateTime<Utc>, error: String },
+    Retry {
+        at: DateTime<Utc>,
+        error: String,
+    },
     /// Failed for good.
-    Dead { error: String },
+    Dead {
+        error: String,
+    },
     /// Not run (its destination's circuit is open): back to waiting until
     /// `at` without spending the attempt.
-    Release { at: DateTime<Utc> },
+    Release {
+        at: DateTime<Utc>,
+    },
 }
 
 /// One finished run, to record.
@@ -222,8 +231,11 @@ pub const STATS_WINDOW: Duration = Duration::from_secs(300);
 pub trait JobStore: Send + Sync + 'static {
     /// Stores jobs in one transaction (all or none) and wakes the workers
     /// of every node ([`JobStore::enqueued`]); their ids, in order.
-    async fn enqueue(&self, jobs: Vec<NewJob>, now: DateTime<Utc>)
-        -> Result<Vec<JobId>, StoreError>;
+    async fn enqueue(
+        &self,
+        jobs: Vec<NewJob>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<JobId>, StoreError>;
 
     /// Leases up to `limit` due jobs of `queue` for `lease_for`, counting
     /// an attempt for each; in the contract's order.
@@ -293,3 +305,5 @@ pub trait JobStore: Send + Sync + 'static {
     /// interval. The poll stays as the fallback.
     async fn enqueued(&self) -> Result<watch::Receiver<u64>, StoreError>;
 }
+
+pub mod rows;
