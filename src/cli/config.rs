@@ -107,7 +107,7 @@ fn effective(loaded: &Loaded) -> Vec<(String, String, Option<String>, Origin)> {
             let text = if secret {
                 format!("\"{MASK}\"")
             } else {
-                value.to_string()
+                masked(&path, value).to_string()
             };
             rows.push((
                 section.clone(),
@@ -125,10 +125,31 @@ fn effective(loaded: &Loaded) -> Vec<(String, String, Option<String>, Origin)> {
         }
     }
     let order = [
-        "server", "auth", "gateway", "store", "bus", "metrics", "client",
+        "server", "auth", "gateway", "store", "bus", "metrics", "queue", "webhooks", "client",
     ];
     rows.sort_by_key(|(s, _, _, _)| order.iter().position(|o| o == s).unwrap_or(order.len()));
     rows
+}
+
+/// A table value (`[webhooks.whatsapp]`) with its secret keys masked.
+fn masked(path: &str, value: &toml::Value) -> toml::Value {
+    match value {
+        toml::Value::Table(table) => toml::Value::Table(
+            table
+                .iter()
+                .map(|(key, inner)| {
+                    let inner_path = format!("{path}.{key}");
+                    let shown = if SECRETS.contains(&inner_path.as_str()) {
+                        toml::Value::String(MASK.into())
+                    } else {
+                        masked(&inner_path, inner)
+                    };
+                    (key.clone(), shown)
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }
 
 fn show(args: &ShowArgs, loaded: &Loaded) -> anyhow::Result<()> {

@@ -26,7 +26,7 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::flags::{
     AuthFlags, BusFlags, ClientFlags, CommandFlags, DataDirFlag, GatewayFlags, MetricsFlags,
-    ServerFlags, StoreFlags,
+    QueueFlags, ServerFlags, StoreFlags,
 };
 use crate::config::{Loaded, Sources};
 pub use output::OutputFormat;
@@ -101,6 +101,8 @@ pub enum Command {
         bus: BusFlags,
         #[command(flatten)]
         metrics: MetricsFlags,
+        #[command(flatten)]
+        queue: QueueFlags,
     },
     /// Stream events as they happen; reconnects and resumes without loss
     Tail {
@@ -165,7 +167,9 @@ impl Command {
     /// are parsed and their values checked; no others).
     fn sections(&self) -> &'static [&'static str] {
         match self {
-            Command::Serve { .. } => &["server", "auth", "gateway", "store", "bus", "metrics"],
+            Command::Serve { .. } => &[
+                "server", "auth", "gateway", "store", "bus", "metrics", "queue", "webhooks",
+            ],
             // The data dir and [auth] for a token minted from the local secret.
             Command::Tail { .. }
             | Command::Status { .. }
@@ -189,6 +193,7 @@ impl Command {
                 store,
                 bus,
                 metrics,
+                queue,
                 ..
             } => flags
                 .group(server)
@@ -196,7 +201,8 @@ impl Command {
                 .group(gateway)
                 .group(store)
                 .group(bus)
-                .group(metrics),
+                .group(metrics)
+                .group(queue),
             Command::Tail { client, .. }
             | Command::Status { client, .. }
             | Command::Loadtest { client, .. } => flags.group(client),

@@ -276,6 +276,48 @@ impl Group for MetricsFlags {
     const SECTION: &'static str = "metrics";
 }
 
+/// `[queue]` flags of `pytake serve`.
+#[derive(Debug, Clone, Default, Args, Serialize)]
+#[command(next_help_heading = "Queue")]
+pub struct QueueFlags {
+    /// Jobs this node runs at once
+    #[arg(long, value_name = "N", env = "PYTAKE_QUEUE_CONCURRENCY", value_parser = parse_count_u32)]
+    #[serde(rename = "concurrency", skip_serializing_if = "Option::is_none")]
+    pub queue_concurrency: Option<u32>,
+
+    /// Most jobs one lease takes
+    #[arg(long, value_name = "N", env = "PYTAKE_QUEUE_BATCH_SIZE", value_parser = parse_count_u32)]
+    #[serde(rename = "batch_size", skip_serializing_if = "Option::is_none")]
+    pub queue_batch_size: Option<u32>,
+
+    /// How often idle workers look for due jobs (a fallback: enqueues wake them at once)
+    #[arg(long, value_name = "DURATION", env = "PYTAKE_QUEUE_POLL_INTERVAL", value_parser = parse_positive)]
+    #[serde(
+        rename = "poll_interval",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "some_duration"
+    )]
+    pub queue_poll_interval: Option<Duration>,
+
+    /// How long a worker holds a job; a job whose worker died runs again after it
+    #[arg(long, value_name = "DURATION", env = "PYTAKE_QUEUE_LEASE", value_parser = parse_positive)]
+    #[serde(
+        rename = "lease",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "some_duration"
+    )]
+    pub queue_lease: Option<Duration>,
+
+    /// Runs before a failing job is dead
+    #[arg(long, value_name = "N", env = "PYTAKE_QUEUE_MAX_ATTEMPTS", value_parser = parse_count_u32)]
+    #[serde(rename = "max_attempts", skip_serializing_if = "Option::is_none")]
+    pub queue_max_attempts: Option<u32>,
+}
+
+impl Group for QueueFlags {
+    const SECTION: &'static str = "queue";
+}
+
 /// `[client]` flags of the commands that talk to a server.
 #[derive(Debug, Clone, Default, Args, Serialize)]
 #[command(next_help_heading = "Connection")]
@@ -355,6 +397,7 @@ pub fn all_groups() -> Vec<(&'static str, Vec<clap::Arg>)> {
         (StoreFlags::SECTION, args_of::<StoreFlags>()),
         (BusFlags::SECTION, args_of::<BusFlags>()),
         (MetricsFlags::SECTION, args_of::<MetricsFlags>()),
+        (QueueFlags::SECTION, args_of::<QueueFlags>()),
         (ClientFlags::SECTION, args_of::<ClientFlags>()),
     ]
 }

@@ -15,7 +15,7 @@ use clap::Command;
 use super::file;
 use super::flags::{
     args_of, key_of, AuthFlags, BusFlags, ClientFlags, CommandFlags, DataDirFlag, GatewayFlags,
-    Group, MetricsFlags, ServerFlags, StoreFlags,
+    Group, MetricsFlags, QueueFlags, ServerFlags, StoreFlags,
 };
 use super::origin::Origin;
 use super::Settings;
@@ -117,8 +117,8 @@ impl Layer {
 
 /// The sections a command that does not say (`config show`, `config
 /// check`) reads and checks: all of them.
-pub const ALL_SECTIONS: [&str; 7] = [
-    "server", "auth", "gateway", "store", "bus", "metrics", "client",
+pub const ALL_SECTIONS: [&str; 9] = [
+    "server", "auth", "gateway", "store", "bus", "metrics", "queue", "webhooks", "client",
 ];
 
 /// The variables of the groups of `sections`, but not those of keys a flag
@@ -142,6 +142,7 @@ fn env_layer(
     ctx.group::<StoreFlags>(&mut layer)?;
     ctx.group::<BusFlags>(&mut layer)?;
     ctx.group::<MetricsFlags>(&mut layer)?;
+    ctx.group::<QueueFlags>(&mut layer)?;
     ctx.group::<ClientFlags>(&mut layer)?;
     Ok(layer)
 }
@@ -370,6 +371,12 @@ fn resolve_relative_paths(
     fix(&mut settings.server.data_dir, "server.data_dir");
     fix(&mut settings.auth.secret_file, "auth.secret_file");
     fix(&mut settings.client.token_file, "client.token_file");
+    if let Some(w) = settings.webhooks.whatsapp.as_mut() {
+        fix(&mut w.app_secret_file, "webhooks.whatsapp");
+    }
+    if let Some(e) = settings.webhooks.evolution.as_mut() {
+        fix(&mut e.api_key_file, "webhooks.evolution");
+    }
 }
 
 /// Every key with a flag or a default gets an origin (`default` if no
@@ -423,6 +430,26 @@ fn read_secret_files(
             }
         }
     }
+    if sections.contains(&"webhooks") {
+        if let Some(w) = settings.webhooks.whatsapp.as_mut() {
+            if let Some(path) = w.app_secret_file.clone() {
+                let key = "webhooks.whatsapp.app_secret_file";
+                if w.app_secret.is_some() {
+                    return Err(both_in_file(loaded, key, "app_secret"));
+                }
+                w.app_secret = Some(first_line(&path, loaded, key, "WhatsApp app secret")?);
+            }
+        }
+        if let Some(e) = settings.webhooks.evolution.as_mut() {
+            if let Some(path) = e.api_key_file.clone() {
+                let key = "webhooks.evolution.api_key_file";
+                if e.api_key.is_some() {
+                    return Err(both_in_file(loaded, key, "api_key"));
+                }
+                e.api_key = Some(first_line(&path, loaded, key, "Evolution API key")?);
+            }
+        }
+    }
     if sections.contains(&"client") {
         if let Some(path) = settings.client.token_file.clone() {
             let has_value = settings.client.token.is_some();
@@ -435,6 +462,19 @@ fn read_secret_files(
         }
     }
     Ok(())
+}
+
+/// A webhook secret given both inline and as a file in the config file.
+fn both_in_file(loaded: &Loaded, file_key: &str, value_key: &str) -> ConfigError {
+    ConfigError::Invalid {
+        at: loaded
+            .origin(file_key.rsplit_once('.').map_or(file_key, |(s, _)| s))
+            .to_string(),
+        message: format!(
+            "both `{value_key}` and `{}` are set: give one",
+            file_key.rsplit('.').next().unwrap_or(file_key)
+        ),
+    }
 }
 
 /// Whether the `file` key wins over the `value` key.

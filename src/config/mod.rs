@@ -48,6 +48,8 @@ pub struct Settings {
     pub store: StoreSettings,
     pub bus: BusSettings,
     pub metrics: MetricsSettings,
+    pub queue: QueueSettings,
+    pub webhooks: WebhooksSettings,
     pub client: ClientSettings,
 }
 
@@ -240,6 +242,96 @@ impl Default for MetricsSettings {
             active_window: Duration::from_secs(24 * 3600),
         }
     }
+}
+
+/// `[queue]`: the job queue's workers on this node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueSettings {
+    /// Jobs this node runs at once.
+    pub concurrency: u32,
+    /// Most jobs one lease takes (seed 002's 10).
+    pub batch_size: u32,
+    /// How often idle workers look for due jobs when nothing woke them: a
+    /// fallback, since every enqueue on any node wakes them at once.
+    #[serde(with = "duration")]
+    pub poll_interval: Duration,
+    /// How long a worker holds a job; a job whose worker died runs again
+    /// after it. A run longer than this is stopped and retried.
+    #[serde(with = "duration")]
+    pub lease: Duration,
+    /// Runs before a failing job is dead (seed 002's 3).
+    pub max_attempts: u32,
+    /// The first retry's delay; each next one doubles (seed 003's 2 s,
+    /// 4 s, 8 s...), up to `retry_cap`, plus up to 20 % jitter.
+    #[serde(with = "duration")]
+    pub retry_base: Duration,
+    #[serde(with = "duration")]
+    pub retry_cap: Duration,
+    /// Consecutive failures to one host that open its circuit (seed 003).
+    pub breaker_threshold: u32,
+    /// How long an open circuit holds that host's jobs back before one
+    /// trial run (half-open).
+    #[serde(with = "duration")]
+    pub breaker_cooldown: Duration,
+    /// How long an `http` job waits for its destination.
+    #[serde(with = "duration")]
+    pub http_timeout: Duration,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        QueueSettings {
+            concurrency: 8,
+            batch_size: 10,
+            poll_interval: Duration::from_secs(1),
+            lease: Duration::from_secs(30),
+            max_attempts: 3,
+            retry_base: Duration::from_secs(2),
+            retry_cap: Duration::from_secs(600),
+            breaker_threshold: 5,
+            breaker_cooldown: Duration::from_secs(30),
+            http_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `[webhooks.whatsapp]` and `[webhooks.evolution]`: the sources that may
+/// post to `/api/v1/webhooks/{source}`. A source without its section is
+/// refused (404), so an unconfigured server accepts no unsigned input.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksSettings {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub whatsapp: Option<WhatsappSettings>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evolution: Option<EvolutionSettings>,
+}
+
+/// The WhatsApp Cloud API's webhook.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WhatsappSettings {
+    /// The key of `X-Hub-Signature-256` (HMAC-SHA256 of the raw body).
+    pub app_secret: Option<String>,
+    /// A file holding it (its first line).
+    pub app_secret_file: Option<PathBuf>,
+    /// What the `GET` handshake's `hub.verify_token` must be.
+    pub verify_token: Option<String>,
+    /// `metadata.phone_number_id` -> tenant.
+    pub tenants: std::collections::BTreeMap<String, String>,
+}
+
+/// The Evolution API's webhook.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvolutionSettings {
+    /// The body's `apikey` field or an `apikey` header must be this.
+    pub api_key: Option<String>,
+    /// A file holding it (its first line).
+    pub api_key_file: Option<PathBuf>,
+    /// The body's `instance` -> tenant.
+    pub tenants: std::collections::BTreeMap<String, String>,
 }
 
 /// `[client]`: where the operator's commands go and who they say they are.

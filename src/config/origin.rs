@@ -59,7 +59,13 @@ impl fmt::Display for Origin {
 }
 
 /// Keys whose values are never printed, in `section.key` form.
-pub const SECRETS: [&str; 2] = ["auth.secret", "client.token"];
+pub const SECRETS: [&str; 5] = [
+    "auth.secret",
+    "client.token",
+    "webhooks.whatsapp.app_secret",
+    "webhooks.whatsapp.verify_token",
+    "webhooks.evolution.api_key",
+];
 
 /// What a key's default is, in words where it depends on the machine (so
 /// the generated help, man pages and docs are the same everywhere), or from

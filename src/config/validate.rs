@@ -53,12 +53,88 @@ pub(super) fn check(s: &Settings, loaded: &Loaded, sections: &[&str]) -> Result<
             }
         }
     }
+    if uses("queue") {
+        let q = &s.queue;
+        for (path, value) in [
+            ("queue.concurrency", q.concurrency),
+            ("queue.batch_size", q.batch_size),
+            ("queue.max_attempts", q.max_attempts),
+            ("queue.breaker_threshold", q.breaker_threshold),
+        ] {
+            if value == 0 {
+                return Err(invalid(path, "0".into(), "must be at least 1".into()));
+            }
+        }
+        for (path, value) in [
+            ("queue.poll_interval", q.poll_interval),
+            ("queue.lease", q.lease),
+            ("queue.retry_base", q.retry_base),
+            ("queue.retry_cap", q.retry_cap),
+            ("queue.breaker_cooldown", q.breaker_cooldown),
+            ("queue.http_timeout", q.http_timeout),
+        ] {
+            if value == Duration::ZERO {
+                return Err(invalid(path, "0s".into(), "must be longer than 0s".into()));
+            }
+        }
+        if q.http_timeout >= q.lease {
+            return Err(invalid(
+                "queue.http_timeout",
+                super::duration::format(q.http_timeout),
+                format!(
+                    "must be shorter than queue.lease ({}): a run that outlives its lease runs twice",
+                    super::duration::format(q.lease)
+                ),
+            ));
+        }
+    }
+    if uses("webhooks") {
+        check_webhooks(&s.webhooks, loaded)?;
+    }
     if uses("auth") && s.auth.token_max_lifetime == Some(Duration::ZERO) {
         return Err(invalid(
             "auth.token_max_lifetime",
             "0s".into(),
             "must be longer than 0s, or `none` for no limit".into(),
         ));
+    }
+    Ok(())
+}
+
+/// A configured source must be able to check what it receives, and map
+/// it to tenants that can exist.
+fn check_webhooks(w: &super::WebhooksSettings, loaded: &Loaded) -> Result<(), ConfigError> {
+    let invalid = |section: &str, message: String| ConfigError::Invalid {
+        at: format!(
+            "[webhooks.{section}] ({})",
+            loaded.origin(&format!("webhooks.{section}"))
+        ),
+        message,
+    };
+    let tenants = |section: &str, map: &std::collections::BTreeMap<String, String>| {
+        for (from, tenant) in map {
+            crate::protocol::TenantId::parse(tenant)
+                .map_err(|e| invalid(section, format!("tenants.\"{from}\" = \"{tenant}\": {e}")))?;
+        }
+        Ok(())
+    };
+    if let Some(wa) = &w.whatsapp {
+        if wa.app_secret.as_deref().is_none_or(str::is_empty) {
+            return Err(invalid(
+                "whatsapp",
+                "app_secret (or app_secret_file) is required: without it no X-Hub-Signature-256 can be checked".into(),
+            ));
+        }
+        tenants("whatsapp", &wa.tenants)?;
+    }
+    if let Some(evo) = &w.evolution {
+        if evo.api_key.as_deref().is_none_or(str::is_empty) {
+            return Err(invalid(
+                "evolution",
+                "api_key (or api_key_file) is required: without it anyone could post events".into(),
+            ));
+        }
+        tenants("evolution", &evo.tenants)?;
     }
     Ok(())
 }

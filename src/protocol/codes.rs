@@ -24,6 +24,9 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// Well-formed JSON that breaks a rule (missing field, wrong type).
     Unprocessable,
+    /// The request contradicts the resource's state (retrying a job that
+    /// is not dead).
+    Conflict,
     /// The server is shutting down or overloaded; retry later.
     Unavailable,
     /// Understood but not offered by this server version.
@@ -44,6 +47,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::Unprocessable => "unprocessable",
+            ErrorCode::Conflict => "conflict",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Unsupported => "unsupported",
             ErrorCode::Internal => "internal",

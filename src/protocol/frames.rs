@@ -273,12 +273,18 @@ pub struct ErrorPayload {
 pub enum ServerFrame {
     Welcome(Welcome),
     Subscribed(Subscribed),
-    Unsubscribed { rooms: Vec<String> },
+    Unsubscribed {
+        rooms: Vec<String>,
+    },
     Event(Event),
     Metrics(Value),
+    /// The job queue's stats (`dashboard` room).
+    QueueStats(Value),
     Alert(Value),
     Presence(Value),
-    HeartbeatAck { server_time: String },
+    HeartbeatAck {
+        server_time: String,
+    },
     Error(ErrorPayload),
 }
 

@@ -15,6 +15,7 @@ pub mod gateway;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod queue;
 pub mod state;
 pub mod storage;
 pub mod telemetry;
@@ -90,7 +91,7 @@ impl ServerOptions {
 }
 
 /// A task `listen` starts.
-type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
+pub(crate) type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// A pytake server, opened but not yet serving.
 pub struct Server {
@@ -151,6 +152,28 @@ impl Server {
         telemetry.register_collector(Box::new(metrics::prometheus::AggregatorCollector(
             aggregator.clone(),
         )));
+        let breakers = queue::Queue::breakers_for(&settings.queue);
+        let mut handlers = queue::handlers::Handlers::default();
+        handlers.register("noop", Arc::new(queue::handlers::Noop));
+        handlers.register(
+            "http",
+            Arc::new(queue::http::HttpDelivery::new(
+                settings.queue.http_timeout,
+                breakers.clone(),
+            )),
+        );
+        let job_queue = queue::Queue::new(
+            stores.jobs.clone(),
+            settings.queue.clone(),
+            clock.clone(),
+            handlers,
+            breakers,
+        );
+        let queue_stats = Arc::new(queue::monitor::Latest::default());
+        telemetry.register_collector(Box::new(queue::monitor::QueueCollector {
+            queue: job_queue.clone(),
+            latest: queue_stats.clone(),
+        }));
         let mut tasks: Vec<Task> = vec![
             Box::pin(hub.clone().run(bus.subscribe(), shutdown.clone())),
             Box::pin(writer.run(shutdown.clone())),
@@ -174,7 +197,15 @@ impl Server {
             metrics: aggregator,
             node_id: metrics::system::node_id(),
             telemetry,
+            queue: job_queue.clone(),
+            queue_stats,
+            webhooks: settings.webhooks.clone(),
         });
+        tasks.extend(job_queue.workers(state.tracker.clone(), state.shutdown.clone()));
+        tasks.push(Box::pin(queue::monitor::run(
+            state.clone(),
+            state.shutdown.clone(),
+        )));
         tasks.push(Box::pin(metrics::system::run(
             state.clone(),
             state.shutdown.clone(),

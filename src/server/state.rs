@@ -50,4 +50,10 @@ pub struct Shared {
     pub node_id: String,
     /// What `GET /metrics` shows; other parts register their metrics here.
     pub telemetry: Arc<Telemetry>,
+    /// The job queue: enqueue, stats, this node's workers.
+    pub queue: Arc<crate::server::queue::Queue>,
+    /// The queue stats last read, for `/metrics` and the overview.
+    pub queue_stats: Arc<crate::server::queue::monitor::Latest>,
+    /// The webhook sources this server accepts.
+    pub webhooks: crate::config::WebhooksSettings,
 }

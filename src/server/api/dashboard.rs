@@ -82,6 +82,7 @@ pub async fn overview(
             status: metrics_status.0.into(),
             detail: metrics_status.1,
         },
+        queue_subsystem(&state, &tenant).await,
     ];
     Ok(Json(Overview {
         tenant_id: tenant.only().map(|t| t.as_str().to_string()),
@@ -93,6 +94,33 @@ pub async fn overview(
         kpis,
         subsystems,
     }))
+}
+
+/// The queue as the overview lists it: depth, rates and dead letters of
+/// the scope's jobs.
+async fn queue_subsystem(state: &AppState, tenant: &Scope<TenantId>) -> Subsystem {
+    use crate::server::storage::jobs::JobStatus;
+    let (status, detail) = match state.queue.stats(tenant).await {
+        Ok(q) => {
+            let dead = q.depth[&JobStatus::Dead];
+            let detail = format!(
+                "{} pending, {} running, {} retrying, {dead} dead; {:.2} done/s, {:.1} % failed over 5 min; oldest due waits {:.0}s",
+                q.depth[&JobStatus::Pending],
+                q.depth[&JobStatus::Running],
+                q.depth[&JobStatus::Retrying],
+                q.processed_per_second,
+                q.error_rate * 100.0,
+                q.oldest_pending_seconds,
+            );
+            (if dead > 0 { "degraded" } else { "ok" }, detail)
+        }
+        Err(e) => ("down", format!("cannot read the queue: {e}")),
+    };
+    Subsystem {
+        name: "queue".into(),
+        status: status.into(),
+        detail,
+    }
 }
 
 /// `period` (default 24h) and `metrics` (a comma-separated list, default

@@ -45,6 +45,9 @@ pub enum ApiError {
     /// 422: well-formed JSON that breaks a rule; `field` names it.
     #[error("{field}: {message}")]
     Unprocessable { field: String, message: String },
+    /// 409: the resource's state forbids it.
+    #[error("{0}")]
+    Conflict(String),
     /// 503, with `Retry-After`.
     #[error("{0}")]
     Unavailable(String),
@@ -102,6 +105,7 @@ impl ApiError {
                 ErrorCode::Unprocessable,
                 Some(field.clone()),
             ),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, ErrorCode::Conflict, None),
             ApiError::Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::Unavailable,
@@ -127,8 +131,15 @@ impl From<IngestError> for ApiError {
 
 impl From<crate::server::storage::StoreError> for ApiError {
     fn from(e: crate::server::storage::StoreError) -> ApiError {
-        tracing::error!(error = %e, "store read failed");
-        ApiError::Unavailable("the event store is unavailable; retry later".into())
+        use crate::server::storage::StoreError;
+        match e {
+            StoreError::NotFound { .. } => ApiError::NotFound(e.to_string()),
+            StoreError::Conflict(message) => ApiError::Conflict(message),
+            e => {
+                tracing::error!(error = %e, "store read failed");
+                ApiError::Unavailable("the store is unavailable; retry later".into())
+            }
+        }
     }
 }
 

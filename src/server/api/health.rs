@@ -89,7 +89,11 @@ pub(super) fn system_stats(state: &AppState) -> SystemStats {
         rss_bytes: resident_memory(),
         websocket_connections: state.hub.stats.connections.load(Ordering::Relaxed),
         store_pool: Some(state.store.pool_stats()),
-        queue_depth: None,
+        // Jobs waiting (pending or retrying), every node's.
+        queue_depth: state.queue_stats.get().map(|q| {
+            use crate::server::storage::jobs::JobStatus;
+            q.depth[&JobStatus::Pending] + q.depth[&JobStatus::Retrying]
+        }),
         uptime_seconds: state.started.elapsed().as_secs(),
     }
 }

@@ -9,6 +9,7 @@ mod events;
 mod export;
 mod health;
 pub mod long_poll;
+mod queue;
 mod scope;
 
 pub use health::resident_memory;
@@ -52,6 +53,14 @@ pub fn router(state: AppState) -> Router {
                 get(campaigns::performance),
             )
             .route("/api/v1/campaigns/{id}/export", get(export::campaign))
+            .route("/api/v1/queue/stats", get(queue::stats))
+            .route(
+                "/api/v1/queue/jobs",
+                get(queue::list).post(queue::enqueue).delete(queue::purge),
+            )
+            .route("/api/v1/queue/jobs/{id}", get(queue::get))
+            .route("/api/v1/queue/jobs/{id}/retry", post(queue::retry))
+            .route("/api/v1/queue/dead/retry", post(queue::retry_dead))
             .route("/ws", get(gateway::ws_root))
             .route("/ws/tenant/{id}", get(gateway::ws_tenant))
             .route("/ws/{room}", get(gateway::ws_room))

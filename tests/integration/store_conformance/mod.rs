@@ -23,7 +23,9 @@ use tempfile::TempDir;
 
 use crate::support::services::Postgres;
 
+mod jobs;
 mod metrics;
+use jobs::*;
 use metrics::*;
 
 /// One backend's database: every [`Backend::open`] is a store on it, as
@@ -997,6 +999,14 @@ conformance!(
     active_conversations_are_started_not_ended_and_recent,
     gauges_replace_per_minute_and_average_per_bucket,
     expiry_forgets_rollups_past_their_keeping_time,
+    jobs_read_back_exactly,
+    jobs_lease_by_priority_then_age_and_only_when_due,
+    finishes_record_outcomes_under_their_lease_only,
+    an_expired_lease_is_taken_over_and_fenced,
+    concurrent_leases_hand_each_job_out_once,
+    dead_letters_retry_purge_and_tenant_scope,
+    queue_stats_count_depth_age_and_rates,
+    an_enqueue_wakes_every_node,
 );
 
 /// Raw append throughput, for BENCHMARKS-style figures rather than a gate:
