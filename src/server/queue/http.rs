@@ -36,7 +36,10 @@ impl Delivery {
         payload: &serde_json::Value,
     ) -> Result<(Delivery, url::Url, reqwest::Method), String> {
         let delivery: Delivery = serde_path_to_error::deserialize(payload.clone())
-            .map_err(|e| format!("payload.{}: {}", e.path(), e.inner()))?;
+            .map_err(|e| match e.path().to_string().as_str() {
+                "." => format!("payload: {}", e.inner()),
+                path => format!("payload.{path}: {}", e.inner()),
+            })?;
         let url = url::Url::parse(&delivery.url)
             .map_err(|e| format!("payload.url: `{}` is not a URL: {e}", delivery.url))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
@@ -151,7 +154,7 @@ mod tests {
     fn payloads_are_checked_with_the_field_named() {
         let err = |p| Delivery::parse(&p).unwrap_err();
         assert!(
-            err(json!({"body": {}})).contains("payload.url"),
+            err(json!({"body": {}})).contains("missing field `url`"),
             "missing url"
         );
         assert!(err(json!({"url": "ftp://x/y"})).contains("http:// or https://"));
