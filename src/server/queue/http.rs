@@ -35,10 +35,12 @@ impl Delivery {
     pub fn parse(
         payload: &serde_json::Value,
     ) -> Result<(Delivery, url::Url, reqwest::Method), String> {
-        let delivery: Delivery = serde_path_to_error::deserialize(payload.clone())
-            .map_err(|e| match e.path().to_string().as_str() {
-                "." => format!("payload: {}", e.inner()),
-                path => format!("payload.{path}: {}", e.inner()),
+        let delivery: Delivery =
+            serde_path_to_error::deserialize(payload.clone()).map_err(|e| {
+                match e.path().to_string().as_str() {
+                    "." => format!("payload: {}", e.inner()),
+                    path => format!("payload.{path}: {}", e.inner()),
+                }
             })?;
         let url = url::Url::parse(&delivery.url)
             .map_err(|e| format!("payload.url: `{}` is not a URL: {e}", delivery.url))?;

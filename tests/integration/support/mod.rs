@@ -281,6 +281,27 @@ impl TestServer {
         (status, resp.json::<Value>().await.unwrap_or(Value::Null))
     }
 
+    /// Any request with a JSON body (or none); returns status and JSON.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        token: Option<&str>,
+        path_and_query: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req =
+            reqwest::Client::new().request(method, format!("{}{path_and_query}", self.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+    }
+
     /// Every event of the store (admin), for counting what was stored.
     pub async fn history(&self, query: &str) -> Vec<Event> {
         let (status, body) = self
