@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod state;
 pub mod storage;
 pub mod telemetry;
+pub mod webhooks;
 
 use std::future::Future;
 use std::pin::Pin;
