@@ -1,8 +1,8 @@
 //! Webhooks of the WhatsApp platforms, turned into pytake events.
 //!
 //! The HTTP endpoint only checks who is calling
-//! ([`whatsapp::verify_signature`], [`whatsapp::handshake`]) and stores
-//! the raw body as a job; a worker
+//! ([`whatsapp::verify_signature`], [`whatsapp::handshake`],
+//! [`evolution::check_api_key`]) and stores the raw body as a job; a worker
 //! later calls the source's `translate` on it. Translating is pure: the
 //! same bytes give the same events with the same idempotency keys, so a
 //! webhook the platform redelivers, or a job that runs twice, stores each
@@ -10,11 +10,13 @@
 //! and its job is dead-lettered with the reason.
 //!
 //! - [`whatsapp`]: the WhatsApp Cloud API (Meta).
+//! - [`evolution`]: the Evolution API v2 (WhatsApp Web through Baileys).
 //! - `batch`: one payload's events, each key once.
 //! - `ids`: conversation ids, idempotency keys, phone numbers.
 //! - `node`: reading JSON with the path of every value, for the reasons.
 
 mod batch;
+pub mod evolution;
 mod ids;
 mod node;
 pub mod whatsapp;

@@ -127,6 +127,16 @@ impl<'a> Node<'a> {
             .collect())
     }
 
+    /// The items of an array, or this one value when it is an object: the
+    /// Evolution API sends one message per webhook, older versions and
+    /// some events a list.
+    pub fn one_or_many(&self) -> Result<Vec<Node<'a>>, Unusable> {
+        if self.value.is_object() {
+            return Ok(vec![self.clone()]);
+        }
+        self.items()
+    }
+
     /// This value as a Unix time in seconds, written as a number or as a
     /// string of digits (the Cloud API's way).
     pub fn unix_time(&self) -> Result<DateTime<Utc>, Unusable> {
@@ -142,6 +152,14 @@ impl<'a> Node<'a> {
                     quoted(self.value)
                 ))
             })
+    }
+
+    /// This value as an RFC 3339 time (`2025-06-12T14:03:21.512Z`).
+    pub fn rfc3339(&self) -> Result<DateTime<Utc>, Unusable> {
+        let text = self.str()?;
+        DateTime::parse_from_rfc3339(text)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| self.unusable(format!("`{}` is not an RFC 3339 time: {e}", shown(text))))
     }
 }
 

@@ -1,4 +1,4 @@
-//! What a source promises whatever arrives: no panic, a refusal for
+//! What both sources promise whatever arrives: no panic, a refusal for
 //! what is not their schema, and events that intake accepts.
 
 use std::collections::{BTreeMap, HashSet};
@@ -10,7 +10,7 @@ use super::*;
 
 type Translate = fn(&[u8], &BTreeMap<String, String>) -> Result<Translation, Unusable>;
 
-const FIXTURES: [(Translate, &str); 7] = [
+const FIXTURES: [(Translate, &str); 13] = [
     (
         whatsapp::translate,
         include_str!("../../../tests/fixtures/webhooks/whatsapp/text.json"),
@@ -39,6 +39,30 @@ const FIXTURES: [(Translate, &str); 7] = [
         whatsapp::translate,
         include_str!("../../../tests/fixtures/webhooks/whatsapp/batch.json"),
     ),
+    (
+        evolution::translate,
+        include_str!("../../../tests/fixtures/webhooks/evolution/messages_upsert.json"),
+    ),
+    (
+        evolution::translate,
+        include_str!("../../../tests/fixtures/webhooks/evolution/messages_upsert_image.json"),
+    ),
+    (
+        evolution::translate,
+        include_str!("../../../tests/fixtures/webhooks/evolution/messages_upsert_from_me.json"),
+    ),
+    (
+        evolution::translate,
+        include_str!("../../../tests/fixtures/webhooks/evolution/send_message.json"),
+    ),
+    (
+        evolution::translate,
+        include_str!("../../../tests/fixtures/webhooks/evolution/messages_update.json"),
+    ),
+    (
+        evolution::translate,
+        include_str!("../../../tests/fixtures/webhooks/evolution/connection_update.json"),
+    ),
 ];
 
 /// Every account of the fixtures, for both sources.
@@ -46,6 +70,7 @@ fn tenants() -> BTreeMap<String, String> {
     BTreeMap::from([
         ("106540352242922".to_string(), "acme".to_string()),
         ("102944729380254".to_string(), "globex".to_string()),
+        ("acme-main".to_string(), "acme".to_string()),
     ])
 }
 
@@ -120,6 +145,14 @@ fn garbage_and_deep_nesting_are_refused() {
         )
         .into_bytes(),
     );
+    garbage.push(
+        format!(
+            r#"{{"event": "messages.upsert", "instance": "acme-main", "data": {}{}}}"#,
+            "{\"a\":".repeat(5_000),
+            "}".repeat(5_000)
+        )
+        .into_bytes(),
+    );
     // Bytes from a fixed xorshift: the same "random" input on every run.
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
     for _ in 0..200 {
@@ -134,7 +167,9 @@ fn garbage_and_deep_nesting_are_refused() {
         garbage.push(noise);
     }
     for bytes in &garbage {
-        assert!(whatsapp::translate(bytes, &tenants()).is_err());
+        for translate in [whatsapp::translate as Translate, evolution::translate] {
+            assert!(translate(bytes, &tenants()).is_err());
+        }
     }
 }
 
