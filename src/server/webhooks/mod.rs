@@ -14,6 +14,9 @@
 //! - `batch`: one payload's events, each key once.
 //! - `ids`: conversation ids, idempotency keys, phone numbers.
 //! - `node`: reading JSON with the path of every value, for the reasons.
+//!
+//! docs/webhooks.md is the operator's side: set-up, the mapping, what is
+//! skipped and what is dead-lettered.
 
 mod batch;
 pub mod evolution;
