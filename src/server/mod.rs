@@ -19,6 +19,7 @@ pub mod queue;
 pub mod state;
 pub mod storage;
 pub mod telemetry;
+pub mod webhooks;
 
 use std::future::Future;
 use std::pin::Pin;
