@@ -170,9 +170,67 @@ pub fn init_text() -> String {
                 out.push_str(&format!("#{key} = {value}\n"));
             }
         }
+        for (s, key, help) in FILE_ONLY {
+            if *s != section {
+                continue;
+            }
+            let path = format!("{section}.{key}");
+            let default = default_text(&path).unwrap_or_default();
+            out.push_str(&format!(
+                "# {help} [default: {default}]\n# (config file only)\n#{key} = {}\n",
+                literal(&path, &default)
+            ));
+        }
     }
+    out.push_str(WEBHOOKS_EXAMPLE);
     out
 }
+
+/// Keys a config file sets but no flag does: the queue's finer settings.
+const FILE_ONLY: &[(&str, &str, &str)] = &[
+    (
+        "queue",
+        "retry_base",
+        "The first retry's delay; each next one doubles, plus up to 20 % jitter",
+    ),
+    (
+        "queue",
+        "retry_cap",
+        "The longest delay between two attempts",
+    ),
+    (
+        "queue",
+        "breaker_threshold",
+        "Consecutive failures to one host that open its circuit",
+    ),
+    (
+        "queue",
+        "breaker_cooldown",
+        "How long an open circuit holds a host's jobs back before one trial",
+    ),
+    (
+        "queue",
+        "http_timeout",
+        "How long an http job waits for its destination (shorter than lease)",
+    ),
+];
+
+/// The webhook sources, as an example to copy (not `#key` lines: it is
+/// not a default to uncomment, and a source is refused until its section
+/// is set).
+const WEBHOOKS_EXAMPLE: &str = "
+# The webhook sources (`POST /api/v1/webhooks/{source}`); each is refused
+# (404) until its section is set. Secrets may be given as files
+# (app_secret_file, api_key_file) and never show in `config show`.
+# [webhooks.whatsapp]
+# app_secret = \"...\"            # key of X-Hub-Signature-256
+# verify_token = \"...\"          # the GET handshake's hub.verify_token
+# tenants = { \"106540352242922\" = \"acme\" }   # metadata.phone_number_id -> tenant
+#
+# [webhooks.evolution]
+# api_key = \"...\"               # the body's `apikey` field or an `apikey` header
+# tenants = { \"acme-main\" = \"acme\" }         # the body's `instance` -> tenant
+";
 
 /// A default as a TOML literal: numbers bare, everything else quoted.
 fn literal(path: &str, text: &str) -> String {

@@ -163,6 +163,28 @@ impl Server {
                 breakers.clone(),
             )),
         );
+        for (source, tenants) in [
+            (
+                queue::webhook::Source::Whatsapp,
+                settings.webhooks.whatsapp.as_ref().map(|w| &w.tenants),
+            ),
+            (
+                queue::webhook::Source::Evolution,
+                settings.webhooks.evolution.as_ref().map(|e| &e.tenants),
+            ),
+        ] {
+            // Registered configured or not: jobs stored while it was
+            // configured still run after it is removed.
+            handlers.register(
+                source.kind(),
+                Arc::new(queue::webhook::WebhookHandler {
+                    source,
+                    tenants: tenants.cloned().unwrap_or_default(),
+                    ingest: ingest.clone(),
+                    clock: clock.clone(),
+                }),
+            );
+        }
         let job_queue = queue::Queue::new(
             stores.jobs.clone(),
             settings.queue.clone(),

@@ -127,7 +127,10 @@ async fn the_overview_counts_a_known_set_of_events_exactly() {
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["store", "bus", "gateway", "intake", "metrics"]);
+    assert_eq!(
+        names,
+        ["store", "bus", "gateway", "intake", "metrics", "queue"]
+    );
     for s in overview["subsystems"].as_array().unwrap() {
         assert_eq!(s["status"], "ok", "{s}");
     }

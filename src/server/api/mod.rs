@@ -11,6 +11,7 @@ mod health;
 pub mod long_poll;
 mod queue;
 mod scope;
+mod webhooks;
 
 pub use health::resident_memory;
 
@@ -61,6 +62,10 @@ pub fn router(state: AppState) -> Router {
             .route("/api/v1/queue/jobs/{id}", get(queue::get))
             .route("/api/v1/queue/jobs/{id}/retry", post(queue::retry))
             .route("/api/v1/queue/dead/retry", post(queue::retry_dead))
+            .route(
+                "/api/v1/webhooks/{source}",
+                get(webhooks::verify).post(webhooks::receive),
+            )
             .route("/ws", get(gateway::ws_root))
             .route("/ws/tenant/{id}", get(gateway::ws_tenant))
             .route("/ws/{room}", get(gateway::ws_room))

@@ -180,7 +180,11 @@ impl Rollup {
         let at = event.timestamp.timestamp_millis();
         self.count(event, Counter::Events, "", 1, 0.0);
         match event.event_type.as_str() {
-            "MessageSent" => self.count(event, Counter::MessagesSent, "", 1, 0.0),
+            // A receipt (delivered, read) of a message already counted
+            // when it was sent: WhatsApp reports each as its own status.
+            "MessageSent" if !is_receipt(data) => {
+                self.count(event, Counter::MessagesSent, "", 1, 0.0)
+            }
             "MessageReceived" => self.count(event, Counter::MessagesReceived, "", 1, 0.0),
             "MessageFailed" => self.count(event, Counter::MessagesFailed, "", 1, 0.0),
             "ConversationStarted" => self.count(event, Counter::ConversationsStarted, "", 1, 0.0),
@@ -404,3 +408,12 @@ fn error_text(data: &Value) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// Whether a `MessageSent` is a later status of a message (delivered,
+/// read, played) rather than its sending.
+fn is_receipt(data: &serde_json::Value) -> bool {
+    matches!(
+        data.get("status").and_then(serde_json::Value::as_str),
+        Some("delivered" | "read" | "played")
+    )
+}

@@ -8,6 +8,7 @@ pub mod breaker;
 pub mod handlers;
 pub mod http;
 pub mod monitor;
+pub mod webhook;
 mod worker;
 
 use std::collections::BTreeMap;

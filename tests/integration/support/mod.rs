@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 pub mod services;
-mod ws;
+pub mod ws;
 
 pub use ws::TestWs;
 

@@ -22,6 +22,29 @@ fn counter(r: &Rollup, tenant: &str, minute: i64, c: Counter, key: &str) -> Add 
         .unwrap_or_default()
 }
 
+/// Receipts of a sent message (delivered, read) are not sends.
+#[test]
+fn receipts_are_not_counted_as_sends() {
+    let t0 = 1_764_000_000;
+    let sent = |n: i64, status: &str| {
+        event(
+            n,
+            "acme",
+            "MessageSent",
+            t0,
+            json!({"message_id": "m1", "to": "+55", "status": status}),
+        )
+    };
+    let r = Rollup::of(&[
+        sent(1, "sent"),
+        sent(2, "delivered"),
+        sent(3, "read"),
+        sent(4, "played"),
+    ]);
+    assert_eq!(counter(&r, "acme", t0, Counter::MessagesSent, "").count, 1);
+    assert_eq!(counter(&r, "acme", t0, Counter::Events, "").count, 4);
+}
+
 #[test]
 fn counts_each_event_type_in_its_minute() {
     let t0 = 1_796_294_400; // a whole minute
