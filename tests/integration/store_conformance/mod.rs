@@ -23,6 +23,7 @@ use tempfile::TempDir;
 
 use crate::support::services::Postgres;
 
+mod jobs_postgres;
 mod metrics;
 use metrics::*;
 
