@@ -24,6 +24,7 @@ use tempfile::TempDir;
 use crate::support::services::Postgres;
 
 mod jobs;
+mod jobs_postgres;
 mod metrics;
 use jobs::*;
 use metrics::*;

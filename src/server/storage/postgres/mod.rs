@@ -15,6 +15,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRo
 use sqlx::{Connection, Postgres, QueryBuilder, Row};
 
 mod append;
+mod jobs;
 mod metrics;
 mod rows;
 
@@ -37,6 +38,8 @@ const COLUMNS: &str = "e.id, e.tenant_id, e.event_type, e.rooms, e.data::text, e
 /// The PostgreSQL store.
 pub struct PgStore {
     pool: PgPool,
+    /// The job queue's wake counter and listener.
+    jobs: jobs::Wake,
 }
 
 impl PgStore {
@@ -84,7 +87,10 @@ impl PgStore {
         sqlx::migrate!("src/server/storage/migrations/postgres")
             .run(&pool)
             .await?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool,
+            jobs: jobs::Wake::new(),
+        })
     }
 
     async fn load_ids(
