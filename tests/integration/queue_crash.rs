@@ -14,6 +14,7 @@ use axum::{Json, Router};
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use crate::support::services::Postgres;
 use crate::support::{Options, TestServer};
 
 /// Jobs per test.
@@ -124,4 +125,41 @@ pub(crate) async fn crash_and_recover(extra: &[&str]) {
 #[tokio::test]
 async fn a_killed_server_finishes_every_job_after_restart_on_sqlite() {
     crash_and_recover(&[]).await;
+}
+
+#[tokio::test]
+async fn a_killed_server_finishes_every_job_after_restart_on_postgres() {
+    let Some(url) = Postgres::database_or_skip("queue_crash::on_postgres").await else {
+        return;
+    };
+    crash_and_recover(&["--store", &url]).await;
+}
+
+/// Two nodes on one PostgreSQL share the jobs; one is killed while it
+/// holds some; the other takes those over once their leases expire and
+/// every job is done once.
+#[tokio::test]
+async fn a_second_node_takes_over_a_killed_nodes_jobs() {
+    let Some(url) = Postgres::database_or_skip("queue_crash::two_nodes").await else {
+        return;
+    };
+    let (peer, seen) = slow_peer(Duration::from_millis(300)).await;
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = queue_config(config_dir.path());
+    let args = ["--config", config.as_str(), "--store", url.as_str()];
+    let mut doomed = TestServer::start_with(Options::args(&args)).await;
+    let survivor = TestServer::start_with(Options::args(&args)).await;
+    enqueue_all(&doomed, &peer).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seen.lock().unwrap().len() < 4 {
+        assert!(Instant::now() < deadline, "no delivery started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    doomed.kill().await;
+    wait_done(&survivor, JOBS as u64).await;
+    assert_eq!(depth(&survivor, "dead").await, 0);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), JOBS, "every job delivered: {seen:?}");
+    let repeats: u32 = seen.values().map(|n| n - 1).sum();
+    assert!(repeats <= 8, "only runs the kill cut off repeat: {repeats}");
 }

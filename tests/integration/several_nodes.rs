@@ -58,7 +58,11 @@ async fn quiet(ws: &mut TestWs) {
     let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
     while let Ok(frame) = tokio::time::timeout_at(deadline, ws.next()).await {
         // Metrics pushes are not events: no id, nothing to duplicate.
-        if !matches!(frame, Ok(pytake::protocol::ServerFrame::Metrics(_))) {
+        use pytake::protocol::ServerFrame;
+        if !matches!(
+            frame,
+            Ok(ServerFrame::Metrics(_) | ServerFrame::QueueStats(_))
+        ) {
             panic!("unexpected frame after the last event: {frame:?}");
         }
     }

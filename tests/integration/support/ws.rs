@@ -165,14 +165,14 @@ impl TestWs {
         }
     }
 
-    /// The next `Event` frame. `Metrics` pushes on the way (the
-    /// `dashboard` and campaign rooms get them) are skipped: they are not
+    /// The next `Event` frame. `Metrics` and `QueueStats` pushes on the
+    /// way (the `dashboard` and campaign rooms get them) are skipped: they are not
     /// events and carry no id.
     pub async fn event(&mut self) -> Event {
         loop {
             match self.recv().await {
                 ServerFrame::Event(e) => return e,
-                ServerFrame::Metrics(_) => continue,
+                ServerFrame::Metrics(_) | ServerFrame::QueueStats(_) => continue,
                 other => panic!("expected Event, got {other:?}"),
             }
         }
