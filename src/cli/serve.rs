@@ -40,6 +40,10 @@ variable or config file.";
 /// and serves until SIGINT or SIGTERM.
 pub async fn run(args: ServeArgs, settings: Settings) -> anyhow::Result<()> {
     let (open_files, _) = super::fdlimit::raise();
+    let mut settings = settings;
+    if args.demo {
+        crate::server::demo_webhooks::configure(&mut settings);
+    }
     let mut server = Server::new(ServerOptions::new(settings.clone()))
         .await
         .context("cannot start the server")?;
@@ -49,7 +53,7 @@ pub async fn run(args: ServeArgs, settings: Settings) -> anyhow::Result<()> {
         .map_err(|e| bind_error(listen, e))?;
     let addr = listener.local_addr()?;
     if args.demo {
-        server.start_demo();
+        server.start_demo(addr);
     }
     tracing::info!(%addr, store = %crate::config::mask_url(&settings.store_url()), bus = %crate::config::mask_url(&settings.bus.url), data_dir = %settings.data_dir().display(), open_files, "pytake serving");
     let signals = shutdown_signals()?;

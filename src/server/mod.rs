@@ -11,6 +11,7 @@ pub mod api;
 pub mod bus;
 pub mod clock;
 pub mod demo;
+pub mod demo_webhooks;
 pub mod gateway;
 pub mod http;
 pub mod ingest;
@@ -254,9 +255,15 @@ impl Server {
         &self.state
     }
 
-    /// Generates demo traffic once the server serves.
-    pub fn start_demo(&mut self) {
+    /// Generates demo traffic once the server serves: events through
+    /// ingest, and webhooks posted to `addr`, this server's own address.
+    pub fn start_demo(&mut self, addr: std::net::SocketAddr) {
         self.tasks.push(Box::pin(demo::run(self.state.clone())));
+        self.tasks.push(Box::pin(demo_webhooks::run(
+            addr,
+            self.state.webhooks.clone(),
+            self.state.shutdown.clone(),
+        )));
     }
 
     /// Starts the background tasks and serves until shutdown, then drains
