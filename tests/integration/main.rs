@@ -28,6 +28,7 @@ mod metrics_push;
 mod postgres_serve;
 mod prometheus;
 mod queue;
+mod queue_bench;
 mod queue_crash;
 mod resume;
 mod security;
