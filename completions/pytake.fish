@@ -65,6 +65,11 @@ complete -c pytake -n "__fish_pytake_using_subcommand serve" -l bus -d 'Event bu
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l metrics-push-interval -d 'How often dashboard subscribers get a Metrics message (when something changed) [env: PYTAKE_METRICS_PUSH_INTERVAL] [default: 2s]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l metrics-campaign-throttle -d 'Least time between two pushes of one campaign\'s figures; lifecycle changes go at once [env: PYTAKE_METRICS_CAMPAIGN_THROTTLE] [default: 2s]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l metrics-active-window -d 'A conversation idle this long is no longer active [env: PYTAKE_METRICS_ACTIVE_WINDOW] [default: 1d]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l queue-concurrency -d 'Jobs this node runs at once [env: PYTAKE_QUEUE_CONCURRENCY] [default: 8]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l queue-batch-size -d 'Most jobs one lease takes [env: PYTAKE_QUEUE_BATCH_SIZE] [default: 10]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l queue-poll-interval -d 'How often idle workers look for due jobs (a fallback: enqueues wake them at once) [env: PYTAKE_QUEUE_POLL_INTERVAL] [default: 1s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l queue-lease -d 'How long a worker holds a job; a job whose worker died runs again after it [env: PYTAKE_QUEUE_LEASE] [default: 30s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l queue-max-attempts -d 'Runs before a failing job is dead [env: PYTAKE_QUEUE_MAX_ATTEMPTS] [default: 3]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
 always\t''
