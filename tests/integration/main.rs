@@ -27,6 +27,7 @@ mod metrics_cli;
 mod metrics_push;
 mod postgres_serve;
 mod prometheus;
+mod queue_cli;
 mod resume;
 mod security;
 mod services;
