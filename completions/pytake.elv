@@ -34,6 +34,7 @@ set edit:completion:arg-completer[pytake] = {|@words|
             cand status 'One screen on a server''s health: version, uptime, store, bus, connections, events/s'
             cand metrics 'Dashboard figures: KPIs, time series, campaigns, this node; tables, JSON or CSV'
             cand export 'Export the time series, events or a campaign report, streamed to a file or stdout'
+            cand queue 'The job queue: stats, jobs, dead letters; retry, purge, enqueue'
             cand loadtest 'WebSocket load against a server (or one it spawns), with thresholds for CI'
             cand token 'Create tokens'
             cand config 'Show, check and write the configuration'
@@ -390,6 +391,203 @@ set edit:completion:arg-completer[pytake] = {|@words|
         }
         &'pytake;export;help;help'= {
         }
+        &'pytake;queue'= {
+            cand --watch 'Refresh every DURATION (2s, 1m) until Ctrl-C: in place on a terminal, one after another when piped'
+            cand -o 'Output format [default: table on a terminal, json when piped]'
+            cand --output 'Output format [default: table on a terminal, json when piped]'
+            cand --server 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --token-file 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]'
+            cand --color 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never'
+            cand --data-dir 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]'
+            cand -v 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand --verbose 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand -q 'Less log output on stderr, a level per -q, down to none'
+            cand --quiet 'Less log output on stderr, a level per -q, down to none'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand stats 'Depth by status, jobs done per second, error rate, oldest pending, dead by kind, circuits (the default)'
+            cand list 'Jobs, newest first, with their attempts and last error'
+            cand dead 'The dead letters: jobs out of attempts (or that can never run), with their last error'
+            cand show 'One job: its state, attempts, times, whole last error and payload'
+            cand retry 'Run a dead job again from its first attempt, or every dead job (of a kind)'
+            cand purge 'Delete done or dead jobs last updated longer ago than a duration'
+            cand enqueue 'Add a job (noop to check the queue end to end, http to deliver a request)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'pytake;queue;stats'= {
+            cand --watch 'Refresh every DURATION (2s, 1m) until Ctrl-C: in place on a terminal, one after another when piped'
+            cand -o 'Output format [default: table on a terminal, json when piped]'
+            cand --output 'Output format [default: table on a terminal, json when piped]'
+            cand --server 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --token-file 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]'
+            cand --color 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never'
+            cand --data-dir 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]'
+            cand -v 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand --verbose 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand -q 'Less log output on stderr, a level per -q, down to none'
+            cand --quiet 'Less log output on stderr, a level per -q, down to none'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'pytake;queue;list'= {
+            cand --status 'Only jobs in this state'
+            cand --kind 'Only jobs of this kind (noop, http, webhook.whatsapp, ...)'
+            cand --limit 'Show the newest N'
+            cand --before 'Only jobs with an id below ID: the next page'
+            cand -o 'Output format [default: table on a terminal, json when piped]'
+            cand --output 'Output format [default: table on a terminal, json when piped]'
+            cand --server 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --token-file 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]'
+            cand --color 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never'
+            cand --data-dir 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]'
+            cand -v 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand --verbose 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand -q 'Less log output on stderr, a level per -q, down to none'
+            cand --quiet 'Less log output on stderr, a level per -q, down to none'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'pytake;queue;dead'= {
+            cand --kind 'Only jobs of this kind (noop, http, webhook.whatsapp, ...)'
+            cand --limit 'Show the newest N'
+            cand --before 'Only jobs with an id below ID: the next page'
+            cand -o 'Output format [default: table on a terminal, json when piped]'
+            cand --output 'Output format [default: table on a terminal, json when piped]'
+            cand --server 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --token-file 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]'
+            cand --color 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never'
+            cand --data-dir 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]'
+            cand -v 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand --verbose 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand -q 'Less log output on stderr, a level per -q, down to none'
+            cand --quiet 'Less log output on stderr, a level per -q, down to none'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'pytake;queue;show'= {
+            cand -o 'Output format [default: table on a terminal, json when piped]'
+            cand --output 'Output format [default: table on a terminal, json when piped]'
+            cand --server 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --token-file 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]'
+            cand --color 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never'
+            cand --data-dir 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]'
+            cand -v 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand --verbose 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand -q 'Less log output on stderr, a level per -q, down to none'
+            cand --quiet 'Less log output on stderr, a level per -q, down to none'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'pytake;queue;retry'= {
+            cand --kind 'With --all-dead: only dead jobs of this kind'
+            cand -o 'Output format [default: table on a terminal, json when piped]'
+            cand --output 'Output format [default: table on a terminal, json when piped]'
+            cand --server 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --token-file 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]'
+            cand --color 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never'
+            cand --data-dir 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]'
+            cand --all-dead 'Every dead job instead of one'
+            cand -v 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand --verbose 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand -q 'Less log output on stderr, a level per -q, down to none'
+            cand --quiet 'Less log output on stderr, a level per -q, down to none'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'pytake;queue;purge'= {
+            cand --status 'Which finished jobs: done or dead'
+            cand --older-than 'Only jobs last updated longer ago than this (7d, 12h; 0s: all of them)'
+            cand -o 'Output format [default: table on a terminal, json when piped]'
+            cand --output 'Output format [default: table on a terminal, json when piped]'
+            cand --server 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --token-file 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]'
+            cand --color 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never'
+            cand --data-dir 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]'
+            cand -v 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand --verbose 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand -q 'Less log output on stderr, a level per -q, down to none'
+            cand --quiet 'Less log output on stderr, a level per -q, down to none'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'pytake;queue;enqueue'= {
+            cand --kind 'The handler that runs it'
+            cand --payload 'The job''s payload: JSON, or @FILE to read it from a file (http: {"url", "method"?, "headers"?, "body"})'
+            cand --priority 'Higher runs first [default: 0]'
+            cand --run-at 'Not before this RFC 3339 time, or this long from now (10m) [default: now]'
+            cand --max-attempts 'Runs before it is dead [default: the server''s [queue] max_attempts]'
+            cand --correlation-id 'Ties the job to what caused it, for tracing (1 to 128 characters)'
+            cand -o 'Output format [default: table on a terminal, json when piped]'
+            cand --output 'Output format [default: table on a terminal, json when piped]'
+            cand --server 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --token-file 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]'
+            cand --color 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never'
+            cand --data-dir 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]'
+            cand -v 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand --verbose 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand -q 'Less log output on stderr, a level per -q, down to none'
+            cand --quiet 'Less log output on stderr, a level per -q, down to none'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'pytake;queue;help'= {
+            cand stats 'Depth by status, jobs done per second, error rate, oldest pending, dead by kind, circuits (the default)'
+            cand list 'Jobs, newest first, with their attempts and last error'
+            cand dead 'The dead letters: jobs out of attempts (or that can never run), with their last error'
+            cand show 'One job: its state, attempts, times, whole last error and payload'
+            cand retry 'Run a dead job again from its first attempt, or every dead job (of a kind)'
+            cand purge 'Delete done or dead jobs last updated longer ago than a duration'
+            cand enqueue 'Add a job (noop to check the queue end to end, http to deliver a request)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'pytake;queue;help;stats'= {
+        }
+        &'pytake;queue;help;list'= {
+        }
+        &'pytake;queue;help;dead'= {
+        }
+        &'pytake;queue;help;show'= {
+        }
+        &'pytake;queue;help;retry'= {
+        }
+        &'pytake;queue;help;purge'= {
+        }
+        &'pytake;queue;help;enqueue'= {
+        }
+        &'pytake;queue;help;help'= {
+        }
         &'pytake;loadtest'= {
             cand --connections 'WebSocket connections: held for the whole run (closed model) or opened during it (--arrival-rate)'
             cand --ramp 'Time over which the connections are opened'
@@ -584,6 +782,7 @@ set edit:completion:arg-completer[pytake] = {|@words|
             cand status 'One screen on a server''s health: version, uptime, store, bus, connections, events/s'
             cand metrics 'Dashboard figures: KPIs, time series, campaigns, this node; tables, JSON or CSV'
             cand export 'Export the time series, events or a campaign report, streamed to a file or stdout'
+            cand queue 'The job queue: stats, jobs, dead letters; retry, purge, enqueue'
             cand loadtest 'WebSocket load against a server (or one it spawns), with thresholds for CI'
             cand token 'Create tokens'
             cand config 'Show, check and write the configuration'
@@ -623,6 +822,29 @@ set edit:completion:arg-completer[pytake] = {|@words|
         &'pytake;help;export;events'= {
         }
         &'pytake;help;export;campaign'= {
+        }
+        &'pytake;help;queue'= {
+            cand stats 'Depth by status, jobs done per second, error rate, oldest pending, dead by kind, circuits (the default)'
+            cand list 'Jobs, newest first, with their attempts and last error'
+            cand dead 'The dead letters: jobs out of attempts (or that can never run), with their last error'
+            cand show 'One job: its state, attempts, times, whole last error and payload'
+            cand retry 'Run a dead job again from its first attempt, or every dead job (of a kind)'
+            cand purge 'Delete done or dead jobs last updated longer ago than a duration'
+            cand enqueue 'Add a job (noop to check the queue end to end, http to deliver a request)'
+        }
+        &'pytake;help;queue;stats'= {
+        }
+        &'pytake;help;queue;list'= {
+        }
+        &'pytake;help;queue;dead'= {
+        }
+        &'pytake;help;queue;show'= {
+        }
+        &'pytake;help;queue;retry'= {
+        }
+        &'pytake;help;queue;purge'= {
+        }
+        &'pytake;help;queue;enqueue'= {
         }
         &'pytake;help;loadtest'= {
         }

@@ -38,6 +38,7 @@ complete -c pytake -n "__fish_pytake_needs_command" -f -a "tail" -d 'Stream even
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "status" -d 'One screen on a server\'s health: version, uptime, store, bus, connections, events/s'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "metrics" -d 'Dashboard figures: KPIs, time series, campaigns, this node; tables, JSON or CSV'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "export" -d 'Export the time series, events or a campaign report, streamed to a file or stdout'
+complete -c pytake -n "__fish_pytake_needs_command" -f -a "queue" -d 'The job queue: stats, jobs, dead letters; retry, purge, enqueue'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "loadtest" -d 'WebSocket load against a server (or one it spawns), with thresholds for CI'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "token" -d 'Create tokens'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "config" -d 'Show, check and write the configuration'
@@ -330,6 +331,170 @@ complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_su
 complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from help" -f -a "events" -d 'Stored events of a time range, in id order, of any volume'
 complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from help" -f -a "campaign" -d 'A campaign\'s report: its figures, its performance and its events, one JSON document'
 complete -c pytake -n "__fish_pytake_using_subcommand export; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and not __fish_seen_subcommand_from stats list dead show retry purge enqueue help" -l watch -d 'Refresh every DURATION (2s, 1m) until Ctrl-C: in place on a terminal, one after another when piped' -r
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and not __fish_seen_subcommand_from stats list dead show retry purge enqueue help" -s o -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t''
+json\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and not __fish_seen_subcommand_from stats list dead show retry purge enqueue help" -l server -d 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and not __fish_seen_subcommand_from stats list dead show retry purge enqueue help" -l token -d 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and not __fish_seen_subcommand_from stats list dead show retry purge enqueue help" -l token-file -d 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and not __fish_seen_subcommand_from stats list dead show retry purge enqueue help" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and not __fish_seen_subcommand_from stats list dead show retry purge enqueue help" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and not __fish_seen_subcommand_from stats list dead show retry purge enqueue help" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and not __fish_seen_subcommand_from stats list dead show retry purge enqueue help" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and not __fish_seen_subcommand_from stats list dead show retry purge enqueue help" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and not __fish_seen_subcommand_from stats list dead show retry purge enqueue help" -s h -l help -d 'Print help'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and not __fish_seen_subcommand_from stats list dead show retry purge enqueue help" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and not __fish_seen_subcommand_from stats list dead show retry purge enqueue help" -f -a "stats" -d 'Depth by status, jobs done per second, error rate, oldest pending, dead by kind, circuits (the default)'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and not __fish_seen_subcommand_from stats list dead show retry purge enqueue help" -f -a "list" -d 'Jobs, newest first, with their attempts and last error'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and not __fish_seen_subcommand_from stats list dead show retry purge enqueue help" -f -a "dead" -d 'The dead letters: jobs out of attempts (or that can never run), with their last error'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and not __fish_seen_subcommand_from stats list dead show retry purge enqueue help" -f -a "show" -d 'One job: its state, attempts, times, whole last error and payload'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and not __fish_seen_subcommand_from stats list dead show retry purge enqueue help" -f -a "retry" -d 'Run a dead job again from its first attempt, or every dead job (of a kind)'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and not __fish_seen_subcommand_from stats list dead show retry purge enqueue help" -f -a "purge" -d 'Delete done or dead jobs last updated longer ago than a duration'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and not __fish_seen_subcommand_from stats list dead show retry purge enqueue help" -f -a "enqueue" -d 'Add a job (noop to check the queue end to end, http to deliver a request)'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and not __fish_seen_subcommand_from stats list dead show retry purge enqueue help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from stats" -l watch -d 'Refresh every DURATION (2s, 1m) until Ctrl-C: in place on a terminal, one after another when piped' -r
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from stats" -s o -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t''
+json\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from stats" -l server -d 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from stats" -l token -d 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from stats" -l token-file -d 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from stats" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from stats" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from stats" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from stats" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from stats" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from stats" -s h -l help -d 'Print help'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from stats" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from list" -l status -d 'Only jobs in this state' -r -f -a "pending\t''
+running\t''
+retrying\t''
+done\t''
+dead\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from list" -l kind -d 'Only jobs of this kind (noop, http, webhook.whatsapp, ...)' -r -f -a "noop\t''
+http\t''
+webhook.whatsapp\t''
+webhook.evolution\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from list" -l limit -d 'Show the newest N' -r
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from list" -l before -d 'Only jobs with an id below ID: the next page' -r
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from list" -s o -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t''
+json\t''
+csv\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from list" -l server -d 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from list" -l token -d 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from list" -l token-file -d 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from list" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from list" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from list" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from list" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from dead" -l kind -d 'Only jobs of this kind (noop, http, webhook.whatsapp, ...)' -r -f -a "noop\t''
+http\t''
+webhook.whatsapp\t''
+webhook.evolution\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from dead" -l limit -d 'Show the newest N' -r
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from dead" -l before -d 'Only jobs with an id below ID: the next page' -r
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from dead" -s o -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t''
+json\t''
+csv\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from dead" -l server -d 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from dead" -l token -d 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from dead" -l token-file -d 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from dead" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from dead" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from dead" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from dead" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from dead" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from dead" -s h -l help -d 'Print help'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from dead" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from show" -s o -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t''
+json\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from show" -l server -d 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from show" -l token -d 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from show" -l token-file -d 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from show" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from show" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from show" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from show" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from retry" -l kind -d 'With --all-dead: only dead jobs of this kind' -r -f -a "noop\t''
+http\t''
+webhook.whatsapp\t''
+webhook.evolution\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from retry" -s o -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t''
+json\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from retry" -l server -d 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from retry" -l token -d 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from retry" -l token-file -d 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from retry" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from retry" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from retry" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from retry" -l all-dead -d 'Every dead job instead of one'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from retry" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from retry" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from retry" -s h -l help -d 'Print help'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from retry" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from purge" -l status -d 'Which finished jobs: done or dead' -r -f -a "done\t''
+dead\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from purge" -l older-than -d 'Only jobs last updated longer ago than this (7d, 12h; 0s: all of them)' -r
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from purge" -s o -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t''
+json\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from purge" -l server -d 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from purge" -l token -d 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from purge" -l token-file -d 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from purge" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from purge" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from purge" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from purge" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from purge" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from purge" -s h -l help -d 'Print help'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from purge" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from enqueue" -l kind -d 'The handler that runs it' -r -f -a "noop\t''
+http\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from enqueue" -l payload -d 'The job\'s payload: JSON, or @FILE to read it from a file (http: {"url", "method"?, "headers"?, "body"})' -r
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from enqueue" -l priority -d 'Higher runs first [default: 0]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from enqueue" -l run-at -d 'Not before this RFC 3339 time, or this long from now (10m) [default: now]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from enqueue" -l max-attempts -d 'Runs before it is dead [default: the server\'s [queue] max_attempts]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from enqueue" -l correlation-id -d 'Ties the job to what caused it, for tracing (1 to 128 characters)' -r
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from enqueue" -s o -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t''
+json\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from enqueue" -l server -d 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from enqueue" -l token -d 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from enqueue" -l token-file -d 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from enqueue" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from enqueue" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from enqueue" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from enqueue" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from enqueue" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from enqueue" -s h -l help -d 'Print help'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from enqueue" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from help" -f -a "stats" -d 'Depth by status, jobs done per second, error rate, oldest pending, dead by kind, circuits (the default)'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from help" -f -a "list" -d 'Jobs, newest first, with their attempts and last error'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from help" -f -a "dead" -d 'The dead letters: jobs out of attempts (or that can never run), with their last error'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from help" -f -a "show" -d 'One job: its state, attempts, times, whole last error and payload'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from help" -f -a "retry" -d 'Run a dead job again from its first attempt, or every dead job (of a kind)'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from help" -f -a "purge" -d 'Delete done or dead jobs last updated longer ago than a duration'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from help" -f -a "enqueue" -d 'Add a job (noop to check the queue end to end, http to deliver a request)'
+complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l connections -d 'WebSocket connections: held for the whole run (closed model) or opened during it (--arrival-rate)' -r
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l ramp -d 'Time over which the connections are opened' -r
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l rate -d 'Events published per second (batched above 200/s)' -r
@@ -468,16 +633,17 @@ complete -c pytake -n "__fish_pytake_using_subcommand completions" -s v -l verbo
 complete -c pytake -n "__fish_pytake_using_subcommand completions" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
 complete -c pytake -n "__fish_pytake_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c pytake -n "__fish_pytake_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export loadtest token config completions help" -f -a "serve" -d 'Run the server: event intake, WebSocket fan-out, history'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export loadtest token config completions help" -f -a "tail" -d 'Stream events as they happen; reconnects and resumes without loss'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export loadtest token config completions help" -f -a "status" -d 'One screen on a server\'s health: version, uptime, store, bus, connections, events/s'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export loadtest token config completions help" -f -a "metrics" -d 'Dashboard figures: KPIs, time series, campaigns, this node; tables, JSON or CSV'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export loadtest token config completions help" -f -a "export" -d 'Export the time series, events or a campaign report, streamed to a file or stdout'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export loadtest token config completions help" -f -a "loadtest" -d 'WebSocket load against a server (or one it spawns), with thresholds for CI'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export loadtest token config completions help" -f -a "token" -d 'Create tokens'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export loadtest token config completions help" -f -a "config" -d 'Show, check and write the configuration'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export loadtest token config completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export loadtest token config completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue loadtest token config completions help" -f -a "serve" -d 'Run the server: event intake, WebSocket fan-out, history'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue loadtest token config completions help" -f -a "tail" -d 'Stream events as they happen; reconnects and resumes without loss'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue loadtest token config completions help" -f -a "status" -d 'One screen on a server\'s health: version, uptime, store, bus, connections, events/s'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue loadtest token config completions help" -f -a "metrics" -d 'Dashboard figures: KPIs, time series, campaigns, this node; tables, JSON or CSV'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue loadtest token config completions help" -f -a "export" -d 'Export the time series, events or a campaign report, streamed to a file or stdout'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue loadtest token config completions help" -f -a "queue" -d 'The job queue: stats, jobs, dead letters; retry, purge, enqueue'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue loadtest token config completions help" -f -a "loadtest" -d 'WebSocket load against a server (or one it spawns), with thresholds for CI'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue loadtest token config completions help" -f -a "token" -d 'Create tokens'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue loadtest token config completions help" -f -a "config" -d 'Show, check and write the configuration'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue loadtest token config completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue loadtest token config completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from metrics" -f -a "overview" -d 'The KPIs (messages, conversations, campaigns, calls, AI, ERP, events) and each subsystem (the default)'
 complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from metrics" -f -a "series" -d 'A time series: one row per bucket, one column per metric'
 complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from metrics" -f -a "campaigns" -d 'Every campaign\'s progress and health, with the tenant\'s summary'
@@ -486,6 +652,13 @@ complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subc
 complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from export" -f -a "metrics" -d 'The dashboard\'s time series: a row per bucket, a column per metric (the default)'
 complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from export" -f -a "events" -d 'Stored events of a time range, in id order, of any volume'
 complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from export" -f -a "campaign" -d 'A campaign\'s report: its figures, its performance and its events, one JSON document'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from queue" -f -a "stats" -d 'Depth by status, jobs done per second, error rate, oldest pending, dead by kind, circuits (the default)'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from queue" -f -a "list" -d 'Jobs, newest first, with their attempts and last error'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from queue" -f -a "dead" -d 'The dead letters: jobs out of attempts (or that can never run), with their last error'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from queue" -f -a "show" -d 'One job: its state, attempts, times, whole last error and payload'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from queue" -f -a "retry" -d 'Run a dead job again from its first attempt, or every dead job (of a kind)'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from queue" -f -a "purge" -d 'Delete done or dead jobs last updated longer ago than a duration'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from queue" -f -a "enqueue" -d 'Add a job (noop to check the queue end to end, http to deliver a request)'
 complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "create" -d 'Print a new token signed with the server\'s secret'
 complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "verify" -d 'Show a token\'s claims and whether this server\'s secret and rules accept it'
 complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "show" -d 'Print the settings in effect (file, PYTAKE_* variables, defaults), secrets masked'

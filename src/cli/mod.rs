@@ -12,6 +12,7 @@ mod loadtest;
 mod logging;
 mod metrics;
 pub mod output;
+mod queue;
 mod serve;
 mod spawn;
 mod status;
@@ -126,6 +127,8 @@ pub enum Command {
     Metrics(metrics::MetricsArgs),
     /// Export the time series, events or a campaign report, streamed to a file or stdout
     Export(export::ExportArgs),
+    /// The job queue: stats, jobs, dead letters; retry, purge, enqueue
+    Queue(queue::QueueArgs),
     /// WebSocket load against a server (or one it spawns), with thresholds for CI
     Loadtest {
         #[command(flatten)]
@@ -175,7 +178,8 @@ impl Command {
             | Command::Status { .. }
             | Command::Loadtest { .. }
             | Command::Metrics(_)
-            | Command::Export(_) => &["server", "auth", "client"],
+            | Command::Export(_)
+            | Command::Queue(_) => &["server", "auth", "client"],
             Command::Token(_) => &["server", "auth"],
             Command::Config(config::ConfigCommand::Show(_)) => &crate::config::ALL_SECTIONS,
             Command::Config(_) | Command::Completions(_) => &[],
@@ -208,6 +212,7 @@ impl Command {
             | Command::Loadtest { client, .. } => flags.group(client),
             Command::Metrics(args) => flags.group(args.client()),
             Command::Export(args) => flags.group(args.client()),
+            Command::Queue(args) => flags.group(args.client()),
             Command::Token(cmd) => flags.group(cmd.auth()),
             Command::Config(_) | Command::Completions(_) => flags,
         }
@@ -276,6 +281,7 @@ pub async fn run(cli: Cli, loaded: Loaded, sources: Sources) -> anyhow::Result<(
         }
         Command::Metrics(args) => metrics::run(args, settings).await,
         Command::Export(args) => export::run(args, settings).await,
+        Command::Queue(args) => queue::run(args, settings).await,
         Command::Token(cmd) => token::run(cmd, settings),
         Command::Config(cmd) => config::run(cmd, &loaded, &sources),
         Command::Completions(args) => completions::run(args),

@@ -6,6 +6,7 @@ mod backoff;
 mod credentials;
 mod dashboard;
 pub mod loadtest;
+pub mod queue;
 mod rest;
 mod stream;
 

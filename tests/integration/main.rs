@@ -29,6 +29,7 @@ mod postgres_serve;
 mod prometheus;
 mod queue;
 mod queue_bench;
+mod queue_cli;
 mod queue_crash;
 mod resume;
 mod security;

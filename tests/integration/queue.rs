@@ -327,7 +327,7 @@ async fn the_rest_api_lists_retries_and_purges_within_the_callers_tenant() {
         .call(
             Method::DELETE,
             Some(&acme),
-            "/api/v1/queue/jobs?status=done",
+            "/api/v1/queue/jobs?status=done&older_than=0s",
             None,
         )
         .await;

@@ -286,7 +286,12 @@ pub async fn purge(
             state.clock.now() - chrono::Duration::from_std(age).unwrap_or_default()
         }
         (None, Some(before)) => before,
-        (None, None) => state.clock.now(),
+        (None, None) => {
+            return Err(ApiError::bad_param(
+                "older_than",
+                "required (or `before`): a purge cannot be undone, so say how old, e.g. older_than=7d or 0s for all",
+            ))
+        }
     };
     let purged = state.queue.store.purge(status, before, &tenant).await?;
     Ok(Json(

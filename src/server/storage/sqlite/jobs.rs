@@ -89,16 +89,20 @@ impl JobStore for SqliteStore {
     ) -> Result<Vec<Leased>, StoreError> {
         let now_ms = now.timestamp_millis();
         let until = now_ms + lease_for.as_millis() as i64;
-        // The two halves of "due" each read their own index.
+        // The two halves of "due" each stop at the limit; the waiting half
+        // reads its index in order, so only those few rows are merged and
+        // sorted (sorting every due row cost a full scan per lease).
         let sql = format!(
             "UPDATE jobs SET status = 'running', attempts = attempts + 1, \
              lease_token = lease_token + 1, lease_expires_at = ?1, updated_at = ?2 \
              WHERE id IN (SELECT id FROM ( \
-               SELECT id, priority, run_at FROM jobs \
+               SELECT * FROM (SELECT id, priority, run_at FROM jobs INDEXED BY jobs_waiting \
                  WHERE queue = ?3 AND status IN ('pending', 'retrying') AND run_at <= ?2 \
+                 ORDER BY priority DESC, run_at, id LIMIT ?4) \
                UNION ALL \
-               SELECT id, priority, run_at FROM jobs \
-                 WHERE queue = ?3 AND status = 'running' AND lease_expires_at <= ?2) \
+               SELECT * FROM (SELECT id, priority, run_at FROM jobs \
+                 WHERE queue = ?3 AND status = 'running' AND lease_expires_at <= ?2 \
+                 ORDER BY priority DESC, run_at, id LIMIT ?4)) \
                ORDER BY priority DESC, run_at, id LIMIT ?4) \
              RETURNING {JOB_COLUMNS}"
         );
