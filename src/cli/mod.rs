@@ -19,6 +19,7 @@ mod status;
 mod tail;
 mod token;
 mod values;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

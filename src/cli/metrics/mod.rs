@@ -11,17 +11,15 @@ mod render;
 #[cfg(test)]
 mod tests;
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::time::Duration;
 
-use chrono::Utc;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Subcommand};
-use tokio::time::MissedTickBehavior;
 
 use self::fetch::{no_campaign_csv, Data};
 use super::exit::UsageError;
-use super::output::{color_enabled, paint, OutputFormat, OutputWithCsv, Style};
+use super::output::{color_enabled, OutputFormat, OutputWithCsv};
 use crate::client::{ApiClient, TokenSource};
 use crate::config::flags::ClientFlags;
 use crate::config::{duration, Settings};
@@ -222,7 +220,14 @@ pub async fn run(args: MetricsArgs, settings: Settings) -> anyhow::Result<()> {
             out.flush()?;
             Ok(())
         }
-        Some(every) => watch(&api, &view, format, color, every).await,
+        Some(every) => {
+            let title = format!("pytake metrics {}", view.name());
+            super::watch::watch(&title, format, color, every, || async {
+                let data = Data::fetch(&api, &view).await?;
+                bytes(&data, format, color)
+            })
+            .await
+        }
     }
 }
 
@@ -233,60 +238,4 @@ fn bytes(data: &Data, format: OutputFormat, color: bool) -> anyhow::Result<Vec<u
         OutputFormat::Csv => data.csv()?,
         OutputFormat::Table => data.table(color).into_bytes(),
     })
-}
-
-/// Refreshes every `every` until Ctrl-C (exit 0). A first fetch that
-/// fails ends the run with its error (a wrong server or token should not
-/// loop); a later one is shown, and the next refresh tries again.
-async fn watch(
-    api: &ApiClient,
-    view: &View,
-    format: OutputFormat,
-    color: bool,
-    every: Duration,
-) -> anyhow::Result<()> {
-    let in_place = format == OutputFormat::Table && std::io::stdout().is_terminal();
-    let interrupted = tokio::signal::ctrl_c();
-    tokio::pin!(interrupted);
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut first = true;
-    loop {
-        tokio::select! {
-            biased;
-            _ = &mut interrupted => return Ok(()),
-            _ = ticks.tick() => {}
-        }
-        let fetched = tokio::select! {
-            biased;
-            _ = &mut interrupted => return Ok(()),
-            fetched = Data::fetch(api, view) => fetched,
-        };
-        let body = match fetched {
-            Ok(data) => bytes(&data, format, color)?,
-            Err(e) if first => return Err(e),
-            Err(e) if in_place => format!("error: {e:#}\n").into_bytes(),
-            Err(e) => {
-                eprintln!(
-                    "pytake metrics: {e:#}; trying again in {}",
-                    duration::format(every)
-                );
-                continue;
-            }
-        };
-        first = false;
-        let mut out = std::io::stdout().lock();
-        if in_place {
-            // Home and clear, then the screen, as watch(1) does.
-            let title = format!(
-                "every {}: pytake metrics {} · {} · Ctrl-C to quit",
-                duration::format(every),
-                view.name(),
-                Utc::now().format("%H:%M:%S")
-            );
-            write!(out, "\x1b[H\x1b[2J{}\n\n", paint(&title, Style::Dim, color))?;
-        }
-        out.write_all(&body)?;
-        out.flush()?;
-    }
 }

@@ -13,19 +13,18 @@ mod render;
 mod tests;
 mod values;
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::time::Duration;
 
 use chrono::Utc;
 use clap::{Args, Subcommand};
 use serde_json::Value;
-use tokio::time::MissedTickBehavior;
 
 use self::fetch::{Listing, Reply};
 pub use self::values::RunAt;
 use self::values::{kind_parser, parse_job_id, parse_payload, parse_run_at, status_parser};
 use super::exit::UsageError;
-use super::output::{color_enabled, paint, Output, OutputFormat, OutputWithCsv, Style};
+use super::output::{color_enabled, Output, OutputFormat, OutputWithCsv};
 use super::values::Known;
 use crate::client::{ApiClient, ClientError, TokenSource};
 use crate::config::flags::ClientFlags;
@@ -338,7 +337,15 @@ pub async fn run(args: QueueArgs, settings: Settings) -> anyhow::Result<()> {
     match &action {
         Action::Stats(StatsArgs {
             watch: Some(every), ..
-        }) => watch(&api, &action, format, color, *every).await,
+        }) => {
+            super::watch::watch("pytake queue stats", format, color, *every, || async {
+                let reply = Reply::fetch(&api, &action, Utc::now())
+                    .await
+                    .map_err(refused)?;
+                bytes(&reply, format, color)
+            })
+            .await
+        }
         _ => {
             let reply = Reply::fetch(&api, &action, Utc::now())
                 .await
@@ -360,60 +367,4 @@ fn bytes(reply: &Reply, format: OutputFormat, color: bool) -> anyhow::Result<Vec
         })?,
         OutputFormat::Table => reply.table(color, Utc::now()).into_bytes(),
     })
-}
-
-/// Refreshes the stats every `every` until Ctrl-C (exit 0), as
-/// `pytake metrics --watch` does: a first fetch that fails ends the run
-/// with its error (a wrong server or token should not loop); a later one
-/// is shown, and the next refresh tries again.
-async fn watch(
-    api: &ApiClient,
-    action: &Action,
-    format: OutputFormat,
-    color: bool,
-    every: Duration,
-) -> anyhow::Result<()> {
-    let in_place = format == OutputFormat::Table && std::io::stdout().is_terminal();
-    let interrupted = tokio::signal::ctrl_c();
-    tokio::pin!(interrupted);
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut first = true;
-    loop {
-        tokio::select! {
-            biased;
-            _ = &mut interrupted => return Ok(()),
-            _ = ticks.tick() => {}
-        }
-        let fetched = tokio::select! {
-            biased;
-            _ = &mut interrupted => return Ok(()),
-            fetched = Reply::fetch(api, action, Utc::now()) => fetched,
-        };
-        let body = match fetched {
-            Ok(reply) => bytes(&reply, format, color)?,
-            Err(e) if first => return Err(refused(e)),
-            Err(e) if in_place => format!("error: {e:#}\n").into_bytes(),
-            Err(e) => {
-                eprintln!(
-                    "pytake queue: {e:#}; trying again in {}",
-                    duration::format(every)
-                );
-                continue;
-            }
-        };
-        first = false;
-        let mut out = std::io::stdout().lock();
-        if in_place {
-            // Home and clear, then the screen, as watch(1) does.
-            let title = format!(
-                "every {}: pytake queue stats · {} · Ctrl-C to quit",
-                duration::format(every),
-                Utc::now().format("%H:%M:%S")
-            );
-            write!(out, "\x1b[H\x1b[2J{}\n\n", paint(&title, Style::Dim, color))?;
-        }
-        out.write_all(&body)?;
-        out.flush()?;
-    }
 }

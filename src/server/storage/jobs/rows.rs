@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use super::{Finish, Job, JobStatus, Outcome, QueueStats, STATS_WINDOW};
+use super::{Finish, Job, JobStatus, Lease, Leased, Outcome, QueueStats, STATS_WINDOW};
 use crate::server::storage::StoreError;
 
 /// The columns [`JobRow`] reads, in the order of its fields.
@@ -62,6 +62,23 @@ impl JobRow {
             tenant_id: self.tenant_id,
         })
     }
+}
+
+/// Leased rows as [`Leased`] jobs in lease order (RETURNING follows the
+/// update, not the order the jobs were chosen in).
+pub fn leased(rows: Vec<JobRow>) -> Result<Vec<Leased>, StoreError> {
+    let mut leased = rows
+        .into_iter()
+        .map(|row| {
+            let lease = Lease {
+                job: row.id,
+                token: row.lease_token,
+            };
+            row.into_job().map(|job| Leased { job, lease })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    leased.sort_by_key(|l| (std::cmp::Reverse(l.job.priority), l.job.run_at, l.job.id));
+    Ok(leased)
 }
 
 /// A finish as columns: the status it sets (`None`: back to waiting, the

@@ -15,10 +15,11 @@ use tokio::sync::watch;
 use super::SqliteStore;
 use crate::protocol::{Scope, TenantId};
 use crate::server::storage::jobs::rows::{
-    minute_of, window_start, FinishColumns, JobRow, StatsParts, JOB_COLUMNS, MINUTES_KEPT_SECS,
+    self, minute_of, window_start, FinishColumns, JobRow, StatsParts, JOB_COLUMNS,
+    MINUTES_KEPT_SECS,
 };
 use crate::server::storage::jobs::{
-    Finish, Job, JobFilter, JobId, JobStatus, JobStore, Lease, Leased, NewJob, QueueStats,
+    Finish, Job, JobFilter, JobId, JobStatus, JobStore, Leased, NewJob, QueueStats,
 };
 use crate::server::storage::StoreError;
 
@@ -113,20 +114,7 @@ impl JobStore for SqliteStore {
             .bind(limit as i64)
             .fetch_all(&self.pool)
             .await?;
-        let mut leased = rows
-            .into_iter()
-            .map(|row| {
-                let lease = Lease {
-                    job: row.id,
-                    token: row.lease_token,
-                };
-                row.into_job().map(|job| Leased { job, lease })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        leased.sort_by(|a, b| {
-            (b.job.priority, a.job.run_at, a.job.id).cmp(&(a.job.priority, b.job.run_at, b.job.id))
-        });
-        Ok(leased)
+        rows::leased(rows)
     }
 
     async fn finish(

@@ -5,7 +5,6 @@
 //! that records the outcomes under their fencing tokens and counts them
 //! for the rates.
 
-use std::cmp::Reverse;
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -17,10 +16,11 @@ use tokio::sync::watch;
 use super::PgStore;
 use crate::protocol::{Scope, TenantId};
 use crate::server::storage::jobs::rows::{
-    minute_of, window_start, FinishColumns, JobRow, StatsParts, JOB_COLUMNS, MINUTES_KEPT_SECS,
+    self, minute_of, window_start, FinishColumns, JobRow, StatsParts, JOB_COLUMNS,
+    MINUTES_KEPT_SECS,
 };
 use crate::server::storage::jobs::{
-    Finish, Job, JobFilter, JobId, JobStatus, JobStore, Lease, Leased, NewJob, QueueStats,
+    Finish, Job, JobFilter, JobId, JobStatus, JobStore, Leased, NewJob, QueueStats,
 };
 use crate::server::storage::StoreError;
 
@@ -163,19 +163,7 @@ impl JobStore for PgStore {
         .bind(lease_ms)
         .fetch_all(&self.pool)
         .await?;
-        let mut leased = rows
-            .into_iter()
-            .map(|row| {
-                let lease = Lease {
-                    job: row.id,
-                    token: row.lease_token,
-                };
-                row.into_job().map(|job| Leased { job, lease })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        // RETURNING follows the update, not the lease order.
-        leased.sort_by_key(|l| (Reverse(l.job.priority), l.job.run_at, l.job.id));
-        Ok(leased)
+        rows::leased(rows)
     }
 
     async fn finish(
