@@ -32,7 +32,7 @@ async fn enqueue(server: &TestServer, token: &str, body: Value) -> Value {
 }
 
 /// Polls a job until `done` says so (10 s at most).
-async fn wait_job(
+pub(crate) async fn wait_job(
     server: &TestServer,
     id: i64,
     what: &str,

@@ -99,17 +99,7 @@ async fn next_event(ws: &mut crate::support::ws::TestWs) -> pytake::protocol::Ev
 
 /// Polls a job until `status` (10 s at most).
 async fn wait_status(server: &TestServer, id: i64, status: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, job) = server
-            .get(Some(&server.admin()), &format!("/api/v1/queue/jobs/{id}"))
-            .await;
-        if job["status"] == status {
-            return job;
-        }
-        assert!(Instant::now() < deadline, "job {id} never {status}: {job}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::queue::wait_job(server, id, status, |j| j["status"] == status).await
 }
 
 #[tokio::test]
