@@ -125,7 +125,7 @@ async fn integers_past_64_bits_are_kept_exactly() {
         .await;
     assert_eq!(status, 201, "{reply}");
     let exact = r#""big":123456789012345678901234567890,"neg":-98765432109876543210,"pi":3.141592653589793238462643383279,"small":1.0"#;
-    let live = ws.next_text().await;
+    let live = ws.next_event_text().await;
     assert!(live.contains(exact), "{live}");
     let stored = reqwest::Client::new()
         .get(format!("{}/api/v1/events", server.url))

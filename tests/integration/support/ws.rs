@@ -68,11 +68,16 @@ impl TestWs {
         self.send_text(value.to_string()).await;
     }
 
-    /// The next frame from the server (pings skipped); panics on close.
+    /// The next frame from the server (pings skipped, and the queue's
+    /// `QueueStats` pushes, which a `dashboard` subscriber gets at any
+    /// moment and no test here reads); panics on close.
     pub async fn recv(&mut self) -> ServerFrame {
-        match self.next().await {
-            Ok(frame) => frame,
-            Err(closed) => panic!("connection closed: {closed:?}"),
+        loop {
+            match self.next().await {
+                Ok(ServerFrame::QueueStats(_)) => continue,
+                Ok(frame) => return frame,
+                Err(closed) => panic!("connection closed: {closed:?}"),
+            }
         }
     }
 
@@ -86,6 +91,19 @@ impl TestWs {
                 Some(Ok(Message::Text(text))) => return text.to_string(),
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                 other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next `Event` frame's text as the server wrote it, skipping the
+    /// figures pushed to `dashboard` (`Metrics`, `QueueStats`).
+    pub async fn next_event_text(&mut self) -> String {
+        loop {
+            let text = self.next_text().await;
+            if !text.starts_with(r#"{"message_type":"Metrics""#)
+                && !text.starts_with(r#"{"message_type":"QueueStats""#)
+            {
+                return text;
             }
         }
     }

@@ -158,8 +158,9 @@ impl StatsParts {
             self.outcomes
                 .iter()
                 .filter(|(o, _)| o == name)
-                .map(|(_, n)| (*n).max(0) as f64)
-                .sum::<f64>()
+                // A fold from +0.0: an empty f64 sum is -0.0, which the
+                // API would print as `-0.0`.
+                .fold(0.0, |sum, (_, n)| sum + (*n).max(0) as f64)
         };
         let (done, failed) = (count("done"), count("retried") + count("dead"));
         // The window covers whole minutes back from the current one.
