@@ -357,21 +357,20 @@ async fn enqueue_runs_a_job_and_refusals_keep_their_exit_codes() {
         )
         .await,
     );
+    // The answer reads the job back after the enqueue, and a worker may
+    // already hold or have finished it.
+    assert!(
+        ["pending", "running", "done"].contains(&job["status"].as_str().unwrap_or("")),
+        "{job}"
+    );
     assert_eq!(
         (
             &job["id"],
             &job["kind"],
-            &job["status"],
             &job["tenant_id"],
             &job["correlation_id"]
         ),
-        (
-            &json!(1),
-            &json!("noop"),
-            &json!("pending"),
-            &json!("acme"),
-            &json!("smoke-1")
-        )
+        (&json!(1), &json!("noop"), &json!("acme"), &json!("smoke-1"))
     );
     wait_for(&server, 1, "done").await;
     let table = queue(
