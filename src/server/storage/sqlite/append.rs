@@ -5,11 +5,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use sqlx::{QueryBuilder, Sqlite};
 
+use super::gate::WriteGate;
 use super::metrics::push_rollup;
+use super::trip::CloseUnlessDone;
 use super::{last_stored_id, read_heads, IdCache, Ids, SqliteStore};
 use crate::protocol::limits::{EVENT_KEY_TTL, IDEMPOTENCY_TTL};
 use crate::protocol::{Event, EventId, ValidEvent};
@@ -26,30 +27,6 @@ const INSERT_CHUNK: usize = 500;
 /// realtime case, where the SQL text repeats. Larger groups vary in size,
 /// and each would cache its own set of big statements.
 const CACHED_GROUP_ROWS: usize = 16;
-
-/// A pooled connection that is closed, not returned, if dropped before
-/// [`CloseUnlessDone::done`]: an append stopped mid-flight (its task dropped
-/// when the runtime shuts down) may leave its transaction open, and closing
-/// the connection rolls it back.
-struct CloseUnlessDone(Option<PoolConnection<Sqlite>>);
-
-impl CloseUnlessDone {
-    fn conn(&mut self) -> &mut SqliteConnection {
-        self.0.as_mut().expect("connection until done")
-    }
-
-    fn done(mut self) {
-        self.0.take();
-    }
-}
-
-impl Drop for CloseUnlessDone {
-    fn drop(&mut self) {
-        if let Some(conn) = self.0.as_mut() {
-            conn.close_on_drop();
-        }
-    }
-}
 
 fn to_event(id: EventId, ev: &ValidEvent) -> Arc<Event> {
     Arc::new(Event {
@@ -85,6 +62,7 @@ impl SqliteStore {
     pub(super) async fn append_group(
         pool: &SqlitePool,
         ids: &Ids,
+        writes: &WriteGate,
         batch: &[AppendRequest],
         now: DateTime<Utc>,
     ) -> Result<Counted, StoreError> {
@@ -117,11 +95,13 @@ impl SqliteStore {
                     ids.heads.insert(tenant.to_string(), head);
                 }
             }
+            let write = writes.urgent().await;
             let appended = if keyed {
                 SqliteStore::append_keyed(pool, batch, &mut ids, received_at).await
             } else {
                 SqliteStore::append_unkeyed(pool, batch, &mut ids, received_at).await
             };
+            drop(write);
             match appended {
                 Ok(counted) => {
                     *cache = Some(ids);
@@ -173,18 +153,14 @@ impl SqliteStore {
             });
         }
         let rollup = Rollup::of(pending.iter().map(|p| p.event));
-        let mut conn = CloseUnlessDone(Some(pool.acquire().await?));
+        let mut conn = CloseUnlessDone::acquire(pool).await?;
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("BEGIN IMMEDIATE; ");
         push_inserts(&mut qb, &pending, received_at);
         push_rollup(&mut qb, &rollup);
         qb.push("COMMIT;");
         let query = qb.build().persistent(pending.len() <= CACHED_GROUP_ROWS);
         if let Err(e) = query.execute(conn.conn()).await {
-            // The statements stopped at the one that failed, inside the
-            // transaction: end it, or give the connection up.
-            if sqlx::query("ROLLBACK").execute(conn.conn()).await.is_ok() {
-                conn.done();
-            }
+            conn.roll_back().await;
             return Err(e.into());
         }
         conn.done();
@@ -212,6 +188,7 @@ impl SqliteStore {
         // Keys first seen inside this batch are not in the tables yet.
         let mut batch_keys: HashMap<(&str, &str), usize> = HashMap::new();
         let mut batch_event_keys: HashMap<(&str, &str), FirstUse<'_>> = HashMap::new();
+        let stored_keys = stored_event_keys(&mut tx, batch).await?;
 
         'requests: for (index, req) in batch.iter().enumerate() {
             if let Some(key) = req.idempotency_key.as_deref() {
@@ -284,15 +261,10 @@ impl SqliteStore {
                     earlier.push(Some(event.clone()));
                     continue;
                 }
-                let existing: Option<(EventId, Option<String>, i64)> = sqlx::query_as(
-                    "SELECT id, idempotency_fingerprint, received_at FROM events \
-                     WHERE tenant_id = ? AND idempotency_key = ?",
-                )
-                .bind(&ev.tenant_id)
-                .bind(key)
-                .fetch_optional(&mut *tx)
-                .await?;
-                match existing {
+                match stored_keys
+                    .get(&(ev.tenant_id.to_string(), key.to_string()))
+                    .cloned()
+                {
                     None => earlier.push(None),
                     Some((id, _, at)) if at <= event_cutoff => {
                         // An expired use still holds the unique index: the
@@ -372,6 +344,50 @@ impl SqliteStore {
         tx.commit().await?;
         Ok(Counted { outcomes, rollup })
     }
+}
+
+/// Event keys to look up per query: two bound parameters each, under
+/// SQLite's limit of 32 766.
+const KEY_LOOKUP_CHUNK: usize = 8_000;
+
+/// A stored use of an event key: its event, fingerprint and receive time.
+type StoredKey = (EventId, Option<String>, i64);
+
+/// The stored uses of every event key in `batch`, by (tenant, key): one
+/// query for the group rather than one per keyed event, each of which was
+/// a round trip to SQLite's thread with the write lock held (webhook
+/// events all carry keys). Read inside the transaction, before anything of
+/// the group is written; a key's first use within the group is tracked by
+/// the group itself.
+async fn stored_event_keys(
+    tx: &mut SqliteConnection,
+    batch: &[AppendRequest],
+) -> Result<HashMap<(String, String), StoredKey>, StoreError> {
+    let mut keys: Vec<(&str, &str)> = batch
+        .iter()
+        .flat_map(|r| &r.events)
+        .filter_map(|e| Some((e.tenant_id.as_str(), e.idempotency_key.as_deref()?)))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut stored = HashMap::new();
+    for chunk in keys.chunks(KEY_LOOKUP_CHUNK) {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("WITH k (tenant_id, key) AS (");
+        qb.push_values(chunk, |mut b, (tenant, key)| {
+            b.push_bind(*tenant).push_bind(*key);
+        });
+        qb.push(
+            ") SELECT e.tenant_id, e.idempotency_key, e.id, e.idempotency_fingerprint, \
+             e.received_at FROM k JOIN events e ON e.tenant_id = k.tenant_id \
+             AND e.idempotency_key = k.key AND e.idempotency_key IS NOT NULL",
+        );
+        let rows: Vec<(String, String, EventId, Option<String>, i64)> =
+            qb.build_query_as().fetch_all(&mut *tx).await?;
+        for (tenant, key, id, fingerprint, at) in rows {
+            stored.insert((tenant, key), (id, fingerprint, at));
+        }
+    }
+    Ok(stored)
 }
 
 /// One request's result.

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Sqlite};
 use tokio::sync::watch;
 
+use super::trip::rows_in_one_trip;
 use super::SqliteStore;
 use crate::protocol::{Scope, TenantId};
 use crate::server::storage::jobs::rows::{
@@ -23,8 +24,13 @@ use crate::server::storage::jobs::{
 };
 use crate::server::storage::StoreError;
 
-/// SQLite's bound-parameter limit is 32 766; a job binds 11.
+/// SQLite's bound-parameter limit is 32 766 per statement; a job binds 11.
 const ENQUEUE_CHUNK: usize = 2_000;
+
+/// Enqueues of up to this many jobs keep their prepared statement (the
+/// common sizes of a group); larger ones would fill the cache with
+/// statements used once.
+const CACHED_ENQUEUE_ROWS: usize = 16;
 
 /// `AND tenant_id = ?` for a tenant scope (nothing for all).
 fn push_tenant(qb: &mut QueryBuilder<'_, Sqlite>, tenant: &Scope<TenantId>) {
@@ -49,10 +55,11 @@ impl JobStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<JobId>, StoreError> {
         let now_ms = now.timestamp_millis();
-        let mut ids = Vec::with_capacity(jobs.len());
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let _write = self.writes.urgent().await;
+        // One trip: every chunk's INSERT between BEGIN and COMMIT.
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("BEGIN IMMEDIATE; ");
         for chunk in jobs.chunks(ENQUEUE_CHUNK) {
-            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+            qb.push(
                 "INSERT INTO jobs (queue, kind, payload, priority, status, max_attempts, \
                  run_at, correlation_id, tenant_id, created_at, updated_at) ",
             );
@@ -69,14 +76,15 @@ impl JobStore for SqliteStore {
                     .push_bind(now_ms)
                     .push_bind(now_ms);
             });
-            qb.push(" RETURNING id");
-            let mut chunk_ids: Vec<i64> = qb.build_query_scalar().fetch_all(&mut *tx).await?;
-            // RETURNING's order is not promised; AUTOINCREMENT ids follow
-            // the rows' order.
-            chunk_ids.sort_unstable();
-            ids.extend(chunk_ids);
+            qb.push(" RETURNING id; ");
         }
-        tx.commit().await?;
+        qb.push("COMMIT;");
+        let rows: Vec<(JobId,)> =
+            rows_in_one_trip(&self.pool, qb, jobs.len() <= CACHED_ENQUEUE_ROWS).await?;
+        // RETURNING's order is not promised; AUTOINCREMENT ids follow the
+        // rows' order.
+        let mut ids: Vec<JobId> = rows.into_iter().map(|(id,)| id).collect();
+        ids.sort_unstable();
         self.jobs_enqueued.send_modify(|n| *n = n.wrapping_add(1));
         Ok(ids)
     }
@@ -107,12 +115,13 @@ impl JobStore for SqliteStore {
                ORDER BY priority DESC, run_at, id LIMIT ?4) \
              RETURNING {JOB_COLUMNS}"
         );
+        let _write = self.writes.turn().await;
         let rows: Vec<JobRow> = sqlx::query_as(&sql)
             .bind(until)
             .bind(now_ms)
             .bind(queue)
             .bind(limit as i64)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.unsynced)
             .await?;
         rows::leased(rows)
     }
@@ -126,7 +135,8 @@ impl JobStore for SqliteStore {
         let minute = minute_of(now);
         let mut counted = Vec::with_capacity(finished.len());
         let mut tally: HashMap<(String, &'static str), i64> = HashMap::new();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let _write = self.writes.turn().await;
+        let mut tx = self.unsynced.begin_with("BEGIN IMMEDIATE").await?;
         for finish in &finished {
             let c = FinishColumns::of(finish);
             let tenant: Option<Option<String>> = match c.status {
@@ -236,6 +246,7 @@ impl JobStore for SqliteStore {
         tenant: &Scope<TenantId>,
         now: DateTime<Utc>,
     ) -> Result<Job, StoreError> {
+        let _write = self.writes.turn().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut qb = QueryBuilder::new("SELECT status FROM jobs WHERE id = ");
         qb.push_bind(id);
@@ -278,7 +289,10 @@ impl JobStore for SqliteStore {
             qb.push(" AND kind = ").push_bind(kind.to_string());
         }
         push_tenant(&mut qb, tenant);
-        let n = qb.build().execute(&self.pool).await?.rows_affected();
+        let n = {
+            let _write = self.writes.turn().await;
+            qb.build().execute(&self.pool).await?.rows_affected()
+        };
         if n > 0 {
             self.jobs_enqueued.send_modify(|n| *n = n.wrapping_add(1));
         }
@@ -301,6 +315,7 @@ impl JobStore for SqliteStore {
             .push(" AND updated_at < ")
             .push_bind(before.timestamp_millis());
         push_tenant(&mut qb, tenant);
+        let _write = self.writes.turn().await;
         Ok(qb.build().execute(&self.pool).await?.rows_affected())
     }
 

@@ -219,6 +219,7 @@ impl MetricStore for SqliteStore {
                  value = excluded.value; ",
             );
         }
+        let _write = self.writes.turn().await;
         qb.build().execute(&self.pool).await?;
         Ok(())
     }
@@ -329,6 +330,7 @@ impl MetricStore for SqliteStore {
 
     async fn expire_metrics(&self, now: i64) -> Result<u64, StoreError> {
         let mut removed = 0;
+        let _write = self.writes.turn().await;
         for (table, column, before) in expiry(now) {
             removed += sqlx::query(&format!("DELETE FROM {table} WHERE {column} < ?"))
                 .bind(before)
