@@ -63,7 +63,7 @@ set edit:completion:arg-completer[pytake] = {|@words|
             cand --metrics-push-interval 'How often dashboard subscribers get a Metrics message (when something changed) [env: PYTAKE_METRICS_PUSH_INTERVAL] [default: 2s]'
             cand --metrics-campaign-throttle 'Least time between two pushes of one campaign''s figures; lifecycle changes go at once [env: PYTAKE_METRICS_CAMPAIGN_THROTTLE] [default: 2s]'
             cand --metrics-active-window 'A conversation idle this long is no longer active [env: PYTAKE_METRICS_ACTIVE_WINDOW] [default: 1d]'
-            cand --queue-concurrency 'Jobs this node runs at once [env: PYTAKE_QUEUE_CONCURRENCY] [default: 8]'
+            cand --queue-concurrency 'Jobs this node runs at once [env: PYTAKE_QUEUE_CONCURRENCY] [default: 32]'
             cand --queue-batch-size 'Most jobs one lease takes [env: PYTAKE_QUEUE_BATCH_SIZE] [default: 10]'
             cand --queue-poll-interval 'How often idle workers look for due jobs (a fallback: enqueues wake them at once) [env: PYTAKE_QUEUE_POLL_INTERVAL] [default: 1s]'
             cand --queue-lease 'How long a worker holds a job; a job whose worker died runs again after it [env: PYTAKE_QUEUE_LEASE] [default: 30s]'

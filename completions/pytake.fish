@@ -66,7 +66,7 @@ complete -c pytake -n "__fish_pytake_using_subcommand serve" -l bus -d 'Event bu
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l metrics-push-interval -d 'How often dashboard subscribers get a Metrics message (when something changed) [env: PYTAKE_METRICS_PUSH_INTERVAL] [default: 2s]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l metrics-campaign-throttle -d 'Least time between two pushes of one campaign\'s figures; lifecycle changes go at once [env: PYTAKE_METRICS_CAMPAIGN_THROTTLE] [default: 2s]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l metrics-active-window -d 'A conversation idle this long is no longer active [env: PYTAKE_METRICS_ACTIVE_WINDOW] [default: 1d]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l queue-concurrency -d 'Jobs this node runs at once [env: PYTAKE_QUEUE_CONCURRENCY] [default: 8]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l queue-concurrency -d 'Jobs this node runs at once [env: PYTAKE_QUEUE_CONCURRENCY] [default: 32]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l queue-batch-size -d 'Most jobs one lease takes [env: PYTAKE_QUEUE_BATCH_SIZE] [default: 10]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l queue-poll-interval -d 'How often idle workers look for due jobs (a fallback: enqueues wake them at once) [env: PYTAKE_QUEUE_POLL_INTERVAL] [default: 1s]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l queue-lease -d 'How long a worker holds a job; a job whose worker died runs again after it [env: PYTAKE_QUEUE_LEASE] [default: 30s]' -r

@@ -248,7 +248,10 @@ impl Default for MetricsSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueSettings {
-    /// Jobs this node runs at once.
+    /// Jobs this node runs at once. Webhook and `http` jobs mostly wait
+    /// (for a group commit, for a peer), so this is well above the cores:
+    /// at 8, 500 webhooks a second outran the workers whenever commits
+    /// slowed, and 8 slow peers could hold every slot for `http_timeout`.
     pub concurrency: u32,
     /// Most jobs one lease takes (seed 002's 10).
     pub batch_size: u32,
@@ -282,7 +285,7 @@ pub struct QueueSettings {
 impl Default for QueueSettings {
     fn default() -> Self {
         QueueSettings {
-            concurrency: 8,
+            concurrency: 32,
             batch_size: 10,
             poll_interval: Duration::from_secs(1),
             lease: Duration::from_secs(30),

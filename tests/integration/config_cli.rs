@@ -140,7 +140,7 @@ async fn show_says_where_each_value_came_from_and_masks_secrets() {
         pad("batch_size = 10".into()) + "  # default",
         pad("breaker_cooldown = \"30s\"".into()) + "  # default",
         pad("breaker_threshold = 5".into()) + "  # default",
-        pad("concurrency = 8".into()) + "  # default",
+        pad("concurrency = 32".into()) + "  # default",
         pad("http_timeout = \"10s\"".into()) + "  # default",
         pad("lease = \"30s\"".into()) + "  # default",
         pad("max_attempts = 3".into()) + "  # default",

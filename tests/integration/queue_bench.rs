@@ -149,7 +149,8 @@ fn signed(n: u64) -> (String, String) {
 }
 
 /// Webhook acknowledgement latency at a fixed rate (500/s for 20 s by
-/// default, `PYTAKE_BENCH_RATE`, `PYTAKE_BENCH_SECONDS`), and the time
+/// default, `PYTAKE_BENCH_RATE`, `PYTAKE_BENCH_SECONDS`; `PYTAKE_BENCH_EXTRA`
+/// adds config lines, `;` between them), and the time
 /// from sending each webhook to its `MessageReceived` on a WebSocket
 /// subscriber, on one SQLite node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,7 +168,7 @@ async fn queue_bench_webhook_ack_and_end_to_end() {
     let config = config_dir.path().join("bench.toml");
     std::fs::write(
         &config,
-        format!("[webhooks.whatsapp]\napp_secret = \"{SECRET}\"\ntenants = {{ \"100000000000001\" = \"acme\" }}\n"),
+        format!("{}[webhooks.whatsapp]\napp_secret = \"{SECRET}\"\ntenants = {{ \"100000000000001\" = \"acme\" }}\n", std::env::var("PYTAKE_BENCH_EXTRA").unwrap_or_default().replace(";", "\n")),
     )
     .unwrap();
     let server =

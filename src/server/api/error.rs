@@ -129,6 +129,18 @@ impl From<IngestError> for ApiError {
     }
 }
 
+impl From<crate::server::queue::enqueue::EnqueueError> for ApiError {
+    fn from(e: crate::server::queue::enqueue::EnqueueError) -> ApiError {
+        use crate::server::queue::enqueue::EnqueueError;
+        match e {
+            EnqueueError::Store(_) => {
+                ApiError::Unavailable("the job store is unavailable; retry later".into())
+            }
+            other => ApiError::Unavailable(other.to_string()),
+        }
+    }
+}
+
 impl From<crate::server::storage::StoreError> for ApiError {
     fn from(e: crate::server::storage::StoreError) -> ApiError {
         use crate::server::storage::StoreError;

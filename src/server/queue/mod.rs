@@ -5,6 +5,7 @@
 
 pub mod backoff;
 pub mod breaker;
+pub mod enqueue;
 pub mod handlers;
 pub mod http;
 pub mod monitor;
@@ -24,6 +25,7 @@ use crate::server::clock::Clock;
 use crate::server::storage::jobs::{JobId, JobStore, NewJob, Outcome, QueueStats};
 use crate::server::storage::StoreError;
 use breaker::Breakers;
+use enqueue::{EnqueueError, Enqueuer};
 use handlers::Handlers;
 
 /// The queue every job goes to unless it says otherwise; this node's
@@ -39,6 +41,7 @@ pub struct Queue {
     pub breakers: Arc<Breakers>,
     /// Runs this node finished, by kind and outcome (`/metrics`).
     pub counters: RunCounters,
+    enqueuer: Enqueuer,
 }
 
 impl Queue {
@@ -50,6 +53,7 @@ impl Queue {
         breakers: Arc<Breakers>,
     ) -> Arc<Queue> {
         Arc::new(Queue {
+            enqueuer: Enqueuer::start(store.clone(), clock.clone()),
             store,
             settings,
             clock,
@@ -82,8 +86,10 @@ impl Queue {
         }
     }
 
-    pub async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<JobId>, StoreError> {
-        self.store.enqueue(jobs, self.clock.now()).await
+    /// Stores `jobs` (in one transaction with other enqueues waiting at
+    /// the same moment); the ids come back in the jobs' order.
+    pub async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<JobId>, EnqueueError> {
+        self.enqueuer.enqueue(jobs).await
     }
 
     pub async fn stats(&self, scope: &Scope<TenantId>) -> Result<QueueStats, StoreError> {
