@@ -5,6 +5,11 @@
 //! leased job carries a fencing token ([`Lease`]), and a job whose lease
 //! expired (its worker crashed or hung) is due again. Delivery is
 //! at-least-once, so every handler is written to be idempotent.
+//!
+//! Durability: an enqueue is durable when it returns (it acknowledges
+//! work). A lease or a finish survives a process crash but a backend may
+//! let a power cut forget the latest ones (SQLite commits them without an
+//! fsync): the job then runs again, which at-least-once already allows.
 
 use std::collections::BTreeMap;
 use std::fmt;
