@@ -119,3 +119,75 @@ async fn write_group(store: &dyn JobStore, now: DateTime<Utc>, group: &mut Vec<R
         let _ = request.reply.send(answer);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Scope;
+    use crate::server::storage::{open, StoreOptions, Stores};
+    use serde_json::json;
+
+    async fn sqlite(dir: &tempfile::TempDir) -> Stores {
+        let url = format!("sqlite://{}/pytake.db", dir.path().display());
+        open(&url, &StoreOptions::default()).await.unwrap()
+    }
+
+    fn job(request: usize, n: usize) -> NewJob {
+        NewJob {
+            queue: "default".into(),
+            kind: "noop".into(),
+            payload: json!({"request": request, "n": n}),
+            priority: 0,
+            run_at: Utc::now(),
+            max_attempts: 3,
+            correlation_id: None,
+            tenant_id: None,
+        }
+    }
+
+    /// Requests enqueued at once share groups, and each still gets the ids
+    /// of its own jobs, in its order.
+    #[tokio::test]
+    async fn concurrent_requests_get_their_own_ids_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite(&dir).await.jobs;
+        let enqueuer = Arc::new(Enqueuer::start(store.clone(), Clock::System));
+        let mut tasks = Vec::new();
+        for request in 0..50 {
+            let enqueuer = enqueuer.clone();
+            tasks.push(tokio::spawn(async move {
+                let jobs = (0..request % 4 + 1).map(|n| job(request, n)).collect();
+                (request, enqueuer.enqueue(jobs).await.unwrap())
+            }));
+        }
+        let mut all = Vec::new();
+        for task in tasks {
+            let (request, ids) = task.await.unwrap();
+            assert_eq!(ids.len(), request % 4 + 1);
+            for (n, id) in ids.iter().enumerate() {
+                let stored = store.job(*id, &Scope::All).await.unwrap();
+                assert_eq!(stored.payload, json!({"request": request, "n": n}));
+            }
+            all.extend(ids);
+        }
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), (0..50).map(|r| r % 4 + 1).sum::<usize>());
+        assert_eq!(
+            enqueuer.enqueue(Vec::new()).await.unwrap(),
+            Vec::<JobId>::new()
+        );
+    }
+
+    /// A group whose transaction fails answers every request in it with the
+    /// error, and nothing of it is stored.
+    #[tokio::test]
+    async fn a_failed_group_fails_each_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let stores = sqlite(&dir).await;
+        let enqueuer = Enqueuer::start(stores.jobs.clone(), Clock::System);
+        stores.events.close().await;
+        let err = enqueuer.enqueue(vec![job(0, 0)]).await.unwrap_err();
+        assert!(matches!(err, EnqueueError::Store(_)), "{err:?}");
+    }
+}

@@ -45,3 +45,63 @@ impl WriteGate {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex as StdMutex};
+    use std::time::Duration;
+
+    use super::*;
+
+    /// The order in which writes waiting behind one under way get their
+    /// turns: background writes are in line one at a time.
+    async fn order_behind(under_way_is_urgent: bool) -> Vec<&'static str> {
+        let gate = Arc::new(WriteGate::default());
+        let order = Arc::new(StdMutex::new(Vec::new()));
+        let held = if under_way_is_urgent {
+            gate.urgent().await
+        } else {
+            gate.turn().await
+        };
+        let mut tasks = Vec::new();
+        for (name, urgent) in [
+            ("background 1", false),
+            ("background 2", false),
+            ("urgent", true),
+        ] {
+            let (gate, order) = (gate.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                let _turn = if urgent {
+                    gate.urgent().await
+                } else {
+                    gate.turn().await
+                };
+                order.lock().unwrap().push(name);
+            }));
+            // Each is in line before the next starts.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        drop(held);
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let order = order.lock().unwrap().clone();
+        order
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_urgent_write_waits_for_at_most_one_background_write() {
+        // Behind an urgent write, the first background write is already in
+        // line for the turn; the urgent one passes the second.
+        assert_eq!(
+            order_behind(true).await,
+            ["background 1", "urgent", "background 2"]
+        );
+        // Behind a background write, the others wait behind it: the urgent
+        // write goes next.
+        assert_eq!(
+            order_behind(false).await,
+            ["urgent", "background 1", "background 2"]
+        );
+    }
+}
