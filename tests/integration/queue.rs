@@ -354,6 +354,10 @@ async fn the_rest_api_lists_retries_and_purges_within_the_callers_tenant() {
         (json!({"kind": "noop", "max_attempts": 0}), "max_attempts"),
         (json!({"kind": "noop", "queue": "other"}), "queue"),
         (json!({"kind": "noop", "priority": "high"}), "priority"),
+        (
+            json!({"kind": "noop", "correlation_id": "req\u{0}"}),
+            "correlation_id",
+        ),
     ] {
         let (status, err) = server
             .call(

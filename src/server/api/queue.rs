@@ -117,11 +117,13 @@ pub async fn enqueue(
     if asked
         .correlation_id
         .as_ref()
-        .is_some_and(|c| c.is_empty() || c.len() > 128)
+        .is_some_and(|c| c.is_empty() || c.len() > 128 || c.chars().any(char::is_control))
     {
+        // Control characters: PostgreSQL text cannot hold a NUL, and none
+        // belongs in an id that logs and tables print.
         return Err(ApiError::unprocessable(
             "correlation_id",
-            "1 to 128 characters",
+            "1 to 128 characters, none of them control characters",
         ));
     }
     let mut job = queue.job(&asked.kind, asked.payload);

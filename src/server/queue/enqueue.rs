@@ -101,23 +101,61 @@ async fn write_groups(store: Arc<dyn JobStore>, clock: Clock, mut rx: mpsc::Rece
     }
 }
 
-/// Stores one group and answers each of its requests.
+/// Stores one group and answers each of its requests. When the group's
+/// transaction fails and it holds more than one request, each is stored
+/// again on its own, so a job one backend cannot take (PostgreSQL refuses
+/// a NUL in text) fails its own request only, not the others' webhooks.
 async fn write_group(store: &dyn JobStore, now: DateTime<Utc>, group: &mut Vec<Request>) {
     let sizes: Vec<usize> = group.iter().map(|r| r.jobs.len()).collect();
-    let jobs: Vec<NewJob> = group.iter_mut().flat_map(|r| r.jobs.drain(..)).collect();
-    let stored = store.enqueue(jobs, now).await;
-    if let Err(e) = &stored {
-        tracing::error!(error = %e, requests = group.len(), "enqueue failed");
+    let jobs: Vec<NewJob> = if group.len() == 1 {
+        std::mem::take(&mut group[0].jobs)
+    } else {
+        group.iter().flat_map(|r| r.jobs.iter().cloned()).collect()
+    };
+    match enqueue_checked(store, jobs, now).await {
+        Ok(mut ids) => {
+            for (request, size) in group.drain(..).zip(sizes) {
+                let _ = request.reply.send(Ok(ids.drain(..size).collect()));
+            }
+        }
+        Err(e) if group.len() == 1 => {
+            tracing::error!(error = %e, "enqueue failed");
+            let _ = group
+                .remove(0)
+                .reply
+                .send(Err(EnqueueError::Store(Arc::new(e))));
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, requests = group.len(), "a group enqueue failed; storing its requests one by one");
+            for request in group.drain(..) {
+                let answer = enqueue_checked(store, request.jobs, now).await;
+                if let Err(e) = &answer {
+                    tracing::error!(error = %e, "enqueue failed");
+                }
+                // The caller may have gone away; its jobs are stored all the same.
+                let _ = request
+                    .reply
+                    .send(answer.map_err(|e| EnqueueError::Store(Arc::new(e))));
+            }
+        }
     }
-    let mut stored = stored.map_err(|e| EnqueueError::Store(Arc::new(e)));
-    for (request, size) in group.drain(..).zip(sizes) {
-        let answer = match &mut stored {
-            Ok(ids) => Ok(ids.drain(..size).collect()),
-            Err(e) => Err(e.clone()),
-        };
-        // The caller may have gone away; its jobs are stored all the same.
-        let _ = request.reply.send(answer);
+}
+
+/// The store's enqueue, held to its promise of one id per job.
+async fn enqueue_checked(
+    store: &dyn JobStore,
+    jobs: Vec<NewJob>,
+    now: DateTime<Utc>,
+) -> Result<Vec<JobId>, StoreError> {
+    let expected = jobs.len();
+    let ids = store.enqueue(jobs, now).await?;
+    if ids.len() != expected {
+        return Err(StoreError::Task(format!(
+            "the store returned {} ids for {expected} jobs",
+            ids.len()
+        )));
     }
+    Ok(ids)
 }
 
 #[cfg(test)]

@@ -344,3 +344,40 @@ async fn the_listener_outlives_a_restart_and_ends_with_the_store() {
     listening_sessions(&pg, 0, "after dropping it unclosed").await;
     a.close().await;
 }
+
+/// A group of enqueues that PostgreSQL refuses (one job's correlation id
+/// holds a NUL, which text cannot) is stored again request by request: the
+/// bad request fails, every other one in the group is stored.
+#[tokio::test]
+async fn one_refused_job_fails_only_its_own_request_of_a_group() {
+    use pytake::server::clock::Clock;
+    use pytake::server::queue::enqueue::{EnqueueError, Enqueuer};
+    let test =
+        "store_conformance::jobs_postgres::one_refused_job_fails_only_its_own_request_of_a_group";
+    let Some(url) = Postgres::database_or_skip(test).await else {
+        return;
+    };
+    let store = node(&url).await;
+    let enqueuer = Enqueuer::start(store.clone(), Clock::System);
+    // On this one-thread runtime every request is queued before the group
+    // writer first runs, so they are one group.
+    let requests = (0..5).map(|n| {
+        let mut jobs = vec![job(n, 0)];
+        if n == 2 {
+            jobs[0].correlation_id = Some("bad\u{0}id".into());
+        }
+        enqueuer.enqueue(jobs)
+    });
+    let answers = futures_util::future::join_all(requests).await;
+    for (n, answer) in answers.iter().enumerate() {
+        match (n, answer) {
+            (2, Err(EnqueueError::Store(_))) => {}
+            (2, other) => panic!("the NUL request: {other:?}"),
+            (_, Ok(ids)) => {
+                let stored = store.job(ids[0], &Scope::All).await.unwrap();
+                assert_eq!(stored.payload, serde_json::json!({ "n": n }));
+            }
+            (_, Err(e)) => panic!("request {n} failed with the bad one: {e}"),
+        }
+    }
+}

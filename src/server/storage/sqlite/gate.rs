@@ -7,9 +7,11 @@
 //! Writes someone waits on (an enqueue acknowledging a webhook, an append
 //! acknowledging a producer) are urgent; the queue's leases and finishes,
 //! gauges and sweeps are not. Non-urgent writes queue among themselves
-//! and send one at a time to the turn, so an urgent write waits for at
-//! most the write under way and one other before its own; they still get
-//! every other turn when urgent writes keep coming.
+//! and send one at a time to the turn, so an urgent write waits for the
+//! write under way, at most one background write, and the urgent writes
+//! already in line (intake's one append group and the queue's one enqueue
+//! group at most); background writes still get every other turn when
+//! urgent writes keep coming.
 
 use tokio::sync::{Mutex, MutexGuard};
 

@@ -55,7 +55,6 @@ impl JobStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<JobId>, StoreError> {
         let now_ms = now.timestamp_millis();
-        let _write = self.writes.urgent().await;
         // One trip: every chunk's INSERT between BEGIN and COMMIT.
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("BEGIN IMMEDIATE; ");
         for chunk in jobs.chunks(ENQUEUE_CHUNK) {
@@ -79,6 +78,7 @@ impl JobStore for SqliteStore {
             qb.push(" RETURNING id; ");
         }
         qb.push("COMMIT;");
+        let _write = self.writes.urgent().await;
         let rows: Vec<(JobId,)> =
             rows_in_one_trip(&self.pool, qb, jobs.len() <= CACHED_ENQUEUE_ROWS).await?;
         // RETURNING's order is not promised; AUTOINCREMENT ids follow the

@@ -20,6 +20,7 @@ use tokio::sync::Mutex;
 mod append;
 mod gate;
 mod jobs;
+mod keys;
 mod metrics;
 mod trip;
 
