@@ -9,11 +9,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
-use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{EvolutionSettings, Settings, WhatsappSettings};
@@ -170,15 +168,6 @@ fn payload(rng: &mut StdRng, n: u64, now: i64) -> (&'static str, Value) {
     }
 }
 
-fn signature(secret: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
-    mac.update(body);
-    format!(
-        "sha256={}",
-        crate::protocol::events::hex(&mac.finalize().into_bytes())
-    )
-}
-
 /// Posts demo webhooks to `addr` until shutdown: about one a second.
 pub async fn run(
     addr: SocketAddr,
@@ -209,7 +198,10 @@ pub async fn run(
             .post(format!("http://{addr}/api/v1/webhooks/{source}"))
             .header("content-type", "application/json");
         if source == "whatsapp" {
-            request = request.header("x-hub-signature-256", signature(&secret, &bytes));
+            request = request.header(
+                "x-hub-signature-256",
+                crate::server::webhooks::whatsapp::signature(&secret, &bytes),
+            );
         }
         match request.body(bytes).send().await {
             Ok(r) if r.status().is_success() => {}

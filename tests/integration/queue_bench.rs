@@ -8,12 +8,10 @@
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use hmac::{Hmac, Mac};
 use pytake::protocol::ServerFrame;
 use pytake::server::storage::jobs::NewJob;
 use pytake::server::storage::{self, StoreOptions};
 use serde_json::json;
-use sha2::Sha256;
 
 use crate::support::services::Postgres;
 use crate::support::{rooms, Options, TestServer};
@@ -137,15 +135,8 @@ fn signed(n: u64) -> (String, String) {
         }}]}],
     })
     .to_string();
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    (body, format!("sha256={hex}"))
+    let signature = pytake::server::webhooks::whatsapp::signature(SECRET, body.as_bytes());
+    (body, signature)
 }
 
 /// Webhook acknowledgement latency at a fixed rate (500/s for 20 s by

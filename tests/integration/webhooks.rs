@@ -7,12 +7,10 @@
 
 use std::time::{Duration, Instant};
 
-use hmac::{Hmac, Mac};
 use pytake::protocol::limits::MAX_BODY_BYTES;
 use pytake::protocol::ServerFrame;
 use reqwest::Method;
 use serde_json::Value;
-use sha2::Sha256;
 
 use crate::support::{rooms, TestServer};
 
@@ -29,15 +27,7 @@ fn fixture(path: &str) -> String {
 }
 
 fn sign(body: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(APP_SECRET.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256={hex}")
+    pytake::server::webhooks::whatsapp::signature(APP_SECRET, body.as_bytes())
 }
 
 async fn server() -> TestServer {

@@ -405,13 +405,6 @@ fn a_customer_without_a_phone_number_is_known_by_their_user_id() {
     );
 }
 
-fn signature(secret: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body);
-    let tag = mac.finalize().into_bytes();
-    format!("sha256={}", crate::protocol::events::hex(&tag))
-}
-
 #[test]
 fn signatures_are_checked_against_the_raw_body() {
     let body = TEXT.as_bytes();
