@@ -237,12 +237,67 @@ async fn queue_bench_webhook_ack_and_end_to_end() {
         ack.record(took.as_micros() as u64).unwrap();
     }
     let e2e = receiver.await.unwrap();
+    let server_side = server_side_ack(&server.url).await;
     let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     println!(
         "{}",
         json!({"bench": "webhooks", "backend": "sqlite", "rate": rate, "seconds": seconds,
                "sent": total, "refused": failed,
                "ack_ms": {"p50": ms(&ack, 0.5), "p99": ms(&ack, 0.99), "max": ack.max() as f64 / 1000.0},
-               "end_to_end_ms": {"count": e2e.len(), "p50": ms(&e2e, 0.5), "p99": ms(&e2e, 0.99), "max": e2e.max() as f64 / 1000.0}})
+               "end_to_end_ms": {"count": e2e.len(), "p50": ms(&e2e, 0.5), "p99": ms(&e2e, 0.99), "max": e2e.max() as f64 / 1000.0},
+               "server_ack": server_side})
     );
+}
+
+/// The server's own count of webhook answers by time taken, from its
+/// `pytake_http_request_duration_seconds` histogram (1, 2, 4, 8 ... ms
+/// buckets): the acknowledgement without the load generator's share of
+/// the two cores. `under_ms` maps each bound to the fraction of answers
+/// within it; `p99_ms` is Prometheus's `histogram_quantile(0.99)`, linear
+/// within the bucket.
+async fn server_side_ack(url: &str) -> serde_json::Value {
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics body");
+    let mut buckets: Vec<(f64, f64)> = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("pytake_http_request_duration_seconds_bucket{")
+                && l.contains(r#"route="/api/v1/webhooks/{source}""#)
+                && l.contains(r#"status="2xx""#)
+        })
+        .filter_map(|l| {
+            let le = l.split(r#"le=""#).nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le * 1000.0, l.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = buckets.last().map_or(0.0, |b| b.1);
+    let mut under = serde_json::Map::new();
+    for (le, count) in buckets.iter().filter(|b| b.0 <= 16.0) {
+        under.insert(format!("{le}"), json!(count / total));
+    }
+    let rank = 0.99 * total;
+    let mut p99 = f64::NAN;
+    let mut below = (0.0, 0.0);
+    for (le, count) in &buckets {
+        if *count >= rank {
+            p99 = if le.is_infinite() {
+                below.0
+            } else {
+                below.0 + (le - below.0) * (rank - below.1) / (count - below.1)
+            };
+            break;
+        }
+        below = (*le, *count);
+    }
+    json!({"answers": total, "under_ms": under, "p99_ms": (p99 * 100.0).round() / 100.0})
 }
