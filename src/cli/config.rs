@@ -124,9 +124,7 @@ fn effective(loaded: &Loaded) -> Vec<(String, String, Option<String>, Origin)> {
             rows.push((section.into(), key.into(), None, origin.clone()));
         }
     }
-    let order = [
-        "server", "auth", "gateway", "store", "bus", "metrics", "queue", "webhooks", "client",
-    ];
+    let order = crate::config::ALL_SECTIONS;
     rows.sort_by_key(|(s, _, _, _)| order.iter().position(|o| o == s).unwrap_or(order.len()));
     rows
 }

@@ -117,8 +117,9 @@ impl Layer {
 
 /// The sections a command that does not say (`config show`, `config
 /// check`) reads and checks: all of them.
-pub const ALL_SECTIONS: [&str; 9] = [
-    "server", "auth", "gateway", "store", "bus", "metrics", "queue", "webhooks", "client",
+pub const ALL_SECTIONS: [&str; 12] = [
+    "server", "auth", "gateway", "store", "bus", "metrics", "queue", "alerts", "webhooks", "slack",
+    "smtp", "client",
 ];
 
 /// The variables of the groups of `sections`, but not those of keys a flag

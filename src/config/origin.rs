@@ -59,12 +59,15 @@ impl fmt::Display for Origin {
 }
 
 /// Keys whose values are never printed, in `section.key` form.
-pub const SECRETS: [&str; 5] = [
+pub const SECRETS: [&str; 8] = [
     "auth.secret",
     "client.token",
     "webhooks.whatsapp.app_secret",
     "webhooks.whatsapp.verify_token",
     "webhooks.evolution.api_key",
+    "slack.webhook_url",
+    "smtp.password",
+    "alerts.webhook_url",
 ];
 
 /// What a key's default is, in words where it depends on the machine (so

@@ -1,6 +1,7 @@
 //! The wire contract shared by the server and its clients: serde types only,
 //! no I/O. Changing anything here changes what browsers and services see.
 
+pub mod alerts;
 pub mod api;
 pub mod campaigns;
 pub mod claims;

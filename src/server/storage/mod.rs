@@ -5,6 +5,7 @@
 //! contracts live on the traits; `tests/integration/store_conformance.rs`
 //! runs the same cases against every backend.
 
+pub mod alerts;
 pub mod jobs;
 pub mod metrics;
 mod postgres;
@@ -19,6 +20,7 @@ pub use crate::protocol::dashboard::PoolStats;
 use crate::protocol::{Event, EventId, Room, Scope, TenantId, ValidEvent};
 use crate::server::metrics::rollup::Rollup;
 
+pub use alerts::AlertStore;
 pub use jobs::JobStore;
 pub use metrics::MetricStore;
 pub use postgres::PgStore;
