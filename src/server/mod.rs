@@ -7,6 +7,7 @@
 //! Tests build one in-process with [`ServerOptions::clock`] on tokio's
 //! clock, so `tokio::time::pause()` drives every timer and timestamp.
 
+pub mod alerts;
 pub mod api;
 pub mod bus;
 pub mod clock;
