@@ -67,11 +67,15 @@ impl Condition {
         }
     }
 
-    /// Whether the figure belongs to the machine rather than to a tenant:
-    /// such a rule is evaluated once, for every tenant together.
+    /// Whether a rule without a tenant is evaluated once, for every
+    /// tenant together (the machine, the queue, the connections), rather
+    /// than for each tenant on its own.
     pub fn is_system(self, metric: Option<&str>) -> bool {
         match self {
-            Condition::SystemResourceUsage => true,
+            Condition::SystemResourceUsage
+            | Condition::QueueDepth
+            | Condition::DeadLetters
+            | Condition::WebsocketConnections => true,
             Condition::Metric => metric
                 .and_then(Gauge::from_name)
                 .is_some_and(|g| !g.per_tenant()),
@@ -329,6 +333,18 @@ impl AlertRule {
         if self.for_ > Duration::from_secs(24 * 3600) {
             return err("for", "must be at most 24h".into());
         }
+        let machine_only = self.condition == Condition::SystemResourceUsage
+            || (self.condition == Condition::Metric
+                && self.condition.is_system(self.metric.as_deref()));
+        if self.tenant_id.is_some() && machine_only {
+            return err(
+                "tenant_id",
+                format!(
+                    "{} is the machine's, not a tenant's: leave tenant_id out",
+                    self.condition
+                ),
+            );
+        }
         if let Some(t) = &self.tenant_id {
             super::rooms::validate_tenant(t).map_err(|message| RuleError {
                 field: "tenant_id",
@@ -343,9 +359,9 @@ impl AlertRule {
         Ok(())
     }
 
-    /// Whether this rule is evaluated once for the machine.
+    /// Whether this rule is evaluated once for every tenant together.
     pub fn is_system(&self) -> bool {
-        self.condition.is_system(self.metric.as_deref())
+        self.tenant_id.is_none() && self.condition.is_system(self.metric.as_deref())
     }
 }
 
@@ -444,7 +460,8 @@ pub struct Alert {
     /// The tenant, or the `[alerts] system_tenant` for the machine's.
     pub tenant_id: String,
     pub state: AlertState,
-    /// The value when it fired, then the latest seen while firing.
+    /// The value when it began to hold, when it fired, then when it
+    /// resolved.
     pub current_value: f64,
     /// When the condition began to hold.
     pub pending_since: String,

@@ -11,6 +11,7 @@ use std::task::{Context, Poll};
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::alert::{alert_frame, ALERT_EVENT};
 use super::directory::{Directory, Member, Members, Rooms};
 pub use super::stats::HubStats;
 use super::wire::{Delivery, Io, Offer, Wire};
@@ -209,6 +210,10 @@ impl Hub {
             // rooms lock, so joins and leaves never wait for a fan-out.
             let delivery = Arc::new(Delivery::event(event.clone()));
             self.fan_out(&recipients, &delivery, now);
+            if event.event_type == ALERT_EVENT {
+                let alert = Arc::new(Delivery::frame(&alert_frame(&event)));
+                self.fan_out(&recipients, &alert, now);
+            }
         }
         // Every delivery wakes the long-polls, not only a new highest id:
         // with several nodes, tenants' streams are ordered apart, and a

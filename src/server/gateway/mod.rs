@@ -1,5 +1,6 @@
 //! The WebSocket gateway: `/ws`, `/ws/{room}` and `/ws/tenant/{id}`.
 
+mod alert;
 mod close;
 #[cfg(test)]
 mod close_tests;

@@ -140,6 +140,29 @@ impl Aggregator {
         kpis
     }
 
+    /// The counts of one tenant (`None`: all) over the last `window`, in
+    /// whole minutes ([`super::figures::Figures::window_over`]); empty
+    /// for a tenant never seen.
+    pub fn recent(&self, tenant: Option<&str>, window: Duration) -> Counts {
+        let now = self.clock.now().timestamp();
+        let live = self.live.read().expect("figures lock");
+        let figures = match tenant {
+            Some(t) => live.tenants.get(t),
+            None => Some(&live.all),
+        };
+        figures.map_or_else(Counts::default, |f| {
+            f.window_over(now, window.as_secs() as i64)
+        })
+    }
+
+    /// The tenants with figures, sorted.
+    pub fn tenants(&self) -> Vec<String> {
+        let live = self.live.read().expect("figures lock");
+        let mut tenants: Vec<String> = live.tenants.keys().cloned().collect();
+        tenants.sort();
+        tenants
+    }
+
     /// The nodes' gauges as last read.
     pub fn gauges(&self) -> ClusterGauges {
         self.gauges.lock().expect("gauges lock").clone()

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use crate::protocol::metrics::{
-    latency_bucket, latency_quantile, Counter, Kpis, LATENCY_BOUNDS_MS,
+    latency_bucket, latency_quantile, Counter, Derived, Kpis, LATENCY_BOUNDS_MS,
 };
 use crate::protocol::EventId;
 use crate::server::metrics::rollup::Rollup;
@@ -130,8 +130,16 @@ impl Figures {
 
     /// The counts of the minutes in `(now - window, now]`.
     pub fn window(&self, now_secs: i64) -> Counts {
+        self.window_over(now_secs, WINDOW_SECS)
+    }
+
+    /// The counts of the last `secs` in whole minutes, the current one
+    /// included (so 5 minutes are the 4 before this one and this one so
+    /// far), at most the window.
+    pub fn window_over(&self, now_secs: i64, secs: i64) -> Counts {
+        let minutes = ((secs + 59) / 60).clamp(1, WINDOW_MINUTES as i64);
         let newest = now_secs.div_euclid(60) * 60;
-        let oldest = newest - WINDOW_SECS + 60;
+        let oldest = newest - (minutes - 1) * 60;
         let mut sum = Counts::default();
         for (minute, counts) in &self.ring {
             if (oldest..=newest).contains(minute) {
@@ -313,6 +321,48 @@ impl Live {
             last_event_id: self.head,
             ..Kpis::default()
         }
+    }
+}
+
+/// A derived figure of one span's counts (`get`), its ERP latency
+/// histogram and sum, over `seconds`: the one definition the series, the
+/// exports and the alert rules share.
+pub fn derived(
+    d: Derived,
+    get: impl Fn(Counter) -> i64,
+    latency: &[u64],
+    latency_sum_ms: f64,
+    seconds: i64,
+) -> f64 {
+    let calls = || {
+        get(Counter::CallsAnswered)
+            + get(Counter::CallsBusy)
+            + get(Counter::CallsFailed)
+            + get(Counter::CallsConverted)
+            + get(Counter::CallsOptOut)
+    };
+    match d {
+        Derived::MessageFailureRate => percent(
+            get(Counter::MessagesFailed),
+            get(Counter::MessagesSent) + get(Counter::MessagesFailed),
+        ),
+        Derived::ErpErrorRate => percent(get(Counter::ErpErrors), get(Counter::ErpCalls)),
+        Derived::ErpLatencyAvg => {
+            let n: u64 = latency.iter().sum();
+            if n == 0 {
+                0.0
+            } else {
+                round2(latency_sum_ms / n as f64)
+            }
+        }
+        Derived::ErpLatencyP50 => round2(latency_quantile(latency, 0.5)),
+        Derived::ErpLatencyP95 => round2(latency_quantile(latency, 0.95)),
+        Derived::EventsPerSecond => round2(get(Counter::Events) as f64 / seconds.max(1) as f64),
+        Derived::CallAnswerRate => percent(
+            get(Counter::CallsAnswered) + get(Counter::CallsConverted),
+            calls(),
+        ),
+        Derived::CallConversionRate => percent(get(Counter::CallsConverted), calls()),
     }
 }
 

@@ -8,11 +8,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 
-use super::figures::{percent, round2};
+use super::figures::{derived, round2};
 use crate::protocol::dashboard::{Series, SeriesPoint};
 use crate::protocol::metrics::{
-    latency_bucket, latency_quantile, AcrossNodes, Counter, Derived, Gauge, MetricName, Period,
-    LATENCY_BOUNDS_MS,
+    latency_bucket, AcrossNodes, Counter, Derived, Gauge, MetricName, Period, LATENCY_BOUNDS_MS,
 };
 use crate::protocol::{Scope, TenantId};
 use crate::server::storage::metrics::{MetricStore, SeriesQuery, ALL_TENANTS};
@@ -62,43 +61,16 @@ impl Bucket {
     }
 
     fn value(&self, metric: MetricName, bucket_seconds: i64) -> f64 {
-        let calls = || {
-            self.get(Counter::CallsAnswered)
-                + self.get(Counter::CallsBusy)
-                + self.get(Counter::CallsFailed)
-                + self.get(Counter::CallsConverted)
-                + self.get(Counter::CallsOptOut)
-        };
         match metric {
             MetricName::Counter(c) => self.get(c) as f64,
             MetricName::Gauge(_) => 0.0,
-            MetricName::Derived(d) => match d {
-                Derived::MessageFailureRate => percent(
-                    self.get(Counter::MessagesFailed),
-                    self.get(Counter::MessagesSent) + self.get(Counter::MessagesFailed),
-                ),
-                Derived::ErpErrorRate => {
-                    percent(self.get(Counter::ErpErrors), self.get(Counter::ErpCalls))
-                }
-                Derived::ErpLatencyAvg => {
-                    let n: u64 = self.latency.iter().sum();
-                    if n == 0 {
-                        0.0
-                    } else {
-                        round2(self.latency_sum / n as f64)
-                    }
-                }
-                Derived::ErpLatencyP50 => round2(latency_quantile(&self.latency, 0.5)),
-                Derived::ErpLatencyP95 => round2(latency_quantile(&self.latency, 0.95)),
-                Derived::EventsPerSecond => {
-                    round2(self.get(Counter::Events) as f64 / bucket_seconds as f64)
-                }
-                Derived::CallAnswerRate => percent(
-                    self.get(Counter::CallsAnswered) + self.get(Counter::CallsConverted),
-                    calls(),
-                ),
-                Derived::CallConversionRate => percent(self.get(Counter::CallsConverted), calls()),
-            },
+            MetricName::Derived(d) => derived(
+                d,
+                |c| self.get(c),
+                &self.latency,
+                self.latency_sum,
+                bucket_seconds,
+            ),
         }
     }
 }
