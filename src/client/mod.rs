@@ -2,6 +2,7 @@
 //! ([`ApiClient`]) and a WebSocket event stream that reconnects with backoff
 //! and resumes from the last event it saw ([`follow`]).
 
+pub mod alerts;
 mod backoff;
 mod credentials;
 mod dashboard;

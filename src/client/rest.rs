@@ -85,15 +85,32 @@ impl ApiClient {
         &self,
         req: reqwest::RequestBuilder,
     ) -> Result<T, ClientError> {
-        let req = match &self.tokens {
-            Some(tokens) => req.bearer_auth(tokens.token()),
-            None => req,
-        };
-        let (status, bytes) = self.exchange(req).await?;
+        let (status, bytes) = self.exchange(self.authorized(req)).await?;
         if status.is_success() {
             return parse(&bytes);
         }
         Err(self.error(status, &bytes))
+    }
+
+    /// As [`ApiClient::send`], for a reply with no body to read (`204 No
+    /// Content` after a delete).
+    pub(super) async fn send_no_content(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<(), ClientError> {
+        let (status, bytes) = self.exchange(self.authorized(req)).await?;
+        if status.is_success() {
+            return Ok(());
+        }
+        Err(self.error(status, &bytes))
+    }
+
+    /// `req` with the token, if any.
+    fn authorized(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.tokens {
+            Some(tokens) => req.bearer_auth(tokens.token()),
+            None => req,
+        }
     }
 
     /// The reply's status and whole body; `Unreachable` when there is none.
