@@ -1,6 +1,7 @@
 //! The `pytake` command line: clap definitions, one module per subcommand.
 //! The only layer that prints.
 
+mod alerts;
 mod completions;
 mod config;
 pub mod docs;
@@ -130,6 +131,8 @@ pub enum Command {
     Export(export::ExportArgs),
     /// The job queue: stats, jobs, dead letters; retry, purge, enqueue
     Queue(queue::QueueArgs),
+    /// Alerts: what fires, incidents, rules, silences; acknowledge, add, silence
+    Alerts(alerts::AlertsArgs),
     /// WebSocket load against a server (or one it spawns), with thresholds for CI
     Loadtest {
         #[command(flatten)]
@@ -180,7 +183,8 @@ impl Command {
             | Command::Loadtest { .. }
             | Command::Metrics(_)
             | Command::Export(_)
-            | Command::Queue(_) => &["server", "auth", "client"],
+            | Command::Queue(_)
+            | Command::Alerts(_) => &["server", "auth", "client"],
             Command::Token(_) => &["server", "auth"],
             Command::Config(config::ConfigCommand::Show(_)) => &crate::config::ALL_SECTIONS,
             Command::Config(_) | Command::Completions(_) => &[],
@@ -214,6 +218,7 @@ impl Command {
             Command::Metrics(args) => flags.group(args.client()),
             Command::Export(args) => flags.group(args.client()),
             Command::Queue(args) => flags.group(args.client()),
+            Command::Alerts(args) => flags.group(args.client()),
             Command::Token(cmd) => flags.group(cmd.auth()),
             Command::Config(_) | Command::Completions(_) => flags,
         }
@@ -283,6 +288,7 @@ pub async fn run(cli: Cli, loaded: Loaded, sources: Sources) -> anyhow::Result<(
         Command::Metrics(args) => metrics::run(args, settings).await,
         Command::Export(args) => export::run(args, settings).await,
         Command::Queue(args) => queue::run(args, settings).await,
+        Command::Alerts(args) => alerts::run(args, settings).await,
         Command::Token(cmd) => token::run(cmd, settings),
         Command::Config(cmd) => config::run(cmd, &loaded, &sources),
         Command::Completions(args) => completions::run(args),

@@ -8,7 +8,7 @@
 
 mod csv;
 mod fetch;
-mod render;
+pub(super) mod render;
 #[cfg(test)]
 mod tests;
 mod values;
