@@ -54,6 +54,8 @@ pub struct Shared {
     pub queue: Arc<crate::server::queue::Queue>,
     /// The queue stats last read, for `/metrics` and the overview.
     pub queue_stats: Arc<crate::server::queue::monitor::Latest>,
+    /// This node's part in alerting (`/health`).
+    pub alerting: Arc<crate::server::alerts::status::Status>,
     /// The webhook sources this server accepts.
     pub webhooks: crate::config::WebhooksSettings,
 }

@@ -13,6 +13,7 @@ pub mod machine;
 pub mod notification;
 pub mod publish;
 pub mod runner;
+pub mod status;
 pub mod values;
 
 /// The job kind that stores a transition's `SystemAlert` event.

@@ -30,6 +30,8 @@ pub struct Evaluator {
     pub clock: Clock,
     /// This node's name as the lease's holder.
     pub node: String,
+    /// What `/health` shows of this node's part.
+    pub status: Arc<super::status::Status>,
 }
 
 /// What one round did.
@@ -116,7 +118,11 @@ impl Evaluator {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            match self.round().await {
+            let round = self.round().await;
+            if let Ok(round) = &round {
+                self.status.record(*round, self.clock.now());
+            }
+            match round {
                 Ok(Round::Standby) if !standby_logged => {
                     tracing::info!(node = %self.node, "another node evaluates the alert rules");
                     standby_logged = true;
