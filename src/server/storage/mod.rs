@@ -48,6 +48,24 @@ pub enum StoreError {
     Corrupt { id: EventId, message: String },
     #[error("stored job {id} is corrupt: {message}")]
     CorruptJob { id: i64, message: String },
+    /// An alerting row (a rule, an alert, an incident...) that no longer
+    /// reads back as its type.
+    #[error("stored {what} `{id}` is corrupt: {message}")]
+    CorruptRow {
+        what: &'static str,
+        id: String,
+        message: String,
+    },
+    /// A value the server built that the store cannot keep as given (a
+    /// time that is not RFC 3339, a number JSON cannot hold): refused
+    /// before anything is written, rather than stored in a form that
+    /// would not read back.
+    #[error("cannot store {what} `{id}`: {message}")]
+    Unstorable {
+        what: &'static str,
+        id: String,
+        message: String,
+    },
     #[error("the append task failed: {0}")]
     Task(String),
     #[error("unsupported store URL `{0}`: use sqlite://PATH or postgres://USER@HOST/DB")]
