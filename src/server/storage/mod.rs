@@ -285,8 +285,7 @@ pub trait EventStore: Send + Sync + 'static {
 /// share a connection pool and can share a transaction.
 ///
 /// One trait per capability, each with its contract and its conformance
-/// cases: alert rules and history, and widgets
-/// join here as fields, each with the issue that designs its
+/// cases: widgets join here as a field, with the issue that designs its
 /// methods. A write that must be atomic across two of them (an alert
 /// transition with its notification job, a webhook with its job) is one
 /// method of the capability that owns it, one transaction in every
@@ -296,6 +295,7 @@ pub struct Stores {
     pub events: Arc<dyn EventStore>,
     pub metrics: Arc<dyn MetricStore>,
     pub jobs: Arc<dyn JobStore>,
+    pub alerts: Arc<dyn AlertStore>,
 }
 
 /// How to open a store.
@@ -355,7 +355,8 @@ pub async fn open(url: &str, options: &StoreOptions) -> Result<Stores, StoreErro
         return Ok(Stores {
             events: store.clone(),
             metrics: store.clone(),
-            jobs: store,
+            jobs: store.clone(),
+            alerts: store,
         });
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -363,7 +364,8 @@ pub async fn open(url: &str, options: &StoreOptions) -> Result<Stores, StoreErro
         return Ok(Stores {
             events: store.clone(),
             metrics: store.clone(),
-            jobs: store,
+            jobs: store.clone(),
+            alerts: store,
         });
     }
     // The URL may carry a password: never in a message.
