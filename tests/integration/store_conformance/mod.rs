@@ -27,19 +27,23 @@ use crate::support::services::Postgres;
 mod alerts;
 mod alerts_history;
 mod alerts_postgres;
+mod alerts_rules;
 mod jobs;
 mod jobs_postgres;
 mod metrics;
 use alerts::{
     a_commit_that_fails_leaves_nothing_behind, a_commit_without_the_current_lease_writes_nothing,
-    a_commit_writes_everything_and_enqueues_its_jobs, alert_rules_are_scoped_and_replaced,
-    deleting_a_rule_keeps_its_fired_alerts_only, seeding_keeps_a_rule_changed_over_the_api,
+    a_commit_writes_everything_and_enqueues_its_jobs,
     the_lease_is_renewed_refused_and_taken_over_after_expiry,
 };
 use alerts_history::{
     acknowledging_by_alert_or_incident_id_once, alert_listings_filter_by_time_state_and_tenant,
     an_acknowledgement_survives_later_commits, incidents_list_open_and_recently_resolved,
     other_tenants_ids_reveal_nothing, silences_are_scoped_and_filtered_by_time,
+};
+use alerts_rules::{
+    alert_rules_are_scoped_and_replaced, deleting_a_rule_keeps_its_fired_alerts_only,
+    seeding_keeps_a_rule_changed_over_the_api,
 };
 use jobs::*;
 use metrics::*;

@@ -34,8 +34,9 @@ async fn each_chunk<T>(
 }
 
 /// Writes `c` and enqueues its jobs, in the contract's order: a state
-/// both set and cleared ends cleared, an alert both written and dropped
-/// ends dropped.
+/// both set and cleared ends cleared, an alert written pending and
+/// dropped ends dropped. Only pending alerts are dropped: one that fired
+/// stays in history whatever the write says.
 pub(super) async fn write_rows(
     conn: &mut SqliteConnection,
     c: &CommitColumns<'_>,
