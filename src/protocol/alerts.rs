@@ -594,7 +594,7 @@ mod tests {
         assert!(e(
             json!({"name": "x", "condition": "QueueDepth", "threshold": 1, "window": "-5m"})
         )
-        .contains("window"));
+        .contains("`-5m` is not a duration"));
         assert_eq!(
             e(json!({"name": "x", "condition": "QueueDepth", "threshold": 1, "window": "0s"})),
             "window: must be from 1m to 1h"

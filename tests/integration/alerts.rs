@@ -109,22 +109,18 @@ pub async fn alerts_of(server: &TestServer, tenant: &str) -> Vec<Value> {
 
 /// Waits until the tenant's newest alert of `rule` is in `state`.
 pub async fn wait_state(server: &TestServer, tenant: &str, rule: &str, state: &str) -> Value {
-    let mut found = Value::Null;
-    wait_until(&format!("{rule} of {tenant} {state}"), || {
-        let found = &mut found;
-        async move {
-            let alerts = alerts_of(server, tenant).await;
-            match alerts.into_iter().find(|a| a["rule_id"] == rule) {
-                Some(a) if a["state"] == state => {
-                    *found = a;
-                    true
-                }
-                _ => false,
-            }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let alerts = alerts_of(server, tenant).await;
+        match alerts.into_iter().find(|a| a["rule_id"] == rule) {
+            Some(a) if a["state"] == state => return a,
+            last => assert!(
+                std::time::Instant::now() < deadline,
+                "timed out: {rule} of {tenant} {state}; newest: {last:?}"
+            ),
         }
-    })
-    .await;
-    found
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The next `SystemAlert` event and the `Alert` message beside it.
@@ -525,4 +521,85 @@ async fn a_tenants_alerts_form_one_incident_notified_once_repeated_until_acknowl
         alerts.iter().all(|a| a["acknowledged_at"].is_string()),
         "{alerts:?}"
     );
+}
+
+#[tokio::test]
+async fn deleting_or_disabling_a_firing_rule_resolves_its_alert() {
+    let server = server(|_| {}).await;
+    let admin = server.admin();
+    for (name, tenant) in [("gone", "acme"), ("off", "globex")] {
+        let rule = json!({"name": name, "condition": "MessageFailureRate", "threshold": 5,
+                          "for": "0s", "tenant_id": tenant});
+        let (status, reply) = server
+            .call(
+                Method::POST,
+                Some(&admin),
+                "/api/v1/alerts/rules",
+                Some(rule),
+            )
+            .await;
+        assert_eq!(status, 201, "{reply}");
+        messages(&server, tenant, 5, 5).await;
+    }
+    jump(INTERVAL).await;
+    wait_state(&server, "acme", "gone", "firing").await;
+    wait_state(&server, "globex", "off", "firing").await;
+    let (status, _) = server
+        .call(
+            Method::DELETE,
+            Some(&admin),
+            "/api/v1/alerts/rules/gone",
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = server
+        .call(
+            Method::POST,
+            Some(&admin),
+            "/api/v1/alerts/rules/off/disable",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    jump(INTERVAL).await;
+    wait_state(&server, "acme", "gone", "resolved").await;
+    wait_state(&server, "globex", "off", "resolved").await;
+}
+
+#[tokio::test]
+async fn a_tenant_may_not_end_a_silence_of_every_tenant() {
+    let server = server(|_| {}).await;
+    let (status, silence) = server
+        .call(
+            Method::POST,
+            Some(&server.admin()),
+            "/api/v1/alerts/silences",
+            Some(json!({"rule_id": "high_failure_rate", "for": "2h"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{silence}");
+    let path = format!(
+        "/api/v1/alerts/silences/{}",
+        silence["id"].as_str().unwrap()
+    );
+    let acme = server.operator("acme");
+    let (_, listed) = server.get(Some(&acme), "/api/v1/alerts/silences").await;
+    assert_eq!(listed["silences"][0]["id"], silence["id"]);
+    assert_eq!(
+        server
+            .call(Method::DELETE, Some(&acme), &path, None)
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        server
+            .call(Method::DELETE, Some(&server.admin()), &path, None)
+            .await
+            .0,
+        204
+    );
+    let (_, listed) = server.get(Some(&acme), "/api/v1/alerts/silences").await;
+    assert_eq!(listed["silences"], json!([]));
 }

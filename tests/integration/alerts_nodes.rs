@@ -120,24 +120,24 @@ async fn two_nodes_notify_each_transition_once_and_survive_the_evaluators_death(
     }
     let admin = nodes[0].admin();
     // One node evaluates, the other stands by.
-    let mut holder = None;
-    wait_until("one node evaluates", DEADLINE, || {
-        let nodes = &nodes;
-        let holder = &mut holder;
-        async move {
-            let mut evaluating = Vec::new();
-            for (i, node) in nodes.iter().enumerate() {
-                let (_, health) = node.get(None, "/health").await;
-                if health["alerts"]["evaluating"] == true {
-                    evaluating.push(i);
-                }
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let holder = loop {
+        let mut evaluating = Vec::new();
+        for (i, node) in nodes.iter().enumerate() {
+            let (_, health) = node.get(None, "/health").await;
+            if health["alerts"]["evaluating"] == true {
+                evaluating.push(i);
             }
-            *holder = evaluating.first().copied();
-            evaluating.len() == 1
         }
-    })
-    .await;
-    let holder = holder.unwrap();
+        if evaluating.len() == 1 {
+            break evaluating[0];
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no single evaluator: {evaluating:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let other = 1 - holder;
 
     nodes[other]

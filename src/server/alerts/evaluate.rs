@@ -391,6 +391,14 @@ impl Run<'_> {
             let mut incident = self.incidents[&id].clone();
             let mut alerts = Vec::with_capacity(incident.alert_ids.len());
             for alert_id in &incident.alert_ids {
+                let Some(alert) = self.alert(alert_id).await? else {
+                    continue;
+                };
+                // Its rule was deleted (with its states): nothing would
+                // ever resolve it otherwise.
+                if alert.state == AlertState::Firing && !self.rules.contains_key(&alert.rule_id) {
+                    self.resolve(alert_id, None).await?;
+                }
                 if let Some(alert) = self.alert(alert_id).await? {
                     alerts.push(alert);
                 }

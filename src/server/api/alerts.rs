@@ -403,6 +403,17 @@ pub async fn delete_silence(
 ) -> Result<StatusCode, ApiError> {
     may_change(&claims)?;
     let scope: Scope<TenantId> = claims.scope();
+    // A tenant token sees the silences for every tenant, but ending one
+    // is an admin's.
+    let silence = state
+        .stores
+        .alerts
+        .silences(&scope, None)
+        .await?
+        .into_iter()
+        .find(|s| s.id == id)
+        .ok_or_else(|| ApiError::NotFound(format!("silence `{id}` does not exist")))?;
+    may_change_tenant(&claims, silence.tenant_id.as_deref())?;
     state.stores.alerts.delete_silence(&id, &scope).await?;
     Ok(StatusCode::NO_CONTENT)
 }
