@@ -405,7 +405,13 @@ pub fn default_rules() -> Vec<AlertRule> {
         severity: Severity::Warning,
         enabled: true,
         tenant_id: None,
-        channels: default_channels(),
+        // Every channel: each notifies only where the server configures it.
+        channels: vec![
+            Channel::Websocket,
+            Channel::Slack,
+            Channel::Email,
+            Channel::Webhook,
+        ],
     };
     vec![
         rule(

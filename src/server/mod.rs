@@ -249,6 +249,7 @@ impl Server {
             queue_stats,
             webhooks: settings.webhooks.clone(),
             alerting: Arc::default(),
+            alert_channels: alerts::configured_channels(&settings),
         });
         tasks.extend(job_queue.workers(state.tracker.clone(), state.shutdown.clone()));
         tasks.push(Box::pin(queue::monitor::run(
@@ -267,6 +268,7 @@ impl Server {
             clock: state.clock.clone(),
             node: state.node_id.clone(),
             status: state.alerting.clone(),
+            channels: state.alert_channels.clone(),
         });
         tasks.push(Box::pin(evaluator.run(state.shutdown.clone())));
         tasks.push(Box::pin(metrics::system::run(

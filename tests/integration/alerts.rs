@@ -270,6 +270,17 @@ async fn rules_refuse_bad_input_naming_the_field() {
         let message = reply["error"]["message"].as_str().unwrap();
         assert!(message.contains(says), "{message}");
     }
+    let (status, reply) = post(
+        json!({"name": "x", "condition": "QueueDepth", "threshold": 1,
+                                      "channels": ["slack"]}),
+    )
+    .await;
+    assert_eq!(status, 400, "{reply}");
+    assert_eq!(reply["error"]["field"], "channels");
+    assert_eq!(
+        reply["error"]["message"],
+        "channels: the slack channel is not configured on this server: set [slack] webhook_url"
+    );
     let rule = json!({"name": "Queue backed up", "condition": "QueueDepth", "threshold": 1000});
     let (status, created) = post(rule.clone()).await;
     assert_eq!(status, 201, "{created}");
@@ -427,7 +438,8 @@ async fn erp_calls(server: &TestServer, tenant: &str, failed: usize, ok: usize) 
 
 #[tokio::test]
 async fn a_tenants_alerts_form_one_incident_notified_once_repeated_until_acknowledged() {
-    let server = server(|_| {}).await;
+    let hook = crate::support::peer::Peer::start().await;
+    let server = server(|s| s.alerts.webhook_url = Some(hook.url())).await;
     let admin = server.admin();
     server
         .call(

@@ -35,6 +35,8 @@ pub struct Context<'a> {
     pub settings: &'a AlertsSettings,
     /// `[queue] max_attempts`, for notifications.
     pub max_attempts: u32,
+    /// Where this node can notify ([`super::configured_channels`]).
+    pub channels: &'a BTreeSet<Channel>,
 }
 
 pub fn stamp(t: DateTime<Utc>) -> String {
@@ -443,7 +445,7 @@ impl Run<'_> {
             .iter()
             .filter_map(|a| self.rules.get(&a.rule_id))
             .flat_map(|r| r.channels.iter().copied())
-            .filter(|c| *c != Channel::Websocket)
+            .filter(|c| *c != Channel::Websocket && self.ctx.channels.contains(c))
             .collect();
         if alerts.is_empty() {
             return false;

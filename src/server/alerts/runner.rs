@@ -30,6 +30,8 @@ pub struct Evaluator {
     pub clock: Clock,
     /// This node's name as the lease's holder.
     pub node: String,
+    /// Where this node can notify.
+    pub channels: std::collections::BTreeSet<crate::protocol::alerts::Channel>,
     /// What `/health` shows of this node's part.
     pub status: Arc<super::status::Status>,
 }
@@ -78,6 +80,7 @@ impl Evaluator {
             sources: &self.sources,
             settings: &self.settings,
             max_attempts: self.max_attempts,
+            channels: &self.channels,
         };
         let write = evaluate(&ctx, now).await?;
         if write.is_empty() {

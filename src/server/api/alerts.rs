@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use super::body::read_body;
 use super::scope::{tenant_scope, time_param};
 use super::{ApiError, Caller};
-use crate::protocol::alerts::{AlertRule, AlertState, NewSilence, Silence};
+use crate::protocol::alerts::{AlertRule, AlertState, Channel, NewSilence, Silence};
 use crate::protocol::{Claims, Role, Scope, TenantId};
 use crate::server::alerts::evaluate::stamp;
 use crate::server::state::AppState;
@@ -75,6 +75,29 @@ async fn rule_body(request: Request) -> Result<(AlertRule, bool), ApiError> {
     Ok((rule, named))
 }
 
+/// A rule may name only channels this server can deliver to: a rule
+/// that silently notified nobody would be found out during an outage.
+fn check_channels(state: &AppState, rule: &AlertRule) -> Result<(), ApiError> {
+    for channel in &rule.channels {
+        if !state.alert_channels.contains(channel) {
+            let section = match channel {
+                Channel::Slack => "[slack] webhook_url",
+                Channel::Email => "[smtp] host and to",
+                Channel::Webhook => "[alerts] webhook_url",
+                Channel::Websocket => "",
+            };
+            return Err(ApiError::bad_param(
+                "channels",
+                format!(
+                    "the {} channel is not configured on this server: set {section}",
+                    channel.name()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `GET /api/v1/alerts/rules[?tenant_id=]`.
 pub async fn rules(
     State(state): State<AppState>,
@@ -121,6 +144,7 @@ pub async fn create_rule(
             .map_err(|e| ApiError::bad_param(e.field, e.message))?;
     }
     may_change_tenant(&claims, rule.tenant_id.as_deref())?;
+    check_channels(&state, &rule)?;
     state
         .stores
         .alerts
@@ -152,6 +176,7 @@ pub async fn replace_rule(
         rule.tenant_id = claims.tenant_id.clone();
     }
     may_change_tenant(&claims, rule.tenant_id.as_deref())?;
+    check_channels(&state, &rule)?;
     state
         .stores
         .alerts
