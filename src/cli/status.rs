@@ -318,6 +318,7 @@ mod tests {
                 },
             }),
             system: None,
+            alerts: None,
         }
     }
 

@@ -405,7 +405,13 @@ pub fn default_rules() -> Vec<AlertRule> {
         severity: Severity::Warning,
         enabled: true,
         tenant_id: None,
-        channels: default_channels(),
+        // Every channel: each notifies only where the server configures it.
+        channels: vec![
+            Channel::Websocket,
+            Channel::Slack,
+            Channel::Email,
+            Channel::Webhook,
+        ],
     };
     vec![
         rule(
@@ -594,7 +600,7 @@ mod tests {
         assert!(e(
             json!({"name": "x", "condition": "QueueDepth", "threshold": 1, "window": "-5m"})
         )
-        .contains("window"));
+        .contains("`-5m` is not a duration"));
         assert_eq!(
             e(json!({"name": "x", "condition": "QueueDepth", "threshold": 1, "window": "0s"})),
             "window: must be from 1m to 1h"

@@ -181,7 +181,18 @@ pub struct Health {
     /// node's store pool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system: Option<crate::protocol::dashboard::SystemStats>,
-    // Alerts (firing, silenced) join here with the alerting issue.
+    /// This node's part in alerting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<AlertsHealth>,
+}
+
+/// In `/health`: whether this node evaluates the alert rules (holds the
+/// evaluator's lease) or stands by, and when it last evaluated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertsHealth {
+    pub evaluating: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_evaluation: Option<String>,
 }
 
 fn unknown() -> String {

@@ -50,7 +50,20 @@ struct Tenant {
     campaign_errors: u64,
     /// Whether the current campaign's `campaign_created` went out.
     campaign_created: bool,
+    /// In a delivery outage: most sends fail, so seed 000's failure-rate
+    /// rule fires, and resolves a few minutes after the outage ends.
+    outage: bool,
 }
+
+/// The first outage starts this long after the demo, so a newcomer sees
+/// an alert within minutes; then one tenant after another has one.
+const FIRST_OUTAGE: Duration = Duration::from_secs(30);
+/// How long an outage lasts: past the default rule's one-minute pending
+/// duration, so it fires.
+const OUTAGE: Duration = Duration::from_secs(120);
+/// From one outage's start to the next's: the last one has resolved by
+/// then (its failures leave the 5-minute window).
+const OUTAGE_EVERY: Duration = Duration::from_secs(600);
 
 const CAMPAIGN_SIZE: u64 = 200;
 
@@ -66,6 +79,7 @@ impl Tenant {
             campaign_sent: 0,
             campaign_errors: 0,
             campaign_created: false,
+            outage: false,
         }
     }
 
@@ -88,6 +102,14 @@ impl Tenant {
         }
         let conversation =
             self.open_conversations[rng.random_range(0..self.open_conversations.len())];
+        // Normally about 2 % of sends fail (half of 56's), under seed
+        // 000's 5 %; in an outage, over half.
+        let roll = match roll {
+            53..=55 if !self.outage => 8,
+            56 if !self.outage && rng.random_bool(0.5) => 8,
+            8..=30 if self.outage && rng.random_bool(0.5) => 53,
+            roll => roll,
+        };
         match roll {
             8..=30 => {
                 self.next_message += 1;
@@ -236,11 +258,30 @@ pub async fn run(state: AppState) {
         .map(|(i, t)| Tenant::new(t, i as u64))
         .collect();
     tracing::info!(tenants = ?TENANTS, "demo traffic started");
+    let started = tokio::time::Instant::now();
+    let mut outages = 0usize;
     loop {
         let pause = Duration::from_millis(rng.random_range(60..300));
         tokio::select! {
             _ = state.shutdown.cancelled() => break,
             _ = tokio::time::sleep(pause) => {}
+        }
+        let elapsed = started.elapsed();
+        if let Some(since) = elapsed.checked_sub(FIRST_OUTAGE) {
+            let current = (since.as_secs() / OUTAGE_EVERY.as_secs()) as usize;
+            let within = since.as_secs() % OUTAGE_EVERY.as_secs() < OUTAGE.as_secs();
+            for (i, tenant) in tenants.iter_mut().enumerate() {
+                let outage = within && current % TENANTS.len() == i;
+                if outage && !tenant.outage {
+                    outages += 1;
+                    tracing::info!(
+                        tenant = tenant.name,
+                        outage = outages,
+                        "demo delivery outage starts: sends fail until it ends"
+                    );
+                }
+                tenant.outage = outage;
+            }
         }
         let tenant = &mut tenants[rng.random_range(0..TENANTS.len())];
         let (event_type, data) = tenant.next_event(&mut rng);
@@ -285,5 +326,28 @@ mod tests {
             };
             event.validate("acme".into()).unwrap();
         }
+    }
+
+    /// Failed / (sent + failed) over many events.
+    fn failure_rate(outage: bool) -> f64 {
+        let mut rng = StdRng::seed_from_u64(11);
+        let mut tenant = Tenant::new("acme", 0);
+        tenant.outage = outage;
+        let (mut sent, mut failed) = (0, 0);
+        for _ in 0..20_000 {
+            match tenant.next_event(&mut rng).0 {
+                "MessageSent" => sent += 1,
+                "MessageFailed" => failed += 1,
+                _ => {}
+            }
+        }
+        failed as f64 * 100.0 / (sent + failed) as f64
+    }
+
+    #[test]
+    fn outages_take_the_failure_rate_over_the_default_rule_and_back() {
+        let (normal, outage) = (failure_rate(false), failure_rate(true));
+        assert!(normal < 3.0, "{normal}");
+        assert!(outage > 40.0, "{outage}");
     }
 }

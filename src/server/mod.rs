@@ -66,6 +66,12 @@ pub enum ServerError {
         crate::auth::MIN_SECRET_BYTES
     )]
     WeakSecret { len: usize },
+    #[error("[[alerts.rules]] number {number} (`{name}`): {error}")]
+    AlertRule {
+        number: usize,
+        name: String,
+        error: crate::protocol::alerts::RuleError,
+    },
     #[error("serving HTTP failed")]
     Serve(#[source] std::io::Error),
 }
@@ -106,7 +112,17 @@ pub struct Server {
 impl Server {
     /// Opens the data dir, secret, store and bus; starts nothing.
     pub async fn new(options: ServerOptions) -> Result<Server, ServerError> {
-        let ServerOptions { settings, clock } = options;
+        let ServerOptions {
+            mut settings,
+            clock,
+        } = options;
+        for (i, rule) in settings.alerts.rules.iter_mut().enumerate() {
+            rule.check().map_err(|error| ServerError::AlertRule {
+                number: i + 1,
+                name: rule.name.clone(),
+                error,
+            })?;
+        }
         let data_dir = settings.data_dir();
         open_data_dir(&data_dir).map_err(|source| ServerError::DataDir {
             path: data_dir.display().to_string(),
@@ -187,6 +203,13 @@ impl Server {
                 }),
             );
         }
+        handlers.register(
+            alerts::EVENT_KIND,
+            Arc::new(alerts::publish::PublishAlert {
+                ingest: ingest.clone(),
+                clock: clock.clone(),
+            }),
+        );
         let job_queue = queue::Queue::new(
             stores.jobs.clone(),
             settings.queue.clone(),
@@ -225,12 +248,29 @@ impl Server {
             queue: job_queue.clone(),
             queue_stats,
             webhooks: settings.webhooks.clone(),
+            alerting: Arc::default(),
+            alert_channels: alerts::configured_channels(&settings),
         });
         tasks.extend(job_queue.workers(state.tracker.clone(), state.shutdown.clone()));
         tasks.push(Box::pin(queue::monitor::run(
             state.clone(),
             state.shutdown.clone(),
         )));
+        let evaluator = Arc::new(alerts::runner::Evaluator {
+            sources: alerts::values::Sources {
+                metrics: state.metrics.clone(),
+                stores: state.stores.clone(),
+                alerts: state.stores.alerts.clone(),
+                system_tenant: settings.alerts.system_tenant.clone(),
+            },
+            settings: settings.alerts.clone(),
+            max_attempts: settings.queue.max_attempts,
+            clock: state.clock.clone(),
+            node: state.node_id.clone(),
+            status: state.alerting.clone(),
+            channels: state.alert_channels.clone(),
+        });
+        tasks.push(Box::pin(evaluator.run(state.shutdown.clone())));
         tasks.push(Box::pin(metrics::system::run(
             state.clone(),
             state.shutdown.clone(),

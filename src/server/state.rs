@@ -54,6 +54,10 @@ pub struct Shared {
     pub queue: Arc<crate::server::queue::Queue>,
     /// The queue stats last read, for `/metrics` and the overview.
     pub queue_stats: Arc<crate::server::queue::monitor::Latest>,
+    /// The notification channels this node's settings configure.
+    pub alert_channels: std::collections::BTreeSet<crate::protocol::alerts::Channel>,
+    /// This node's part in alerting (`/health`).
+    pub alerting: Arc<crate::server::alerts::status::Status>,
     /// The webhook sources this server accepts.
     pub webhooks: crate::config::WebhooksSettings,
 }

@@ -3,6 +3,8 @@
 
 mod support;
 
+mod alerts;
+mod alerts_nodes;
 mod backend_faults;
 mod broken_pipe;
 mod bus_conformance;

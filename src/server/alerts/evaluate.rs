@@ -35,6 +35,8 @@ pub struct Context<'a> {
     pub settings: &'a AlertsSettings,
     /// `[queue] max_attempts`, for notifications.
     pub max_attempts: u32,
+    /// Where this node can notify ([`super::configured_channels`]).
+    pub channels: &'a BTreeSet<Channel>,
 }
 
 pub fn stamp(t: DateTime<Utc>) -> String {
@@ -391,6 +393,14 @@ impl Run<'_> {
             let mut incident = self.incidents[&id].clone();
             let mut alerts = Vec::with_capacity(incident.alert_ids.len());
             for alert_id in &incident.alert_ids {
+                let Some(alert) = self.alert(alert_id).await? else {
+                    continue;
+                };
+                // Its rule was deleted (with its states): nothing would
+                // ever resolve it otherwise.
+                if alert.state == AlertState::Firing && !self.rules.contains_key(&alert.rule_id) {
+                    self.resolve(alert_id, None).await?;
+                }
                 if let Some(alert) = self.alert(alert_id).await? {
                     alerts.push(alert);
                 }
@@ -435,7 +445,7 @@ impl Run<'_> {
             .iter()
             .filter_map(|a| self.rules.get(&a.rule_id))
             .flat_map(|r| r.channels.iter().copied())
-            .filter(|c| *c != Channel::Websocket)
+            .filter(|c| *c != Channel::Websocket && self.ctx.channels.contains(c))
             .collect();
         if alerts.is_empty() {
             return false;

@@ -13,6 +13,7 @@ pub mod machine;
 pub mod notification;
 pub mod publish;
 pub mod runner;
+pub mod status;
 pub mod values;
 
 /// The job kind that stores a transition's `SystemAlert` event.
@@ -20,3 +21,25 @@ pub const EVENT_KIND: &str = "alert.event";
 
 /// The store lease of the evaluator.
 pub const LEASE: &str = "alerts.evaluator";
+
+use std::collections::BTreeSet;
+
+use crate::config::Settings;
+use crate::protocol::alerts::Channel;
+
+/// The channels this node's settings can deliver to. A rule's other
+/// channels are skipped (the API refuses rules naming them; seed 000's
+/// default rules name all four, so they notify whatever is configured).
+pub fn configured_channels(settings: &Settings) -> BTreeSet<Channel> {
+    let mut channels = BTreeSet::from([Channel::Websocket]);
+    if settings.slack.webhook_url.is_some() || settings.slack.webhook_url_file.is_some() {
+        channels.insert(Channel::Slack);
+    }
+    if settings.smtp.host.is_some() {
+        channels.insert(Channel::Email);
+    }
+    if settings.alerts.webhook_url.is_some() {
+        channels.insert(Channel::Webhook);
+    }
+    channels
+}

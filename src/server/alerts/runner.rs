@@ -30,6 +30,10 @@ pub struct Evaluator {
     pub clock: Clock,
     /// This node's name as the lease's holder.
     pub node: String,
+    /// Where this node can notify.
+    pub channels: std::collections::BTreeSet<crate::protocol::alerts::Channel>,
+    /// What `/health` shows of this node's part.
+    pub status: Arc<super::status::Status>,
 }
 
 /// What one round did.
@@ -76,6 +80,7 @@ impl Evaluator {
             sources: &self.sources,
             settings: &self.settings,
             max_attempts: self.max_attempts,
+            channels: &self.channels,
         };
         let write = evaluate(&ctx, now).await?;
         if write.is_empty() {
@@ -116,7 +121,11 @@ impl Evaluator {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            match self.round().await {
+            let round = self.round().await;
+            if let Ok(round) = &round {
+                self.status.record(*round, self.clock.now());
+            }
+            match round {
                 Ok(Round::Standby) if !standby_logged => {
                     tracing::info!(node = %self.node, "another node evaluates the alert rules");
                     standby_logged = true;

@@ -71,6 +71,7 @@ pub async fn get_health(State(state): State<AppState>) -> impl IntoResponse {
         }),
         components: Some(components),
         system: Some(system_stats(&state)),
+        alerts: Some(state.alerting.health()),
     };
     let status = if stopping {
         StatusCode::SERVICE_UNAVAILABLE

@@ -1,5 +1,6 @@
 //! The REST API and the router.
 
+mod alerts;
 mod auth;
 mod body;
 mod campaigns;
@@ -46,6 +47,33 @@ pub fn router(state: AppState) -> Router {
             .route("/api/v1/dashboard/overview", get(dashboard::overview))
             .route("/api/v1/dashboard/metrics", get(dashboard::metrics))
             .route("/api/v1/dashboard/export", post(dashboard::export))
+            .route("/api/v1/dashboard/alerts", get(alerts::dashboard))
+            .route("/api/v1/alerts", get(alerts::alerts))
+            .route("/api/v1/alerts/history", get(alerts::history))
+            .route("/api/v1/alerts/incidents", get(alerts::incidents))
+            .route(
+                "/api/v1/alerts/rules",
+                get(alerts::rules).post(alerts::create_rule),
+            )
+            .route(
+                "/api/v1/alerts/rules/{id}",
+                get(alerts::rule)
+                    .put(alerts::replace_rule)
+                    .delete(alerts::delete_rule),
+            )
+            .route(
+                "/api/v1/alerts/rules/{id}/{action}",
+                post(alerts::set_enabled),
+            )
+            .route(
+                "/api/v1/alerts/silences",
+                get(alerts::silences).post(alerts::add_silence),
+            )
+            .route(
+                "/api/v1/alerts/silences/{id}",
+                axum::routing::delete(alerts::delete_silence),
+            )
+            .route("/api/v1/alerts/{id}/ack", post(alerts::acknowledge))
             .route("/api/v1/campaigns", get(campaigns::list))
             .route("/api/v1/campaigns/dashboard", get(campaigns::dashboard))
             .route("/api/v1/campaigns/{id}/metrics", get(campaigns::metrics))

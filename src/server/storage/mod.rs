@@ -48,6 +48,24 @@ pub enum StoreError {
     Corrupt { id: EventId, message: String },
     #[error("stored job {id} is corrupt: {message}")]
     CorruptJob { id: i64, message: String },
+    /// An alerting row (a rule, an alert, an incident...) that no longer
+    /// reads back as its type.
+    #[error("stored {what} `{id}` is corrupt: {message}")]
+    CorruptRow {
+        what: &'static str,
+        id: String,
+        message: String,
+    },
+    /// A value the server built that the store cannot keep as given (a
+    /// time that is not RFC 3339, a number JSON cannot hold): refused
+    /// before anything is written, rather than stored in a form that
+    /// would not read back.
+    #[error("cannot store {what} `{id}`: {message}")]
+    Unstorable {
+        what: &'static str,
+        id: String,
+        message: String,
+    },
     #[error("the append task failed: {0}")]
     Task(String),
     #[error("unsupported store URL `{0}`: use sqlite://PATH or postgres://USER@HOST/DB")]
@@ -267,8 +285,7 @@ pub trait EventStore: Send + Sync + 'static {
 /// share a connection pool and can share a transaction.
 ///
 /// One trait per capability, each with its contract and its conformance
-/// cases: alert rules and history, and widgets
-/// join here as fields, each with the issue that designs its
+/// cases: widgets join here as a field, with the issue that designs its
 /// methods. A write that must be atomic across two of them (an alert
 /// transition with its notification job, a webhook with its job) is one
 /// method of the capability that owns it, one transaction in every
@@ -278,6 +295,7 @@ pub struct Stores {
     pub events: Arc<dyn EventStore>,
     pub metrics: Arc<dyn MetricStore>,
     pub jobs: Arc<dyn JobStore>,
+    pub alerts: Arc<dyn AlertStore>,
 }
 
 /// How to open a store.
@@ -337,7 +355,8 @@ pub async fn open(url: &str, options: &StoreOptions) -> Result<Stores, StoreErro
         return Ok(Stores {
             events: store.clone(),
             metrics: store.clone(),
-            jobs: store,
+            jobs: store.clone(),
+            alerts: store,
         });
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -345,7 +364,8 @@ pub async fn open(url: &str, options: &StoreOptions) -> Result<Stores, StoreErro
         return Ok(Stores {
             events: store.clone(),
             metrics: store.clone(),
-            jobs: store,
+            jobs: store.clone(),
+            alerts: store,
         });
     }
     // The URL may carry a password: never in a message.

@@ -1,7 +1,8 @@
 //! The store conformance suite: the same cases, each a function of a
 //! [`Backend`], against every store backend (SQLite in a temp file, and
 //! PostgreSQL on a fresh database of a throwaway server). Each point of
-//! the contract on `EventStore` has a case here.
+//! the contract on `EventStore` has a case here, and each of the other
+//! capabilities' contracts one in the module named after it.
 //!
 //! To add a case: write `async fn my_case(backend: Backend)` and add its
 //! name to the `conformance!` list at the bottom; it then runs once per
@@ -23,9 +24,27 @@ use tempfile::TempDir;
 
 use crate::support::services::Postgres;
 
+mod alerts;
+mod alerts_history;
+mod alerts_postgres;
+mod alerts_rules;
 mod jobs;
 mod jobs_postgres;
 mod metrics;
+use alerts::{
+    a_commit_that_fails_leaves_nothing_behind, a_commit_without_the_current_lease_writes_nothing,
+    a_commit_writes_everything_and_enqueues_its_jobs,
+    the_lease_is_renewed_refused_and_taken_over_after_expiry,
+};
+use alerts_history::{
+    acknowledging_by_alert_or_incident_id_once, alert_listings_filter_by_time_state_and_tenant,
+    an_acknowledgement_survives_later_commits, incidents_list_open_and_recently_resolved,
+    other_tenants_ids_reveal_nothing, silences_are_scoped_and_filtered_by_time,
+};
+use alerts_rules::{
+    alert_rules_are_scoped_and_replaced, deleting_a_rule_keeps_its_fired_alerts_only,
+    seeding_keeps_a_rule_changed_over_the_api,
+};
 use jobs::*;
 use metrics::*;
 
@@ -1008,6 +1027,19 @@ conformance!(
     dead_letters_retry_purge_and_tenant_scope,
     queue_stats_count_depth_age_and_rates,
     an_enqueue_wakes_every_node,
+    alert_rules_are_scoped_and_replaced,
+    seeding_keeps_a_rule_changed_over_the_api,
+    deleting_a_rule_keeps_its_fired_alerts_only,
+    the_lease_is_renewed_refused_and_taken_over_after_expiry,
+    a_commit_without_the_current_lease_writes_nothing,
+    a_commit_writes_everything_and_enqueues_its_jobs,
+    a_commit_that_fails_leaves_nothing_behind,
+    acknowledging_by_alert_or_incident_id_once,
+    an_acknowledgement_survives_later_commits,
+    other_tenants_ids_reveal_nothing,
+    alert_listings_filter_by_time_state_and_tenant,
+    incidents_list_open_and_recently_resolved,
+    silences_are_scoped_and_filtered_by_time,
 );
 
 /// Raw append throughput, for BENCHMARKS-style figures rather than a gate:

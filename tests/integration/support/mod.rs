@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod peer;
 pub mod services;
 pub mod ws;
 

@@ -186,3 +186,6 @@ pub trait AlertStore: Send + Sync + 'static {
     /// `tenant` may not see).
     async fn delete_silence(&self, id: &str, tenant: &Scope<TenantId>) -> Result<(), StoreError>;
 }
+
+pub mod columns;
+pub mod rows;

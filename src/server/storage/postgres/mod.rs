@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Postgres, QueryBuilder, Row};
 
+mod alerts;
 mod append;
 mod jobs;
 mod metrics;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::sqlite::SqliteConnection;
 use sqlx::{QueryBuilder, Sqlite};
 use tokio::sync::watch;
 
@@ -47,6 +48,69 @@ fn not_found(id: JobId) -> StoreError {
     }
 }
 
+/// `INSERT INTO jobs ... RETURNING id` for `chunk` (at most
+/// [`ENQUEUE_CHUNK`] jobs), pending from `now_ms`: one statement for an
+/// enqueue's trip and for [`insert_jobs`].
+fn push_insert(qb: &mut QueryBuilder<'_, Sqlite>, chunk: &[NewJob], now_ms: i64) {
+    qb.push(
+        "INSERT INTO jobs (queue, kind, payload, priority, status, max_attempts, \
+         run_at, correlation_id, tenant_id, created_at, updated_at) ",
+    );
+    qb.push_values(chunk, |mut b, job| {
+        b.push_bind(job.queue.clone())
+            .push_bind(job.kind.clone())
+            .push_bind(job.payload.to_string())
+            .push_bind(job.priority)
+            .push_bind(JobStatus::Pending.as_str())
+            .push_bind(job.max_attempts as i64)
+            .push_bind(job.run_at.timestamp_millis())
+            .push_bind(job.correlation_id.clone())
+            .push_bind(job.tenant_id.clone())
+            .push_bind(now_ms)
+            .push_bind(now_ms);
+    });
+    qb.push(" RETURNING id");
+}
+
+/// RETURNING's order is not promised; AUTOINCREMENT ids follow the rows'
+/// order.
+fn sorted_ids(rows: Vec<(JobId,)>) -> Vec<JobId> {
+    let mut ids: Vec<JobId> = rows.into_iter().map(|(id,)| id).collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// Enqueues `jobs` inside the caller's transaction, for a write that must
+/// commit with the jobs it causes (an alert transition and its
+/// notifications); their ids, in order. The caller wakes the workers
+/// ([`SqliteStore::wake_workers`]) once it has committed.
+pub(super) async fn insert_jobs(
+    conn: &mut SqliteConnection,
+    jobs: &[NewJob],
+    now: DateTime<Utc>,
+) -> Result<Vec<JobId>, StoreError> {
+    let mut rows = Vec::with_capacity(jobs.len());
+    for chunk in jobs.chunks(ENQUEUE_CHUNK) {
+        let mut qb = QueryBuilder::new("");
+        push_insert(&mut qb, chunk, now.timestamp_millis());
+        rows.extend(
+            qb.build_query_as::<(JobId,)>()
+                .persistent(chunk.len() <= CACHED_ENQUEUE_ROWS)
+                .fetch_all(&mut *conn)
+                .await?,
+        );
+    }
+    Ok(sorted_ids(rows))
+}
+
+impl SqliteStore {
+    /// Tells this process's workers that jobs were committed: one node
+    /// uses the file, so there is nobody else to tell.
+    pub(super) fn wake_workers(&self) {
+        self.jobs_enqueued.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
 #[async_trait]
 impl JobStore for SqliteStore {
     async fn enqueue(
@@ -58,35 +122,15 @@ impl JobStore for SqliteStore {
         // One trip: every chunk's INSERT between BEGIN and COMMIT.
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("BEGIN IMMEDIATE; ");
         for chunk in jobs.chunks(ENQUEUE_CHUNK) {
-            qb.push(
-                "INSERT INTO jobs (queue, kind, payload, priority, status, max_attempts, \
-                 run_at, correlation_id, tenant_id, created_at, updated_at) ",
-            );
-            qb.push_values(chunk, |mut b, job| {
-                b.push_bind(job.queue.clone())
-                    .push_bind(job.kind.clone())
-                    .push_bind(job.payload.to_string())
-                    .push_bind(job.priority)
-                    .push_bind(JobStatus::Pending.as_str())
-                    .push_bind(job.max_attempts as i64)
-                    .push_bind(job.run_at.timestamp_millis())
-                    .push_bind(job.correlation_id.clone())
-                    .push_bind(job.tenant_id.clone())
-                    .push_bind(now_ms)
-                    .push_bind(now_ms);
-            });
-            qb.push(" RETURNING id; ");
+            push_insert(&mut qb, chunk, now_ms);
+            qb.push("; ");
         }
         qb.push("COMMIT;");
         let _write = self.writes.urgent().await;
         let rows: Vec<(JobId,)> =
             rows_in_one_trip(&self.pool, qb, jobs.len() <= CACHED_ENQUEUE_ROWS).await?;
-        // RETURNING's order is not promised; AUTOINCREMENT ids follow the
-        // rows' order.
-        let mut ids: Vec<JobId> = rows.into_iter().map(|(id,)| id).collect();
-        ids.sort_unstable();
-        self.jobs_enqueued.send_modify(|n| *n = n.wrapping_add(1));
-        Ok(ids)
+        self.wake_workers();
+        Ok(sorted_ids(rows))
     }
 
     async fn lease(
@@ -267,7 +311,7 @@ impl JobStore for SqliteStore {
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        self.jobs_enqueued.send_modify(|n| *n = n.wrapping_add(1));
+        self.wake_workers();
         row.into_job()
     }
 
@@ -294,7 +338,7 @@ impl JobStore for SqliteStore {
             qb.build().execute(&self.pool).await?.rows_affected()
         };
         if n > 0 {
-            self.jobs_enqueued.send_modify(|n| *n = n.wrapping_add(1));
+            self.wake_workers();
         }
         Ok(n)
     }

@@ -17,6 +17,7 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite};
 use tokio::sync::Mutex;
 
+mod alerts;
 mod append;
 mod gate;
 mod jobs;

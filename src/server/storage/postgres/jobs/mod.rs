@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{Postgres, QueryBuilder};
+use sqlx::{PgExecutor, Postgres, QueryBuilder};
 use tokio::sync::watch;
 
 use super::PgStore;
@@ -51,6 +51,77 @@ fn not_found(id: JobId) -> StoreError {
     }
 }
 
+/// Enqueues `jobs` (not empty) with the one statement that also notifies
+/// every node: on the pool, an enqueue of its own; on a transaction, jobs
+/// that commit with what caused them (an alert transition and its
+/// notifications), PostgreSQL holding the notification until that
+/// commit. Their ids, in order. The caller moves this node's counter
+/// ([`Wake::bump`]) once committed.
+pub(super) async fn insert_jobs<'e, E: PgExecutor<'e>>(
+    executor: E,
+    jobs: &[NewJob],
+    now: DateTime<Utc>,
+) -> Result<Vec<JobId>, StoreError> {
+    let n = jobs.len();
+    let mut cols = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for job in jobs {
+        cols.0.push(job.queue.as_str());
+        cols.1.push(job.kind.as_str());
+        cols.2.push(job.payload.to_string());
+        cols.3.push(job.priority);
+        // Past i32::MAX attempts a job retries for ever either way.
+        cols.4
+            .push(i32::try_from(job.max_attempts).unwrap_or(i32::MAX));
+        cols.5.push(ms(job.run_at));
+        cols.6.push(job.correlation_id.as_deref());
+        cols.7.push(job.tenant_id.as_deref());
+    }
+    // One statement, so the rows and the notification commit together
+    // (with the caller's transaction, if any), and PostgreSQL delivers the
+    // notification at that commit, when every listener can lease the new
+    // jobs. The rows are
+    // inserted in input order and take their identity values in that
+    // order, so the ids sorted are the jobs' ids in order (another
+    // session's inserts may take values in between).
+    let ids: Vec<JobId> = sqlx::query_scalar(
+        "WITH new AS ( \
+           INSERT INTO jobs (queue, kind, payload, priority, status, max_attempts, run_at, \
+                             correlation_id, tenant_id, created_at, updated_at) \
+           SELECT queue, kind, payload, priority, 'pending', max_attempts, run_at, \
+                  correlation_id, tenant_id, $9, $9 \
+           FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int4[], $5::int4[], \
+                       $6::int8[], $7::text[], $8::text[]) WITH ORDINALITY \
+                AS t(queue, kind, payload, priority, max_attempts, run_at, \
+                     correlation_id, tenant_id, n) \
+           ORDER BY n \
+           RETURNING id \
+         ) \
+         SELECT ARRAY(SELECT id FROM new ORDER BY id), pg_notify($10, '')",
+    )
+    .bind(&cols.0)
+    .bind(&cols.1)
+    .bind(&cols.2)
+    .bind(&cols.3)
+    .bind(&cols.4)
+    .bind(&cols.5)
+    .bind(&cols.6)
+    .bind(&cols.7)
+    .bind(ms(now))
+    .bind(wake::CHANNEL)
+    .fetch_one(executor)
+    .await?;
+    Ok(ids)
+}
+
 #[async_trait]
 impl JobStore for PgStore {
     async fn enqueue(
@@ -61,62 +132,7 @@ impl JobStore for PgStore {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        let n = jobs.len();
-        let mut cols = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        for job in &jobs {
-            cols.0.push(job.queue.as_str());
-            cols.1.push(job.kind.as_str());
-            cols.2.push(job.payload.to_string());
-            cols.3.push(job.priority);
-            // Past i32::MAX attempts a job retries for ever either way.
-            cols.4
-                .push(i32::try_from(job.max_attempts).unwrap_or(i32::MAX));
-            cols.5.push(ms(job.run_at));
-            cols.6.push(job.correlation_id.as_deref());
-            cols.7.push(job.tenant_id.as_deref());
-        }
-        // One statement, so one transaction: the rows and the notification
-        // commit together, and PostgreSQL delivers the notification at that
-        // commit, when every listener can lease the new jobs. The rows are
-        // inserted in input order and take their identity values in that
-        // order, so the ids sorted are the jobs' ids in order (another
-        // session's inserts may take values in between).
-        let ids: Vec<JobId> = sqlx::query_scalar(
-            "WITH new AS ( \
-               INSERT INTO jobs (queue, kind, payload, priority, status, max_attempts, run_at, \
-                                 correlation_id, tenant_id, created_at, updated_at) \
-               SELECT queue, kind, payload, priority, 'pending', max_attempts, run_at, \
-                      correlation_id, tenant_id, $9, $9 \
-               FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int4[], $5::int4[], \
-                           $6::int8[], $7::text[], $8::text[]) WITH ORDINALITY \
-                    AS t(queue, kind, payload, priority, max_attempts, run_at, \
-                         correlation_id, tenant_id, n) \
-               ORDER BY n \
-               RETURNING id \
-             ) \
-             SELECT ARRAY(SELECT id FROM new ORDER BY id), pg_notify($10, '')",
-        )
-        .bind(&cols.0)
-        .bind(&cols.1)
-        .bind(&cols.2)
-        .bind(&cols.3)
-        .bind(&cols.4)
-        .bind(&cols.5)
-        .bind(&cols.6)
-        .bind(&cols.7)
-        .bind(ms(now))
-        .bind(wake::CHANNEL)
-        .fetch_one(&self.pool)
-        .await?;
+        let ids = insert_jobs(&self.pool, &jobs, now).await?;
         self.jobs.bump();
         Ok(ids)
     }

@@ -49,7 +49,7 @@ impl Wake {
 
     /// Moves the counter: this node enqueued (its own notification comes
     /// back too, later, and moves it again, which costs a worker a look).
-    pub(super) fn bump(&self) {
+    pub(in crate::server::storage::postgres) fn bump(&self) {
         bump(&self.counter);
     }
 
