@@ -38,7 +38,7 @@ fn rules_csv() {
         "\
 id,name,condition,metric,comparator,threshold,window,for,severity,enabled,tenant_id,channels
 high_failure_rate,High message failure rate,MessageFailureRate,,>,5.0,5m,1m,warning,true,,websocket
-cpu_usage,High CPU usage,SystemResourceUsage,cpu,>,80.0,5m,1m,warning,false,,websocket
+cpu_usage,High CPU usage,SystemResourceUsage,cpu,>,80.0,5m,1m,warning,false,,websocket slack email webhook
 slow_erp,Slow ERP,ErpLatency,p95,>=,2000.0,10m,0s,critical,true,globex,websocket slack
 "
     );

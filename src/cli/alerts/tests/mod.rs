@@ -8,8 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::fetch::{AlertListing, AlertsPage, IncidentListing};
 use crate::protocol::alerts::{
-    default_rules, Alert, AlertRule, AlertState, Channel, Comparator, Condition, Incident,
-    Severity, Silence,
+    Alert, AlertRule, AlertState, Channel, Comparator, Condition, Incident, Severity, Silence,
 };
 
 fn t(s: &str) -> DateTime<Utc> {
@@ -155,12 +154,45 @@ fn incident_listing() -> IncidentListing {
     }
 }
 
-/// Seed 000's two rules (the CPU one disabled), and globex's ERP rule.
+/// Seed 000's failure-rate rule, to the dashboards only.
+fn failure_rate() -> AlertRule {
+    AlertRule {
+        id: "high_failure_rate".into(),
+        name: "High message failure rate".into(),
+        condition: Condition::MessageFailureRate,
+        metric: None,
+        comparator: Comparator::Above,
+        threshold: 5.0,
+        window: std::time::Duration::from_secs(300),
+        for_: std::time::Duration::from_secs(60),
+        severity: Severity::Warning,
+        enabled: true,
+        tenant_id: None,
+        channels: vec![Channel::Websocket],
+    }
+}
+
+/// Seed 000's CPU rule, disabled, to every channel.
+fn cpu() -> AlertRule {
+    AlertRule {
+        id: "cpu_usage".into(),
+        name: "High CPU usage".into(),
+        condition: Condition::SystemResourceUsage,
+        metric: Some("cpu".into()),
+        threshold: 80.0,
+        enabled: false,
+        channels: vec![
+            Channel::Websocket,
+            Channel::Slack,
+            Channel::Email,
+            Channel::Webhook,
+        ],
+        ..failure_rate()
+    }
+}
+
 fn rules() -> Vec<AlertRule> {
-    let mut rules = default_rules();
-    rules[1].enabled = false;
-    rules.push(slow_erp());
-    rules
+    vec![failure_rate(), cpu(), slow_erp()]
 }
 
 fn slow_erp() -> AlertRule {

@@ -106,13 +106,13 @@ fn rules_table() {
         render::rules(&rules(), None, false),
         "\
 3 rules
-┌───────────────────┬───────────────────────────┬─────────────────────────┬──────────┬────────┬─────┬──────────┬─────────────┬──────────────────┬─────────┐
-│ id                ┆ name                      ┆ condition               ┆ fires at ┆ window ┆ for ┆ severity ┆ tenant      ┆ channels         ┆ enabled │
-╞═══════════════════╪═══════════════════════════╪═════════════════════════╪══════════╪════════╪═════╪══════════╪═════════════╪══════════════════╪═════════╡
-│ high_failure_rate ┆ High message failure rate ┆ MessageFailureRate      ┆ > 5      ┆     5m ┆  1m ┆ warning  ┆ each tenant ┆ websocket        ┆ yes     │
-│ cpu_usage         ┆ High CPU usage            ┆ SystemResourceUsage cpu ┆ > 80     ┆     5m ┆  1m ┆ warning  ┆ the machine ┆ websocket        ┆ no      │
-│ slow_erp          ┆ Slow ERP                  ┆ ErpLatency p95          ┆ >= 2000  ┆    10m ┆  0s ┆ critical ┆ globex      ┆ websocket, slack ┆ yes     │
-└───────────────────┴───────────────────────────┴─────────────────────────┴──────────┴────────┴─────┴──────────┴─────────────┴──────────────────┴─────────┘
+┌───────────────────┬───────────────────────────┬─────────────────────────┬──────────┬────────┬─────┬──────────┬─────────────┬──────────────────────────────────┬─────────┐
+│ id                ┆ name                      ┆ condition               ┆ fires at ┆ window ┆ for ┆ severity ┆ tenant      ┆ channels                         ┆ enabled │
+╞═══════════════════╪═══════════════════════════╪═════════════════════════╪══════════╪════════╪═════╪══════════╪═════════════╪══════════════════════════════════╪═════════╡
+│ high_failure_rate ┆ High message failure rate ┆ MessageFailureRate      ┆ > 5      ┆     5m ┆  1m ┆ warning  ┆ each tenant ┆ websocket                        ┆ yes     │
+│ cpu_usage         ┆ High CPU usage            ┆ SystemResourceUsage cpu ┆ > 80     ┆     5m ┆  1m ┆ warning  ┆ the machine ┆ websocket, slack, email, webhook ┆ no      │
+│ slow_erp          ┆ Slow ERP                  ┆ ErpLatency p95          ┆ >= 2000  ┆    10m ┆  0s ┆ critical ┆ globex      ┆ websocket, slack                 ┆ yes     │
+└───────────────────┴───────────────────────────┴─────────────────────────┴──────────┴────────┴─────┴──────────┴─────────────┴──────────────────────────────────┴─────────┘
 "
     );
     assert_eq!(
@@ -124,7 +124,7 @@ fn rules_table() {
 #[test]
 fn show_table_has_the_whole_rule() {
     assert_eq!(
-        render::rule(&default_rules()[0], "rule", false),
+        render::rule(&failure_rate(), "rule", false),
         "\
 rule high_failure_rate · High message failure rate · enabled
 ┌───────────┬────────────────────────────┐
