@@ -220,7 +220,7 @@ impl Reply {
             Reply::Removed(id) => render::removed(id),
             Reply::Toggled(f) => render::toggled(&f.body),
             Reply::Acked(f) => render::acked(&f.body.incident, now),
-            Reply::Silenced(f) => render::silenced(&f.body, now),
+            Reply::Silenced(f) => render::silenced(&f.body),
             Reply::Silences { page, all } => {
                 render::silences(&page.body.silences, *all, now, color)
             }

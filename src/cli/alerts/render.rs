@@ -393,12 +393,21 @@ fn covers(s: &Silence) -> String {
     format!("{rule} of {tenant}")
 }
 
-/// After `silence`.
-pub fn silenced(s: &Silence, now: DateTime<Utc>) -> String {
+/// After `silence`: how long it lasts from the server's own two times,
+/// not from this machine's clock, so a silence of 30m reads `30m`.
+pub fn silenced(s: &Silence) -> String {
+    let parse = |t: &str| DateTime::parse_from_rfc3339(t).ok();
+    let lasting = match (parse(&s.starts_at), parse(&s.ends_at)) {
+        (Some(start), Some(end)) => (end - start)
+            .to_std()
+            .map(|d| format!(" for {}", duration::format(d)))
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
     format!(
-        "silenced {} until {}: {}\n",
+        "silenced {}{lasting}, until {}: {}\n",
         covers(s),
-        dated(&s.ends_at, now),
+        s.ends_at,
         s.id
     )
 }

@@ -222,22 +222,22 @@ fn lines_after_an_action() {
          1m30s ago: its repeats stop\n"
     );
     assert_eq!(
-        render::silenced(&silences()[1], now()),
-        "silenced rule high_failure_rate of tenant acme until 2026-12-03T11:39:00.000Z (in 59m): \
+        render::silenced(&silences()[1]),
+        "silenced rule high_failure_rate of tenant acme for 1h, until 2026-12-03T11:39:00.000Z: \
          sil_2026120310390001020304\n"
     );
     let everything_of_system = Silence {
         rule_id: None,
         ..silences()[1].clone()
     };
-    assert!(render::silenced(&everything_of_system, now())
-        .starts_with("silenced every rule of tenant acme until "));
+    assert!(render::silenced(&everything_of_system)
+        .starts_with("silenced every rule of tenant acme for 1h, until "));
     let one_rule_everywhere = Silence {
         tenant_id: None,
         ..silences()[1].clone()
     };
-    assert!(render::silenced(&one_rule_everywhere, now())
-        .starts_with("silenced rule high_failure_rate of every tenant until "));
+    assert!(render::silenced(&one_rule_everywhere)
+        .starts_with("silenced rule high_failure_rate of every tenant for 1h, until "));
     assert_eq!(
         render::unsilenced("sil_2026120310390001020304"),
         "ended silence sil_2026120310390001020304\n"
