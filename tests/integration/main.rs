@@ -4,6 +4,7 @@
 mod support;
 
 mod alerts;
+mod alerts_cli;
 mod alerts_nodes;
 mod backend_faults;
 mod broken_pipe;
