@@ -38,6 +38,7 @@ Register-ArgumentCompleter -Native -CommandName 'pytake' -ScriptBlock {
             [CompletionResult]::new('metrics', 'metrics', [CompletionResultType]::ParameterValue, 'Dashboard figures: KPIs, time series, campaigns, this node; tables, JSON or CSV')
             [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Export the time series, events or a campaign report, streamed to a file or stdout')
             [CompletionResult]::new('queue', 'queue', [CompletionResultType]::ParameterValue, 'The job queue: stats, jobs, dead letters; retry, purge, enqueue')
+            [CompletionResult]::new('alerts', 'alerts', [CompletionResultType]::ParameterValue, 'Alerts: what fires, incidents, rules, silences; acknowledge, add, silence')
             [CompletionResult]::new('loadtest', 'loadtest', [CompletionResultType]::ParameterValue, 'WebSocket load against a server (or one it spawns), with thresholds for CI')
             [CompletionResult]::new('token', 'token', [CompletionResultType]::ParameterValue, 'Create tokens')
             [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'Show, check and write the configuration')
@@ -634,6 +635,410 @@ Register-ArgumentCompleter -Native -CommandName 'pytake' -ScriptBlock {
         'pytake;queue;help;help' {
             break
         }
+        'pytake;alerts' {
+            [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'Only alerts in this state')
+            [CompletionResult]::new('--tenant', '--tenant', [CompletionResultType]::ParameterName, 'Only this tenant''s alerts (admin tokens; other tokens see their own) [default: every tenant, or the token''s]')
+            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Alerts pending or firing at any time since this long ago (10m, 2h) or this RFC 3339 time [default: 24h]')
+            [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'Show the newest N (up to 1000)')
+            [CompletionResult]::new('--watch', '--watch', [CompletionResultType]::ParameterName, 'Refresh every DURATION (2s, 1m) until Ctrl-C: in place on a terminal, one after another when piped')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, json when piped]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, json when piped]')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less log output on stderr, a level per -q, down to none')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less log output on stderr, a level per -q, down to none')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'Alerts newest first: state, severity, tenant, rule, value against the threshold, times (the default)')
+            [CompletionResult]::new('incidents', 'incidents', [CompletionResultType]::ParameterValue, 'Incidents, newest first: open ones and those resolved lately, with their alerts and notifications')
+            [CompletionResult]::new('rules', 'rules', [CompletionResultType]::ParameterValue, 'The rules, and one shown, added, removed, enabled or disabled')
+            [CompletionResult]::new('ack', 'ack', [CompletionResultType]::ParameterValue, 'Acknowledge an incident, by its id or one of its alerts'': its repeats stop')
+            [CompletionResult]::new('silence', 'silence', [CompletionResultType]::ParameterValue, 'Leave a rule''s or a tenant''s alerts out of notifications for a while')
+            [CompletionResult]::new('silences', 'silences', [CompletionResultType]::ParameterValue, 'The running silences (--all: ended ones too)')
+            [CompletionResult]::new('unsilence', 'unsilence', [CompletionResultType]::ParameterValue, 'End a silence now')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'pytake;alerts;list' {
+            [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'Only alerts in this state')
+            [CompletionResult]::new('--tenant', '--tenant', [CompletionResultType]::ParameterName, 'Only this tenant''s alerts (admin tokens; other tokens see their own) [default: every tenant, or the token''s]')
+            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Alerts pending or firing at any time since this long ago (10m, 2h) or this RFC 3339 time [default: 24h]')
+            [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'Show the newest N (up to 1000)')
+            [CompletionResult]::new('--watch', '--watch', [CompletionResultType]::ParameterName, 'Refresh every DURATION (2s, 1m) until Ctrl-C: in place on a terminal, one after another when piped')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, json when piped]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, json when piped]')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less log output on stderr, a level per -q, down to none')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less log output on stderr, a level per -q, down to none')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'pytake;alerts;incidents' {
+            [CompletionResult]::new('--tenant', '--tenant', [CompletionResultType]::ParameterName, 'Only this tenant''s incidents (admin tokens; other tokens see their own) [default: every tenant, or the token''s]')
+            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Resolved incidents too if they resolved since this long ago (10m, 2h) or this RFC 3339 time [default: 24h]')
+            [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'Show the newest N (up to 1000)')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, json when piped]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, json when piped]')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less log output on stderr, a level per -q, down to none')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less log output on stderr, a level per -q, down to none')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'pytake;alerts;rules' {
+            [CompletionResult]::new('--tenant', '--tenant', [CompletionResultType]::ParameterName, 'The rules that apply to this tenant (admin tokens): its own and every tenant''s [default: every rule, or the token''s tenant''s]')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, json when piped]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, json when piped]')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less log output on stderr, a level per -q, down to none')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less log output on stderr, a level per -q, down to none')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'Every rule the token sees: condition, threshold, window, for, severity, tenant, channels (the default)')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'One rule, all of it')
+            [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Add a rule, from flags or from the API''s JSON in a file; prints it as stored')
+            [CompletionResult]::new('rm', 'rm', [CompletionResultType]::ParameterValue, 'Delete a rule: its firing alerts resolve at the next evaluation, fired ones stay in history')
+            [CompletionResult]::new('enable', 'enable', [CompletionResultType]::ParameterValue, 'Evaluate a disabled rule again')
+            [CompletionResult]::new('disable', 'disable', [CompletionResultType]::ParameterValue, 'Stop evaluating a rule, keeping it: its firing alerts resolve')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'pytake;alerts;rules;list' {
+            [CompletionResult]::new('--tenant', '--tenant', [CompletionResultType]::ParameterName, 'The rules that apply to this tenant (admin tokens): its own and every tenant''s [default: every rule, or the token''s tenant''s]')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, json when piped]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, json when piped]')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less log output on stderr, a level per -q, down to none')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less log output on stderr, a level per -q, down to none')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'pytake;alerts;rules;show' {
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, json when piped]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, json when piped]')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less log output on stderr, a level per -q, down to none')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less log output on stderr, a level per -q, down to none')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'pytake;alerts;rules;add' {
+            [CompletionResult]::new('--file', '--file', [CompletionResultType]::ParameterName, 'The rule as the API''s JSON, in FILE or on stdin (-), instead of the flags below')
+            [CompletionResult]::new('--id', '--id', [CompletionResultType]::ParameterName, 'The rule''s id: A-Z a-z 0-9 _ - . [default: made from the name, `Queue backlog` -> queue_backlog]')
+            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'What notifications call it')
+            [CompletionResult]::new('--condition', '--condition', [CompletionResultType]::ParameterName, 'What it measures')
+            [CompletionResult]::new('--metric', '--metric', [CompletionResultType]::ParameterName, 'Which figure, for conditions that have several (SystemResourceUsage: cpu, memory; ErpLatency: p95, p50, avg; Metric: a dashboard figure) [default: the condition''s first]')
+            [CompletionResult]::new('--comparator', '--comparator', [CompletionResultType]::ParameterName, 'How the value compares with the threshold to fire (gt, ge, lt, le also do) [default: >]')
+            [CompletionResult]::new('--threshold', '--threshold', [CompletionResultType]::ParameterName, 'The threshold')
+            [CompletionResult]::new('--window', '--window', [CompletionResultType]::ParameterName, 'What rates and sums are measured over: whole minutes, 1m to 1h [default: 5m]')
+            [CompletionResult]::new('--for', '--for', [CompletionResultType]::ParameterName, 'How long the condition must hold before it fires, and be clear before it resolves (0s: at once) [default: 1m]')
+            [CompletionResult]::new('--severity', '--severity', [CompletionResultType]::ParameterName, 'How urgent [default: warning]')
+            [CompletionResult]::new('--tenant', '--tenant', [CompletionResultType]::ParameterName, 'Only this tenant [default: each tenant on its own, or the machine for machine-wide conditions; an operator''s rule is for its tenant]')
+            [CompletionResult]::new('--channel', '--channel', [CompletionResultType]::ParameterName, 'Where notifications go, repeatable [default: websocket]')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, json when piped]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, json when piped]')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less log output on stderr, a level per -q, down to none')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less log output on stderr, a level per -q, down to none')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'pytake;alerts;rules;rm' {
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, json when piped]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, json when piped]')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less log output on stderr, a level per -q, down to none')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less log output on stderr, a level per -q, down to none')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'pytake;alerts;rules;enable' {
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, json when piped]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, json when piped]')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less log output on stderr, a level per -q, down to none')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less log output on stderr, a level per -q, down to none')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'pytake;alerts;rules;disable' {
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, json when piped]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, json when piped]')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less log output on stderr, a level per -q, down to none')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less log output on stderr, a level per -q, down to none')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'pytake;alerts;rules;help' {
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'Every rule the token sees: condition, threshold, window, for, severity, tenant, channels (the default)')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'One rule, all of it')
+            [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Add a rule, from flags or from the API''s JSON in a file; prints it as stored')
+            [CompletionResult]::new('rm', 'rm', [CompletionResultType]::ParameterValue, 'Delete a rule: its firing alerts resolve at the next evaluation, fired ones stay in history')
+            [CompletionResult]::new('enable', 'enable', [CompletionResultType]::ParameterValue, 'Evaluate a disabled rule again')
+            [CompletionResult]::new('disable', 'disable', [CompletionResultType]::ParameterValue, 'Stop evaluating a rule, keeping it: its firing alerts resolve')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'pytake;alerts;rules;help;list' {
+            break
+        }
+        'pytake;alerts;rules;help;show' {
+            break
+        }
+        'pytake;alerts;rules;help;add' {
+            break
+        }
+        'pytake;alerts;rules;help;rm' {
+            break
+        }
+        'pytake;alerts;rules;help;enable' {
+            break
+        }
+        'pytake;alerts;rules;help;disable' {
+            break
+        }
+        'pytake;alerts;rules;help;help' {
+            break
+        }
+        'pytake;alerts;ack' {
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, json when piped]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, json when piped]')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less log output on stderr, a level per -q, down to none')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less log output on stderr, a level per -q, down to none')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'pytake;alerts;silence' {
+            [CompletionResult]::new('--rule', '--rule', [CompletionResultType]::ParameterName, 'The rule to silence (with --tenant: for that tenant only)')
+            [CompletionResult]::new('--tenant', '--tenant', [CompletionResultType]::ParameterName, 'The tenant to silence (with --rule: that rule only)')
+            [CompletionResult]::new('--for', '--for', [CompletionResultType]::ParameterName, 'How long, from now (30m, 2h, 1d)')
+            [CompletionResult]::new('--reason', '--reason', [CompletionResultType]::ParameterName, 'Why, for whoever reads `pytake alerts silences`')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, json when piped]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, json when piped]')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less log output on stderr, a level per -q, down to none')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less log output on stderr, a level per -q, down to none')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'pytake;alerts;silences' {
+            [CompletionResult]::new('--tenant', '--tenant', [CompletionResultType]::ParameterName, 'Only this tenant''s silences and those of every tenant (admin tokens) [default: every tenant, or the token''s]')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, json when piped]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, json when piped]')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]')
+            [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Ended silences too, while the server keeps them')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less log output on stderr, a level per -q, down to none')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less log output on stderr, a level per -q, down to none')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'pytake;alerts;unsilence' {
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, json when piped]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, json when piped]')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less log output on stderr, a level per -q, down to none')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less log output on stderr, a level per -q, down to none')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'pytake;alerts;help' {
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'Alerts newest first: state, severity, tenant, rule, value against the threshold, times (the default)')
+            [CompletionResult]::new('incidents', 'incidents', [CompletionResultType]::ParameterValue, 'Incidents, newest first: open ones and those resolved lately, with their alerts and notifications')
+            [CompletionResult]::new('rules', 'rules', [CompletionResultType]::ParameterValue, 'The rules, and one shown, added, removed, enabled or disabled')
+            [CompletionResult]::new('ack', 'ack', [CompletionResultType]::ParameterValue, 'Acknowledge an incident, by its id or one of its alerts'': its repeats stop')
+            [CompletionResult]::new('silence', 'silence', [CompletionResultType]::ParameterValue, 'Leave a rule''s or a tenant''s alerts out of notifications for a while')
+            [CompletionResult]::new('silences', 'silences', [CompletionResultType]::ParameterValue, 'The running silences (--all: ended ones too)')
+            [CompletionResult]::new('unsilence', 'unsilence', [CompletionResultType]::ParameterValue, 'End a silence now')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'pytake;alerts;help;list' {
+            break
+        }
+        'pytake;alerts;help;incidents' {
+            break
+        }
+        'pytake;alerts;help;rules' {
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'Every rule the token sees: condition, threshold, window, for, severity, tenant, channels (the default)')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'One rule, all of it')
+            [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Add a rule, from flags or from the API''s JSON in a file; prints it as stored')
+            [CompletionResult]::new('rm', 'rm', [CompletionResultType]::ParameterValue, 'Delete a rule: its firing alerts resolve at the next evaluation, fired ones stay in history')
+            [CompletionResult]::new('enable', 'enable', [CompletionResultType]::ParameterValue, 'Evaluate a disabled rule again')
+            [CompletionResult]::new('disable', 'disable', [CompletionResultType]::ParameterValue, 'Stop evaluating a rule, keeping it: its firing alerts resolve')
+            break
+        }
+        'pytake;alerts;help;rules;list' {
+            break
+        }
+        'pytake;alerts;help;rules;show' {
+            break
+        }
+        'pytake;alerts;help;rules;add' {
+            break
+        }
+        'pytake;alerts;help;rules;rm' {
+            break
+        }
+        'pytake;alerts;help;rules;enable' {
+            break
+        }
+        'pytake;alerts;help;rules;disable' {
+            break
+        }
+        'pytake;alerts;help;ack' {
+            break
+        }
+        'pytake;alerts;help;silence' {
+            break
+        }
+        'pytake;alerts;help;silences' {
+            break
+        }
+        'pytake;alerts;help;unsilence' {
+            break
+        }
+        'pytake;alerts;help;help' {
+            break
+        }
         'pytake;loadtest' {
             [CompletionResult]::new('--connections', '--connections', [CompletionResultType]::ParameterName, 'WebSocket connections: held for the whole run (closed model) or opened during it (--arrival-rate)')
             [CompletionResult]::new('--ramp', '--ramp', [CompletionResultType]::ParameterName, 'Time over which the connections are opened')
@@ -847,6 +1252,7 @@ Register-ArgumentCompleter -Native -CommandName 'pytake' -ScriptBlock {
             [CompletionResult]::new('metrics', 'metrics', [CompletionResultType]::ParameterValue, 'Dashboard figures: KPIs, time series, campaigns, this node; tables, JSON or CSV')
             [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Export the time series, events or a campaign report, streamed to a file or stdout')
             [CompletionResult]::new('queue', 'queue', [CompletionResultType]::ParameterValue, 'The job queue: stats, jobs, dead letters; retry, purge, enqueue')
+            [CompletionResult]::new('alerts', 'alerts', [CompletionResultType]::ParameterValue, 'Alerts: what fires, incidents, rules, silences; acknowledge, add, silence')
             [CompletionResult]::new('loadtest', 'loadtest', [CompletionResultType]::ParameterValue, 'WebSocket load against a server (or one it spawns), with thresholds for CI')
             [CompletionResult]::new('token', 'token', [CompletionResultType]::ParameterValue, 'Create tokens')
             [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'Show, check and write the configuration')
@@ -930,6 +1336,61 @@ Register-ArgumentCompleter -Native -CommandName 'pytake' -ScriptBlock {
             break
         }
         'pytake;help;queue;enqueue' {
+            break
+        }
+        'pytake;help;alerts' {
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'Alerts newest first: state, severity, tenant, rule, value against the threshold, times (the default)')
+            [CompletionResult]::new('incidents', 'incidents', [CompletionResultType]::ParameterValue, 'Incidents, newest first: open ones and those resolved lately, with their alerts and notifications')
+            [CompletionResult]::new('rules', 'rules', [CompletionResultType]::ParameterValue, 'The rules, and one shown, added, removed, enabled or disabled')
+            [CompletionResult]::new('ack', 'ack', [CompletionResultType]::ParameterValue, 'Acknowledge an incident, by its id or one of its alerts'': its repeats stop')
+            [CompletionResult]::new('silence', 'silence', [CompletionResultType]::ParameterValue, 'Leave a rule''s or a tenant''s alerts out of notifications for a while')
+            [CompletionResult]::new('silences', 'silences', [CompletionResultType]::ParameterValue, 'The running silences (--all: ended ones too)')
+            [CompletionResult]::new('unsilence', 'unsilence', [CompletionResultType]::ParameterValue, 'End a silence now')
+            break
+        }
+        'pytake;help;alerts;list' {
+            break
+        }
+        'pytake;help;alerts;incidents' {
+            break
+        }
+        'pytake;help;alerts;rules' {
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'Every rule the token sees: condition, threshold, window, for, severity, tenant, channels (the default)')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'One rule, all of it')
+            [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Add a rule, from flags or from the API''s JSON in a file; prints it as stored')
+            [CompletionResult]::new('rm', 'rm', [CompletionResultType]::ParameterValue, 'Delete a rule: its firing alerts resolve at the next evaluation, fired ones stay in history')
+            [CompletionResult]::new('enable', 'enable', [CompletionResultType]::ParameterValue, 'Evaluate a disabled rule again')
+            [CompletionResult]::new('disable', 'disable', [CompletionResultType]::ParameterValue, 'Stop evaluating a rule, keeping it: its firing alerts resolve')
+            break
+        }
+        'pytake;help;alerts;rules;list' {
+            break
+        }
+        'pytake;help;alerts;rules;show' {
+            break
+        }
+        'pytake;help;alerts;rules;add' {
+            break
+        }
+        'pytake;help;alerts;rules;rm' {
+            break
+        }
+        'pytake;help;alerts;rules;enable' {
+            break
+        }
+        'pytake;help;alerts;rules;disable' {
+            break
+        }
+        'pytake;help;alerts;ack' {
+            break
+        }
+        'pytake;help;alerts;silence' {
+            break
+        }
+        'pytake;help;alerts;silences' {
+            break
+        }
+        'pytake;help;alerts;unsilence' {
             break
         }
         'pytake;help;loadtest' {

@@ -35,6 +35,7 @@ set edit:completion:arg-completer[pytake] = {|@words|
             cand metrics 'Dashboard figures: KPIs, time series, campaigns, this node; tables, JSON or CSV'
             cand export 'Export the time series, events or a campaign report, streamed to a file or stdout'
             cand queue 'The job queue: stats, jobs, dead letters; retry, purge, enqueue'
+            cand alerts 'Alerts: what fires, incidents, rules, silences; acknowledge, add, silence'
             cand loadtest 'WebSocket load against a server (or one it spawns), with thresholds for CI'
             cand token 'Create tokens'
             cand config 'Show, check and write the configuration'
@@ -588,6 +589,373 @@ set edit:completion:arg-completer[pytake] = {|@words|
         }
         &'pytake;queue;help;help'= {
         }
+        &'pytake;alerts'= {
+            cand --state 'Only alerts in this state'
+            cand --tenant 'Only this tenant''s alerts (admin tokens; other tokens see their own) [default: every tenant, or the token''s]'
+            cand --since 'Alerts pending or firing at any time since this long ago (10m, 2h) or this RFC 3339 time [default: 24h]'
+            cand --limit 'Show the newest N (up to 1000)'
+            cand --watch 'Refresh every DURATION (2s, 1m) until Ctrl-C: in place on a terminal, one after another when piped'
+            cand -o 'Output format [default: table on a terminal, json when piped]'
+            cand --output 'Output format [default: table on a terminal, json when piped]'
+            cand --server 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --token-file 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]'
+            cand --color 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never'
+            cand --data-dir 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]'
+            cand -v 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand --verbose 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand -q 'Less log output on stderr, a level per -q, down to none'
+            cand --quiet 'Less log output on stderr, a level per -q, down to none'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand list 'Alerts newest first: state, severity, tenant, rule, value against the threshold, times (the default)'
+            cand incidents 'Incidents, newest first: open ones and those resolved lately, with their alerts and notifications'
+            cand rules 'The rules, and one shown, added, removed, enabled or disabled'
+            cand ack 'Acknowledge an incident, by its id or one of its alerts'': its repeats stop'
+            cand silence 'Leave a rule''s or a tenant''s alerts out of notifications for a while'
+            cand silences 'The running silences (--all: ended ones too)'
+            cand unsilence 'End a silence now'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'pytake;alerts;list'= {
+            cand --state 'Only alerts in this state'
+            cand --tenant 'Only this tenant''s alerts (admin tokens; other tokens see their own) [default: every tenant, or the token''s]'
+            cand --since 'Alerts pending or firing at any time since this long ago (10m, 2h) or this RFC 3339 time [default: 24h]'
+            cand --limit 'Show the newest N (up to 1000)'
+            cand --watch 'Refresh every DURATION (2s, 1m) until Ctrl-C: in place on a terminal, one after another when piped'
+            cand -o 'Output format [default: table on a terminal, json when piped]'
+            cand --output 'Output format [default: table on a terminal, json when piped]'
+            cand --server 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --token-file 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]'
+            cand --color 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never'
+            cand --data-dir 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]'
+            cand -v 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand --verbose 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand -q 'Less log output on stderr, a level per -q, down to none'
+            cand --quiet 'Less log output on stderr, a level per -q, down to none'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'pytake;alerts;incidents'= {
+            cand --tenant 'Only this tenant''s incidents (admin tokens; other tokens see their own) [default: every tenant, or the token''s]'
+            cand --since 'Resolved incidents too if they resolved since this long ago (10m, 2h) or this RFC 3339 time [default: 24h]'
+            cand --limit 'Show the newest N (up to 1000)'
+            cand -o 'Output format [default: table on a terminal, json when piped]'
+            cand --output 'Output format [default: table on a terminal, json when piped]'
+            cand --server 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --token-file 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]'
+            cand --color 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never'
+            cand --data-dir 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]'
+            cand -v 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand --verbose 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand -q 'Less log output on stderr, a level per -q, down to none'
+            cand --quiet 'Less log output on stderr, a level per -q, down to none'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'pytake;alerts;rules'= {
+            cand --tenant 'The rules that apply to this tenant (admin tokens): its own and every tenant''s [default: every rule, or the token''s tenant''s]'
+            cand -o 'Output format [default: table on a terminal, json when piped]'
+            cand --output 'Output format [default: table on a terminal, json when piped]'
+            cand --server 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --token-file 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]'
+            cand --color 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never'
+            cand --data-dir 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]'
+            cand -v 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand --verbose 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand -q 'Less log output on stderr, a level per -q, down to none'
+            cand --quiet 'Less log output on stderr, a level per -q, down to none'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand list 'Every rule the token sees: condition, threshold, window, for, severity, tenant, channels (the default)'
+            cand show 'One rule, all of it'
+            cand add 'Add a rule, from flags or from the API''s JSON in a file; prints it as stored'
+            cand rm 'Delete a rule: its firing alerts resolve at the next evaluation, fired ones stay in history'
+            cand enable 'Evaluate a disabled rule again'
+            cand disable 'Stop evaluating a rule, keeping it: its firing alerts resolve'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'pytake;alerts;rules;list'= {
+            cand --tenant 'The rules that apply to this tenant (admin tokens): its own and every tenant''s [default: every rule, or the token''s tenant''s]'
+            cand -o 'Output format [default: table on a terminal, json when piped]'
+            cand --output 'Output format [default: table on a terminal, json when piped]'
+            cand --server 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --token-file 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]'
+            cand --color 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never'
+            cand --data-dir 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]'
+            cand -v 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand --verbose 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand -q 'Less log output on stderr, a level per -q, down to none'
+            cand --quiet 'Less log output on stderr, a level per -q, down to none'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'pytake;alerts;rules;show'= {
+            cand -o 'Output format [default: table on a terminal, json when piped]'
+            cand --output 'Output format [default: table on a terminal, json when piped]'
+            cand --server 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --token-file 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]'
+            cand --color 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never'
+            cand --data-dir 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]'
+            cand -v 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand --verbose 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand -q 'Less log output on stderr, a level per -q, down to none'
+            cand --quiet 'Less log output on stderr, a level per -q, down to none'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'pytake;alerts;rules;add'= {
+            cand --file 'The rule as the API''s JSON, in FILE or on stdin (-), instead of the flags below'
+            cand --id 'The rule''s id: A-Z a-z 0-9 _ - . [default: made from the name, `Queue backlog` -> queue_backlog]'
+            cand --name 'What notifications call it'
+            cand --condition 'What it measures'
+            cand --metric 'Which figure, for conditions that have several (SystemResourceUsage: cpu, memory; ErpLatency: p95, p50, avg; Metric: a dashboard figure) [default: the condition''s first]'
+            cand --comparator 'How the value compares with the threshold to fire (gt, ge, lt, le also do) [default: >]'
+            cand --threshold 'The threshold'
+            cand --window 'What rates and sums are measured over: whole minutes, 1m to 1h [default: 5m]'
+            cand --for 'How long the condition must hold before it fires, and be clear before it resolves (0s: at once) [default: 1m]'
+            cand --severity 'How urgent [default: warning]'
+            cand --tenant 'Only this tenant [default: each tenant on its own, or the machine for machine-wide conditions; an operator''s rule is for its tenant]'
+            cand --channel 'Where notifications go, repeatable [default: websocket]'
+            cand -o 'Output format [default: table on a terminal, json when piped]'
+            cand --output 'Output format [default: table on a terminal, json when piped]'
+            cand --server 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --token-file 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]'
+            cand --color 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never'
+            cand --data-dir 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]'
+            cand -v 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand --verbose 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand -q 'Less log output on stderr, a level per -q, down to none'
+            cand --quiet 'Less log output on stderr, a level per -q, down to none'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'pytake;alerts;rules;rm'= {
+            cand -o 'Output format [default: table on a terminal, json when piped]'
+            cand --output 'Output format [default: table on a terminal, json when piped]'
+            cand --server 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --token-file 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]'
+            cand --color 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never'
+            cand --data-dir 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]'
+            cand -v 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand --verbose 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand -q 'Less log output on stderr, a level per -q, down to none'
+            cand --quiet 'Less log output on stderr, a level per -q, down to none'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'pytake;alerts;rules;enable'= {
+            cand -o 'Output format [default: table on a terminal, json when piped]'
+            cand --output 'Output format [default: table on a terminal, json when piped]'
+            cand --server 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --token-file 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]'
+            cand --color 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never'
+            cand --data-dir 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]'
+            cand -v 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand --verbose 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand -q 'Less log output on stderr, a level per -q, down to none'
+            cand --quiet 'Less log output on stderr, a level per -q, down to none'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'pytake;alerts;rules;disable'= {
+            cand -o 'Output format [default: table on a terminal, json when piped]'
+            cand --output 'Output format [default: table on a terminal, json when piped]'
+            cand --server 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --token-file 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]'
+            cand --color 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never'
+            cand --data-dir 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]'
+            cand -v 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand --verbose 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand -q 'Less log output on stderr, a level per -q, down to none'
+            cand --quiet 'Less log output on stderr, a level per -q, down to none'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'pytake;alerts;rules;help'= {
+            cand list 'Every rule the token sees: condition, threshold, window, for, severity, tenant, channels (the default)'
+            cand show 'One rule, all of it'
+            cand add 'Add a rule, from flags or from the API''s JSON in a file; prints it as stored'
+            cand rm 'Delete a rule: its firing alerts resolve at the next evaluation, fired ones stay in history'
+            cand enable 'Evaluate a disabled rule again'
+            cand disable 'Stop evaluating a rule, keeping it: its firing alerts resolve'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'pytake;alerts;rules;help;list'= {
+        }
+        &'pytake;alerts;rules;help;show'= {
+        }
+        &'pytake;alerts;rules;help;add'= {
+        }
+        &'pytake;alerts;rules;help;rm'= {
+        }
+        &'pytake;alerts;rules;help;enable'= {
+        }
+        &'pytake;alerts;rules;help;disable'= {
+        }
+        &'pytake;alerts;rules;help;help'= {
+        }
+        &'pytake;alerts;ack'= {
+            cand -o 'Output format [default: table on a terminal, json when piped]'
+            cand --output 'Output format [default: table on a terminal, json when piped]'
+            cand --server 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --token-file 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]'
+            cand --color 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never'
+            cand --data-dir 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]'
+            cand -v 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand --verbose 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand -q 'Less log output on stderr, a level per -q, down to none'
+            cand --quiet 'Less log output on stderr, a level per -q, down to none'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'pytake;alerts;silence'= {
+            cand --rule 'The rule to silence (with --tenant: for that tenant only)'
+            cand --tenant 'The tenant to silence (with --rule: that rule only)'
+            cand --for 'How long, from now (30m, 2h, 1d)'
+            cand --reason 'Why, for whoever reads `pytake alerts silences`'
+            cand -o 'Output format [default: table on a terminal, json when piped]'
+            cand --output 'Output format [default: table on a terminal, json when piped]'
+            cand --server 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --token-file 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]'
+            cand --color 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never'
+            cand --data-dir 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]'
+            cand -v 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand --verbose 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand -q 'Less log output on stderr, a level per -q, down to none'
+            cand --quiet 'Less log output on stderr, a level per -q, down to none'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'pytake;alerts;silences'= {
+            cand --tenant 'Only this tenant''s silences and those of every tenant (admin tokens) [default: every tenant, or the token''s]'
+            cand -o 'Output format [default: table on a terminal, json when piped]'
+            cand --output 'Output format [default: table on a terminal, json when piped]'
+            cand --server 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --token-file 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]'
+            cand --color 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never'
+            cand --data-dir 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]'
+            cand --all 'Ended silences too, while the server keeps them'
+            cand -v 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand --verbose 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand -q 'Less log output on stderr, a level per -q, down to none'
+            cand --quiet 'Less log output on stderr, a level per -q, down to none'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'pytake;alerts;unsilence'= {
+            cand -o 'Output format [default: table on a terminal, json when piped]'
+            cand --output 'Output format [default: table on a terminal, json when piped]'
+            cand --server 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --token-file 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]'
+            cand --color 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never'
+            cand --data-dir 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]'
+            cand -v 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand --verbose 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand -q 'Less log output on stderr, a level per -q, down to none'
+            cand --quiet 'Less log output on stderr, a level per -q, down to none'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'pytake;alerts;help'= {
+            cand list 'Alerts newest first: state, severity, tenant, rule, value against the threshold, times (the default)'
+            cand incidents 'Incidents, newest first: open ones and those resolved lately, with their alerts and notifications'
+            cand rules 'The rules, and one shown, added, removed, enabled or disabled'
+            cand ack 'Acknowledge an incident, by its id or one of its alerts'': its repeats stop'
+            cand silence 'Leave a rule''s or a tenant''s alerts out of notifications for a while'
+            cand silences 'The running silences (--all: ended ones too)'
+            cand unsilence 'End a silence now'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'pytake;alerts;help;list'= {
+        }
+        &'pytake;alerts;help;incidents'= {
+        }
+        &'pytake;alerts;help;rules'= {
+            cand list 'Every rule the token sees: condition, threshold, window, for, severity, tenant, channels (the default)'
+            cand show 'One rule, all of it'
+            cand add 'Add a rule, from flags or from the API''s JSON in a file; prints it as stored'
+            cand rm 'Delete a rule: its firing alerts resolve at the next evaluation, fired ones stay in history'
+            cand enable 'Evaluate a disabled rule again'
+            cand disable 'Stop evaluating a rule, keeping it: its firing alerts resolve'
+        }
+        &'pytake;alerts;help;rules;list'= {
+        }
+        &'pytake;alerts;help;rules;show'= {
+        }
+        &'pytake;alerts;help;rules;add'= {
+        }
+        &'pytake;alerts;help;rules;rm'= {
+        }
+        &'pytake;alerts;help;rules;enable'= {
+        }
+        &'pytake;alerts;help;rules;disable'= {
+        }
+        &'pytake;alerts;help;ack'= {
+        }
+        &'pytake;alerts;help;silence'= {
+        }
+        &'pytake;alerts;help;silences'= {
+        }
+        &'pytake;alerts;help;unsilence'= {
+        }
+        &'pytake;alerts;help;help'= {
+        }
         &'pytake;loadtest'= {
             cand --connections 'WebSocket connections: held for the whole run (closed model) or opened during it (--arrival-rate)'
             cand --ramp 'Time over which the connections are opened'
@@ -783,6 +1151,7 @@ set edit:completion:arg-completer[pytake] = {|@words|
             cand metrics 'Dashboard figures: KPIs, time series, campaigns, this node; tables, JSON or CSV'
             cand export 'Export the time series, events or a campaign report, streamed to a file or stdout'
             cand queue 'The job queue: stats, jobs, dead letters; retry, purge, enqueue'
+            cand alerts 'Alerts: what fires, incidents, rules, silences; acknowledge, add, silence'
             cand loadtest 'WebSocket load against a server (or one it spawns), with thresholds for CI'
             cand token 'Create tokens'
             cand config 'Show, check and write the configuration'
@@ -845,6 +1214,47 @@ set edit:completion:arg-completer[pytake] = {|@words|
         &'pytake;help;queue;purge'= {
         }
         &'pytake;help;queue;enqueue'= {
+        }
+        &'pytake;help;alerts'= {
+            cand list 'Alerts newest first: state, severity, tenant, rule, value against the threshold, times (the default)'
+            cand incidents 'Incidents, newest first: open ones and those resolved lately, with their alerts and notifications'
+            cand rules 'The rules, and one shown, added, removed, enabled or disabled'
+            cand ack 'Acknowledge an incident, by its id or one of its alerts'': its repeats stop'
+            cand silence 'Leave a rule''s or a tenant''s alerts out of notifications for a while'
+            cand silences 'The running silences (--all: ended ones too)'
+            cand unsilence 'End a silence now'
+        }
+        &'pytake;help;alerts;list'= {
+        }
+        &'pytake;help;alerts;incidents'= {
+        }
+        &'pytake;help;alerts;rules'= {
+            cand list 'Every rule the token sees: condition, threshold, window, for, severity, tenant, channels (the default)'
+            cand show 'One rule, all of it'
+            cand add 'Add a rule, from flags or from the API''s JSON in a file; prints it as stored'
+            cand rm 'Delete a rule: its firing alerts resolve at the next evaluation, fired ones stay in history'
+            cand enable 'Evaluate a disabled rule again'
+            cand disable 'Stop evaluating a rule, keeping it: its firing alerts resolve'
+        }
+        &'pytake;help;alerts;rules;list'= {
+        }
+        &'pytake;help;alerts;rules;show'= {
+        }
+        &'pytake;help;alerts;rules;add'= {
+        }
+        &'pytake;help;alerts;rules;rm'= {
+        }
+        &'pytake;help;alerts;rules;enable'= {
+        }
+        &'pytake;help;alerts;rules;disable'= {
+        }
+        &'pytake;help;alerts;ack'= {
+        }
+        &'pytake;help;alerts;silence'= {
+        }
+        &'pytake;help;alerts;silences'= {
+        }
+        &'pytake;help;alerts;unsilence'= {
         }
         &'pytake;help;loadtest'= {
         }

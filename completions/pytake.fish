@@ -39,6 +39,7 @@ complete -c pytake -n "__fish_pytake_needs_command" -f -a "status" -d 'One scree
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "metrics" -d 'Dashboard figures: KPIs, time series, campaigns, this node; tables, JSON or CSV'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "export" -d 'Export the time series, events or a campaign report, streamed to a file or stdout'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "queue" -d 'The job queue: stats, jobs, dead letters; retry, purge, enqueue'
+complete -c pytake -n "__fish_pytake_needs_command" -f -a "alerts" -d 'Alerts: what fires, incidents, rules, silences; acknowledge, add, silence'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "loadtest" -d 'WebSocket load against a server (or one it spawns), with thresholds for CI'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "token" -d 'Create tokens'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "config" -d 'Show, check and write the configuration'
@@ -495,6 +496,170 @@ complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_sub
 complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from help" -f -a "purge" -d 'Delete done or dead jobs last updated longer ago than a duration'
 complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from help" -f -a "enqueue" -d 'Add a job (noop to check the queue end to end, http to deliver a request)'
 complete -c pytake -n "__fish_pytake_using_subcommand queue; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and not __fish_seen_subcommand_from list incidents rules ack silence silences unsilence help" -l state -d 'Only alerts in this state' -r -f -a "pending\t''
+firing\t''
+resolved\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and not __fish_seen_subcommand_from list incidents rules ack silence silences unsilence help" -l tenant -d 'Only this tenant\'s alerts (admin tokens; other tokens see their own) [default: every tenant, or the token\'s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and not __fish_seen_subcommand_from list incidents rules ack silence silences unsilence help" -l since -d 'Alerts pending or firing at any time since this long ago (10m, 2h) or this RFC 3339 time [default: 24h]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and not __fish_seen_subcommand_from list incidents rules ack silence silences unsilence help" -l limit -d 'Show the newest N (up to 1000)' -r
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and not __fish_seen_subcommand_from list incidents rules ack silence silences unsilence help" -l watch -d 'Refresh every DURATION (2s, 1m) until Ctrl-C: in place on a terminal, one after another when piped' -r
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and not __fish_seen_subcommand_from list incidents rules ack silence silences unsilence help" -s o -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t''
+json\t''
+csv\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and not __fish_seen_subcommand_from list incidents rules ack silence silences unsilence help" -l server -d 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and not __fish_seen_subcommand_from list incidents rules ack silence silences unsilence help" -l token -d 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and not __fish_seen_subcommand_from list incidents rules ack silence silences unsilence help" -l token-file -d 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and not __fish_seen_subcommand_from list incidents rules ack silence silences unsilence help" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and not __fish_seen_subcommand_from list incidents rules ack silence silences unsilence help" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and not __fish_seen_subcommand_from list incidents rules ack silence silences unsilence help" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and not __fish_seen_subcommand_from list incidents rules ack silence silences unsilence help" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and not __fish_seen_subcommand_from list incidents rules ack silence silences unsilence help" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and not __fish_seen_subcommand_from list incidents rules ack silence silences unsilence help" -s h -l help -d 'Print help'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and not __fish_seen_subcommand_from list incidents rules ack silence silences unsilence help" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and not __fish_seen_subcommand_from list incidents rules ack silence silences unsilence help" -f -a "list" -d 'Alerts newest first: state, severity, tenant, rule, value against the threshold, times (the default)'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and not __fish_seen_subcommand_from list incidents rules ack silence silences unsilence help" -f -a "incidents" -d 'Incidents, newest first: open ones and those resolved lately, with their alerts and notifications'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and not __fish_seen_subcommand_from list incidents rules ack silence silences unsilence help" -f -a "rules" -d 'The rules, and one shown, added, removed, enabled or disabled'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and not __fish_seen_subcommand_from list incidents rules ack silence silences unsilence help" -f -a "ack" -d 'Acknowledge an incident, by its id or one of its alerts\': its repeats stop'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and not __fish_seen_subcommand_from list incidents rules ack silence silences unsilence help" -f -a "silence" -d 'Leave a rule\'s or a tenant\'s alerts out of notifications for a while'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and not __fish_seen_subcommand_from list incidents rules ack silence silences unsilence help" -f -a "silences" -d 'The running silences (--all: ended ones too)'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and not __fish_seen_subcommand_from list incidents rules ack silence silences unsilence help" -f -a "unsilence" -d 'End a silence now'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and not __fish_seen_subcommand_from list incidents rules ack silence silences unsilence help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from list" -l state -d 'Only alerts in this state' -r -f -a "pending\t''
+firing\t''
+resolved\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from list" -l tenant -d 'Only this tenant\'s alerts (admin tokens; other tokens see their own) [default: every tenant, or the token\'s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from list" -l since -d 'Alerts pending or firing at any time since this long ago (10m, 2h) or this RFC 3339 time [default: 24h]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from list" -l limit -d 'Show the newest N (up to 1000)' -r
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from list" -l watch -d 'Refresh every DURATION (2s, 1m) until Ctrl-C: in place on a terminal, one after another when piped' -r
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from list" -s o -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t''
+json\t''
+csv\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from list" -l server -d 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from list" -l token -d 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from list" -l token-file -d 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from list" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from list" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from list" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from list" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from incidents" -l tenant -d 'Only this tenant\'s incidents (admin tokens; other tokens see their own) [default: every tenant, or the token\'s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from incidents" -l since -d 'Resolved incidents too if they resolved since this long ago (10m, 2h) or this RFC 3339 time [default: 24h]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from incidents" -l limit -d 'Show the newest N (up to 1000)' -r
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from incidents" -s o -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t''
+json\t''
+csv\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from incidents" -l server -d 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from incidents" -l token -d 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from incidents" -l token-file -d 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from incidents" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from incidents" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from incidents" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from incidents" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from incidents" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from incidents" -s h -l help -d 'Print help'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from incidents" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from rules" -l tenant -d 'The rules that apply to this tenant (admin tokens): its own and every tenant\'s [default: every rule, or the token\'s tenant\'s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from rules" -s o -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t''
+json\t''
+csv\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from rules" -l server -d 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from rules" -l token -d 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from rules" -l token-file -d 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from rules" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from rules" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from rules" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from rules" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from rules" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from rules" -s h -l help -d 'Print help'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from rules" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from rules" -f -a "list" -d 'Every rule the token sees: condition, threshold, window, for, severity, tenant, channels (the default)'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from rules" -f -a "show" -d 'One rule, all of it'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from rules" -f -a "add" -d 'Add a rule, from flags or from the API\'s JSON in a file; prints it as stored'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from rules" -f -a "rm" -d 'Delete a rule: its firing alerts resolve at the next evaluation, fired ones stay in history'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from rules" -f -a "enable" -d 'Evaluate a disabled rule again'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from rules" -f -a "disable" -d 'Stop evaluating a rule, keeping it: its firing alerts resolve'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from rules" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from ack" -s o -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t''
+json\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from ack" -l server -d 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from ack" -l token -d 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from ack" -l token-file -d 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from ack" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from ack" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from ack" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from ack" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from ack" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from ack" -s h -l help -d 'Print help'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from ack" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from silence" -l rule -d 'The rule to silence (with --tenant: for that tenant only)' -r
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from silence" -l tenant -d 'The tenant to silence (with --rule: that rule only)' -r
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from silence" -l for -d 'How long, from now (30m, 2h, 1d)' -r
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from silence" -l reason -d 'Why, for whoever reads `pytake alerts silences`' -r
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from silence" -s o -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t''
+json\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from silence" -l server -d 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from silence" -l token -d 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from silence" -l token-file -d 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from silence" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from silence" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from silence" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from silence" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from silence" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from silence" -s h -l help -d 'Print help'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from silence" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from silences" -l tenant -d 'Only this tenant\'s silences and those of every tenant (admin tokens) [default: every tenant, or the token\'s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from silences" -s o -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t''
+json\t''
+csv\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from silences" -l server -d 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from silences" -l token -d 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from silences" -l token-file -d 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from silences" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from silences" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from silences" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from silences" -l all -d 'Ended silences too, while the server keeps them'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from silences" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from silences" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from silences" -s h -l help -d 'Print help'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from silences" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from unsilence" -s o -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t''
+json\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from unsilence" -l server -d 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from unsilence" -l token -d 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from unsilence" -l token-file -d 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from unsilence" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from unsilence" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from unsilence" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from unsilence" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from unsilence" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from unsilence" -s h -l help -d 'Print help'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from unsilence" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from help" -f -a "list" -d 'Alerts newest first: state, severity, tenant, rule, value against the threshold, times (the default)'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from help" -f -a "incidents" -d 'Incidents, newest first: open ones and those resolved lately, with their alerts and notifications'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from help" -f -a "rules" -d 'The rules, and one shown, added, removed, enabled or disabled'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from help" -f -a "ack" -d 'Acknowledge an incident, by its id or one of its alerts\': its repeats stop'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from help" -f -a "silence" -d 'Leave a rule\'s or a tenant\'s alerts out of notifications for a while'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from help" -f -a "silences" -d 'The running silences (--all: ended ones too)'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from help" -f -a "unsilence" -d 'End a silence now'
+complete -c pytake -n "__fish_pytake_using_subcommand alerts; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l connections -d 'WebSocket connections: held for the whole run (closed model) or opened during it (--arrival-rate)' -r
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l ramp -d 'Time over which the connections are opened' -r
 complete -c pytake -n "__fish_pytake_using_subcommand loadtest" -l rate -d 'Events published per second (batched above 200/s)' -r
@@ -633,17 +798,18 @@ complete -c pytake -n "__fish_pytake_using_subcommand completions" -s v -l verbo
 complete -c pytake -n "__fish_pytake_using_subcommand completions" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
 complete -c pytake -n "__fish_pytake_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c pytake -n "__fish_pytake_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue loadtest token config completions help" -f -a "serve" -d 'Run the server: event intake, WebSocket fan-out, history'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue loadtest token config completions help" -f -a "tail" -d 'Stream events as they happen; reconnects and resumes without loss'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue loadtest token config completions help" -f -a "status" -d 'One screen on a server\'s health: version, uptime, store, bus, connections, events/s'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue loadtest token config completions help" -f -a "metrics" -d 'Dashboard figures: KPIs, time series, campaigns, this node; tables, JSON or CSV'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue loadtest token config completions help" -f -a "export" -d 'Export the time series, events or a campaign report, streamed to a file or stdout'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue loadtest token config completions help" -f -a "queue" -d 'The job queue: stats, jobs, dead letters; retry, purge, enqueue'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue loadtest token config completions help" -f -a "loadtest" -d 'WebSocket load against a server (or one it spawns), with thresholds for CI'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue loadtest token config completions help" -f -a "token" -d 'Create tokens'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue loadtest token config completions help" -f -a "config" -d 'Show, check and write the configuration'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue loadtest token config completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue loadtest token config completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue alerts loadtest token config completions help" -f -a "serve" -d 'Run the server: event intake, WebSocket fan-out, history'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue alerts loadtest token config completions help" -f -a "tail" -d 'Stream events as they happen; reconnects and resumes without loss'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue alerts loadtest token config completions help" -f -a "status" -d 'One screen on a server\'s health: version, uptime, store, bus, connections, events/s'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue alerts loadtest token config completions help" -f -a "metrics" -d 'Dashboard figures: KPIs, time series, campaigns, this node; tables, JSON or CSV'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue alerts loadtest token config completions help" -f -a "export" -d 'Export the time series, events or a campaign report, streamed to a file or stdout'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue alerts loadtest token config completions help" -f -a "queue" -d 'The job queue: stats, jobs, dead letters; retry, purge, enqueue'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue alerts loadtest token config completions help" -f -a "alerts" -d 'Alerts: what fires, incidents, rules, silences; acknowledge, add, silence'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue alerts loadtest token config completions help" -f -a "loadtest" -d 'WebSocket load against a server (or one it spawns), with thresholds for CI'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue alerts loadtest token config completions help" -f -a "token" -d 'Create tokens'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue alerts loadtest token config completions help" -f -a "config" -d 'Show, check and write the configuration'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue alerts loadtest token config completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue alerts loadtest token config completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from metrics" -f -a "overview" -d 'The KPIs (messages, conversations, campaigns, calls, AI, ERP, events) and each subsystem (the default)'
 complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from metrics" -f -a "series" -d 'A time series: one row per bucket, one column per metric'
 complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from metrics" -f -a "campaigns" -d 'Every campaign\'s progress and health, with the tenant\'s summary'
@@ -659,6 +825,13 @@ complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subc
 complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from queue" -f -a "retry" -d 'Run a dead job again from its first attempt, or every dead job (of a kind)'
 complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from queue" -f -a "purge" -d 'Delete done or dead jobs last updated longer ago than a duration'
 complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from queue" -f -a "enqueue" -d 'Add a job (noop to check the queue end to end, http to deliver a request)'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from alerts" -f -a "list" -d 'Alerts newest first: state, severity, tenant, rule, value against the threshold, times (the default)'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from alerts" -f -a "incidents" -d 'Incidents, newest first: open ones and those resolved lately, with their alerts and notifications'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from alerts" -f -a "rules" -d 'The rules, and one shown, added, removed, enabled or disabled'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from alerts" -f -a "ack" -d 'Acknowledge an incident, by its id or one of its alerts\': its repeats stop'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from alerts" -f -a "silence" -d 'Leave a rule\'s or a tenant\'s alerts out of notifications for a while'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from alerts" -f -a "silences" -d 'The running silences (--all: ended ones too)'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from alerts" -f -a "unsilence" -d 'End a silence now'
 complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "create" -d 'Print a new token signed with the server\'s secret'
 complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "verify" -d 'Show a token\'s claims and whether this server\'s secret and rules accept it'
 complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "show" -d 'Print the settings in effect (file, PYTAKE_* variables, defaults), secrets masked'
