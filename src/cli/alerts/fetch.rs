@@ -159,10 +159,9 @@ impl Reply {
     }
 
     async fn rules(api: &ApiClient, args: &RulesArgs) -> anyhow::Result<Reply> {
-        let list = |l: &RulesListArgs| l.tenant.clone();
         Ok(match &args.action {
-            None => Reply::rule_list(api, list(&args.list)).await?,
-            Some(RuleAction::List(l)) => Reply::rule_list(api, list(l)).await?,
+            None => Reply::rule_list(api, &args.list).await?,
+            Some(RuleAction::List(l)) => Reply::rule_list(api, l).await?,
             Some(RuleAction::Show(r)) => Reply::Rule(api.alert_rule(&r.id).await.map_err(refused)?),
             Some(RuleAction::Add(a)) => {
                 Reply::Added(api.create_alert_rule(&a.body()).await.map_err(refused)?)
@@ -184,9 +183,15 @@ impl Reply {
         })
     }
 
-    async fn rule_list(api: &ApiClient, tenant: Option<String>) -> anyhow::Result<Reply> {
-        let page = api.alert_rules(tenant.as_deref()).await.map_err(refused)?;
-        Ok(Reply::Rules { page, tenant })
+    async fn rule_list(api: &ApiClient, list: &RulesListArgs) -> anyhow::Result<Reply> {
+        let page = api
+            .alert_rules(list.tenant.as_deref())
+            .await
+            .map_err(refused)?;
+        Ok(Reply::Rules {
+            page,
+            tenant: list.tenant.clone(),
+        })
     }
 
     /// One line of JSON: the API's body as sent; `None` after a delete,
