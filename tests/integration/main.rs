@@ -5,6 +5,7 @@ mod support;
 
 mod alerts;
 mod alerts_cli;
+mod alerts_cli_rules;
 mod alerts_nodes;
 mod backend_faults;
 mod broken_pipe;
