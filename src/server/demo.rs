@@ -102,11 +102,12 @@ impl Tenant {
         }
         let conversation =
             self.open_conversations[rng.random_range(0..self.open_conversations.len())];
-        // Normally about 2 % of sends fail (half of 56's), under seed
-        // 000's 5 %; in an outage, over half.
+        // Normally about 1 % of sends fail (a quarter of 56's), well under
+        // seed 000's 5 % even over a few dozen sends; in an outage, over
+        // half.
         let roll = match roll {
             53..=55 if !self.outage => 8,
-            56 if !self.outage && rng.random_bool(0.5) => 8,
+            56 if !self.outage && rng.random_bool(0.75) => 8,
             8..=30 if self.outage && rng.random_bool(0.5) => 53,
             roll => roll,
         };
@@ -347,7 +348,7 @@ mod tests {
     #[test]
     fn outages_take_the_failure_rate_over_the_default_rule_and_back() {
         let (normal, outage) = (failure_rate(false), failure_rate(true));
-        assert!(normal < 3.0, "{normal}");
+        assert!(normal < 1.5, "{normal}");
         assert!(outage > 40.0, "{outage}");
     }
 }
