@@ -3,3 +3,4 @@
 //! group a tenant's alerts, and notifications as queue jobs.
 
 pub mod notification;
+pub mod notify;
