@@ -52,6 +52,13 @@ pub fn parse(payload: &serde_json::Value) -> Result<Notification, String> {
     Ok(n)
 }
 
+/// Checks a channel's URL (`[slack] webhook_url`, `[alerts] webhook_url`)
+/// as the handler will read it, for the config checks. The error does not
+/// quote the URL: it is a credential.
+pub fn check_url(url: &str) -> Result<(), String> {
+    Endpoint::parse(url).map(|_| ())
+}
+
 /// The `alert.notify` handler: each channel as this node's settings
 /// configure it, or why it cannot send.
 pub struct Notifier {
