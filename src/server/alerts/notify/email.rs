@@ -76,6 +76,11 @@ impl Email {
         })
     }
 
+    /// `host:port` of the SMTP server.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
     pub async fn send(&self, breakers: &Breakers, n: &Notification) -> Result<(), JobError> {
         let message = message(&self.from, &self.to, n).map_err(JobError::Fatal)?;
         let host = self.host.clone();

@@ -87,11 +87,20 @@ impl Notifier {
             "[alerts] webhook_url",
         )
         .map(|endpoint| Webhook { endpoint });
+        let email = Email::new(&settings.smtp, timeout);
+        // So an operator sees at start where notifications will go.
+        let shown = |host: Result<&str, &String>| host.unwrap_or("off").to_string();
+        tracing::info!(
+            slack = %shown(slack.as_ref().map(|s| s.endpoint.host())),
+            email = %shown(email.as_ref().map(Email::host)),
+            webhook = %shown(webhook.as_ref().map(|w| w.endpoint.host())),
+            "alert notification channels"
+        );
         Notifier {
             poster: Poster::new(timeout, breakers.clone()),
             breakers,
             slack,
-            email: Email::new(&settings.smtp, timeout),
+            email,
             webhook,
         }
     }

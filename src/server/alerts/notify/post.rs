@@ -38,6 +38,11 @@ impl Endpoint {
         Ok(Endpoint { url, host })
     }
 
+    /// `host:port`, the most of the URL that may be shown.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
     /// `text` with the URL, should it appear, replaced by the host.
     fn redact(&self, text: &str) -> String {
         let url = self.url.as_str();
