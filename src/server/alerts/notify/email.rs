@@ -176,7 +176,8 @@ pub fn message(from: &Mailbox, to: &[Mailbox], n: &Notification) -> Result<Messa
 }
 
 /// The plain-text body: the intro, a block per alert, the incident's ids
-/// and times.
+/// and times. No line end after the last line: SMTP's end of data adds
+/// it (one more would show as an empty last line).
 pub fn body(n: &Notification) -> String {
     let mut out = format!("{}\n", intro(n));
     for alert in &n.alerts {
@@ -193,6 +194,7 @@ pub fn body(n: &Notification) -> String {
         let label: String = first.into_iter().chain(chars).collect();
         out.push_str(&format!("{label}: {value}\n"));
     }
+    out.pop();
     out
 }
 

@@ -22,8 +22,7 @@ High message failure rate
   state:      firing since 2026-12-03T16:01:00Z
 
 Correlation id: corr-7f3a
-Opened: 2026-12-03T16:01:00Z
-";
+Opened: 2026-12-03T16:01:00Z";
 
 #[test]
 fn the_body_states_the_facts_in_plain_text() {
@@ -59,8 +58,7 @@ High CPU usage
 Correlation id: corr-7f3a
 Opened: 2026-12-03T16:01:00Z
 Resolved: 2026-12-03T16:20:00Z
-Acknowledged: 2026-12-03T16:05:00Z by ops@acme
-"
+Acknowledged: 2026-12-03T16:05:00Z by ops@acme"
     );
 }
 
