@@ -3,6 +3,7 @@
 
 mod support;
 
+mod alert_notify;
 mod backend_faults;
 mod broken_pipe;
 mod bus_conformance;

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod services;
+pub mod smtp;
 pub mod ws;
 
 pub use ws::TestWs;
