@@ -10,11 +10,11 @@
 //! A run may repeat (at-least-once): Slack may show a message twice after
 //! a lost answer; an email keeps its Message-ID, so mail clients show it
 //! once; the generic webhook's receiver can deduplicate on the
-//! correlation id and the reason.
+//! correlation id, the reason and the incident's notification count.
 
 mod email;
 mod post;
-pub mod render;
+mod render;
 mod slack;
 mod webhook;
 
