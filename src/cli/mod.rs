@@ -175,7 +175,8 @@ impl Command {
     fn sections(&self) -> &'static [&'static str] {
         match self {
             Command::Serve { .. } => &[
-                "server", "auth", "gateway", "store", "bus", "metrics", "queue", "webhooks",
+                "server", "auth", "gateway", "store", "bus", "metrics", "queue", "alerts",
+                "webhooks", "slack", "smtp",
             ],
             // The data dir and [auth] for a token minted from the local secret.
             Command::Tail { .. }

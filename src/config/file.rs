@@ -183,6 +183,77 @@ pub fn init_text() -> String {
         }
     }
     out.push_str(WEBHOOKS_EXAMPLE);
+    out.push_str(&notifications_example());
+    out
+}
+
+/// The alert sections, as an example like the webhook sources: a channel
+/// is off until its section names a destination, so there is no default
+/// to uncomment. The defaults shown are the code's.
+fn notifications_example() -> String {
+    // `key = default`, as a TOML line.
+    let d = |path: &str| {
+        let key = path.split_once('.').map_or(path, |(_, k)| k);
+        let text = default_text(path).unwrap_or_default();
+        format!("{key} = {}", literal(path, &text))
+    };
+    let lines: Vec<(String, &str)> = vec![
+        ("[alerts]".into(), ""),
+        (
+            d("alerts.evaluation_interval"),
+            "how often the rules are evaluated",
+        ),
+        (
+            d("alerts.repeat_interval"),
+            "notify again while firing and not acknowledged",
+        ),
+        (
+            d("alerts.group_window"),
+            "a tenant's alerts within it form one incident",
+        ),
+        (
+            d("alerts.system_tenant"),
+            "the tenant of machine-wide alerts (CPU, memory)",
+        ),
+        (
+            "webhook_url = \"https://...\"".into(),
+            "the generic webhook: each notification POSTed as JSON",
+        ),
+        (String::new(), ""),
+        ("[slack]".into(), ""),
+        (
+            "webhook_url = \"https://hooks.slack.com/services/...\"".into(),
+            "an incoming webhook",
+        ),
+        (String::new(), ""),
+        ("[smtp]".into(), "the email channel"),
+        ("host = \"smtp.example.com\"".into(), ""),
+        (d("smtp.port"), "587 for starttls, 465 for tls"),
+        (d("smtp.tls"), "none | starttls | tls"),
+        (
+            "username = \"...\"".into(),
+            "with password (or password_file), or neither",
+        ),
+        ("password = \"...\"".into(), ""),
+        (d("smtp.from"), ""),
+        ("to = [\"oncall@example.com\"]".into(), ""),
+    ];
+    let mut out = String::from(
+        "
+# Alerting and its notification channels (docs/alerts.md). A channel is
+# off until its section names a destination; a notification for a channel
+# that is off is a dead job that says what to set. The URLs and the SMTP
+# password are secrets: give them as files (webhook_url_file,
+# password_file) to keep them out of the file; `config show` masks them.
+",
+    );
+    for (line, comment) in lines {
+        match (line.is_empty(), comment.is_empty()) {
+            (true, _) => out.push_str("#\n"),
+            (false, true) => out.push_str(&format!("# {line}\n")),
+            (false, false) => out.push_str(&format!("# {line:<34} # {comment}\n")),
+        }
+    }
     out
 }
 

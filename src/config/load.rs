@@ -265,13 +265,20 @@ fn flag_layer(flags: &CommandFlags<'_>) -> Layer {
 
 /// Keys whose empty value means "unset" (`PYTAKE_TOKEN=` in a shell, `""`
 /// in a file written by `config init`).
-const EMPTY_IS_UNSET: [&str; 8] = [
+const EMPTY_IS_UNSET: [&str; 15] = [
     "server.data_dir",
     "auth.secret",
     "auth.secret_file",
     "auth.token_audience",
     "auth.token_issuer",
     "store.url",
+    "alerts.webhook_url",
+    "slack.webhook_url",
+    "slack.webhook_url_file",
+    "smtp.host",
+    "smtp.username",
+    "smtp.password",
+    "smtp.password_file",
     "client.token",
     "client.token_file",
 ];
@@ -345,7 +352,7 @@ pub fn load(sources: &Sources, flags: Option<&CommandFlags<'_>>) -> Result<Loade
         file: file.map(|f| f.path),
         settings: Settings::default(),
     };
-    read_secret_files(&mut settings, &mut loaded, &sections)?;
+    super::secret_files::read(&mut settings, &mut loaded, &sections)?;
     super::validate::check(&settings, &loaded, &sections)?;
     loaded.settings = settings;
     Ok(loaded)
@@ -378,6 +385,11 @@ fn resolve_relative_paths(
     if let Some(e) = settings.webhooks.evolution.as_mut() {
         fix(&mut e.api_key_file, "webhooks.evolution");
     }
+    fix(
+        &mut settings.slack.webhook_url_file,
+        "slack.webhook_url_file",
+    );
+    fix(&mut settings.smtp.password_file, "smtp.password_file");
 }
 
 /// Every key with a flag or a default gets an origin (`default` if no
@@ -402,6 +414,11 @@ fn all_origins(mut origins: BTreeMap<String, Origin>) -> BTreeMap<String, Origin
                 .or_insert(Origin::Default);
         }
     }
+    // The optional keys no flag has (the alert channels' destinations
+    // and secrets), so that `config show` names them while unset.
+    for path in EMPTY_IS_UNSET {
+        origins.entry(path.to_string()).or_insert(Origin::Default);
+    }
     origins
 }
 
@@ -409,109 +426,4 @@ impl Loaded {
     pub fn origin(&self, path: &str) -> Origin {
         self.origins.get(path).cloned().unwrap_or(Origin::Default)
     }
-}
-
-/// `secret_file` and `token_file`: the file's first line becomes the
-/// value. When both a value and a file are set, the higher layer wins; on
-/// one layer, both is an error (which was meant?). Only for the sections
-/// the command reads: a client is not refused over the server's secret file.
-fn read_secret_files(
-    settings: &mut Settings,
-    loaded: &mut Loaded,
-    sections: &[&str],
-) -> Result<(), ConfigError> {
-    if sections.contains(&"auth") {
-        if let Some(path) = settings.auth.secret_file.clone() {
-            let has_value = settings.auth.secret.is_some();
-            if use_file(loaded, has_value, "auth.secret", "auth.secret_file")? {
-                settings.auth.secret =
-                    Some(first_line(&path, loaded, "auth.secret_file", "secret")?);
-                let origin = loaded.origin("auth.secret_file");
-                loaded.origins.insert("auth.secret".into(), origin);
-            }
-        }
-    }
-    if sections.contains(&"webhooks") {
-        if let Some(w) = settings.webhooks.whatsapp.as_mut() {
-            if let Some(path) = w.app_secret_file.clone() {
-                let key = "webhooks.whatsapp.app_secret_file";
-                if w.app_secret.is_some() {
-                    return Err(both_in_file(loaded, key, "app_secret"));
-                }
-                w.app_secret = Some(first_line(&path, loaded, key, "WhatsApp app secret")?);
-            }
-        }
-        if let Some(e) = settings.webhooks.evolution.as_mut() {
-            if let Some(path) = e.api_key_file.clone() {
-                let key = "webhooks.evolution.api_key_file";
-                if e.api_key.is_some() {
-                    return Err(both_in_file(loaded, key, "api_key"));
-                }
-                e.api_key = Some(first_line(&path, loaded, key, "Evolution API key")?);
-            }
-        }
-    }
-    if sections.contains(&"client") {
-        if let Some(path) = settings.client.token_file.clone() {
-            let has_value = settings.client.token.is_some();
-            if use_file(loaded, has_value, "client.token", "client.token_file")? {
-                settings.client.token =
-                    Some(first_line(&path, loaded, "client.token_file", "token")?);
-                let origin = loaded.origin("client.token_file");
-                loaded.origins.insert("client.token".into(), origin);
-            }
-        }
-    }
-    Ok(())
-}
-
-/// A webhook secret given both inline and as a file in the config file.
-fn both_in_file(loaded: &Loaded, file_key: &str, value_key: &str) -> ConfigError {
-    ConfigError::Invalid {
-        at: loaded
-            .origin(file_key.rsplit_once('.').map_or(file_key, |(s, _)| s))
-            .to_string(),
-        message: format!(
-            "both `{value_key}` and `{}` are set: give one",
-            file_key.rsplit('.').next().unwrap_or(file_key)
-        ),
-    }
-}
-
-/// Whether the `file` key wins over the `value` key.
-fn use_file(
-    loaded: &Loaded,
-    has_value: bool,
-    value: &str,
-    file: &str,
-) -> Result<bool, ConfigError> {
-    if !has_value {
-        return Ok(true);
-    }
-    let (v, f) = (loaded.origin(value), loaded.origin(file));
-    if v.rank() == f.rank() {
-        return Err(ConfigError::Invalid {
-            at: format!("{v} and {f}"),
-            message: format!(
-                "both `{value}` and `{file}` are set: give one (the file keeps it out of argv and the environment)"
-            ),
-        });
-    }
-    Ok(f.rank() > v.rank())
-}
-
-fn first_line(path: &Path, loaded: &Loaded, key: &str, what: &str) -> Result<String, ConfigError> {
-    let at = loaded.origin(key).with_value(&path.display().to_string());
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
-        at: at.clone(),
-        message: format!("cannot read the {what} file {}: {e}", path.display()),
-    })?;
-    let line = text.lines().next().unwrap_or("").trim().to_string();
-    if line.is_empty() {
-        return Err(ConfigError::Invalid {
-            at,
-            message: format!("the {what} file is empty"),
-        });
-    }
-    Ok(line)
 }

@@ -12,6 +12,7 @@ mod file;
 pub mod flags;
 mod load;
 pub(crate) mod origin;
+mod secret_files;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -524,5 +525,7 @@ fn sqlite_in(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("pytake.db").display())
 }
 
+#[cfg(test)]
+mod channel_tests;
 #[cfg(test)]
 mod tests;

@@ -91,6 +91,22 @@ pub(super) fn check(s: &Settings, loaded: &Loaded, sections: &[&str]) -> Result<
     if uses("webhooks") {
         check_webhooks(&s.webhooks, loaded)?;
     }
+    // The channels' URLs are credentials: their errors name where the
+    // value was set, never the value.
+    for (section, path, url) in [
+        ("alerts", "alerts.webhook_url", &s.alerts.webhook_url),
+        ("slack", "slack.webhook_url", &s.slack.webhook_url),
+    ] {
+        if let (true, Some(url)) = (uses(section), url) {
+            crate::server::alerts::notify::check_url(url).map_err(|m| ConfigError::Invalid {
+                at: loaded.origin(path).with_value("…"),
+                message: format!("{path} {m} (the value is a secret: not shown)"),
+            })?;
+        }
+    }
+    if uses("smtp") {
+        check_smtp(&s.smtp, loaded)?;
+    }
     if uses("auth") && s.auth.token_max_lifetime == Some(Duration::ZERO) {
         return Err(invalid(
             "auth.token_max_lifetime",
@@ -137,6 +153,85 @@ fn check_webhooks(w: &super::WebhooksSettings, loaded: &Loaded) -> Result<(), Co
         tenants("evolution", &evo.tenants)?;
     }
     Ok(())
+}
+
+/// With `host` set, the email channel is on: it must have somewhere to
+/// send, addresses a server will take, and a login that is whole and not
+/// sent in clear text across a network.
+fn check_smtp(smtp: &super::SmtpSettings, loaded: &Loaded) -> Result<(), ConfigError> {
+    let Some(host) = smtp.host.as_deref() else {
+        return Ok(());
+    };
+    let invalid = |path: &str, value: &str, message: String| ConfigError::Invalid {
+        at: loaded.origin(path).with_value(value),
+        message,
+    };
+    if smtp.to.is_empty() {
+        return Err(invalid(
+            "smtp.host",
+            host,
+            "smtp.host is set but smtp.to names no recipient: add e.g. to = [\"oncall@example.com\"]"
+                .into(),
+        ));
+    }
+    if smtp.port == 0 {
+        return Err(invalid(
+            "smtp.port",
+            "0",
+            "must be a port from 1 to 65535 (587 for starttls, 465 for tls)".into(),
+        ));
+    }
+    let address = |path: &str, text: &str| {
+        text.parse::<lettre::message::Mailbox>()
+            .map(|_| ())
+            .map_err(|e| {
+                invalid(
+                    path,
+                    text,
+                    format!("`{text}` is not an email address ({e}): write e.g. oncall@example.com or \"Ops <ops@example.com>\""),
+                )
+            })
+    };
+    address("smtp.from", &smtp.from)?;
+    for to in &smtp.to {
+        address("smtp.to", to)?;
+    }
+    match (&smtp.username, &smtp.password) {
+        (None, Some(_)) => {
+            return Err(invalid(
+                "smtp.password",
+                "…",
+                "smtp.password is set without smtp.username: set both, or neither for a server that takes mail without a login".into(),
+            ))
+        }
+        (Some(user), None) => {
+            return Err(invalid(
+                "smtp.username",
+                user,
+                "smtp.username is set without a password: set smtp.password or smtp.password_file".into(),
+            ))
+        }
+        (Some(_), Some(_)) if smtp.tls == super::SmtpTls::None && !is_loopback(host) => {
+            return Err(invalid(
+                "smtp.tls",
+                "none",
+                format!(
+                    "a login with tls = \"none\" would send the password to {host} in clear text: use starttls or tls (none is for a relay on this host)"
+                ),
+            ))
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// `HOST:PORT`, with a suggestion for the usual mistakes (a bare port, a

@@ -181,6 +181,10 @@ impl Server {
                 breakers.clone(),
             )),
         );
+        handlers.register(
+            alerts::notification::NOTIFY_KIND,
+            Arc::new(alerts::notify::Notifier::new(&settings, breakers.clone())),
+        );
         for (source, tenants) in [
             (
                 queue::webhook::Source::Whatsapp,

@@ -148,6 +148,27 @@ async fn show_says_where_each_value_came_from_and_masks_secrets() {
         pad("retry_base = \"2s\"".into()) + "  # default",
         pad("retry_cap = \"10m\"".into()) + "  # default",
         String::new(),
+        "[alerts]".into(),
+        pad("evaluation_interval = \"5s\"".into()) + "  # default",
+        pad("group_window = \"5m\"".into()) + "  # default",
+        pad("repeat_interval = \"1h\"".into()) + "  # default",
+        pad("system_tenant = \"system\"".into()) + "  # default",
+        pad("# webhook_url unset".into()) + "  # default",
+        String::new(),
+        "[slack]".into(),
+        pad("# webhook_url unset".into()) + "  # default",
+        pad("# webhook_url_file unset".into()) + "  # default",
+        String::new(),
+        "[smtp]".into(),
+        pad("from = \"pytake@localhost\"".into()) + "  # default",
+        pad("port = 587".into()) + "  # default",
+        pad("tls = \"starttls\"".into()) + "  # default",
+        pad("to = []".into()) + "  # default",
+        pad("# host unset".into()) + "  # default",
+        pad("# password unset".into()) + "  # default",
+        pad("# password_file unset".into()) + "  # default",
+        pad("# username unset".into()) + "  # default",
+        String::new(),
         "[client]".into(),
         pad("server = \"http://127.0.0.1:8080\"".into()) + "  # default",
         pad("# token unset".into()) + "  # default",
@@ -167,6 +188,67 @@ async fn show_says_where_each_value_came_from_and_masks_secrets() {
     assert_eq!(v["gateway"]["rate_limit"], 50);
     assert_eq!(v["auth"]["secret"], "********");
     assert_eq!(v["auth"]["token_max_lifetime"], "366d");
+}
+
+/// The alert channels' secrets, inline or from files, are masked like
+/// the others; where they came from is still said.
+#[tokio::test]
+async fn show_masks_the_alert_channels_secrets() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("slack-url"),
+        "https://hooks.slack.com/services/T0/B0/sl4ck\n",
+    )
+    .unwrap();
+    let file = home.path().join("pytake.toml");
+    let f = file.to_str().unwrap();
+    std::fs::write(
+        &file,
+        "[alerts]\nwebhook_url = \"https://hooks.example.com/h00k?token=t0ken\"\n\n\
+         [slack]\nwebhook_url_file = \"slack-url\"\n\n\
+         [smtp]\nhost = \"smtp.example.com\"\nusername = \"pytake\"\npassword = \"hunter2\"\n\
+         to = [\"oncall@example.com\"]\n",
+    )
+    .unwrap();
+    let run = pytake_env(
+        &["config", "show", "--origin"],
+        home.path(),
+        &[("PYTAKE_CONFIG", f)],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    for secret in ["sl4ck", "h00k", "t0ken", "hunter2"] {
+        assert!(!run.stdout.contains(secret), "{secret}: {}", run.stdout);
+    }
+    let lines = |start: &str| -> Vec<String> {
+        run.stdout
+            .lines()
+            .filter(|l| l.starts_with(start))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    assert_eq!(
+        lines("webhook_url = "),
+        [
+            format!("webhook_url = \"********\" # {f} line 2"),
+            format!("webhook_url = \"********\" # {f} line 5"),
+        ]
+    );
+    assert_eq!(
+        lines("password = "),
+        [format!("password = \"********\" # {f} line 10")]
+    );
+    let run = pytake_env(
+        &["config", "show", "-o", "json"],
+        home.path(),
+        &[("PYTAKE_CONFIG", f)],
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(v["slack"]["webhook_url"], "********");
+    assert_eq!(v["alerts"]["webhook_url"], "********");
+    assert_eq!(v["smtp"]["password"], "********");
+    assert_eq!(v["smtp"]["username"], "pytake");
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod alert_notify;
 mod alerts;
 mod alerts_cli;
 mod alerts_cli_rules;

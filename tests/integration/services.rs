@@ -94,6 +94,10 @@ fn a_missing_service_is_a_skip_outside_ci_and_a_failure_in_it() {
         "{failure}"
     );
     assert_eq!(require("t", Service::Postgres, Ok(5)), Some(5));
+    assert_eq!(
+        verdict(true, "t", Service::Aiosmtpd, "no module").unwrap_err(),
+        "t: aiosmtpd is not available (no module); CI is set, so this fails instead of skipping (install python3-aiosmtpd)"
+    );
 }
 
 fn db_name(url: &str) -> &str {

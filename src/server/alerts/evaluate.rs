@@ -13,7 +13,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 
 use super::machine::{step, Step};
-use super::notification::{Notification, Reason, NOTIFY_KIND};
+use super::notification::{Notification, Reason, Window, NOTIFY_KIND};
 use super::values::{measure, Sources};
 use super::EVENT_KIND;
 use crate::config::AlertsSettings;
@@ -454,6 +454,11 @@ impl Run<'_> {
             (b.state == AlertState::Firing, b.severity)
                 .cmp(&(a.state == AlertState::Firing, a.severity))
         });
+        let windows: BTreeMap<String, Window> = alerts
+            .iter()
+            .filter_map(|a| self.rules.get(&a.rule_id))
+            .map(|r| (r.id.clone(), Window(r.window)))
+            .collect();
         incident.last_notified_at = Some(stamp(self.now));
         incident.notifications += 1;
         for channel in channels {
@@ -462,6 +467,7 @@ impl Run<'_> {
                 reason,
                 incident: incident.clone(),
                 alerts: alerts.clone(),
+                windows: windows.clone(),
             };
             let payload = serde_json::to_value(&payload).expect("a notification serializes");
             let tenant = incident.tenant_id.clone();

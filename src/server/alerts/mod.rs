@@ -11,6 +11,7 @@
 pub mod evaluate;
 pub mod machine;
 pub mod notification;
+pub mod notify;
 pub mod publish;
 pub mod runner;
 pub mod status;

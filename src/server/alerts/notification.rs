@@ -4,6 +4,9 @@
 //! handler reads the channel's URL or SMTP login from the settings when
 //! it runs, so `pytake queue show` and dead letters reveal no secret.
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::alerts::{Alert, Channel, Incident};
@@ -32,4 +35,15 @@ pub struct Notification {
     pub incident: Incident,
     /// The incident's alerts, firing first, then by severity.
     pub alerts: Vec<Alert>,
+    /// Each alert's rule window, by rule id: an [`Alert`] copies its
+    /// rule's threshold and comparator but not what a rate or a sum was
+    /// measured over, and a message that says "7.5 % > 5 %" must say
+    /// over how long. A rule missing here is shown without its window.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub windows: BTreeMap<String, Window>,
 }
+
+/// A rule's window, written as the rules API writes it (`5m`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Window(#[serde(with = "crate::config::duration")] pub Duration);

@@ -16,6 +16,8 @@ use super::body::read_body;
 use super::scope::time_param;
 use super::{ApiError, Caller};
 use crate::protocol::{Claims, Role, Scope, TenantId};
+use crate::server::alerts::notification::NOTIFY_KIND;
+use crate::server::alerts::notify;
 use crate::server::queue::http::Delivery;
 use crate::server::queue::DEFAULT_QUEUE;
 use crate::server::state::AppState;
@@ -100,6 +102,17 @@ pub async fn enqueue(
     }
     if asked.kind == "http" {
         Delivery::parse(&asked.payload).map_err(|e| ApiError::unprocessable("payload", e))?;
+    }
+    if asked.kind == NOTIFY_KIND {
+        // The channels are the platform's (one Slack, one mailing list):
+        // a tenant's operator must not post to them in another tenant's
+        // name.
+        if claims.role != Role::Admin {
+            return Err(ApiError::Forbidden(format!(
+                "{NOTIFY_KIND} jobs send to the platform's alert channels: admin tokens only"
+            )));
+        }
+        notify::parse(&asked.payload).map_err(|e| ApiError::unprocessable("payload", e))?;
     }
     if let Some(q) = asked.queue.as_deref().filter(|q| *q != DEFAULT_QUEUE) {
         return Err(ApiError::unprocessable(

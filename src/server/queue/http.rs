@@ -90,7 +90,7 @@ impl HttpDelivery {
 }
 
 /// `host:port` of a URL: what a circuit is kept for.
-fn destination(url: &url::Url) -> String {
+pub(crate) fn destination(url: &url::Url) -> String {
     let host = url.host_str().unwrap_or_default();
     match url.port_or_known_default() {
         Some(port) => format!("{host}:{port}"),
@@ -136,7 +136,7 @@ impl Handler for HttpDelivery {
 
 /// An error and its causes, for a message that says what went wrong
 /// (reqwest's own text is only "error sending request").
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {

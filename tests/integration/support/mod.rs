@@ -7,6 +7,7 @@
 
 pub mod peer;
 pub mod services;
+pub mod smtp;
 pub mod ws;
 
 pub use ws::TestWs;

@@ -54,6 +54,9 @@ pub type Unavailable = String;
 pub enum Service {
     Postgres,
     Redis,
+    /// Python's aiosmtpd, the SMTP server of the email tests
+    /// ([`super::smtp`]).
+    Aiosmtpd,
 }
 
 impl Service {
@@ -61,6 +64,7 @@ impl Service {
         match self {
             Service::Postgres => "PostgreSQL",
             Service::Redis => "Redis",
+            Service::Aiosmtpd => "aiosmtpd",
         }
     }
 
@@ -69,6 +73,7 @@ impl Service {
         match self {
             Service::Postgres => "postgresql",
             Service::Redis => "redis-server",
+            Service::Aiosmtpd => "python3-aiosmtpd",
         }
     }
 }
@@ -829,7 +834,7 @@ impl Drop for Reaper {
 }
 
 /// A loopback port nobody listens on at the moment.
-fn free_port() -> Result<u16, Unavailable> {
+pub(super) fn free_port() -> Result<u16, Unavailable> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
