@@ -137,17 +137,19 @@ impl Comparator {
     /// a firing alert resolves only then, so a value hovering at the
     /// threshold does not flap (see [`HYSTERESIS`]).
     pub fn cleared(self, value: f64, threshold: f64) -> bool {
-        let band = (threshold.abs() * HYSTERESIS).max(f64::EPSILON);
+        let band = threshold.abs() * HYSTERESIS;
         match self {
-            Comparator::Above | Comparator::AtLeast => value < threshold - band,
-            Comparator::Below | Comparator::AtMost => value > threshold + band,
+            Comparator::Above => value <= threshold - band,
+            Comparator::AtLeast => value < threshold - band,
+            Comparator::Below => value >= threshold + band,
+            Comparator::AtMost => value > threshold + band,
         }
     }
 }
 
 /// How far past the threshold, as a share of it, a firing alert's value
-/// must go back before it resolves: 5 % fires at 5 % and resolves below
-/// 4.75 %. A threshold of 0 uses the smallest step.
+/// must go back before it resolves: `> 5` fires above 5 and resolves at
+/// 4.75 or below. A threshold of 0 has no band: `> 0` resolves at 0.
 pub const HYSTERESIS: f64 = 0.05;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -308,8 +310,7 @@ impl AlertRule {
                 )
             }
             (Condition::Metric, Some(_)) => {}
-            (c, None) if !allowed.is_empty() => {
-                let _ = c;
+            (_, None) if !allowed.is_empty() => {
                 self.metric = Some(allowed[0].to_string());
             }
             (c, Some(m)) if !allowed.contains(&m) => {
@@ -631,6 +632,9 @@ mod tests {
         assert!(!c.cleared(4.9, 5.0));
         assert!(c.cleared(4.7, 5.0));
         assert!(Comparator::Below.cleared(52.6, 50.0) && !Comparator::Below.cleared(52.4, 50.0));
-        assert!(Comparator::AtLeast.cleared(-0.1, 0.0));
+        assert!(Comparator::AtLeast.cleared(-0.1, 0.0) && !Comparator::AtLeast.cleared(0.0, 0.0));
+        // A count rule (`> 0`) resolves when the count is back to 0.
+        assert!(Comparator::Above.cleared(0.0, 0.0) && !Comparator::Above.cleared(1.0, 0.0));
+        assert!(c.cleared(4.75, 5.0));
     }
 }

@@ -191,7 +191,8 @@ pub struct Health {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertsHealth {
     pub evaluating: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Null until this node first evaluates.
+    #[serde(default)]
     pub last_evaluation: Option<String>,
 }
 

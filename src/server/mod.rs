@@ -270,7 +270,9 @@ impl Server {
             settings: settings.alerts.clone(),
             max_attempts: settings.queue.max_attempts,
             clock: state.clock.clone(),
-            node: state.node_id.clone(),
+            // 64 random bits: two nodes under one name would both hold
+            // the lease.
+            node: format!("{}-{:016x}", state.node_id, rand::random::<u64>()),
             status: state.alerting.clone(),
             channels: state.alert_channels.clone(),
         });

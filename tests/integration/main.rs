@@ -7,6 +7,7 @@ mod alert_notify;
 mod alerts;
 mod alerts_cli;
 mod alerts_cli_rules;
+mod alerts_incidents;
 mod alerts_nodes;
 mod backend_faults;
 mod broken_pipe;

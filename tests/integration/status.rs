@@ -136,6 +136,9 @@ async fn status_json_is_the_health_body_plus_server_and_token() {
     let mut found = BTreeSet::new();
     keys(&report, "", &mut found);
     let expected = [
+        "/alerts",
+        "/alerts/evaluating",
+        "/alerts/last_evaluation",
         "/build_date",
         "/bus",
         "/components",

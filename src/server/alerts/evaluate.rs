@@ -88,7 +88,10 @@ pub async fn evaluate(ctx: &Context<'_>, now: DateTime<Utc>) -> Result<AlertWrit
             .collect(),
         changed: BTreeSet::new(),
         alerts: HashMap::new(),
+        states: &states,
+        latest: HashMap::new(),
     };
+    let mut measured: BTreeSet<(String, String)> = BTreeSet::new();
     for rule in rules.values().filter(|r| r.enabled) {
         let tenants: Vec<String> = states
             .keys()
@@ -96,17 +99,24 @@ pub async fn evaluate(ctx: &Context<'_>, now: DateTime<Utc>) -> Result<AlertWrit
             .map(|(_, t)| t.clone())
             .collect();
         for (tenant, value) in measure(ctx.sources, rule, &tenants, now).await? {
+            measured.insert((rule.id.clone(), tenant.clone()));
             let state = states.get(&(rule.id.clone(), tenant.clone()));
+            if let (Some(s), Some(v)) = (state, value) {
+                run.latest.insert(s.alert_id.clone(), v);
+            }
             let step = step(rule, state, value, now);
             run.apply(rule, &tenant, state, value, step).await?;
         }
     }
-    // A disabled or deleted rule's alerts end: pending ones are
-    // forgotten, firing ones resolve.
-    for ((rule_id, tenant), state) in &states {
-        if rules.get(rule_id).is_some_and(|r| r.enabled) {
+    // The alerts no rule measured this round end: pending ones are
+    // forgotten, firing ones resolve. Their rule was disabled or deleted,
+    // or changed so that it no longer covers their tenant.
+    for (key, state) in &states {
+        if measured.contains(key) {
             continue;
         }
+        let rule_id = &key.0;
+        let tenant = &key.1;
         let step = match state.state {
             AlertState::Firing => Step::Resolve,
             _ => Step::Forget,
@@ -132,6 +142,10 @@ struct Run<'a> {
     changed: BTreeSet<String>,
     /// Alerts read or written in this evaluation, by id.
     alerts: HashMap<String, Alert>,
+    /// The stored states this evaluation started from.
+    states: &'a HashMap<(String, String), RuleState>,
+    /// The value measured this round for each pending or firing alert.
+    latest: HashMap<String, f64>,
 }
 
 impl Run<'_> {
@@ -225,6 +239,19 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Whether a state (stored and not cleared this round, or written this
+    /// round) holds `alert`.
+    fn held(&self, alert: &Alert) -> bool {
+        let key = (alert.rule_id.clone(), alert.tenant_id.clone());
+        let written = self.write.states.iter().any(|s| s.alert_id == alert.id);
+        let stored = self
+            .states
+            .get(&key)
+            .is_some_and(|s| s.alert_id == alert.id)
+            && !self.write.cleared.contains(&key);
+        written || stored
+    }
+
     /// A state whose rule is gone: its alert ends.
     async fn orphan(&mut self, state: &RuleState) -> Result<(), StoreError> {
         self.write
@@ -287,7 +314,10 @@ impl Run<'_> {
         let joined = self
             .incidents
             .values_mut()
+            // An acknowledged incident is not paged again: a new alert
+            // there would never be notified.
             .filter(|i| i.tenant_id == alert.tenant_id && i.state == AlertState::Firing)
+            .filter(|i| i.acknowledged_at.is_none())
             .filter(|i| parse_time(&i.last_fired_at).is_some_and(|t| now - t <= window))
             .max_by(|a, b| a.last_fired_at.cmp(&b.last_fired_at));
         let id = match joined {
@@ -396,10 +426,23 @@ impl Run<'_> {
                 let Some(alert) = self.alert(alert_id).await? else {
                     continue;
                 };
-                // Its rule was deleted (with its states): nothing would
+                // No state holds it (its rule was deleted with its states,
+                // perhaps made again under the same id): nothing would
                 // ever resolve it otherwise.
-                if alert.state == AlertState::Firing && !self.rules.contains_key(&alert.rule_id) {
+                if alert.state == AlertState::Firing && !self.held(&alert) {
                     self.resolve(alert_id, None).await?;
+                }
+                // Silences are read every round: one set on a firing alert
+                // stops its repeats, one that ended lets them go on.
+                if let Some(mut alert) = self.alert(alert_id).await? {
+                    let silenced = self
+                        .silences
+                        .iter()
+                        .any(|s| s.covers(&alert.rule_id, &alert.tenant_id));
+                    if alert.state == AlertState::Firing && alert.silenced != silenced {
+                        alert.silenced = silenced;
+                        self.put_alert(alert);
+                    }
                 }
                 if let Some(alert) = self.alert(alert_id).await? {
                     alerts.push(alert);
@@ -441,6 +484,15 @@ impl Run<'_> {
     /// unsilenced alerts; whether any was queued.
     fn notify(&mut self, incident: &mut Incident, mut alerts: Vec<Alert>, reason: Reason) -> bool {
         alerts.retain(|a| !a.silenced);
+        // A repeat tells what the value is now, not when it fired.
+        for alert in alerts.iter_mut().filter(|a| a.state == AlertState::Firing) {
+            if let Some(v) = self.latest.get(&alert.id).copied() {
+                if v != alert.current_value {
+                    alert.current_value = v;
+                    self.put_alert(alert.clone());
+                }
+            }
+        }
         let channels: BTreeSet<Channel> = alerts
             .iter()
             .filter_map(|a| self.rules.get(&a.rule_id))

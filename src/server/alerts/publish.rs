@@ -35,6 +35,19 @@ impl Handler for PublishAlert {
     async fn run(&self, job: &Job) -> Result<(), JobError> {
         let payload: Payload = serde_json::from_value(job.payload.clone())
             .map_err(|e| JobError::Fatal(format!("not an alert event: {e}")))?;
+        // The evaluator stamps a tenant's alert jobs with the tenant: one
+        // that says otherwise did not come from it.
+        if job
+            .tenant_id
+            .as_ref()
+            .is_some_and(|t| *t != payload.tenant_id)
+        {
+            return Err(JobError::Fatal(format!(
+                "the job is tenant {}'s but the event names tenant {}",
+                job.tenant_id.as_deref().unwrap_or_default(),
+                payload.tenant_id
+            )));
+        }
         let event = NewEvent {
             event_type: "SystemAlert".into(),
             data: payload.data,

@@ -87,7 +87,18 @@ impl Evaluator {
             return Ok(Round::Unchanged);
         }
         let transitions = write.alerts.len();
-        if store.commit(LEASE, token, write, self.clock.now()).await? {
+        // Renewed right before the commit, so an evaluation longer than
+        // the lease's time is not thrown away every round; a holder that
+        // lost it meanwhile gets another token, and the commit is refused.
+        let renewed = store
+            .lease(
+                LEASE,
+                &self.node,
+                lease_ttl(&self.settings),
+                self.clock.now(),
+            )
+            .await?;
+        if renewed == Some(token) && store.commit(LEASE, token, write, self.clock.now()).await? {
             tracing::debug!(transitions, "alert evaluation committed");
             Ok(Round::Committed)
         } else {

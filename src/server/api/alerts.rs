@@ -174,6 +174,8 @@ pub async fn replace_rule(
     rule.id = id;
     if rule.tenant_id.is_none() && claims.tenant_id.is_some() {
         rule.tenant_id = claims.tenant_id.clone();
+        rule.check()
+            .map_err(|e| ApiError::bad_param(e.field, e.message))?;
     }
     may_change_tenant(&claims, rule.tenant_id.as_deref())?;
     check_channels(&state, &rule)?;

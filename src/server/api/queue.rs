@@ -84,7 +84,10 @@ pub async fn enqueue(
         ApiError::unprocessable(field, e.into_inner().to_string())
     })?;
     let queue = &state.queue;
-    if queue.handlers.get(&asked.kind).is_none() || asked.kind.starts_with("webhook.") {
+    // Webhook jobs come from the webhook endpoints, alert events from the
+    // evaluator: enqueued here, either would be input no one checked.
+    let internal = |k: &str| k.starts_with("webhook.") || k == crate::server::alerts::EVENT_KIND;
+    if queue.handlers.get(&asked.kind).is_none() || internal(&asked.kind) {
         return Err(ApiError::unprocessable(
             "kind",
             format!(
@@ -94,7 +97,7 @@ pub async fn enqueue(
                     .handlers
                     .kinds()
                     .into_iter()
-                    .filter(|k| !k.starts_with("webhook."))
+                    .filter(|k| !internal(k))
                     .collect::<Vec<_>>()
                     .join(", ")
             ),

@@ -88,14 +88,22 @@ impl Notifier {
         )
         .map(|endpoint| Webhook { endpoint });
         let email = Email::new(&settings.smtp, timeout);
-        // So an operator sees at start where notifications will go.
+        // So an operator sees at start where notifications will go (with
+        // none configured, nothing to see: a debug line).
         let shown = |host: Result<&str, &String>| host.unwrap_or("off").to_string();
-        tracing::info!(
-            slack = %shown(slack.as_ref().map(|s| s.endpoint.host())),
-            email = %shown(email.as_ref().map(Email::host)),
-            webhook = %shown(webhook.as_ref().map(|w| w.endpoint.host())),
-            "alert notification channels"
+        let (slack_at, email_at, webhook_at) = (
+            shown(slack.as_ref().map(|s| s.endpoint.host())),
+            shown(email.as_ref().map(Email::host)),
+            shown(webhook.as_ref().map(|w| w.endpoint.host())),
         );
+        if [&slack_at, &email_at, &webhook_at]
+            .iter()
+            .all(|h| *h == "off")
+        {
+            tracing::debug!("no alert notification channel is configured");
+        } else {
+            tracing::info!(slack = %slack_at, email = %email_at, webhook = %webhook_at, "alert notification channels");
+        }
         Notifier {
             poster: Poster::new(timeout, breakers.clone()),
             breakers,
