@@ -55,7 +55,7 @@ pub async fn run(args: ServeArgs, settings: Settings) -> anyhow::Result<()> {
     if args.demo {
         server.start_demo(addr);
     }
-    tracing::info!(%addr, store = %crate::config::mask_url(&settings.store_url()), bus = %crate::config::mask_url(&settings.bus.url), data_dir = %settings.data_dir().display(), open_files, "pytake serving");
+    tracing::info!(%addr, store = %crate::config::mask_url(&settings.store_url()), bus = %crate::config::mask_url(&settings.bus.url), data_dir = %settings.data_dir().display(), open_files, alert_channels = %crate::server::alerts::notify::destinations(&settings), "pytake serving");
     let signals = shutdown_signals()?;
     {
         let mut out = std::io::stdout().lock();

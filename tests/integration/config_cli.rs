@@ -306,6 +306,10 @@ async fn log_format_json_writes_one_object_per_line() {
         .as_str()
         .unwrap()
         .starts_with("127.0.0.1:"));
+    assert_eq!(
+        serving["fields"]["alert_channels"],
+        "slack off, email off, webhook off"
+    );
 }
 
 /// `serve`'s stderr from start to a clean stop, with `flags` before `serve`.

@@ -36,7 +36,7 @@ use webhook::Webhook;
 pub use webhook::CORRELATION_HEADER;
 
 /// Reads a notification payload; the error names the field
-/// (`payload.incident.tenant_id: missing field ...`). The queue API
+/// (``payload.alerts[0].threshold: invalid type ...``). The queue API
 /// checks payloads with it at enqueue, the handler again when it runs.
 pub fn parse(payload: &serde_json::Value) -> Result<Notification, String> {
     let n: Notification =
@@ -57,6 +57,26 @@ pub fn parse(payload: &serde_json::Value) -> Result<Notification, String> {
 /// quote the URL: it is a credential.
 pub fn check_url(url: &str) -> Result<(), String> {
     Endpoint::parse(url).map(|_| ())
+}
+
+/// Where each channel sends, for the line `pytake serve` logs when it
+/// serves, so an operator can check a configuration without a test
+/// alert: `slack hooks.slack.com:443, email off, webhook off`.
+pub fn destinations(settings: &Settings) -> String {
+    let url = |url: &Option<String>| {
+        url.as_deref()
+            .and_then(|u| Endpoint::parse(u).ok())
+            .map_or("off".to_string(), |e| e.host().to_string())
+    };
+    let email = match Email::new(&settings.smtp, settings.queue.http_timeout) {
+        Ok(email) => email.host().to_string(),
+        Err(_) => "off".to_string(),
+    };
+    format!(
+        "slack {}, email {email}, webhook {}",
+        url(&settings.slack.webhook_url),
+        url(&settings.alerts.webhook_url)
+    )
 }
 
 /// The `alert.notify` handler: each channel as this node's settings
@@ -87,28 +107,11 @@ impl Notifier {
             "[alerts] webhook_url",
         )
         .map(|endpoint| Webhook { endpoint });
-        let email = Email::new(&settings.smtp, timeout);
-        // So an operator sees at start where notifications will go (with
-        // none configured, nothing to see: a debug line).
-        let shown = |host: Result<&str, &String>| host.unwrap_or("off").to_string();
-        let (slack_at, email_at, webhook_at) = (
-            shown(slack.as_ref().map(|s| s.endpoint.host())),
-            shown(email.as_ref().map(Email::host)),
-            shown(webhook.as_ref().map(|w| w.endpoint.host())),
-        );
-        if [&slack_at, &email_at, &webhook_at]
-            .iter()
-            .all(|h| *h == "off")
-        {
-            tracing::debug!("no alert notification channel is configured");
-        } else {
-            tracing::info!(slack = %slack_at, email = %email_at, webhook = %webhook_at, "alert notification channels");
-        }
         Notifier {
             poster: Poster::new(timeout, breakers.clone()),
             breakers,
             slack,
-            email,
+            email: Email::new(&settings.smtp, timeout),
             webhook,
         }
     }

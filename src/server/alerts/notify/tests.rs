@@ -134,6 +134,20 @@ fn notifier(configure: impl FnOnce(&mut Settings), threshold: u32) -> Notifier {
 }
 
 #[test]
+fn the_start_up_log_names_each_channels_host_or_off() {
+    let mut settings = Settings::default();
+    assert_eq!(destinations(&settings), "slack off, email off, webhook off");
+    settings.slack.webhook_url = Some("https://hooks.slack.com/services/T0/B0/s3cret".into());
+    settings.alerts.webhook_url = Some("http://10.1.2.3:8000/hook?token=t0ken".into());
+    settings.smtp.host = Some("smtp.example.com".into());
+    settings.smtp.to = vec!["oncall@example.com".into()];
+    assert_eq!(
+        destinations(&settings),
+        "slack hooks.slack.com:443, email smtp.example.com:587, webhook 10.1.2.3:8000"
+    );
+}
+
+#[test]
 fn payloads_that_do_not_parse_name_the_field() {
     let mut v = serde_json::to_value(notification(Reason::Firing)).unwrap();
     v["channel"] = json!("sms");
