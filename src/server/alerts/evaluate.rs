@@ -13,7 +13,6 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 
 use super::machine::{step, Step};
-use super::notification::{Notification, Reason, Window, NOTIFY_KIND};
 use super::values::{measure, Sources};
 use super::EVENT_KIND;
 use crate::config::AlertsSettings;
@@ -43,14 +42,14 @@ pub fn stamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+pub(super) fn parse_time(text: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .ok()
         .map(|t| t.with_timezone(&Utc))
 }
 
 /// A fresh id: a prefix, the time and random bits, sortable by creation.
-fn new_id(prefix: &str, now: DateTime<Utc>) -> String {
+pub(super) fn new_id(prefix: &str, now: DateTime<Utc>) -> String {
     format!(
         "{prefix}_{}{:08x}",
         now.format("%Y%m%d%H%M%S"),
@@ -130,26 +129,26 @@ pub async fn evaluate(ctx: &Context<'_>, now: DateTime<Utc>) -> Result<AlertWrit
     Ok(run.write)
 }
 
-struct Run<'a> {
-    ctx: &'a Context<'a>,
-    now: DateTime<Utc>,
-    rules: &'a BTreeMap<String, AlertRule>,
-    silences: &'a [Silence],
-    write: AlertWrite,
+pub(super) struct Run<'a> {
+    pub(super) ctx: &'a Context<'a>,
+    pub(super) now: DateTime<Utc>,
+    pub(super) rules: &'a BTreeMap<String, AlertRule>,
+    pub(super) silences: &'a [Silence],
+    pub(super) write: AlertWrite,
     /// Open incidents by id, as this evaluation leaves them.
-    incidents: BTreeMap<String, Incident>,
+    pub(super) incidents: BTreeMap<String, Incident>,
     /// Incidents this evaluation changed (to write).
-    changed: BTreeSet<String>,
+    pub(super) changed: BTreeSet<String>,
     /// Alerts read or written in this evaluation, by id.
-    alerts: HashMap<String, Alert>,
+    pub(super) alerts: HashMap<String, Alert>,
     /// The stored states this evaluation started from.
-    states: &'a HashMap<(String, String), RuleState>,
+    pub(super) states: &'a HashMap<(String, String), RuleState>,
     /// The value measured this round for each pending or firing alert.
-    latest: HashMap<String, f64>,
+    pub(super) latest: HashMap<String, f64>,
 }
 
 impl Run<'_> {
-    async fn alert(&mut self, id: &str) -> Result<Option<Alert>, StoreError> {
+    pub(super) async fn alert(&mut self, id: &str) -> Result<Option<Alert>, StoreError> {
         if let Some(alert) = self.alerts.get(id) {
             return Ok(Some(alert.clone()));
         }
@@ -164,7 +163,7 @@ impl Run<'_> {
         }
     }
 
-    fn put_alert(&mut self, alert: Alert) {
+    pub(super) fn put_alert(&mut self, alert: Alert) {
         self.write.alerts.retain(|a| a.id != alert.id);
         self.write.alerts.push(alert.clone());
         self.alerts.insert(alert.id.clone(), alert);
@@ -241,7 +240,7 @@ impl Run<'_> {
 
     /// Whether a state (stored and not cleared this round, or written this
     /// round) holds `alert`.
-    fn held(&self, alert: &Alert) -> bool {
+    pub(super) fn held(&self, alert: &Alert) -> bool {
         let key = (alert.rule_id.clone(), alert.tenant_id.clone());
         let written = self.write.states.iter().any(|s| s.alert_id == alert.id);
         let stored = self
@@ -266,7 +265,11 @@ impl Run<'_> {
         }
     }
 
-    async fn resolve(&mut self, alert_id: &str, value: Option<f64>) -> Result<(), StoreError> {
+    pub(super) async fn resolve(
+        &mut self,
+        alert_id: &str,
+        value: Option<f64>,
+    ) -> Result<(), StoreError> {
         let Some(mut alert) = self.alert(alert_id).await? else {
             return Ok(());
         };
@@ -304,52 +307,6 @@ impl Run<'_> {
             acknowledged_by: None,
             silenced: false,
         }
-    }
-
-    /// The open incident of the alert's tenant whose latest alert fired
-    /// within the group window, or a new one; the alert joins it.
-    fn join_incident(&mut self, alert: &Alert) -> String {
-        let window = chrono::Duration::from_std(self.ctx.settings.group_window).unwrap_or_default();
-        let now = self.now;
-        let joined = self
-            .incidents
-            .values_mut()
-            // An acknowledged incident is not paged again: a new alert
-            // there would never be notified.
-            .filter(|i| i.tenant_id == alert.tenant_id && i.state == AlertState::Firing)
-            .filter(|i| i.acknowledged_at.is_none())
-            .filter(|i| parse_time(&i.last_fired_at).is_some_and(|t| now - t <= window))
-            .max_by(|a, b| a.last_fired_at.cmp(&b.last_fired_at));
-        let id = match joined {
-            Some(incident) => {
-                incident.alert_ids.push(alert.id.clone());
-                incident.last_fired_at = stamp(now);
-                incident.id.clone()
-            }
-            None => {
-                let id = new_id("inc", now);
-                self.incidents.insert(
-                    id.clone(),
-                    Incident {
-                        id: id.clone(),
-                        correlation_id: new_id("cor", now),
-                        tenant_id: alert.tenant_id.clone(),
-                        state: AlertState::Firing,
-                        opened_at: stamp(now),
-                        last_fired_at: stamp(now),
-                        resolved_at: None,
-                        acknowledged_at: None,
-                        acknowledged_by: None,
-                        last_notified_at: None,
-                        notifications: 0,
-                        alert_ids: vec![alert.id.clone()],
-                    },
-                );
-                id
-            }
-        };
-        self.changed.insert(id.clone());
-        id
     }
 
     /// The `SystemAlert` event of a transition, as a job in the same
@@ -390,7 +347,7 @@ impl Run<'_> {
         self.write.jobs.push(job);
     }
 
-    fn job(
+    pub(super) fn job(
         &self,
         kind: &str,
         payload: serde_json::Value,
@@ -410,128 +367,5 @@ impl Run<'_> {
             correlation_id: incident.map(|i| i.correlation_id.clone()),
             tenant_id: (tenant != self.ctx.settings.system_tenant).then(|| tenant.to_string()),
         }
-    }
-
-    /// Resolves incidents whose alerts all ended and decides every
-    /// incident's notification: once when it opens, again every repeat
-    /// interval while it fires unacknowledged, once when it resolves.
-    /// Silenced alerts are left out; an incident of silenced alerts only
-    /// is not notified.
-    async fn settle_incidents(&mut self) -> Result<(), StoreError> {
-        let ids: Vec<String> = self.incidents.keys().cloned().collect();
-        for id in ids {
-            let mut incident = self.incidents[&id].clone();
-            let mut alerts = Vec::with_capacity(incident.alert_ids.len());
-            for alert_id in &incident.alert_ids {
-                let Some(alert) = self.alert(alert_id).await? else {
-                    continue;
-                };
-                // No state holds it (its rule was deleted with its states,
-                // perhaps made again under the same id): nothing would
-                // ever resolve it otherwise.
-                if alert.state == AlertState::Firing && !self.held(&alert) {
-                    self.resolve(alert_id, None).await?;
-                }
-                // Silences are read every round: one set on a firing alert
-                // stops its repeats, one that ended lets them go on.
-                if let Some(mut alert) = self.alert(alert_id).await? {
-                    let silenced = self
-                        .silences
-                        .iter()
-                        .any(|s| s.covers(&alert.rule_id, &alert.tenant_id));
-                    if alert.state == AlertState::Firing && alert.silenced != silenced {
-                        alert.silenced = silenced;
-                        self.put_alert(alert);
-                    }
-                }
-                if let Some(alert) = self.alert(alert_id).await? {
-                    alerts.push(alert);
-                }
-            }
-            let firing = alerts.iter().any(|a| a.state == AlertState::Firing);
-            let mut reason = None;
-            if !firing {
-                incident.state = AlertState::Resolved;
-                incident.resolved_at = Some(stamp(self.now));
-                self.changed.insert(id.clone());
-                if incident.notifications > 0 {
-                    reason = Some(Reason::Resolved);
-                }
-            } else if incident.last_notified_at.is_none() {
-                reason = Some(Reason::Firing);
-            } else if incident.acknowledged_at.is_none() {
-                let last = incident.last_notified_at.as_deref().and_then(parse_time);
-                let repeat = chrono::Duration::from_std(self.ctx.settings.repeat_interval)
-                    .unwrap_or_default();
-                if last.is_some_and(|t| self.now - t >= repeat) {
-                    reason = Some(Reason::Repeat);
-                }
-            }
-            if let Some(reason) = reason {
-                if self.notify(&mut incident, alerts, reason) {
-                    self.changed.insert(id.clone());
-                }
-            }
-            self.incidents.insert(id, incident);
-        }
-        for id in &self.changed {
-            self.write.incidents.push(self.incidents[id].clone());
-        }
-        Ok(())
-    }
-
-    /// Queues one notification job per channel of the incident's
-    /// unsilenced alerts; whether any was queued.
-    fn notify(&mut self, incident: &mut Incident, mut alerts: Vec<Alert>, reason: Reason) -> bool {
-        alerts.retain(|a| !a.silenced);
-        // A repeat tells what the value is now, not when it fired.
-        for alert in alerts.iter_mut().filter(|a| a.state == AlertState::Firing) {
-            if let Some(v) = self.latest.get(&alert.id).copied() {
-                if v != alert.current_value {
-                    alert.current_value = v;
-                    self.put_alert(alert.clone());
-                }
-            }
-        }
-        let channels: BTreeSet<Channel> = alerts
-            .iter()
-            .filter_map(|a| self.rules.get(&a.rule_id))
-            .flat_map(|r| r.channels.iter().copied())
-            .filter(|c| *c != Channel::Websocket && self.ctx.channels.contains(c))
-            .collect();
-        if alerts.is_empty() {
-            return false;
-        }
-        alerts.sort_by(|a, b| {
-            (b.state == AlertState::Firing, b.severity)
-                .cmp(&(a.state == AlertState::Firing, a.severity))
-        });
-        let windows: BTreeMap<String, Window> = alerts
-            .iter()
-            .filter_map(|a| self.rules.get(&a.rule_id))
-            .map(|r| (r.id.clone(), Window(r.window)))
-            .collect();
-        incident.last_notified_at = Some(stamp(self.now));
-        incident.notifications += 1;
-        for channel in channels {
-            let payload = Notification {
-                channel,
-                reason,
-                incident: incident.clone(),
-                alerts: alerts.clone(),
-                windows: windows.clone(),
-            };
-            let payload = serde_json::to_value(&payload).expect("a notification serializes");
-            let tenant = incident.tenant_id.clone();
-            let job = self.job(
-                NOTIFY_KIND,
-                payload,
-                self.ctx.max_attempts,
-                Some(incident),
-                &tenant,
-            );
-            self.write.jobs.push(job);
-        }
-        true
     }
 }

@@ -9,6 +9,7 @@
 //! lost the lease cannot write.
 
 pub mod evaluate;
+mod incidents;
 pub mod machine;
 pub mod notification;
 pub mod notify;
