@@ -143,7 +143,7 @@ async fn two_nodes_notify_each_transition_once_and_survive_the_evaluators_death(
     nodes[other]
         .publish(&admin, crate::support::custom("acme", "erp", 1))
         .await;
-    wait_until("the alert fires", DEADLINE, || async {
+    wait_until("the alert fires", Duration::from_secs(30), || async {
         transitions(&nodes[other]).await.len() == 1 && !hook.received().await.is_empty()
     })
     .await;

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
@@ -65,7 +66,14 @@ async fn value_for(
     tenant: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Option<f64>, StoreError> {
-    let counts = || sources.metrics.recent(tenant, rule.window);
+    // The window's whole minutes before this one, and this one so far: a
+    // `1m` rule evaluated just after a minute turned still sees the last
+    // minute (the live figures keep an hour of minutes at most).
+    let counts = || {
+        sources
+            .metrics
+            .recent(tenant, rule.window + Duration::from_secs(60))
+    };
     let scope = || match tenant {
         Some(t) => Scope::Only(TenantId::checked(t)),
         None => Scope::All,
