@@ -111,6 +111,14 @@ pub trait Bus: Send + Sync + 'static {
 
     /// The backend's name for `/health` (`memory`, `redis`).
     fn kind(&self) -> &'static str;
+
+    /// A connection to the Redis that holds what every node must see the
+    /// same (presence, rate-limit quotas), or `None` on one node, where
+    /// that state lives in the process. It reconnects by itself; a call
+    /// while Redis is down fails, and the caller decides how to degrade.
+    fn shared_state(&self) -> Option<::redis::aio::ConnectionManager> {
+        None
+    }
 }
 
 /// The bus URL schemes this build has.

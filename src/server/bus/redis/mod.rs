@@ -228,6 +228,10 @@ impl Bus for RedisBus {
     fn kind(&self) -> &'static str {
         "redis"
     }
+
+    fn shared_state(&self) -> Option<ConnectionManager> {
+        Some(self.publisher.clone())
+    }
 }
 
 /// The next message of the subscription, if there is one (else never).
