@@ -18,6 +18,7 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod queue;
+pub mod replay;
 pub mod state;
 pub mod storage;
 pub mod telemetry;

@@ -8,17 +8,17 @@ use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::connection::{Connection, Exit, Slow, Socket, Step};
-use super::wire::Seam;
 use super::Target;
 use crate::protocol::events::validate_event_types;
 use crate::protocol::frames::{Limits, Subscribed, Welcome};
 use crate::protocol::limits::{
-    MAX_EVENT_TYPES, MAX_PAGE, MAX_ROOMS_PER_CONNECTION, MAX_ROOMS_PER_SUBSCRIPTION,
+    MAX_EVENT_TYPES, MAX_ROOMS_PER_CONNECTION, MAX_ROOMS_PER_SUBSCRIPTION,
 };
 use crate::protocol::{
-    close, ErrorCode, EventId, NewEvent, Room, Scope, ServerFrame, Subscription, TenantId,
+    close, ErrorCode, NewEvent, Room, Scope, ServerFrame, Subscription, TenantId,
 };
-use crate::server::storage::{AppendRequest, EventQuery};
+use crate::server::replay::{Replay, Seam};
+use crate::server::storage::AppendRequest;
 
 /// Close code for "the server cannot serve history now; reconnect".
 const INTERNAL_ERROR: u16 = 1011;
@@ -176,15 +176,16 @@ impl Connection {
             }
         };
         let types = validate_event_types(sub.event_types.clone()).expect("checked above");
-        if let Some(since) = sub.since {
+        let seam = Seam {
+            floor: sub.since.unwrap_or(0),
+            tenant: tenant.clone(),
+            rooms: rooms.clone(),
+            types: types.clone(),
+        };
+        if sub.since.is_some() {
             // Before joining: from the first live event on, copies of what
             // the replay sends are dropped, not parked.
-            self.handle.wire.begin_replay(Seam {
-                floor: since,
-                tenant: tenant.clone(),
-                rooms: rooms.clone(),
-                types: types.clone(),
-            });
+            self.handle.wire.begin_replay(seam.clone());
         }
         let shared_types: Option<Arc<[String]>> = types.clone().map(Arc::from);
         let joined: Vec<Scope<Room>> = match &rooms {
@@ -209,7 +210,7 @@ impl Connection {
         });
         self.send(socket, &subscribed).await?;
         match sub.since {
-            Some(since) => self.replay(socket, since, tenant, rooms, types).await,
+            Some(since) => self.replay(socket, Replay::new(&seam, since)).await,
             None => Ok(()),
         }
     }
@@ -264,39 +265,18 @@ impl Connection {
         Ok(Scope::rooms(rooms))
     }
 
-    /// Sends the stored events after `since`, page by page. The wire drops
-    /// live copies of what the replay sends, during it and after it, so the
-    /// seam has no duplicate.
-    async fn replay(
-        &mut self,
-        socket: &mut Socket,
-        since: EventId,
-        tenant: Scope<TenantId>,
-        rooms: Scope<Vec<Room>>,
-        types: Option<Vec<String>>,
-    ) -> Step {
-        let mut query = EventQuery {
-            tenant,
-            rooms,
-            event_types: types,
-            since,
-            before: None,
-            limit: MAX_PAGE,
-        };
+    /// Sends the stored events of a replay, page by page (see
+    /// [`crate::server::replay`]). The wire drops live copies of what the
+    /// replay sends, during it and after it, so the seam has no duplicate.
+    async fn replay(&mut self, socket: &mut Socket, mut replay: Replay) -> Step {
         loop {
-            // Read the head before the page: everything up to it is visible
-            // to the query, so live copies up to it are duplicates.
-            let head = match self.state.store.last_event_id().await {
-                Ok(head) => head,
-                Err(e) => return self.history_failed(socket, e).await,
-            };
-            self.handle.wire.replaying_to(head);
-            let page = match self.state.store.events(&query).await {
+            let page = match replay.next_page(&*self.state.store).await {
                 Ok(page) => page,
                 Err(e) => return self.history_failed(socket, e).await,
             };
+            self.handle.wire.replaying_to(replay.floor());
             let write = async {
-                for event in &page {
+                for event in &page.events {
                     let frame = Utf8Bytes::from(ServerFrame::event_text(event));
                     socket.feed(Message::Text(frame)).await?;
                 }
@@ -305,16 +285,12 @@ impl Connection {
             match tokio::time::timeout(self.state.gateway.write_stall, write).await {
                 Ok(Ok(())) => {
                     let replies = &self.state.hub.stats.replies;
-                    replies.fetch_add(page.len() as u64, Ordering::Relaxed);
+                    replies.fetch_add(page.events.len() as u64, Ordering::Relaxed);
                 }
                 Ok(Err(_)) => return Err(Exit::Gone),
                 Err(_) => return Err(Exit::Slow(Slow::Stalled)),
             }
-            if let Some(last) = page.last() {
-                self.handle.wire.replaying_to(last.id);
-                query.since = last.id;
-            }
-            if page.len() < MAX_PAGE as usize {
+            if page.last {
                 break;
             }
         }

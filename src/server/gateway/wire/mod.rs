@@ -20,7 +20,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 
-use crate::protocol::{Event, EventId, Room, Scope, ServerFrame, TenantId};
+use crate::protocol::{Event, EventId, ServerFrame};
+pub use crate::server::replay::Seam;
 
 /// The byte stream under a connection: the upgraded HTTP connection in the
 /// server, an in-memory pipe in tests.
@@ -71,26 +72,7 @@ fn framed(text: String) -> Bytes {
     Bytes::from(frame)
 }
 
-/// Events up to `floor` in this scope were replayed: the same ones arriving
-/// live are dropped, so the seam has no duplicate.
-pub struct Seam {
-    pub floor: EventId,
-    pub tenant: Scope<TenantId>,
-    pub rooms: Scope<Vec<Room>>,
-    pub types: Option<Vec<String>>,
-}
-
 impl Seam {
-    pub fn covers(&self, e: &Event) -> bool {
-        e.id <= self.floor
-            && self.tenant.covers(&e.tenant_id)
-            && self.rooms.covers(&e.rooms)
-            && self
-                .types
-                .as_ref()
-                .is_none_or(|t| t.contains(&e.event_type))
-    }
-
     /// Whether a delivery is a live copy of what the seam sent.
     fn covers_delivery(&self, d: &Delivery) -> bool {
         d.event.as_ref().is_some_and(|e| self.covers(e))
