@@ -108,3 +108,14 @@ pub const MAX_LONG_POLLS: usize = 1024;
 /// Long-polls one token subject may hold at once: a browser needs one or
 /// two; past this, 429 with `Retry-After`.
 pub const MAX_LONG_POLLS_PER_TOKEN: usize = 8;
+
+/// An SSE stream (`GET /api/v1/stream`) with nothing to send writes a
+/// `: keep-alive` comment this often: below the 30 to 60 s idle timeouts
+/// of common proxies and load balancers, which would otherwise cut a quiet
+/// stream.
+pub const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The `retry:` hint an SSE stream opens with: how long `EventSource`
+/// waits before it reconnects (with `Last-Event-ID`), the same first
+/// delay as the other clients' backoff.
+pub const SSE_RETRY: Duration = RECONNECT_INITIAL;

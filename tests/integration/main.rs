@@ -42,6 +42,8 @@ mod security;
 mod services;
 mod several_nodes;
 mod shutdown;
+mod sse;
+mod sse_nodes;
 mod status;
 mod store_conformance;
 mod strict_input;

@@ -12,6 +12,7 @@ mod health;
 pub mod long_poll;
 mod queue;
 mod scope;
+mod stream;
 mod webhooks;
 
 pub use health::resident_memory;
@@ -44,6 +45,7 @@ pub fn router(state: AppState) -> Router {
                 get(events::get_events).post(events::post_events),
             )
             .route("/api/v1/events/export", get(export::events))
+            .route("/api/v1/stream", get(stream::get_stream))
             .route("/api/v1/dashboard/overview", get(dashboard::overview))
             .route("/api/v1/dashboard/metrics", get(dashboard::metrics))
             .route("/api/v1/dashboard/export", post(dashboard::export))

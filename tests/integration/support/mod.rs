@@ -8,6 +8,7 @@
 pub mod peer;
 pub mod services;
 pub mod smtp;
+pub mod sse;
 pub mod ws;
 
 pub use ws::TestWs;
