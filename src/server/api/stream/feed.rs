@@ -44,6 +44,16 @@ pub struct Feed {
     done: bool,
 }
 
+/// What a stream sends next.
+#[derive(Debug)]
+enum Next {
+    /// The `retry:` hint that opens the stream.
+    Retry,
+    Event(Arc<Event>),
+    /// The stream ends, for this reason (sent as a comment).
+    End(&'static str),
+}
+
 impl Feed {
     /// A stream of `seam`'s scope from after `seam.floor`. `live` and
     /// `interest` must have been taken before anything else read the
@@ -71,26 +81,30 @@ impl Feed {
     /// The records, for [`sse::Sse`].
     pub fn into_stream(self) -> impl Stream<Item = Result<sse::Event, Infallible>> + Send {
         futures_util::stream::unfold(self, |mut feed| async move {
-            let record = feed.next().await?;
+            let record = match feed.next().await? {
+                Next::Retry => sse::Event::default().retry(SSE_RETRY),
+                Next::Event(event) => record(&event),
+                Next::End(why) => sse::Event::default().comment(why),
+            };
             Some((Ok(record), feed))
         })
     }
 
-    /// The next record, or `None` once the stream has ended.
-    async fn next(&mut self) -> Option<sse::Event> {
+    /// What to send next, or `None` once the stream has ended.
+    async fn next(&mut self) -> Option<Next> {
         if self.done {
             return None;
         }
         if !self.started {
             self.started = true;
-            return Some(sse::Event::default().retry(SSE_RETRY));
+            return Some(Next::Retry);
         }
         loop {
             if self.shutdown.is_cancelled() {
                 return self.end("server shutting down: reconnect with Last-Event-ID");
             }
             if let Some(event) = self.page.next() {
-                return Some(record(&event));
+                return Some(Next::Event(Arc::new(event)));
             }
             if let Some(replay) = &mut self.replay {
                 let page = tokio::select! {
@@ -120,8 +134,10 @@ impl Feed {
             };
             match received {
                 Ok(BusMessage::Event { event, .. }) => {
-                    if let Some(record) = self.live_record(&event) {
-                        return Some(record);
+                    // Outside the scope, or a copy of what the replay sent.
+                    if event.id > self.seam.floor && self.seam.matches(&event) {
+                        self.seam.floor = event.id;
+                        return Some(Next::Event(event));
                     }
                 }
                 Err(RecvError::Lagged(missed)) => {
@@ -135,21 +151,11 @@ impl Feed {
         }
     }
 
-    /// A live event's record, unless it is outside the stream's scope or
-    /// at or below its floor (a copy of what the replay sent).
-    fn live_record(&mut self, event: &Event) -> Option<sse::Event> {
-        if event.id <= self.seam.floor || !self.seam.matches(event) {
-            return None;
-        }
-        self.seam.floor = event.id;
-        Some(record(event))
-    }
-
     /// The last record: a comment saying why the stream ends.
-    fn end(&mut self, why: &str) -> Option<sse::Event> {
+    fn end(&mut self, why: &'static str) -> Option<Next> {
         self.done = true;
         tracing::debug!(why, last_id = self.seam.floor, "SSE stream ends");
-        Some(sse::Event::default().comment(why))
+        Some(Next::End(why))
     }
 }
 
@@ -162,4 +168,101 @@ pub(super) fn record(event: &Event) -> sse::Event {
         .id(event.id.to_string())
         .event(&event.event_type)
         .data(serde_json::to_string(event).expect("events serialize"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Scope, TenantId};
+    use crate::server::bus::{Bus, MemoryBus};
+    use crate::server::storage::{open, StoreOptions};
+    use chrono::Utc;
+    use serde_json::json;
+
+    fn event(id: i64, tenant: &str) -> Arc<Event> {
+        Arc::new(Event {
+            id,
+            event_type: "TestEvent".into(),
+            tenant_id: tenant.into(),
+            room: "erp".into(),
+            rooms: vec!["erp".into()],
+            data: json!({}),
+            timestamp: Utc::now(),
+        })
+    }
+
+    /// A feed of acme's events on an empty store and a bus of `capacity`.
+    async fn feed(
+        dir: &tempfile::TempDir,
+        capacity: usize,
+        shutdown: CancellationToken,
+    ) -> (Feed, MemoryBus) {
+        let url = format!("sqlite://{}/pytake.db", dir.path().display());
+        let stores = open(&url, &StoreOptions::default()).await.unwrap();
+        let bus = MemoryBus::new(capacity);
+        let seam = Seam {
+            floor: 0,
+            tenant: Scope::Only(TenantId::parse("acme").unwrap()),
+            rooms: Scope::All,
+            types: None,
+        };
+        let live = bus.subscribe();
+        let feed = Feed::new(stores.events, seam, live, Interest::free(), shutdown);
+        (feed, bus)
+    }
+
+    async fn publish(bus: &MemoryBus, event: Arc<Event>) {
+        let prev = event.id - 1;
+        bus.publish(vec![BusMessage::Event { event, prev }])
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn live_events_of_other_tenants_and_repeats_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut feed, bus) = feed(&dir, 16, CancellationToken::new()).await;
+        assert!(matches!(feed.next().await, Some(Next::Retry)));
+        for (id, tenant) in [(1, "acme"), (2, "globex"), (1, "acme"), (3, "acme")] {
+            publish(&bus, event(id, tenant)).await;
+        }
+        let mut ids = Vec::new();
+        for _ in 0..2 {
+            match feed.next().await {
+                Some(Next::Event(e)) => ids.push(e.id),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(ids, [1, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_falls_behind_the_bus_ends_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut feed, bus) = feed(&dir, 4, CancellationToken::new()).await;
+        assert!(matches!(feed.next().await, Some(Next::Retry)));
+        for id in 1..=10 {
+            publish(&bus, event(id, "acme")).await;
+        }
+        match feed.next().await {
+            Some(Next::End(why)) => assert!(why.starts_with("slow consumer"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(feed.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn shutdown_ends_a_waiting_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let shutdown = CancellationToken::new();
+        let (mut feed, _bus) = feed(&dir, 4, shutdown.clone()).await;
+        assert!(matches!(feed.next().await, Some(Next::Retry)));
+        let waiting = tokio::spawn(async move { feed.next().await });
+        tokio::task::yield_now().await;
+        shutdown.cancel();
+        match waiting.await.unwrap() {
+            Some(Next::End(why)) => assert!(why.starts_with("server shutting down"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
 }
