@@ -40,10 +40,11 @@ pub async fn get_stream(
 ) -> Result<Response, ApiError> {
     let claims = caller(&state, &params, &headers)?;
     let (mut seam, since) = stream_scope(&claims, &params, &headers)?;
-    // Admission: the connection caps (issue 15, item 5) will admit or
-    // refuse the stream here, after the request is known to be valid and
-    // before the stream subscribes or costs memory. Nothing checks a cap
-    // yet: SSE streams are capped by nothing but the REST rate limit.
+    // ADMISSION: the connection caps (issue 15, item 5) admit or refuse
+    // the stream here, and only here: after the request is known to be
+    // valid, before the stream subscribes or costs memory; the admission
+    // must be held by the `Feed` for the stream's life. No cap is checked
+    // here yet.
     //
     // Listen first, then read the head: every event after it arrives live.
     let live = state.bus.subscribe();
