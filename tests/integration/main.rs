@@ -15,6 +15,7 @@ mod bus_conformance;
 mod campaigns;
 mod cli;
 mod config_cli;
+mod conversations;
 mod dashboard;
 mod docs;
 mod docs_check;
