@@ -150,8 +150,10 @@ pub async fn transfer(
     Ok(record)
 }
 
-/// The outbox job of a transfer committed at `now`.
-fn outbox_job(transfer: &Transfer, now: DateTime<Utc>) -> NewJob {
+/// The outbox job of a transfer committed at `now` (public for the
+/// crash-recovery test, which commits a transfer the way a node that died
+/// before publishing left it).
+pub fn outbox_job(transfer: &Transfer, now: DateTime<Utc>) -> NewJob {
     NewJob {
         queue: "default".into(),
         kind: OUTBOX_KIND.into(),

@@ -16,6 +16,7 @@ mod campaigns;
 mod cli;
 mod config_cli;
 mod conversations;
+mod conversations_outbox;
 mod dashboard;
 mod docs;
 mod docs_check;
