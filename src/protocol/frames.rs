@@ -50,10 +50,18 @@ pub enum ClientFrame {
     Presence {
         status: String,
     },
+    /// Hands a conversation to another agent (operators and admins);
+    /// `tenant_id` only for admin tokens, which name the tenant.
+    Transfer {
+        conversation_id: String,
+        to_user: String,
+        note: Option<String>,
+        tenant_id: Option<String>,
+    },
 }
 
 /// The message types a client may send, for error messages.
-pub const CLIENT_MESSAGE_TYPES: [&str; 7] = [
+pub const CLIENT_MESSAGE_TYPES: [&str; 8] = [
     "Auth",
     "Subscription",
     "Unsubscribe",
@@ -61,6 +69,7 @@ pub const CLIENT_MESSAGE_TYPES: [&str; 7] = [
     "Publish",
     "Typing",
     "Presence",
+    "Transfer",
 ];
 
 #[derive(Deserialize)]
@@ -102,6 +111,17 @@ struct TypingPayload {
 #[serde(deny_unknown_fields)]
 struct PresencePayload {
     status: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransferPayload {
+    conversation_id: String,
+    to_user: String,
+    #[serde(default)]
+    note: Option<String>,
+    #[serde(default)]
+    tenant_id: Option<String>,
 }
 
 fn payload<T: DeserializeOwned>(raw: Option<&RawValue>) -> Result<T, String> {
@@ -166,6 +186,15 @@ impl ClientFrame {
             "Presence" => ClientFrame::Presence {
                 status: payload::<PresencePayload>(p)?.status,
             },
+            "Transfer" => {
+                let p: TransferPayload = payload(p)?;
+                ClientFrame::Transfer {
+                    conversation_id: p.conversation_id,
+                    to_user: p.to_user,
+                    note: p.note,
+                    tenant_id: p.tenant_id,
+                }
+            }
             other => {
                 return Err(format!(
                     "unknown message_type `{other}`: expected one of {}",
@@ -204,6 +233,24 @@ impl ClientFrame {
             ),
             ClientFrame::Presence { status } => {
                 ("Presence", serde_json::json!({ "status": status }))
+            }
+            ClientFrame::Transfer {
+                conversation_id,
+                to_user,
+                note,
+                tenant_id,
+            } => {
+                let mut payload = serde_json::json!({
+                    "conversation_id": conversation_id,
+                    "to_user": to_user,
+                });
+                if let Some(note) = note {
+                    payload["note"] = note.as_str().into();
+                }
+                if let Some(tenant) = tenant_id {
+                    payload["tenant_id"] = tenant.as_str().into();
+                }
+                ("Transfer", payload)
             }
         };
         serde_json::json!({
@@ -384,6 +431,21 @@ mod tests {
             ..Subscription::default()
         });
         assert_eq!(ClientFrame::parse(&frame.to_text()).unwrap(), frame);
+    }
+
+    #[test]
+    fn transfer_frames_round_trip_and_name_missing_fields() {
+        let frame = ClientFrame::Transfer {
+            conversation_id: "c1".into(),
+            to_user: "bob".into(),
+            note: Some("VIP".into()),
+            tenant_id: None,
+        };
+        assert_eq!(ClientFrame::parse(&frame.to_text()).unwrap(), frame);
+        let e =
+            ClientFrame::parse(r#"{"message_type":"Transfer","payload":{"conversation_id":"c1"}}"#)
+                .unwrap_err();
+        assert!(e.contains("missing field `to_user`"), "{e}");
     }
 
     #[test]

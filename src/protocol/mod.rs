@@ -6,6 +6,7 @@ pub mod api;
 pub mod campaigns;
 pub mod claims;
 pub mod codes;
+pub mod conversations;
 pub mod dashboard;
 pub mod events;
 pub mod frames;

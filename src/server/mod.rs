@@ -11,6 +11,7 @@ pub mod alerts;
 pub mod api;
 pub mod bus;
 pub mod clock;
+pub mod conversations;
 pub mod demo;
 pub mod demo_webhooks;
 pub mod gateway;
@@ -213,6 +214,14 @@ impl Server {
             Arc::new(alerts::publish::PublishAlert {
                 ingest: ingest.clone(),
                 clock: clock.clone(),
+            }),
+        );
+        handlers.register(
+            conversations::OUTBOX_KIND,
+            Arc::new(conversations::PublishTransfer {
+                ingest: ingest.clone(),
+                clock: clock.clone(),
+                store: stores.conversations.clone(),
             }),
         );
         let job_queue = queue::Queue::new(

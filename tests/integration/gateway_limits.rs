@@ -13,7 +13,7 @@ async fn bad_frames_get_bad_message_and_the_connection_stays_open() {
     let cases = [
         ("{not json", "frame is not valid JSON: key must be a string at line 1 column 2"),
         (r#"{"message_type":"Shout","payload":{}}"#,
-         "unknown message_type `Shout`: expected one of Auth, Subscription, Unsubscribe, Heartbeat, Publish, Typing, Presence"),
+         "unknown message_type `Shout`: expected one of Auth, Subscription, Unsubscribe, Heartbeat, Publish, Typing, Presence, Transfer"),
         (r#"{"message_type":"Subscription","payload":{"rooms":"dashboard"}}"#,
          "payload.rooms: invalid type: string \"dashboard\", expected a sequence"),
         (r#"{"message_type":"Subscription","payload":{"rooms":["dashbord"]}}"#,

@@ -15,6 +15,8 @@ mod bus_conformance;
 mod campaigns;
 mod cli;
 mod config_cli;
+mod conversations;
+mod conversations_outbox;
 mod dashboard;
 mod docs;
 mod docs_check;

@@ -221,6 +221,13 @@ const SPECS: &[Spec] = &[
         keyed: None,
     },
     Spec {
+        name: "ConversationTransferred",
+        fields: &[("conversation_id", Kind::Id), ("to_user", Kind::Id)],
+        one_of: None,
+        rooms: &["conversations"],
+        keyed: Some(("conversation", "conversation_id")),
+    },
+    Spec {
         name: "SystemAlert",
         fields: &[
             ("rule_id", Kind::Str),
@@ -233,6 +240,11 @@ const SPECS: &[Spec] = &[
         keyed: None,
     },
 ];
+
+/// Direct notifications: `(event type, prefix, data field)`, a second
+/// keyed room after the spec's, for the one person an event is for (a
+/// transfer's `user:{to_user}`).
+const DIRECT: &[(&str, &str, &str)] = &[("ConversationTransferred", "user", "to_user")];
 
 /// Rooms of events of a type the server does not know.
 pub const CUSTOM_EVENT_ROOMS: [&str; 1] = ["dashboard"];
@@ -329,6 +341,11 @@ pub fn default_rooms(event_type: &str, data: &Value) -> Result<Vec<String>, Fiel
             None | Some(Value::Null) => {}
             Some(id) => rooms
                 .push(keyed(prefix, id).map_err(|e| FieldError::new(format!("data.{field}"), e))?),
+        }
+    }
+    for (_, prefix, field) in DIRECT.iter().filter(|(name, ..)| *name == event_type) {
+        if let Some(id) = data.get(*field).filter(|v| !v.is_null()) {
+            rooms.push(keyed(prefix, id).map_err(|e| FieldError::new(format!("data.{field}"), e))?);
         }
     }
     Ok(rooms)

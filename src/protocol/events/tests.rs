@@ -66,6 +66,16 @@ fn default_rooms_follow_the_design() {
         .validate("acme".into())
         .unwrap();
     assert_eq!(custom.rooms, vec!["dashboard"]);
+    let transfer = new(
+        "ConversationTransferred",
+        json!({"conversation_id": "c9", "from_user": null, "to_user": "bob", "note": null}),
+    )
+    .validate("acme".into())
+    .unwrap();
+    assert_eq!(
+        transfer.rooms,
+        vec!["conversations", "conversation:c9", "user:bob"]
+    );
 }
 
 #[test]

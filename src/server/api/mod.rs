@@ -4,6 +4,7 @@ mod alerts;
 mod auth;
 mod body;
 mod campaigns;
+mod conversations;
 mod dashboard;
 pub mod error;
 mod events;
@@ -84,6 +85,11 @@ pub fn router(state: AppState) -> Router {
                 get(campaigns::performance),
             )
             .route("/api/v1/campaigns/{id}/export", get(export::campaign))
+            .route("/api/v1/conversations/{id}", get(conversations::get))
+            .route(
+                "/api/v1/conversations/{id}/transfer",
+                post(conversations::transfer),
+            )
             .route("/api/v1/queue/stats", get(queue::stats))
             .route(
                 "/api/v1/queue/jobs",

@@ -85,8 +85,13 @@ pub async fn enqueue(
     })?;
     let queue = &state.queue;
     // Webhook jobs come from the webhook endpoints, alert events from the
-    // evaluator: enqueued here, either would be input no one checked.
-    let internal = |k: &str| k.starts_with("webhook.") || k == crate::server::alerts::EVENT_KIND;
+    // evaluator, transfer events from a transfer: enqueued here, any would
+    // be input no one checked.
+    let internal = |k: &str| {
+        k.starts_with("webhook.")
+            || k == crate::server::alerts::EVENT_KIND
+            || k == crate::server::conversations::OUTBOX_KIND
+    };
     if queue.handlers.get(&asked.kind).is_none() || internal(&asked.kind) {
         return Err(ApiError::unprocessable(
             "kind",

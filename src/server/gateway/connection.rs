@@ -470,6 +470,15 @@ impl Connection {
                 event_type,
                 data,
             } => self.publish(socket, room, event_type, data).await,
+            ClientFrame::Transfer {
+                conversation_id,
+                to_user,
+                note,
+                tenant_id,
+            } => {
+                self.transfer(socket, conversation_id, to_user, note, tenant_id)
+                    .await
+            }
             ClientFrame::Typing { .. } | ClientFrame::Presence { .. } => {
                 self.send_error(
                     socket,

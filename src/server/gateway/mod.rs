@@ -11,6 +11,7 @@ mod directory;
 pub mod hub;
 mod session;
 pub mod stats;
+mod transfer;
 mod upgrade;
 pub mod wire;
 

@@ -6,6 +6,7 @@
 //! runs the same cases against every backend.
 
 pub mod alerts;
+pub mod conversations;
 pub mod jobs;
 pub mod metrics;
 mod postgres;
@@ -21,6 +22,7 @@ use crate::protocol::{Event, EventId, Room, Scope, TenantId, ValidEvent};
 use crate::server::metrics::rollup::Rollup;
 
 pub use alerts::AlertStore;
+pub use conversations::ConversationStore;
 pub use jobs::JobStore;
 pub use metrics::MetricStore;
 pub use postgres::PgStore;
@@ -296,6 +298,7 @@ pub struct Stores {
     pub metrics: Arc<dyn MetricStore>,
     pub jobs: Arc<dyn JobStore>,
     pub alerts: Arc<dyn AlertStore>,
+    pub conversations: Arc<dyn ConversationStore>,
 }
 
 /// How to open a store.
@@ -356,7 +359,8 @@ pub async fn open(url: &str, options: &StoreOptions) -> Result<Stores, StoreErro
             events: store.clone(),
             metrics: store.clone(),
             jobs: store.clone(),
-            alerts: store,
+            alerts: store.clone(),
+            conversations: store,
         });
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -365,7 +369,8 @@ pub async fn open(url: &str, options: &StoreOptions) -> Result<Stores, StoreErro
             events: store.clone(),
             metrics: store.clone(),
             jobs: store.clone(),
-            alerts: store,
+            alerts: store.clone(),
+            conversations: store,
         });
     }
     // The URL may carry a password: never in a message.

@@ -28,6 +28,7 @@ mod alerts;
 mod alerts_history;
 mod alerts_postgres;
 mod alerts_rules;
+mod conversations;
 mod jobs;
 mod jobs_postgres;
 mod metrics;
@@ -45,6 +46,7 @@ use alerts_rules::{
     alert_rules_are_scoped_and_replaced, deleting_a_rule_keeps_its_fired_alerts_only,
     seeding_keeps_a_rule_changed_over_the_api,
 };
+use conversations::*;
 use jobs::*;
 use metrics::*;
 
@@ -1040,6 +1042,11 @@ conformance!(
     alert_listings_filter_by_time_state_and_tenant,
     incidents_list_open_and_recently_resolved,
     silences_are_scoped_and_filtered_by_time,
+    transfers_assign_record_and_enqueue_their_outbox,
+    a_transfer_to_the_current_assignee_conflicts_and_writes_nothing,
+    conversations_are_per_tenant_and_unknown_ones_not_found,
+    racing_transfers_of_one_conversation_commit_in_one_order,
+    racing_transfers_to_one_user_store_one,
 );
 
 /// Raw append throughput, for BENCHMARKS-style figures rather than a gate:

@@ -16,6 +16,7 @@ use sqlx::{Connection, Postgres, QueryBuilder, Row};
 
 mod alerts;
 mod append;
+mod conversations;
 mod jobs;
 mod metrics;
 mod rows;

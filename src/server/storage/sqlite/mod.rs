@@ -19,6 +19,7 @@ use tokio::sync::Mutex;
 
 mod alerts;
 mod append;
+mod conversations;
 mod gate;
 mod jobs;
 mod keys;

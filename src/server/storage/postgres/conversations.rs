@@ -1,0 +1,185 @@
+//! Conversation assignments on PostgreSQL, for several nodes: a transfer
+//! locks the conversation's row (`FOR UPDATE`) before reading its
+//! assignee, so racing transfers on any nodes commit one after the other
+//! and each sees the one before.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+
+use super::jobs::insert_jobs;
+use super::PgStore;
+use crate::protocol::conversations::{Conversation, Transfer};
+use crate::protocol::{EventId, TenantId};
+use crate::server::storage::conversations::{
+    next_transfer, time, ConversationStore, NewTransfer, Outbox, TransferRow, TRANSFER_COLUMNS,
+};
+use crate::server::storage::StoreError;
+
+/// The conversation's assignee and transfer count, its row locked until
+/// the transaction ends; none before its first transfer.
+async fn lock(
+    conn: &mut PgConnection,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<(String, i64)>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT assignee, transfers FROM conversation_assignments \
+         WHERE tenant_id = $1 AND conversation_id = $2 FOR UPDATE",
+    )
+    .bind(tenant)
+    .bind(id)
+    .fetch_optional(conn)
+    .await?)
+}
+
+#[async_trait]
+impl ConversationStore for PgStore {
+    async fn transfer(
+        &self,
+        transfer: &NewTransfer,
+        outbox: &Outbox,
+        now: DateTime<Utc>,
+    ) -> Result<Transfer, StoreError> {
+        let tenant = transfer.tenant_id.as_str();
+        let id = transfer.conversation_id.as_str();
+        let mut tx = self.pool.begin().await?;
+        let current = lock(&mut tx, tenant, id).await?;
+        let mut record = match next_transfer(transfer, current.clone(), now) {
+            Ok(record) => record,
+            Err(e) => {
+                tx.rollback().await?;
+                return Err(e);
+            }
+        };
+        let at = record.at.timestamp_millis();
+        if current.is_none() {
+            // A first transfer: no row to lock yet. Of two nodes creating
+            // it at once, the second's insert waits for the first's commit
+            // and does nothing; it then locks the row the first created
+            // and goes on as a transfer from that assignee.
+            let created = sqlx::query(
+                "INSERT INTO conversation_assignments \
+                 (tenant_id, conversation_id, assignee, assigned_at, transfers) \
+                 VALUES ($1, $2, $3, $4, 1) ON CONFLICT (tenant_id, conversation_id) DO NOTHING",
+            )
+            .bind(tenant)
+            .bind(id)
+            .bind(&record.to_user)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if created == 0 {
+                let current = lock(&mut tx, tenant, id).await?;
+                record = match next_transfer(transfer, current, now) {
+                    Ok(record) => record,
+                    Err(e) => {
+                        tx.rollback().await?;
+                        return Err(e);
+                    }
+                };
+            }
+        }
+        if record.seq > 1 {
+            sqlx::query(
+                "UPDATE conversation_assignments SET assignee = $3, assigned_at = $4, transfers = $5 \
+                 WHERE tenant_id = $1 AND conversation_id = $2",
+            )
+            .bind(tenant)
+            .bind(id)
+            .bind(&record.to_user)
+            .bind(at)
+            .bind(record.seq)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(&format!(
+            "INSERT INTO conversation_transfers ({TRANSFER_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)"
+        ))
+        .bind(tenant)
+        .bind(id)
+        .bind(record.seq)
+        .bind(&record.from_user)
+        .bind(&record.to_user)
+        .bind(&record.note)
+        .bind(&record.by)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        insert_jobs(&mut *tx, &[outbox(&record)], now).await?;
+        tx.commit().await?;
+        self.jobs.bump();
+        Ok(record)
+    }
+
+    async fn set_event_id(
+        &self,
+        tenant: &TenantId,
+        conversation_id: &str,
+        seq: i64,
+        event_id: EventId,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE conversation_transfers SET event_id = $4 \
+             WHERE tenant_id = $1 AND conversation_id = $2 AND seq = $3 AND event_id IS NULL",
+        )
+        .bind(tenant.as_str())
+        .bind(conversation_id)
+        .bind(seq)
+        .bind(event_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn conversation(
+        &self,
+        tenant: &TenantId,
+        conversation_id: &str,
+        limit: u32,
+    ) -> Result<Conversation, StoreError> {
+        // REPEATABLE READ: the assignee and the history from one snapshot.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let head: Option<(String, i64)> = sqlx::query_as(
+            "SELECT assignee, assigned_at FROM conversation_assignments \
+             WHERE tenant_id = $1 AND conversation_id = $2",
+        )
+        .bind(tenant.as_str())
+        .bind(conversation_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((assignee, assigned_at)) = head else {
+            return Err(StoreError::NotFound {
+                what: "conversation",
+                id: conversation_id.to_string(),
+            });
+        };
+        let rows: Vec<TransferRow> = sqlx::query_as(&format!(
+            "SELECT {TRANSFER_COLUMNS} FROM conversation_transfers \
+             WHERE tenant_id = $1 AND conversation_id = $2 ORDER BY seq DESC LIMIT $3"
+        ))
+        .bind(tenant.as_str())
+        .bind(conversation_id)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut transfers = rows
+            .into_iter()
+            .map(TransferRow::into_transfer)
+            .collect::<Result<Vec<_>, _>>()?;
+        transfers.reverse();
+        Ok(Conversation {
+            conversation_id: conversation_id.to_string(),
+            tenant_id: tenant.as_str().to_string(),
+            assignee: Some(assignee),
+            assigned_at: Some(time(assigned_at, "conversation", conversation_id)?),
+            transfers,
+        })
+    }
+}
