@@ -3864,7 +3864,7 @@ _pytake() {
             return 0
             ;;
         pytake__subcmd__serve)
-            opts="-v -q -h -V --demo --stop-when-stdin-closes --listen --log-format --secret --secret-file --token-leeway --token-audience --token-issuer --token-max-lifetime --rate-limit --max-frame-bytes --outbound-queue --auth-timeout --ping-interval --idle-timeout --write-stall --store --store-pool-size --bus --metrics-push-interval --metrics-campaign-throttle --metrics-active-window --queue-concurrency --queue-batch-size --queue-poll-interval --queue-lease --queue-max-attempts --config --color --verbose --quiet --data-dir --help --version"
+            opts="-v -q -h -V --demo --stop-when-stdin-closes --listen --log-format --secret --secret-file --token-leeway --token-audience --token-issuer --token-max-lifetime --rate-limit --max-frame-bytes --outbound-queue --auth-timeout --ping-interval --idle-timeout --write-stall --compression --store --store-pool-size --bus --metrics-push-interval --metrics-campaign-throttle --metrics-active-window --queue-concurrency --queue-batch-size --queue-poll-interval --queue-lease --queue-max-attempts --config --color --verbose --quiet --data-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3928,6 +3928,10 @@ _pytake() {
                     ;;
                 --write-stall)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --compression)
+                    COMPREPLY=($(compgen -W "true false" -- "${cur}"))
                     return 0
                     ;;
                 --store)

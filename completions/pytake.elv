@@ -58,6 +58,7 @@ set edit:completion:arg-completer[pytake] = {|@words|
             cand --ping-interval 'How often the server pings each connection [env: PYTAKE_PING_INTERVAL] [default: 25s]'
             cand --idle-timeout 'Close connections silent for this long [env: PYTAKE_IDLE_TIMEOUT] [default: 30s]'
             cand --write-stall 'Close a connection as a slow consumer (4009) when a write makes no progress for this long [env: PYTAKE_WRITE_STALL] [default: 10s]'
+            cand --compression 'Compress WebSocket messages (permessage-deflate) for clients that offer it; false turns it off [env: PYTAKE_COMPRESSION] [default: true]'
             cand --store 'Event store URL: sqlite://PATH (one node) or postgres://USER:PASSWORD@HOST:PORT/DATABASE (several) [env: PYTAKE_STORE] [default: sqlite://<data-dir>/pytake.db]'
             cand --store-pool-size 'Most PostgreSQL connections this node opens [env: PYTAKE_STORE_POOL_SIZE] [default: 16]'
             cand --bus 'Event bus: memory (one node) or redis://HOST:PORT (several) [env: PYTAKE_BUS] [default: memory]'

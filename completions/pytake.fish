@@ -61,6 +61,8 @@ complete -c pytake -n "__fish_pytake_using_subcommand serve" -l auth-timeout -d 
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l ping-interval -d 'How often the server pings each connection [env: PYTAKE_PING_INTERVAL] [default: 25s]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l idle-timeout -d 'Close connections silent for this long [env: PYTAKE_IDLE_TIMEOUT] [default: 30s]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l write-stall -d 'Close a connection as a slow consumer (4009) when a write makes no progress for this long [env: PYTAKE_WRITE_STALL] [default: 10s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l compression -d 'Compress WebSocket messages (permessage-deflate) for clients that offer it; false turns it off [env: PYTAKE_COMPRESSION] [default: true]' -r -f -a "true\t''
+false\t''"
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l store -d 'Event store URL: sqlite://PATH (one node) or postgres://USER:PASSWORD@HOST:PORT/DATABASE (several) [env: PYTAKE_STORE] [default: sqlite://<data-dir>/pytake.db]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l store-pool-size -d 'Most PostgreSQL connections this node opens [env: PYTAKE_STORE_POOL_SIZE] [default: 16]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l bus -d 'Event bus: memory (one node) or redis://HOST:PORT (several) [env: PYTAKE_BUS] [default: memory]' -r

@@ -202,6 +202,16 @@ pub struct GatewayFlags {
         serialize_with = "some_duration"
     )]
     pub write_stall: Option<Duration>,
+
+    /// Compress WebSocket messages (permessage-deflate) for clients that offer it; false turns it off
+    #[arg(
+        long,
+        value_name = "BOOL",
+        env = "PYTAKE_COMPRESSION",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compression: Option<bool>,
 }
 
 impl Group for GatewayFlags {

@@ -168,6 +168,9 @@ pub struct GatewaySettings {
     pub idle_timeout: Duration,
     #[serde(with = "duration")]
     pub write_stall: Duration,
+    /// permessage-deflate for clients that offer it; false answers no
+    /// offer, so every connection runs uncompressed.
+    pub compression: bool,
 }
 
 impl Default for GatewaySettings {
@@ -180,6 +183,7 @@ impl Default for GatewaySettings {
             ping_interval: limits::PING_INTERVAL,
             idle_timeout: limits::IDLE_TIMEOUT,
             write_stall: limits::WRITE_STALL,
+            compression: true,
         }
     }
 }

@@ -117,6 +117,7 @@ async fn show_says_where_each_value_came_from_and_masks_secrets() {
         String::new(),
         "[gateway]".into(),
         pad("auth_timeout = \"10s\"".into()) + "  # default",
+        pad("compression = true".into()) + "  # default",
         pad("idle_timeout = \"1m\"".into()) + "  # PYTAKE_IDLE_TIMEOUT",
         pad("max_frame_bytes = 65536".into()) + "  # default",
         pad("outbound_queue = 1024".into()) + "  # default",

@@ -14,6 +14,7 @@ mod broken_pipe;
 mod bus_conformance;
 mod campaigns;
 mod cli;
+mod compression;
 mod config_cli;
 mod conversations;
 mod conversations_outbox;

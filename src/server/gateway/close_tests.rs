@@ -43,7 +43,7 @@ async fn a_client_close_is_echoed_behind_a_partly_written_frame() {
         let wire = wire.clone();
         async move {
             let mut socket = WebSocketStream::from_raw_socket(
-                WireStream(wire.clone()),
+                WireStream::new(wire.clone()),
                 Role::Server,
                 Some(socket_config(65536)),
             )

@@ -29,22 +29,29 @@ const ECHO_QUEUE: usize = 64;
 /// Serves the echo endpoint on `/` until the listener fails. Messages up
 /// to `max_message_bytes` are echoed (Autobahn's 9.x cases send 16 MiB).
 pub async fn serve(listener: TcpListener, max_message_bytes: usize) -> std::io::Result<()> {
-    let app =
-        Router::new().route(
-            "/",
-            get(move |ws: WsUpgrade| async move {
-                ws.on_upgrade(move |io| echo(io, max_message_bytes))
-            }),
-        );
+    let app = Router::new().route(
+        "/",
+        get(move |mut ws: WsUpgrade| async move {
+            let deflate = ws.negotiate_deflate(true);
+            ws.on_upgrade(move |io| echo(io, max_message_bytes, deflate))
+        }),
+    );
     axum::serve(listener, app).await
 }
 
 /// Echoes every text and binary message back until the peer closes or
 /// breaks the protocol; pings are answered by tungstenite as it reads.
-async fn echo(io: TokioIo<Upgraded>, max_message_bytes: usize) {
+/// With permessage-deflate negotiated (`deflate`), messages are read and
+/// echoed through the gateway's inflater and compressor (Autobahn's 12.x
+/// and 13.x cases).
+async fn echo(io: TokioIo<Upgraded>, max_message_bytes: usize, deflate: bool) {
     let wire = Arc::new(Wire::new(Box::new(io), ECHO_QUEUE));
+    let stream = match deflate {
+        true => WireStream::deflating(wire.clone(), max_message_bytes),
+        false => WireStream::new(wire.clone()),
+    };
     let mut socket = WebSocketStream::from_raw_socket(
-        WireStream(wire.clone()),
+        stream,
         Role::Server,
         Some(socket_config(max_message_bytes)),
     )

@@ -204,8 +204,15 @@ pub(super) fn socket_config(max_frame_bytes: usize) -> WebSocketConfig {
         .write_buffer_size(0)
 }
 
-/// Serves one upgraded connection until it closes.
-pub async fn run(io: TokioIo<Upgraded>, state: AppState, target: Target, token: Option<String>) {
+/// Serves one upgraded connection until it closes; `deflate`: it
+/// negotiated permessage-deflate.
+pub async fn run(
+    io: TokioIo<Upgraded>,
+    state: AppState,
+    target: Target,
+    token: Option<String>,
+    deflate: bool,
+) {
     let stats = &state.hub.stats;
     stats.connections.fetch_add(1, Ordering::Relaxed);
     stats.opened.fetch_add(1, Ordering::Relaxed);
@@ -214,12 +221,11 @@ pub async fn run(io: TokioIo<Upgraded>, state: AppState, target: Target, token: 
         .hub
         .connect(Box::new(io), state.gateway.outbound_queue);
     let config = socket_config(state.gateway.max_frame_bytes);
-    let mut socket = WebSocketStream::from_raw_socket(
-        WireStream(handle.wire.clone()),
-        Role::Server,
-        Some(config),
-    )
-    .await;
+    let stream = match deflate {
+        true => WireStream::deflating(handle.wire.clone(), state.gateway.max_frame_bytes),
+        false => WireStream::new(handle.wire.clone()),
+    };
+    let mut socket = WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await;
     let mut counted = Counted {
         state: &state,
         conn: handle.id,

@@ -7,6 +7,7 @@ mod close_tests;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod connection;
+mod deflate;
 mod directory;
 pub mod hub;
 mod session;
@@ -50,9 +51,12 @@ fn upgrade_token(query: UpgradeQuery, headers: &HeaderMap) -> Option<String> {
     })
 }
 
-fn upgrade(ws: WsUpgrade, state: AppState, target: Target, token: Option<String>) -> Response {
+fn upgrade(mut ws: WsUpgrade, state: AppState, target: Target, token: Option<String>) -> Response {
     let tracker = state.tracker.clone();
-    ws.on_upgrade(move |io| tracker.track_future(connection::run(io, state, target, token)))
+    let deflate = ws.negotiate_deflate(state.gateway.compression);
+    ws.on_upgrade(move |io| {
+        tracker.track_future(connection::run(io, state, target, token, deflate))
+    })
 }
 
 /// `GET /ws`.

@@ -12,6 +12,7 @@ use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
+use super::deflate;
 use crate::protocol::api::{ErrorBody, ErrorDetail};
 use crate::protocol::ErrorCode;
 
@@ -19,6 +20,9 @@ use crate::protocol::ErrorCode;
 pub struct WsUpgrade {
     key: HeaderValue,
     on_upgrade: OnUpgrade,
+    /// The `Sec-WebSocket-Extensions` answer to the client's
+    /// permessage-deflate offer, if it made one this server can honour.
+    deflate: Option<&'static str>,
 }
 
 /// Why a request is not a WebSocket upgrade.
@@ -78,11 +82,32 @@ impl<S: Send + Sync> FromRequestParts<S> for WsUpgrade {
             StatusCode::UPGRADE_REQUIRED,
             "WebSocket request couldn't be upgraded since no upgrade state was present",
         ))?;
-        Ok(WsUpgrade { key, on_upgrade })
+        let offers = parts
+            .headers
+            .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        let deflate = deflate::negotiate(offers);
+        Ok(WsUpgrade {
+            key,
+            on_upgrade,
+            deflate,
+        })
     }
 }
 
 impl WsUpgrade {
+    /// Whether the connection compresses (permessage-deflate): the client
+    /// offered it in terms this server can honour and `enabled` (the
+    /// `[gateway] compression` setting) allows it. When false, the 101
+    /// answers no extension and the connection runs uncompressed.
+    pub fn negotiate_deflate(&mut self, enabled: bool) -> bool {
+        if !enabled {
+            self.deflate = None;
+        }
+        self.deflate.is_some()
+    }
+
     /// Answers 101 and runs `serve` on the connection once upgraded.
     pub fn on_upgrade<F, Fut>(self, serve: F) -> Response
     where
@@ -97,12 +122,14 @@ impl WsUpgrade {
                 Err(e) => tracing::debug!(error = %e, "upgrade failed"),
             }
         });
-        Response::builder()
+        let mut response = Response::builder()
             .status(StatusCode::SWITCHING_PROTOCOLS)
             .header(header::CONNECTION, "upgrade")
             .header(header::UPGRADE, "websocket")
-            .header(header::SEC_WEBSOCKET_ACCEPT, accept)
-            .body(Body::empty())
-            .expect("a valid 101 response")
+            .header(header::SEC_WEBSOCKET_ACCEPT, accept);
+        if let Some(extensions) = self.deflate {
+            response = response.header(header::SEC_WEBSOCKET_EXTENSIONS, extensions);
+        }
+        response.body(Body::empty()).expect("a valid 101 response")
     }
 }

@@ -12,14 +12,15 @@
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{ready, Context, Poll, Waker};
 
 use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 
+use super::deflate;
 use crate::protocol::{Event, EventId, ServerFrame};
 pub use crate::server::replay::Seam;
 
@@ -38,11 +39,18 @@ const RAW_BACKLOG: usize = 64;
 /// A complete WebSocket frame, built once and written to every subscriber
 /// as the same bytes: a stored event's, or a frame with no event id (a
 /// metrics push, a presence change) that replay and resume never see.
+/// Its permessage-deflate twin is built once too, by the first
+/// compressing subscriber to be offered it, and shared by all of them:
+/// no context takeover makes one compressed message valid for every
+/// connection.
 pub struct Delivery {
     /// The stored event the frame carries, if any: the seams between a
     /// replay and live delivery are decided by its id.
     pub event: Option<Arc<Event>>,
     pub frame: Bytes,
+    /// The compressed frame, or `None` when the plain one goes to
+    /// compressing connections too (small, or incompressible).
+    compressed: OnceLock<Option<Bytes>>,
 }
 
 impl Delivery {
@@ -52,6 +60,7 @@ impl Delivery {
         Delivery {
             event: Some(event),
             frame,
+            compressed: OnceLock::new(),
         }
     }
 
@@ -60,7 +69,21 @@ impl Delivery {
         Delivery {
             event: None,
             frame: framed(frame.to_text()),
+            compressed: OnceLock::new(),
         }
+    }
+
+    /// The bytes a connection writes: the compressed frame if it
+    /// negotiated permessage-deflate and compressing pays, else the plain
+    /// one. Compresses on the first call that asks for it.
+    pub fn bytes(&self, deflate: bool) -> &Bytes {
+        if !deflate {
+            return &self.frame;
+        }
+        self.compressed
+            .get_or_init(|| deflate::compress_frame(&self.frame))
+            .as_ref()
+            .unwrap_or(&self.frame)
     }
 }
 
@@ -85,9 +108,12 @@ enum Segment {
 }
 
 impl Segment {
-    fn bytes(&self) -> &[u8] {
+    /// The bytes to write on a connection that negotiated permessage-deflate
+    /// or not (fixed for the connection's life, so a partly written
+    /// segment's length never changes).
+    fn bytes(&self, deflate: bool) -> &[u8] {
         match self {
-            Segment::Event(d) => &d.frame,
+            Segment::Event(d) => d.bytes(deflate),
             Segment::Raw(b) => b,
         }
     }
@@ -132,6 +158,9 @@ struct State {
     mode: Mode,
     /// The connection's task, woken when there is something to write.
     waker: Option<Waker>,
+    /// The connection negotiated permessage-deflate: event frames go
+    /// compressed.
+    deflate: bool,
 }
 
 impl State {
@@ -190,7 +219,7 @@ impl State {
             let mut slices = [IoSlice::new(&[]); WRITE_BATCH];
             let mut count = 0;
             for (i, segment) in self.queue.iter().take(WRITE_BATCH).enumerate() {
-                let bytes = segment.bytes();
+                let bytes = segment.bytes(self.deflate);
                 slices[i] = IoSlice::new(if i == 0 {
                     &bytes[self.written..]
                 } else {
@@ -204,7 +233,7 @@ impl State {
             }
             self.written += n;
             while let Some(head) = self.queue.front() {
-                let len = head.bytes().len();
+                let len = head.bytes(self.deflate).len();
                 if self.written < len {
                     break;
                 }
@@ -237,6 +266,7 @@ impl Wire {
                 events: 0,
                 mode: Mode::Live,
                 waker: None,
+                deflate: false,
             }),
             capacity,
         }
@@ -246,6 +276,12 @@ impl Wire {
         // A panic while holding the lock leaves only byte queues behind;
         // the connection fails on its next write if they are inconsistent.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Event frames go compressed from now on: called once, when the
+    /// connection starts, before it can be offered any.
+    pub fn set_deflate(&self) {
+        self.lock().deflate = true;
     }
 
     /// The hub's side: writes the event now if nothing is queued and `now`
@@ -270,8 +306,9 @@ impl Wire {
             // A no-op waker: if the socket is full, the task is woken below
             // and registers its own waker when it writes.
             let mut cx = Context::from_waker(Waker::noop());
-            match Pin::new(&mut s.io).poll_write(&mut cx, &delivery.frame) {
-                Poll::Ready(Ok(n)) if n == delivery.frame.len() => return Offer::Written,
+            let frame = delivery.bytes(s.deflate);
+            match Pin::new(&mut s.io).poll_write(&mut cx, frame) {
+                Poll::Ready(Ok(n)) if n == frame.len() => return Offer::Written,
                 Poll::Ready(Ok(n)) => s.written = n,
                 // A broken socket shows again when the task writes.
                 Poll::Ready(Err(_)) | Poll::Pending => {}
@@ -408,61 +445,8 @@ impl Drop for ParkGuard {
     }
 }
 
-/// The task's view of the socket, for tungstenite: reads go straight
-/// through; writes join the queue, so they never split a frame the hub
-/// wrote. tungstenite hands over whole frames, and every write is accepted
-/// whole or not at all.
-pub struct WireStream(pub Arc<Wire>);
-
-impl AsyncRead for WireStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0.lock().io).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for WireStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let mut s = self.0.lock();
-        if !s.queue.is_empty() {
-            if let Poll::Ready(Err(e)) = s.drain(cx) {
-                return Poll::Ready(Err(e));
-            }
-            if s.queue.len() >= RAW_BACKLOG {
-                return Poll::Pending;
-            }
-        }
-        if s.queue.is_empty() {
-            match Pin::new(&mut s.io).poll_write(cx, buf) {
-                Poll::Ready(Ok(n)) if n == buf.len() => return Poll::Ready(Ok(n)),
-                Poll::Ready(Ok(n)) => s.written = n,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => {}
-            }
-        }
-        s.push(Segment::Raw(Bytes::copy_from_slice(buf)));
-        Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut s = self.0.lock();
-        ready!(s.drain(cx))?;
-        Pin::new(&mut s.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut s = self.0.lock();
-        ready!(s.drain(cx))?;
-        Pin::new(&mut s.io).poll_shutdown(cx)
-    }
-}
-
+mod stream;
 #[cfg(test)]
 mod tests;
+
+pub use stream::WireStream;

@@ -85,7 +85,7 @@ async fn parked_events_follow_the_reply_and_replayed_ones_are_dropped() {
     // The replay, written by the task before the parked events.
     wire.replaying_to(5);
     let replayed = erp(5);
-    let mut stream = WireStream(wire.clone());
+    let mut stream = WireStream::new(wire.clone());
     tokio::io::AsyncWriteExt::write_all(&mut stream, &replayed.frame)
         .await
         .unwrap();
@@ -114,7 +114,7 @@ async fn copies_of_replayed_events_never_fill_the_queue() {
     }
     wire.replaying_to(10);
     assert_eq!(wire.lock().events, 0, "parked copies stop counting");
-    let mut stream = WireStream(wire.clone());
+    let mut stream = WireStream::new(wire.clone());
     for id in 1..=5 {
         if id > 2 {
             assert_eq!(wire.offer(&erp(id), false), Offer::Replayed);
