@@ -68,6 +68,14 @@ pub struct ServerSettings {
     /// `None`: [`default_data_dir`].
     pub data_dir: Option<PathBuf>,
     pub log_format: LogFormat,
+    /// REST requests per minute per viewer token subject (0: no limit).
+    pub rate_limit_viewer: u32,
+    /// REST requests per minute per operator token subject (0: no limit).
+    pub rate_limit_operator: u32,
+    /// REST requests per minute per admin token subject (0: no limit).
+    pub rate_limit_admin: u32,
+    /// REST requests per minute per service token subject (0: no limit).
+    pub rate_limit_service: u32,
 }
 
 impl Default for ServerSettings {
@@ -76,6 +84,10 @@ impl Default for ServerSettings {
             listen: "127.0.0.1:8080".into(),
             data_dir: None,
             log_format: LogFormat::Text,
+            rate_limit_viewer: limits::REST_RATE_LIMIT_PEOPLE,
+            rate_limit_operator: limits::REST_RATE_LIMIT_PEOPLE,
+            rate_limit_admin: limits::REST_RATE_LIMIT_MACHINES,
+            rate_limit_service: limits::REST_RATE_LIMIT_MACHINES,
         }
     }
 }
@@ -168,6 +180,15 @@ pub struct GatewaySettings {
     pub idle_timeout: Duration,
     #[serde(with = "duration")]
     pub write_stall: Duration,
+    /// Connections this node serves at once (WebSocket and SSE); `None`:
+    /// sized from the open-file limit at start (see
+    /// [`crate::server::caps::default_max_connections`]).
+    pub max_connections: Option<u32>,
+    /// Connections one tenant may hold on this node; `None`: the same as
+    /// `max_connections`.
+    pub max_connections_per_tenant: Option<u32>,
+    /// Connections not yet authenticated one source address may hold.
+    pub max_unauthenticated_per_address: u32,
 }
 
 impl Default for GatewaySettings {
@@ -180,6 +201,9 @@ impl Default for GatewaySettings {
             ping_interval: limits::PING_INTERVAL,
             idle_timeout: limits::IDLE_TIMEOUT,
             write_stall: limits::WRITE_STALL,
+            max_connections: None,
+            max_connections_per_tenant: None,
+            max_unauthenticated_per_address: limits::MAX_UNAUTHENTICATED_PER_ADDRESS,
         }
     }
 }
