@@ -183,9 +183,11 @@ pub struct GatewaySettings {
     /// Connections this node serves at once (WebSocket and SSE); `None`:
     /// sized from the open-file limit at start (see
     /// [`crate::server::caps::default_max_connections`]).
+    #[serde(deserialize_with = "count_or_unset")]
     pub max_connections: Option<u32>,
     /// Connections one tenant may hold on this node; `None`: the same as
     /// `max_connections`.
+    #[serde(deserialize_with = "count_or_unset")]
     pub max_connections_per_tenant: Option<u32>,
     /// Connections not yet authenticated one source address may hold.
     pub max_unauthenticated_per_address: u32,
@@ -205,6 +207,25 @@ impl Default for GatewaySettings {
             max_connections_per_tenant: None,
             max_unauthenticated_per_address: limits::MAX_UNAUTHENTICATED_PER_ADDRESS,
         }
+    }
+}
+
+/// A count, or `""` for unset (what `config init` writes for a default
+/// that depends on the machine).
+fn count_or_unset<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Value {
+        Count(u32),
+        Text(String),
+    }
+    match Option::<Value>::deserialize(d)? {
+        None => Ok(None),
+        Some(Value::Count(n)) => Ok(Some(n)),
+        Some(Value::Text(t)) if t.is_empty() => Ok(None),
+        Some(Value::Text(t)) => Err(serde::de::Error::custom(format!(
+            "`{t}` is not a whole number"
+        ))),
     }
 }
 
