@@ -126,6 +126,10 @@ impl RateLimits {
             "REST requests refused 429 by the per-subject rate limit, by token role",
             limited.clone(),
         );
+        // Every role's series from the start, at zero.
+        for role in ["viewer", "operator", "admin", "service"] {
+            let _ = limited.get_or_create(&[("role", role)]);
+        }
         let fallbacks = Counter::default();
         telemetry.register(
             "pytake_rate_limit_fallbacks",
