@@ -319,6 +319,7 @@ mod tests {
             }),
             system: None,
             alerts: None,
+            caps: None,
         }
     }
 

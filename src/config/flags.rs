@@ -61,6 +61,17 @@ fn parse_count(s: &str) -> Result<u64, String> {
     }
 }
 
+/// A per-minute quota: a whole number, 0 for no limit.
+fn parse_quota(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n) => Ok(n),
+        Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => {
+            Err(format!("`{s}` is too large (at most {})", u32::MAX))
+        }
+        Err(_) => Err(format!("`{s}` is not a whole number (0 for no limit)")),
+    }
+}
+
 /// A count that the setting keeps as a `u32`.
 fn parse_count_u32(s: &str) -> Result<u32, String> {
     let n = parse_count(s)?;
@@ -99,6 +110,26 @@ pub struct ServerFlags {
     #[arg(long, value_name = "FORMAT", env = "PYTAKE_LOG_FORMAT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
+
+    /// REST requests per minute per viewer token subject; 0: no limit
+    #[arg(long, value_name = "N", env = "PYTAKE_RATE_LIMIT_VIEWER", value_parser = parse_quota)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit_viewer: Option<u32>,
+
+    /// REST requests per minute per operator token subject; 0: no limit
+    #[arg(long, value_name = "N", env = "PYTAKE_RATE_LIMIT_OPERATOR", value_parser = parse_quota)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit_operator: Option<u32>,
+
+    /// REST requests per minute per admin token subject; 0: no limit
+    #[arg(long, value_name = "N", env = "PYTAKE_RATE_LIMIT_ADMIN", value_parser = parse_quota)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit_admin: Option<u32>,
+
+    /// REST requests per minute per service token subject; 0: no limit
+    #[arg(long, value_name = "N", env = "PYTAKE_RATE_LIMIT_SERVICE", value_parser = parse_quota)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit_service: Option<u32>,
 }
 
 impl Group for ServerFlags {
@@ -212,6 +243,21 @@ pub struct GatewayFlags {
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compression: Option<bool>,
+
+    /// Connections (WebSocket and SSE) this node serves at once; over it, 503
+    #[arg(long, value_name = "N", env = "PYTAKE_MAX_CONNECTIONS", value_parser = parse_count_u32)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
+
+    /// Connections one tenant may hold on this node; over it, 503 (or close 1013 after Auth)
+    #[arg(long, value_name = "N", env = "PYTAKE_MAX_CONNECTIONS_PER_TENANT", value_parser = parse_count_u32)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_tenant: Option<u32>,
+
+    /// Connections not yet authenticated one source address may hold; over it, 503
+    #[arg(long, value_name = "N", env = "PYTAKE_MAX_UNAUTHENTICATED_PER_ADDRESS", value_parser = parse_count_u32)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_unauthenticated_per_address: Option<u32>,
 }
 
 impl Group for GatewayFlags {

@@ -265,7 +265,7 @@ fn flag_layer(flags: &CommandFlags<'_>) -> Layer {
 
 /// Keys whose empty value means "unset" (`PYTAKE_TOKEN=` in a shell, `""`
 /// in a file written by `config init`).
-const EMPTY_IS_UNSET: [&str; 15] = [
+const EMPTY_IS_UNSET: [&str; 17] = [
     "server.data_dir",
     "auth.secret",
     "auth.secret_file",
@@ -281,6 +281,8 @@ const EMPTY_IS_UNSET: [&str; 15] = [
     "smtp.password_file",
     "client.token",
     "client.token_file",
+    "gateway.max_connections",
+    "gateway.max_connections_per_tenant",
 ];
 
 /// Resolves the settings of a command: `flags` are the groups it has, or

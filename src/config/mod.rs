@@ -68,6 +68,14 @@ pub struct ServerSettings {
     /// `None`: [`default_data_dir`].
     pub data_dir: Option<PathBuf>,
     pub log_format: LogFormat,
+    /// REST requests per minute per viewer token subject (0: no limit).
+    pub rate_limit_viewer: u32,
+    /// REST requests per minute per operator token subject (0: no limit).
+    pub rate_limit_operator: u32,
+    /// REST requests per minute per admin token subject (0: no limit).
+    pub rate_limit_admin: u32,
+    /// REST requests per minute per service token subject (0: no limit).
+    pub rate_limit_service: u32,
 }
 
 impl Default for ServerSettings {
@@ -76,6 +84,10 @@ impl Default for ServerSettings {
             listen: "127.0.0.1:8080".into(),
             data_dir: None,
             log_format: LogFormat::Text,
+            rate_limit_viewer: limits::REST_RATE_LIMIT_PEOPLE,
+            rate_limit_operator: limits::REST_RATE_LIMIT_PEOPLE,
+            rate_limit_admin: limits::REST_RATE_LIMIT_MACHINES,
+            rate_limit_service: limits::REST_RATE_LIMIT_MACHINES,
         }
     }
 }
@@ -171,6 +183,18 @@ pub struct GatewaySettings {
     /// permessage-deflate for clients that offer it; false answers no
     /// offer, so every connection runs uncompressed.
     pub compression: bool,
+
+    /// Connections this node serves at once (WebSocket and SSE); `None`:
+    /// sized from the open-file limit at start (see
+    /// [`crate::server::caps::default_max_connections`]).
+    #[serde(deserialize_with = "count_or_unset")]
+    pub max_connections: Option<u32>,
+    /// Connections one tenant may hold on this node; `None`: the same as
+    /// `max_connections`.
+    #[serde(deserialize_with = "count_or_unset")]
+    pub max_connections_per_tenant: Option<u32>,
+    /// Connections not yet authenticated one source address may hold.
+    pub max_unauthenticated_per_address: u32,
 }
 
 impl Default for GatewaySettings {
@@ -184,7 +208,30 @@ impl Default for GatewaySettings {
             idle_timeout: limits::IDLE_TIMEOUT,
             write_stall: limits::WRITE_STALL,
             compression: true,
+
+            max_connections: None,
+            max_connections_per_tenant: None,
+            max_unauthenticated_per_address: limits::MAX_UNAUTHENTICATED_PER_ADDRESS,
         }
+    }
+}
+
+/// A count, or `""` for unset (what `config init` writes for a default
+/// that depends on the machine).
+fn count_or_unset<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Value {
+        Count(u32),
+        Text(String),
+    }
+    match Option::<Value>::deserialize(d)? {
+        None => Ok(None),
+        Some(Value::Count(n)) => Ok(Some(n)),
+        Some(Value::Text(t)) if t.is_empty() => Ok(None),
+        Some(Value::Text(t)) => Err(serde::de::Error::custom(format!(
+            "`{t}` is not a whole number"
+        ))),
     }
 }
 

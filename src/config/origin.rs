@@ -94,6 +94,8 @@ pub fn default_words(path: &str) -> Option<&'static str> {
         "auth.token_audience" | "auth.token_issuer" => "not checked",
         "store.url" => "sqlite://<data-dir>/pytake.db",
         "client.token" => "minted from the local secret",
+        "gateway.max_connections" => "min(20000, 80% of the open-file limit)",
+        "gateway.max_connections_per_tenant" => "max_connections",
         _ => return None,
     })
 }

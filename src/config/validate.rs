@@ -37,6 +37,18 @@ pub(super) fn check(s: &Settings, loaded: &Loaded, sections: &[&str]) -> Result<
             ("gateway.rate_limit", g.rate_limit as u64),
             ("gateway.max_frame_bytes", g.max_frame_bytes as u64),
             ("gateway.outbound_queue", g.outbound_queue as u64),
+            (
+                "gateway.max_unauthenticated_per_address",
+                g.max_unauthenticated_per_address as u64,
+            ),
+            (
+                "gateway.max_connections",
+                g.max_connections.map_or(1, u64::from),
+            ),
+            (
+                "gateway.max_connections_per_tenant",
+                g.max_connections_per_tenant.map_or(1, u64::from),
+            ),
         ] {
             if value == 0 {
                 return Err(invalid(path, "0".into(), "must be at least 1".into()));

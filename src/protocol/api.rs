@@ -184,6 +184,26 @@ pub struct Health {
     /// This node's part in alerting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alerts: Option<AlertsHealth>,
+    /// This node's connection caps and what counts against them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caps: Option<CapsHealth>,
+}
+
+/// In `/health`: the connection caps of this node (WebSocket and SSE
+/// together) and the counts they apply to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CapsHealth {
+    /// Admitted and open now.
+    pub connections: u64,
+    pub max_connections: u32,
+    /// Open connections authenticated with a tenant's token, by tenant.
+    pub tenants: std::collections::BTreeMap<String, u64>,
+    pub max_connections_per_tenant: u32,
+    /// Not yet authenticated now, every source address together.
+    pub unauthenticated: u64,
+    pub max_unauthenticated_per_address: u32,
+    /// Refused since start, by the cap's setting name.
+    pub refused: std::collections::BTreeMap<String, u64>,
 }
 
 /// In `/health`: whether this node evaluates the alert rules (holds the

@@ -77,6 +77,9 @@ pub mod close {
     pub const TOO_BIG: u16 = 1009;
     /// No valid `Auth` within the timeout, or a bad token.
     pub const UNAUTHORIZED: u16 = 4001;
+    /// RFC 6455 "try again later": the token's tenant is at its
+    /// connection cap on this node (`[gateway] max_connections_per_tenant`).
+    pub const TRY_AGAIN_LATER: u16 = 1013;
     /// The endpoint names a tenant or room the token may not see.
     pub const FORBIDDEN: u16 = 4003;
     /// The connection kept flooding after `Error rate_limited`.

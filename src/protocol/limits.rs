@@ -119,3 +119,26 @@ pub const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// waits before it reconnects (with `Last-Event-ID`), the same first
 /// delay as the other clients' backoff.
 pub const SSE_RETRY: Duration = RECONNECT_INITIAL;
+
+/// REST requests per minute per token subject for people's tokens (viewer,
+/// operator): seed 003's quota. A dashboard polls a few endpoints every
+/// few seconds; more than one a second is a script, which should have a
+/// service token.
+pub const REST_RATE_LIMIT_PEOPLE: u32 = 60;
+
+/// REST requests per minute per token subject for machines' tokens
+/// (service, which posts intake, and admin, which the operator's own tools
+/// and the load generator use): 1000 a second, each request up to
+/// [`MAX_BATCH_EVENTS`] events, well above what one node stores, so
+/// intake is never throttled by it while a runaway client still is.
+pub const REST_RATE_LIMIT_MACHINES: u32 = 60_000;
+
+/// Connections not yet authenticated that one source address may hold:
+/// enough for a NAT full of browsers reconnecting at once, far too few to
+/// exhaust the server from one address (each is closed after the auth
+/// timeout anyway).
+pub const MAX_UNAUTHENTICATED_PER_ADDRESS: u32 = 64;
+
+/// Most connections a node serves when the open-file limit allows more:
+/// past this the hub's fan-out, not descriptors, is what runs out.
+pub const MAX_CONNECTIONS_CEILING: u32 = 20_000;

@@ -10,6 +10,7 @@
 pub mod alerts;
 pub mod api;
 pub mod bus;
+pub mod caps;
 pub mod clock;
 pub mod conversations;
 pub mod demo;
@@ -20,6 +21,8 @@ pub mod ingest;
 pub mod metrics;
 pub mod queue;
 pub mod replay;
+
+pub mod ratelimit;
 pub mod state;
 pub mod storage;
 pub mod telemetry;
@@ -241,7 +244,12 @@ impl Server {
             Box::pin(writer.run(shutdown.clone())),
             Box::pin(aggregator.clone().run(shutdown.clone())),
         ];
+        let caps = Arc::new(caps::Caps::new(&settings.gateway));
+        telemetry.register_collector(Box::new(caps::CapsCollector(caps.clone())));
+        let rate_limits = ratelimit::RateLimits::new(&settings.server, bus.clone(), &telemetry);
         let state = Arc::new(Shared {
+            caps,
+            rate_limits,
             gateway: settings.gateway.clone(),
             keys: Keys::with_settings(secret.as_bytes(), &settings.tokens()),
             store,

@@ -23,6 +23,11 @@ pub type AppState = Arc<Shared>;
 /// The parts of a running server.
 pub struct Shared {
     pub gateway: GatewaySettings,
+    /// The connection caps: WebSocket upgrades and SSE streams ask
+    /// [`crate::server::caps::Caps::admit`] before they cost memory.
+    pub caps: Arc<crate::server::caps::Caps>,
+    /// The REST quotas per token subject.
+    pub rate_limits: crate::server::ratelimit::RateLimits,
     pub keys: Keys,
     /// The event store (also in `stores`, the shortcut every handler uses).
     pub store: Arc<dyn EventStore>,

@@ -159,26 +159,39 @@ async fn session(
     // Small buffers: thousands of connections live in this one process.
     config.read_buffer_size = 4096;
     config.write_buffer_size = 0;
-    let url = format!("ws://{}/ws", plan.server);
-    let mut ws = match tokio_tungstenite::client_async_with_config(url, stream, Some(config)).await
-    {
-        Ok((ws, _)) => ws,
-        Err(_) => {
-            shared.fail(plan.node, "handshake");
-            return outcome;
-        }
-    };
-    let subscribe = [
-        ClientFrame::Auth {
-            token: plan.token.clone(),
-        },
-        ClientFrame::Subscription(Subscription {
-            rooms: vec![plan.room.clone()],
-            tenant_id: Some(plan.tenant.clone()),
-            since: plan.since,
-            ..Subscription::default()
-        }),
-    ];
+    // The token goes with the upgrade, so the connection is admitted as
+    // its tenant's at once rather than counted against this source
+    // address's cap on connections not yet authenticated.
+    let request =
+        match tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+            format!("ws://{}/ws", plan.server),
+        )
+        .map(|mut request| {
+            if let Ok(value) = format!("Bearer {}", plan.token).parse() {
+                request.headers_mut().insert("authorization", value);
+            }
+            request
+        }) {
+            Ok(request) => request,
+            Err(_) => {
+                shared.fail(plan.node, "handshake");
+                return outcome;
+            }
+        };
+    let mut ws =
+        match tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await {
+            Ok((ws, _)) => ws,
+            Err(_) => {
+                shared.fail(plan.node, "handshake");
+                return outcome;
+            }
+        };
+    let subscribe = [ClientFrame::Subscription(Subscription {
+        rooms: vec![plan.room.clone()],
+        tenant_id: Some(plan.tenant.clone()),
+        since: plan.since,
+        ..Subscription::default()
+    })];
     for frame in subscribe {
         if ws
             .send(Message::Text(frame.to_text().into()))

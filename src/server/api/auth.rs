@@ -6,6 +6,7 @@ use axum::http::request::Parts;
 
 use super::error::ApiError;
 use crate::protocol::Claims;
+use crate::server::ratelimit::Verified;
 use crate::server::state::AppState;
 
 /// The claims of the request's token.
@@ -15,6 +16,10 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        // Verified already by the rate limiter, from the same header.
+        if let Some(Verified(claims)) = parts.extensions.get::<Verified>().cloned() {
+            return Ok(Caller(claims));
+        }
         let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
             ApiError::Unauthorized("missing `Authorization: Bearer <token>` header".into())
         })?;

@@ -72,6 +72,7 @@ pub async fn get_health(State(state): State<AppState>) -> impl IntoResponse {
         components: Some(components),
         system: Some(system_stats(&state)),
         alerts: Some(state.alerting.health()),
+        caps: Some(state.caps.health()),
     };
     let status = if stopping {
         StatusCode::SERVICE_UNAVAILABLE

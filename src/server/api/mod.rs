@@ -115,6 +115,10 @@ pub fn router(state: AppState) -> Router {
                 ))
             })
             .layer(middleware::from_fn_with_state(
+                state.clone(),
+                crate::server::ratelimit::enforce,
+            ))
+            .layer(middleware::from_fn_with_state(
                 state.telemetry.http.clone(),
                 telemetry::http::track,
             )),

@@ -32,6 +32,7 @@ use crate::protocol::frames::{now_rfc3339, ErrorPayload};
 use crate::protocol::limits::RATE_LIMIT_STRIKES;
 use crate::protocol::{close, Claims, ClientFrame, ErrorCode, Room, Scope, ServerFrame, TenantId};
 use crate::server::bus::Interest;
+use crate::server::caps::Admission;
 use crate::server::state::AppState;
 
 /// The WebSocket over the connection's shared wire.
@@ -96,6 +97,8 @@ pub(super) struct Connection {
     pub state: AppState,
     pub handle: Arc<ConnHandle>,
     pub claims: Option<Claims>,
+    /// Its place under the caps; moves to the tenant's count at `Auth`.
+    pub admission: Admission,
     pub memberships: HashMap<(Scope<TenantId>, Scope<Room>), Membership>,
     /// The bus interests of the tenants this connection has rooms in.
     pub watches: HashMap<Scope<TenantId>, Interest>,
@@ -206,12 +209,16 @@ pub(super) fn socket_config(max_frame_bytes: usize) -> WebSocketConfig {
 
 /// Serves one upgraded connection until it closes; `deflate`: it
 /// negotiated permessage-deflate.
+///
+/// `admission` is the connection's place under the caps; it is given back
+/// when the connection ends, however it ends.
 pub async fn run(
     io: TokioIo<Upgraded>,
     state: AppState,
     target: Target,
     token: Option<String>,
     deflate: bool,
+    admission: Admission,
 ) {
     let stats = &state.hub.stats;
     stats.connections.fetch_add(1, Ordering::Relaxed);
@@ -237,6 +244,7 @@ pub async fn run(
         state: state.clone(),
         handle: handle.clone(),
         claims: None,
+        admission,
         memberships: HashMap::new(),
         watches: HashMap::new(),
         limiter: RateLimiter::direct(Quota::per_minute(per_minute)),

@@ -47,6 +47,15 @@ impl Connection {
                 return Err(Exit::Close(close::UNAUTHORIZED, "unauthorized".into()));
             }
         };
+        // Before anything is joined: a tenant at its cap gets nothing.
+        if let Err(refusal) = self.admission.authenticate(&claims) {
+            self.send_error(socket, ErrorCode::Unavailable, refusal.to_string())
+                .await?;
+            return Err(Exit::Close(
+                close::TRY_AGAIN_LATER,
+                "try again later".into(),
+            ));
+        }
         let rooms = match target {
             Target::Nothing => Vec::new(),
             Target::Room(name) => {

@@ -75,7 +75,7 @@ impl HubStats {
 /// server sent and a stable name for it, or `none` when the server sent
 /// no Close (the client closed, or the connection dropped). A fixed table,
 /// so the label set stays bounded whatever code a future change sends.
-pub const CLOSE_KINDS: [(&str, &str); 13] = [
+pub const CLOSE_KINDS: [(&str, &str); 14] = [
     ("none", "client_closed"),
     ("none", "connection_lost"),
     ("1000", "normal"),
@@ -89,6 +89,7 @@ pub const CLOSE_KINDS: [(&str, &str); 13] = [
     ("4008", "rate_limited"),
     ("4009", "slow_consumer"),
     ("4400", "bad_message"),
+    ("1013", "try_again_later"),
 ];
 
 /// The [`CLOSE_KINDS`] index of a close the client started.
@@ -110,6 +111,7 @@ pub fn close_kind(code: u16) -> usize {
         close::RATE_LIMITED => 10,
         close::SLOW_CONSUMER => 11,
         close::BAD_MESSAGE => 12,
+        close::TRY_AGAIN_LATER => 13,
         _ => 7,
     }
 }

@@ -9,7 +9,7 @@ mod parse_errors;
 use std::io;
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request};
 use axum::Router;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -35,7 +35,7 @@ pub async fn serve(
     loop {
         let tcp = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
+                Ok(accepted) => accepted,
                 Err(e) if is_per_connection(&e) => continue,
                 Err(e) => {
                     // Out of file descriptors and the like: wait, don't spin.
@@ -49,13 +49,17 @@ pub async fn serve(
         // Nagle's algorithm would hold each small frame until the previous
         // one is acknowledged, and the peer delays that ACK by up to 40 ms:
         // fatal for a realtime fan-out of small frames.
+        let (tcp, peer) = tcp;
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
         }
-        let service = TowerToHyperService::new(
-            app.clone()
-                .map_request(|req: Request<Incoming>| req.map(Body::new)),
-        );
+        // The peer's address, for the caps on connections per address.
+        let service =
+            TowerToHyperService::new(app.clone().map_request(move |req: Request<Incoming>| {
+                let mut req = req.map(Body::new);
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req
+            }));
         let shutdown = shutdown.clone();
         connections.spawn(async move {
             // HTTP/1 only (nothing here speaks HTTP/2): hyper-util's

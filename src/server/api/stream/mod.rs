@@ -20,6 +20,8 @@ use super::error::ApiError;
 use super::scope::{event_filters, tenant_scope};
 use crate::protocol::limits::{MAX_EVENT_TYPES, MAX_ROOMS_PER_SUBSCRIPTION, SSE_KEEP_ALIVE};
 use crate::protocol::{Claims, EventId, Room, Scope};
+use crate::server::bus::Interest;
+use crate::server::caps::Peer;
 use crate::server::replay::Seam;
 use crate::server::state::AppState;
 use feed::Feed;
@@ -35,17 +37,20 @@ const LAST_EVENT_ID: &str = "last-event-id";
 /// `GET /api/v1/stream?rooms=&event_types=&tenant_id=&since=&token=`.
 pub async fn get_stream(
     State(state): State<AppState>,
+    peer: Peer,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let claims = caller(&state, &params, &headers)?;
     let (mut seam, since) = stream_scope(&claims, &params, &headers)?;
-    // ADMISSION: the connection caps (issue 15, item 5) admit or refuse
-    // the stream here, and only here: after the request is known to be
-    // valid, before the stream subscribes or costs memory; the admission
-    // must be held by the `Feed` for the stream's life. No cap is checked
-    // here yet.
-    //
+    // A stream counts under the same connection caps as a WebSocket:
+    // admitted once the request is known to be valid, before it
+    // subscribes or costs memory, and held (inside the interest) for the
+    // stream's life.
+    let admission = match state.caps.admit(peer.0, Some(&claims)) {
+        Ok(admission) => admission,
+        Err(refusal) => return Ok(refusal.into_response()),
+    };
     // Listen first, then read the head: every event after it arrives live.
     let live = state.bus.subscribe();
     let interest = state.bus.watch(seam.tenant.clone()).await.map_err(|e| {
@@ -69,7 +74,7 @@ pub async fn get_stream(
         state.store.clone(),
         seam,
         live,
-        interest,
+        Interest::new((interest, admission)),
         state.shutdown.clone(),
     );
     let keep_alive = KeepAlive::new().interval(SSE_KEEP_ALIVE).text("keep-alive");
