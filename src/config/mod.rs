@@ -168,6 +168,12 @@ pub struct GatewaySettings {
     pub idle_timeout: Duration,
     #[serde(with = "duration")]
     pub write_stall: Duration,
+    /// How long a user stays online after its last connection closed.
+    #[serde(with = "duration")]
+    pub presence_grace: Duration,
+    /// With Redis: a node silent this long has its users go offline.
+    #[serde(with = "duration")]
+    pub presence_ttl: Duration,
 }
 
 impl Default for GatewaySettings {
@@ -180,6 +186,8 @@ impl Default for GatewaySettings {
             ping_interval: limits::PING_INTERVAL,
             idle_timeout: limits::IDLE_TIMEOUT,
             write_stall: limits::WRITE_STALL,
+            presence_grace: limits::PRESENCE_GRACE,
+            presence_ttl: limits::PRESENCE_TTL,
         }
     }
 }

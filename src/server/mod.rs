@@ -17,6 +17,7 @@ pub mod gateway;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod presence;
 pub mod queue;
 pub mod state;
 pub mod storage;
@@ -231,7 +232,17 @@ impl Server {
             Box::pin(writer.run(shutdown.clone())),
             Box::pin(aggregator.clone().run(shutdown.clone())),
         ];
+        let node_id = metrics::system::node_id();
+        let presence = presence::Presence::new(
+            settings.gateway.presence_grace,
+            settings.gateway.presence_ttl,
+            clock.clone(),
+            bus.clone(),
+            &node_id,
+        );
+        tasks.push(Box::pin(presence.clone().run(shutdown.clone())));
         let state = Arc::new(Shared {
+            presence,
             gateway: settings.gateway.clone(),
             keys: Keys::with_settings(secret.as_bytes(), &settings.tokens()),
             store,
@@ -247,7 +258,7 @@ impl Server {
             started,
             long_polls: Default::default(),
             metrics: aggregator,
-            node_id: metrics::system::node_id(),
+            node_id,
             telemetry,
             queue: job_queue.clone(),
             queue_stats,

@@ -32,6 +32,7 @@ mod loadtest_signals;
 mod metrics_cli;
 mod metrics_push;
 mod postgres_serve;
+mod presence;
 mod prometheus;
 mod queue;
 mod queue_bench;

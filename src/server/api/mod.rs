@@ -10,6 +10,7 @@ mod events;
 mod export;
 mod health;
 pub mod long_poll;
+mod presence;
 mod queue;
 mod scope;
 mod webhooks;
@@ -82,6 +83,7 @@ pub fn router(state: AppState) -> Router {
                 get(campaigns::performance),
             )
             .route("/api/v1/campaigns/{id}/export", get(export::campaign))
+            .route("/api/v1/presence", get(presence::list))
             .route("/api/v1/queue/stats", get(queue::stats))
             .route(
                 "/api/v1/queue/jobs",

@@ -9,6 +9,7 @@ pub mod conformance;
 mod connection;
 mod directory;
 pub mod hub;
+mod presence;
 mod session;
 pub mod stats;
 mod upgrade;
