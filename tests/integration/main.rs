@@ -33,6 +33,7 @@ mod metrics_cli;
 mod metrics_push;
 mod postgres_serve;
 mod presence;
+mod presence_cli;
 mod presence_nodes;
 mod prometheus;
 mod queue;
