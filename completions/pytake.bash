@@ -37,6 +37,9 @@ _pytake() {
             pytake,metrics)
                 cmd="pytake__subcmd__metrics"
                 ;;
+            pytake,presence)
+                cmd="pytake__subcmd__presence"
+                ;;
             pytake,queue)
                 cmd="pytake__subcmd__queue"
                 ;;
@@ -228,6 +231,9 @@ _pytake() {
                 ;;
             pytake__subcmd__help,metrics)
                 cmd="pytake__subcmd__help__subcmd__metrics"
+                ;;
+            pytake__subcmd__help,presence)
+                cmd="pytake__subcmd__help__subcmd__presence"
                 ;;
             pytake__subcmd__help,queue)
                 cmd="pytake__subcmd__help__subcmd__queue"
@@ -452,7 +458,7 @@ _pytake() {
 
     case "${cmd}" in
         pytake)
-            opts="-v -q -h -V --config --color --verbose --quiet --data-dir --help --version serve tail status metrics export queue alerts loadtest token config completions help"
+            opts="-v -q -h -V --config --color --verbose --quiet --data-dir --help --version serve tail presence status metrics export queue alerts loadtest token config completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2118,7 +2124,7 @@ _pytake() {
             return 0
             ;;
         pytake__subcmd__help)
-            opts="serve tail status metrics export queue alerts loadtest token config completions help"
+            opts="serve tail presence status metrics export queue alerts loadtest token config completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2554,6 +2560,20 @@ _pytake() {
         pytake__subcmd__help__subcmd__metrics__subcmd__system)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pytake__subcmd__help__subcmd__presence)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -3297,6 +3317,56 @@ _pytake() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        pytake__subcmd__presence)
+            opts="-o -v -q -h -V --tenant --watch --output --server --token --token-file --config --color --verbose --quiet --data-dir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --tenant)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json csv" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json csv" -- "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         pytake__subcmd__queue)
             opts="-o -v -q -h -V --watch --output --server --token --token-file --config --color --verbose --quiet --data-dir --help --version stats list dead show retry purge enqueue help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -3864,7 +3934,7 @@ _pytake() {
             return 0
             ;;
         pytake__subcmd__serve)
-            opts="-v -q -h -V --demo --stop-when-stdin-closes --listen --log-format --rate-limit-viewer --rate-limit-operator --rate-limit-admin --rate-limit-service --secret --secret-file --token-leeway --token-audience --token-issuer --token-max-lifetime --rate-limit --max-frame-bytes --outbound-queue --auth-timeout --ping-interval --idle-timeout --write-stall --max-connections --max-connections-per-tenant --max-unauthenticated-per-address --store --store-pool-size --bus --metrics-push-interval --metrics-campaign-throttle --metrics-active-window --queue-concurrency --queue-batch-size --queue-poll-interval --queue-lease --queue-max-attempts --config --color --verbose --quiet --data-dir --help --version"
+            opts="-v -q -h -V --demo --stop-when-stdin-closes --listen --log-format --secret --secret-file --token-leeway --token-audience --token-issuer --token-max-lifetime --rate-limit --max-frame-bytes --outbound-queue --auth-timeout --ping-interval --idle-timeout --write-stall --presence-grace --presence-ttl --store --store-pool-size --bus --metrics-push-interval --metrics-campaign-throttle --metrics-active-window --queue-concurrency --queue-batch-size --queue-poll-interval --queue-lease --queue-max-attempts --config --color --verbose --quiet --data-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3876,22 +3946,6 @@ _pytake() {
                     ;;
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
-                    return 0
-                    ;;
-                --rate-limit-viewer)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --rate-limit-operator)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --rate-limit-admin)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --rate-limit-service)
-                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --secret)
@@ -3946,15 +4000,11 @@ _pytake() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --max-connections)
+                --presence-grace)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --max-connections-per-tenant)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --max-unauthenticated-per-address)
+                --presence-ttl)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

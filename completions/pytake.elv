@@ -31,6 +31,7 @@ set edit:completion:arg-completer[pytake] = {|@words|
             cand --version 'Print version'
             cand serve 'Run the server: event intake, WebSocket fan-out, history'
             cand tail 'Stream events as they happen; reconnects and resumes without loss'
+            cand presence 'Who of a tenant is online (status, connections, since); --watch follows joins and leaves'
             cand status 'One screen on a server''s health: version, uptime, store, bus, connections, events/s'
             cand metrics 'Dashboard figures: KPIs, time series, campaigns, this node; tables, JSON or CSV'
             cand export 'Export the time series, events or a campaign report, streamed to a file or stdout'
@@ -45,10 +46,6 @@ set edit:completion:arg-completer[pytake] = {|@words|
         &'pytake;serve'= {
             cand --listen 'Address to listen on, HOST:PORT; port 0 picks a free one [env: PYTAKE_LISTEN] [default: 127.0.0.1:8080]'
             cand --log-format 'Log lines as readable text or one JSON object per line [env: PYTAKE_LOG_FORMAT] [default: text]'
-            cand --rate-limit-viewer 'REST requests per minute per viewer token subject; 0: no limit [env: PYTAKE_RATE_LIMIT_VIEWER] [default: 60]'
-            cand --rate-limit-operator 'REST requests per minute per operator token subject; 0: no limit [env: PYTAKE_RATE_LIMIT_OPERATOR] [default: 60]'
-            cand --rate-limit-admin 'REST requests per minute per admin token subject; 0: no limit [env: PYTAKE_RATE_LIMIT_ADMIN] [default: 60000]'
-            cand --rate-limit-service 'REST requests per minute per service token subject; 0: no limit [env: PYTAKE_RATE_LIMIT_SERVICE] [default: 60000]'
             cand --secret 'JWT HS256 secret; prefer --secret-file or PYTAKE_SECRET, which `ps` does not show [env: PYTAKE_SECRET] [default: generated into <data-dir>/secret, mode 0600]'
             cand --secret-file 'File holding the JWT secret (its first line) [env: PYTAKE_SECRET_FILE]'
             cand --token-leeway 'Clock skew tolerated on a token''s exp, nbf and iat [env: PYTAKE_TOKEN_LEEWAY] [default: 30s]'
@@ -62,9 +59,8 @@ set edit:completion:arg-completer[pytake] = {|@words|
             cand --ping-interval 'How often the server pings each connection [env: PYTAKE_PING_INTERVAL] [default: 25s]'
             cand --idle-timeout 'Close connections silent for this long [env: PYTAKE_IDLE_TIMEOUT] [default: 30s]'
             cand --write-stall 'Close a connection as a slow consumer (4009) when a write makes no progress for this long [env: PYTAKE_WRITE_STALL] [default: 10s]'
-            cand --max-connections 'Connections (WebSocket and SSE) this node serves at once; over it, 503 [env: PYTAKE_MAX_CONNECTIONS] [default: min(20000, 80% of the open-file limit)]'
-            cand --max-connections-per-tenant 'Connections one tenant may hold on this node; over it, 503 (or close 1013 after Auth) [env: PYTAKE_MAX_CONNECTIONS_PER_TENANT] [default: max_connections]'
-            cand --max-unauthenticated-per-address 'Connections not yet authenticated one source address may hold; over it, 503 [env: PYTAKE_MAX_UNAUTHENTICATED_PER_ADDRESS] [default: 64]'
+            cand --presence-grace 'Keep a user online this long after its last connection closed (0s: at once) [env: PYTAKE_PRESENCE_GRACE] [default: 5s]'
+            cand --presence-ttl 'With several nodes: a node whose presence heartbeat stops this long has its users go offline [env: PYTAKE_PRESENCE_TTL] [default: 15s]'
             cand --store 'Event store URL: sqlite://PATH (one node) or postgres://USER:PASSWORD@HOST:PORT/DATABASE (several) [env: PYTAKE_STORE] [default: sqlite://<data-dir>/pytake.db]'
             cand --store-pool-size 'Most PostgreSQL connections this node opens [env: PYTAKE_STORE_POOL_SIZE] [default: 16]'
             cand --bus 'Event bus: memory (one node) or redis://HOST:PORT (several) [env: PYTAKE_BUS] [default: memory]'
@@ -110,6 +106,26 @@ set edit:completion:arg-completer[pytake] = {|@words|
             cand --color 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never'
             cand --data-dir 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]'
             cand --no-follow 'Print what --since or --tail selects, then exit without waiting for new events'
+            cand -v 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand --verbose 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+            cand -q 'Less log output on stderr, a level per -q, down to none'
+            cand --quiet 'Less log output on stderr, a level per -q, down to none'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'pytake;presence'= {
+            cand --tenant 'The tenant (a tenant token sees only its own; an admin may name any, or none for all)'
+            cand -o 'Output format [default: table on a terminal, json when piped]'
+            cand --output 'Output format [default: table on a terminal, json when piped]'
+            cand --server 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]'
+            cand --token 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]'
+            cand --token-file 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]'
+            cand --config 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]'
+            cand --color 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never'
+            cand --data-dir 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]'
+            cand --watch 'After the list, print each presence change as it happens (until Ctrl-C)'
             cand -v 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
             cand --verbose 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
             cand -q 'Less log output on stderr, a level per -q, down to none'
@@ -1154,6 +1170,7 @@ set edit:completion:arg-completer[pytake] = {|@words|
         &'pytake;help'= {
             cand serve 'Run the server: event intake, WebSocket fan-out, history'
             cand tail 'Stream events as they happen; reconnects and resumes without loss'
+            cand presence 'Who of a tenant is online (status, connections, since); --watch follows joins and leaves'
             cand status 'One screen on a server''s health: version, uptime, store, bus, connections, events/s'
             cand metrics 'Dashboard figures: KPIs, time series, campaigns, this node; tables, JSON or CSV'
             cand export 'Export the time series, events or a campaign report, streamed to a file or stdout'
@@ -1168,6 +1185,8 @@ set edit:completion:arg-completer[pytake] = {|@words|
         &'pytake;help;serve'= {
         }
         &'pytake;help;tail'= {
+        }
+        &'pytake;help;presence'= {
         }
         &'pytake;help;status'= {
         }

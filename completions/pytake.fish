@@ -35,6 +35,7 @@ complete -c pytake -n "__fish_pytake_needs_command" -s h -l help -d 'Print help 
 complete -c pytake -n "__fish_pytake_needs_command" -s V -l version -d 'Print version'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "serve" -d 'Run the server: event intake, WebSocket fan-out, history'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "tail" -d 'Stream events as they happen; reconnects and resumes without loss'
+complete -c pytake -n "__fish_pytake_needs_command" -f -a "presence" -d 'Who of a tenant is online (status, connections, since); --watch follows joins and leaves'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "status" -d 'One screen on a server\'s health: version, uptime, store, bus, connections, events/s'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "metrics" -d 'Dashboard figures: KPIs, time series, campaigns, this node; tables, JSON or CSV'
 complete -c pytake -n "__fish_pytake_needs_command" -f -a "export" -d 'Export the time series, events or a campaign report, streamed to a file or stdout'
@@ -48,10 +49,6 @@ complete -c pytake -n "__fish_pytake_needs_command" -f -a "help" -d 'Print this 
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l listen -d 'Address to listen on, HOST:PORT; port 0 picks a free one [env: PYTAKE_LISTEN] [default: 127.0.0.1:8080]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l log-format -d 'Log lines as readable text or one JSON object per line [env: PYTAKE_LOG_FORMAT] [default: text]' -r -f -a "text\t'Readable lines'
 json\t'One JSON object per line, for log shippers'"
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l rate-limit-viewer -d 'REST requests per minute per viewer token subject; 0: no limit [env: PYTAKE_RATE_LIMIT_VIEWER] [default: 60]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l rate-limit-operator -d 'REST requests per minute per operator token subject; 0: no limit [env: PYTAKE_RATE_LIMIT_OPERATOR] [default: 60]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l rate-limit-admin -d 'REST requests per minute per admin token subject; 0: no limit [env: PYTAKE_RATE_LIMIT_ADMIN] [default: 60000]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l rate-limit-service -d 'REST requests per minute per service token subject; 0: no limit [env: PYTAKE_RATE_LIMIT_SERVICE] [default: 60000]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l secret -d 'JWT HS256 secret; prefer --secret-file or PYTAKE_SECRET, which `ps` does not show [env: PYTAKE_SECRET] [default: generated into <data-dir>/secret, mode 0600]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l secret-file -d 'File holding the JWT secret (its first line) [env: PYTAKE_SECRET_FILE]' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l token-leeway -d 'Clock skew tolerated on a token\'s exp, nbf and iat [env: PYTAKE_TOKEN_LEEWAY] [default: 30s]' -r
@@ -65,9 +62,8 @@ complete -c pytake -n "__fish_pytake_using_subcommand serve" -l auth-timeout -d 
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l ping-interval -d 'How often the server pings each connection [env: PYTAKE_PING_INTERVAL] [default: 25s]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l idle-timeout -d 'Close connections silent for this long [env: PYTAKE_IDLE_TIMEOUT] [default: 30s]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l write-stall -d 'Close a connection as a slow consumer (4009) when a write makes no progress for this long [env: PYTAKE_WRITE_STALL] [default: 10s]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l max-connections -d 'Connections (WebSocket and SSE) this node serves at once; over it, 503 [env: PYTAKE_MAX_CONNECTIONS] [default: min(20000, 80% of the open-file limit)]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l max-connections-per-tenant -d 'Connections one tenant may hold on this node; over it, 503 (or close 1013 after Auth) [env: PYTAKE_MAX_CONNECTIONS_PER_TENANT] [default: max_connections]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l max-unauthenticated-per-address -d 'Connections not yet authenticated one source address may hold; over it, 503 [env: PYTAKE_MAX_UNAUTHENTICATED_PER_ADDRESS] [default: 64]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l presence-grace -d 'Keep a user online this long after its last connection closed (0s: at once) [env: PYTAKE_PRESENCE_GRACE] [default: 5s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l presence-ttl -d 'With several nodes: a node whose presence heartbeat stops this long has its users go offline [env: PYTAKE_PRESENCE_TTL] [default: 15s]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l store -d 'Event store URL: sqlite://PATH (one node) or postgres://USER:PASSWORD@HOST:PORT/DATABASE (several) [env: PYTAKE_STORE] [default: sqlite://<data-dir>/pytake.db]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l store-pool-size -d 'Most PostgreSQL connections this node opens [env: PYTAKE_STORE_POOL_SIZE] [default: 16]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l bus -d 'Event bus: memory (one node) or redis://HOST:PORT (several) [env: PYTAKE_BUS] [default: memory]' -r
@@ -118,6 +114,23 @@ complete -c pytake -n "__fish_pytake_using_subcommand tail" -s v -l verbose -d '
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -s h -l help -d 'Print help'
 complete -c pytake -n "__fish_pytake_using_subcommand tail" -s V -l version -d 'Print version'
+complete -c pytake -n "__fish_pytake_using_subcommand presence" -l tenant -d 'The tenant (a tenant token sees only its own; an admin may name any, or none for all)' -r
+complete -c pytake -n "__fish_pytake_using_subcommand presence" -s o -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t''
+json\t''
+csv\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand presence" -l server -d 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand presence" -l token -d 'Token to present; prefer --token-file or PYTAKE_TOKEN, which `ps` does not show [env: PYTAKE_TOKEN] [default: minted from the local secret]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand presence" -l token-file -d 'File holding the token (its first line) [env: PYTAKE_TOKEN_FILE]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand presence" -l config -d 'Config file [env: PYTAKE_CONFIG] [default: <user config dir>/pytake/config.toml]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand presence" -l color -d 'Colour: auto (a terminal, unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE forces it), always, never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand presence" -l data-dir -d 'Data dir: the SQLite file and the generated secret [env: PYTAKE_DATA_DIR] [default: <user data dir>/pytake]' -r -F
+complete -c pytake -n "__fish_pytake_using_subcommand presence" -l watch -d 'After the list, print each presence change as it happens (until Ctrl-C)'
+complete -c pytake -n "__fish_pytake_using_subcommand presence" -s v -l verbose -d 'More log output on stderr, a level per -v (serve starts at info, the others at warn; RUST_LOG overrides)'
+complete -c pytake -n "__fish_pytake_using_subcommand presence" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
+complete -c pytake -n "__fish_pytake_using_subcommand presence" -s h -l help -d 'Print help'
+complete -c pytake -n "__fish_pytake_using_subcommand presence" -s V -l version -d 'Print version'
 complete -c pytake -n "__fish_pytake_using_subcommand status" -s o -l output -d 'Output format [default: table on a terminal, json when piped]' -r -f -a "table\t''
 json\t''"
 complete -c pytake -n "__fish_pytake_using_subcommand status" -l server -d 'Server to talk to [env: PYTAKE_SERVER] [default: http://127.0.0.1:8080]' -r
@@ -805,18 +818,19 @@ complete -c pytake -n "__fish_pytake_using_subcommand completions" -s v -l verbo
 complete -c pytake -n "__fish_pytake_using_subcommand completions" -s q -l quiet -d 'Less log output on stderr, a level per -q, down to none'
 complete -c pytake -n "__fish_pytake_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c pytake -n "__fish_pytake_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue alerts loadtest token config completions help" -f -a "serve" -d 'Run the server: event intake, WebSocket fan-out, history'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue alerts loadtest token config completions help" -f -a "tail" -d 'Stream events as they happen; reconnects and resumes without loss'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue alerts loadtest token config completions help" -f -a "status" -d 'One screen on a server\'s health: version, uptime, store, bus, connections, events/s'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue alerts loadtest token config completions help" -f -a "metrics" -d 'Dashboard figures: KPIs, time series, campaigns, this node; tables, JSON or CSV'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue alerts loadtest token config completions help" -f -a "export" -d 'Export the time series, events or a campaign report, streamed to a file or stdout'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue alerts loadtest token config completions help" -f -a "queue" -d 'The job queue: stats, jobs, dead letters; retry, purge, enqueue'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue alerts loadtest token config completions help" -f -a "alerts" -d 'Alerts: what fires, incidents, rules, silences; acknowledge, add, silence'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue alerts loadtest token config completions help" -f -a "loadtest" -d 'WebSocket load against a server (or one it spawns), with thresholds for CI'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue alerts loadtest token config completions help" -f -a "token" -d 'Create tokens'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue alerts loadtest token config completions help" -f -a "config" -d 'Show, check and write the configuration'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue alerts loadtest token config completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail status metrics export queue alerts loadtest token config completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail presence status metrics export queue alerts loadtest token config completions help" -f -a "serve" -d 'Run the server: event intake, WebSocket fan-out, history'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail presence status metrics export queue alerts loadtest token config completions help" -f -a "tail" -d 'Stream events as they happen; reconnects and resumes without loss'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail presence status metrics export queue alerts loadtest token config completions help" -f -a "presence" -d 'Who of a tenant is online (status, connections, since); --watch follows joins and leaves'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail presence status metrics export queue alerts loadtest token config completions help" -f -a "status" -d 'One screen on a server\'s health: version, uptime, store, bus, connections, events/s'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail presence status metrics export queue alerts loadtest token config completions help" -f -a "metrics" -d 'Dashboard figures: KPIs, time series, campaigns, this node; tables, JSON or CSV'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail presence status metrics export queue alerts loadtest token config completions help" -f -a "export" -d 'Export the time series, events or a campaign report, streamed to a file or stdout'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail presence status metrics export queue alerts loadtest token config completions help" -f -a "queue" -d 'The job queue: stats, jobs, dead letters; retry, purge, enqueue'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail presence status metrics export queue alerts loadtest token config completions help" -f -a "alerts" -d 'Alerts: what fires, incidents, rules, silences; acknowledge, add, silence'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail presence status metrics export queue alerts loadtest token config completions help" -f -a "loadtest" -d 'WebSocket load against a server (or one it spawns), with thresholds for CI'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail presence status metrics export queue alerts loadtest token config completions help" -f -a "token" -d 'Create tokens'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail presence status metrics export queue alerts loadtest token config completions help" -f -a "config" -d 'Show, check and write the configuration'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail presence status metrics export queue alerts loadtest token config completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c pytake -n "__fish_pytake_using_subcommand help; and not __fish_seen_subcommand_from serve tail presence status metrics export queue alerts loadtest token config completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from metrics" -f -a "overview" -d 'The KPIs (messages, conversations, campaigns, calls, AI, ERP, events) and each subsystem (the default)'
 complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from metrics" -f -a "series" -d 'A time series: one row per bucket, one column per metric'
 complete -c pytake -n "__fish_pytake_using_subcommand help; and __fish_seen_subcommand_from metrics" -f -a "campaigns" -d 'Every campaign\'s progress and health, with the tenant\'s summary'

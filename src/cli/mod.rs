@@ -13,6 +13,7 @@ mod loadtest;
 mod logging;
 mod metrics;
 pub mod output;
+mod presence;
 mod queue;
 mod serve;
 mod spawn;
@@ -116,6 +117,15 @@ pub enum Command {
         #[command(flatten)]
         output: Output,
     },
+    /// Who of a tenant is online (status, connections, since); --watch follows joins and leaves
+    Presence {
+        #[command(flatten)]
+        args: presence::PresenceArgs,
+        #[command(flatten)]
+        client: ClientFlags,
+        #[command(flatten)]
+        output: OutputWithCsv,
+    },
     /// One screen on a server's health: version, uptime, store, bus, connections, events/s
     Status {
         #[command(flatten)]
@@ -180,6 +190,7 @@ impl Command {
             ],
             // The data dir and [auth] for a token minted from the local secret.
             Command::Tail { .. }
+            | Command::Presence { .. }
             | Command::Status { .. }
             | Command::Loadtest { .. }
             | Command::Metrics(_)
@@ -214,6 +225,7 @@ impl Command {
                 .group(metrics)
                 .group(queue),
             Command::Tail { client, .. }
+            | Command::Presence { client, .. }
             | Command::Status { client, .. }
             | Command::Loadtest { client, .. } => flags.group(client),
             Command::Metrics(args) => flags.group(args.client()),
@@ -283,6 +295,9 @@ pub async fn run(cli: Cli, loaded: Loaded, sources: Sources) -> anyhow::Result<(
         Command::Serve { args, .. } => serve::run(args, settings).await,
         Command::Tail { args, output, .. } => tail::run(args, settings, output.output).await,
         Command::Status { args, output, .. } => status::run(args, settings, output.output).await,
+        Command::Presence { args, output, .. } => {
+            presence::run(args, settings, output.output).await
+        }
         Command::Loadtest { args, output, .. } => {
             loadtest::run(args, settings, output.output).await
         }

@@ -180,6 +180,17 @@ impl ApiClient {
     }
 
     /// `GET /api/v1/events`.
+    /// `GET /api/v1/presence`: the online users of `tenant` (or of the
+    /// token's scope).
+    pub async fn presence(
+        &self,
+        tenant: Option<&str>,
+    ) -> Result<crate::protocol::presence::PresenceList, ClientError> {
+        let query: Vec<(&str, &str)> = tenant.map(|t| ("tenant_id", t)).into_iter().collect();
+        let req = self.http.get(self.url("/api/v1/presence")).query(&query);
+        self.send(req).await
+    }
+
     pub async fn events(&self, p: &HistoryParams) -> Result<EventsPage, ClientError> {
         let mut query: Vec<(&str, String)> = Vec::new();
         if !p.rooms.is_empty() {

@@ -54,6 +54,9 @@ pub enum StreamItem {
         resumed_from: Option<EventId>,
     },
     Event(Event),
+    /// A join, leave or status change in a `presence` room (not stored:
+    /// a reconnection does not replay them).
+    Presence(crate::protocol::presence::PresenceChange),
     /// A non-fatal `Error` frame (e.g. `rate_limited`).
     ServerError(ErrorPayload),
     Disconnected {
@@ -255,6 +258,10 @@ async fn session(
                 *last = Some(event.id);
                 StreamItem::Event(event)
             }
+            ServerFrame::Presence(change) => match serde_json::from_value(change) {
+                Ok(change) => StreamItem::Presence(change),
+                Err(_) => continue, // a newer server's shape: skip it
+            },
             ServerFrame::Error(error) => {
                 use crate::protocol::ErrorCode::*;
                 match error.code {

@@ -258,6 +258,21 @@ pub struct GatewayFlags {
     #[arg(long, value_name = "N", env = "PYTAKE_MAX_UNAUTHENTICATED_PER_ADDRESS", value_parser = parse_count_u32)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_unauthenticated_per_address: Option<u32>,
+    /// Keep a user online this long after its last connection closed (0s: at once)
+    #[arg(long, value_name = "DURATION", env = "PYTAKE_PRESENCE_GRACE", value_parser = parse_duration)]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "some_duration"
+    )]
+    pub presence_grace: Option<Duration>,
+
+    /// With several nodes: a node whose presence heartbeat stops this long has its users go offline
+    #[arg(long, value_name = "DURATION", env = "PYTAKE_PRESENCE_TTL", value_parser = parse_positive)]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "some_duration"
+    )]
+    pub presence_ttl: Option<Duration>,
 }
 
 impl Group for GatewayFlags {

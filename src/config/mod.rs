@@ -195,6 +195,12 @@ pub struct GatewaySettings {
     pub max_connections_per_tenant: Option<u32>,
     /// Connections not yet authenticated one source address may hold.
     pub max_unauthenticated_per_address: u32,
+    /// How long a user stays online after its last connection closed.
+    #[serde(with = "duration")]
+    pub presence_grace: Duration,
+    /// With Redis: a node silent this long has its users go offline.
+    #[serde(with = "duration")]
+    pub presence_ttl: Duration,
 }
 
 impl Default for GatewaySettings {
@@ -212,6 +218,8 @@ impl Default for GatewaySettings {
             max_connections: None,
             max_connections_per_tenant: None,
             max_unauthenticated_per_address: limits::MAX_UNAUTHENTICATED_PER_ADDRESS,
+            presence_grace: limits::PRESENCE_GRACE,
+            presence_ttl: limits::PRESENCE_TTL,
         }
     }
 }

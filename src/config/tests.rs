@@ -292,7 +292,7 @@ fn file_problems_give_the_line() {
     assert_eq!(
         error(&with_file(path.clone()), &[]),
         format!(
-            "{} line 5: unknown key `listne` in [gateway], expected one of `rate_limit`, `max_frame_bytes`, `outbound_queue`, `auth_timeout`, `ping_interval`, `idle_timeout`, `write_stall`, `compression`, `max_connections`, `max_connections_per_tenant`, `max_unauthenticated_per_address`",
+            "{} line 5: unknown key `listne` in [gateway], expected one of `rate_limit`, `max_frame_bytes`, `outbound_queue`, `auth_timeout`, `ping_interval`, `idle_timeout`, `write_stall`, `compression`, `max_connections`, `max_connections_per_tenant`, `max_unauthenticated_per_address`, `presence_grace`, `presence_ttl`",
             path.display()
         )
     );

@@ -59,6 +59,7 @@ pub(super) fn check(s: &Settings, loaded: &Loaded, sections: &[&str]) -> Result<
             ("gateway.ping_interval", g.ping_interval),
             ("gateway.idle_timeout", g.idle_timeout),
             ("gateway.write_stall", g.write_stall),
+            ("gateway.presence_ttl", g.presence_ttl),
         ] {
             if value == Duration::ZERO {
                 return Err(invalid(path, "0s".into(), "must be longer than 0s".into()));

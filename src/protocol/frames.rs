@@ -328,7 +328,10 @@ pub enum ServerFrame {
     /// The job queue's stats (`dashboard` room).
     QueueStats(Value),
     Alert(Value),
+    /// A [`PresenceChange`](super::presence::PresenceChange) (`presence` room).
     Presence(Value),
+    /// A [`TypingChange`](super::presence::TypingChange) (`conversation:{id}`).
+    Typing(Value),
     HeartbeatAck {
         server_time: String,
     },

@@ -33,6 +33,15 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// reading: it is closed as a slow consumer (4009).
 pub const WRITE_STALL: Duration = Duration::from_secs(10);
 
+/// A user stays online this long after its last connection closed, so a
+/// page reload (close, then open) does not show it leaving and coming back.
+pub const PRESENCE_GRACE: Duration = Duration::from_secs(5);
+
+/// With several nodes, a node whose presence heartbeat (every third of
+/// this) stops for this long counts as dead: its users leave every node's
+/// listing, and a surviving node announces them offline.
+pub const PRESENCE_TTL: Duration = Duration::from_secs(15);
+
 /// Largest `POST /api/v1/events` body (1 MiB); larger ones get 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 

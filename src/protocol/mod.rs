@@ -13,6 +13,7 @@ pub mod frames;
 pub mod latency;
 pub mod limits;
 pub mod metrics;
+pub mod presence;
 pub mod rooms;
 pub mod scope;
 

@@ -301,7 +301,10 @@ impl Committer {
                 // New events get ids in request order: already ascending.
                 let ids: Vec<EventId> = fresh
                     .iter()
-                    .map(|BusMessage::Event { event, .. }| event.id)
+                    .filter_map(|m| match m {
+                        BusMessage::Event { event, .. } => Some(event.id),
+                        BusMessage::Frame { .. } => None,
+                    })
                     .collect();
                 debug_assert!(ids.is_sorted(), "a group's new ids ascend");
                 self.handoff.send(LocalGroup { ids, rollup });

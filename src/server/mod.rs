@@ -19,10 +19,10 @@ pub mod gateway;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod presence;
 pub mod queue;
-pub mod replay;
-
 pub mod ratelimit;
+pub mod replay;
 pub mod state;
 pub mod storage;
 pub mod telemetry;
@@ -244,10 +244,20 @@ impl Server {
             Box::pin(writer.run(shutdown.clone())),
             Box::pin(aggregator.clone().run(shutdown.clone())),
         ];
+        let node_id = metrics::system::node_id();
+        let presence = presence::Presence::new(
+            settings.gateway.presence_grace,
+            settings.gateway.presence_ttl,
+            clock.clone(),
+            bus.clone(),
+            &node_id,
+        );
+        tasks.push(Box::pin(presence.clone().run(shutdown.clone())));
         let caps = Arc::new(caps::Caps::new(&settings.gateway));
         telemetry.register_collector(Box::new(caps::CapsCollector(caps.clone())));
         let rate_limits = ratelimit::RateLimits::new(&settings.server, bus.clone(), &telemetry);
         let state = Arc::new(Shared {
+            presence,
             caps,
             rate_limits,
             gateway: settings.gateway.clone(),
@@ -265,7 +275,7 @@ impl Server {
             started,
             long_polls: Default::default(),
             metrics: aggregator,
-            node_id: metrics::system::node_id(),
+            node_id,
             telemetry,
             queue: job_queue.clone(),
             queue_stats,

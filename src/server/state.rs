@@ -65,4 +65,7 @@ pub struct Shared {
     pub alerting: Arc<crate::server::alerts::status::Status>,
     /// The webhook sources this server accepts.
     pub webhooks: crate::config::WebhooksSettings,
+    /// Who is online and who is typing (shared through Redis on several
+    /// nodes).
+    pub presence: crate::server::presence::Presence,
 }

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use pytake::protocol::{EventId, Scope, TenantId, ValidEvent};
+use pytake::protocol::{EventId, Room, Scope, ServerFrame, TenantId, ValidEvent};
 use pytake::server::bus::{self, Bus, BusMessage, BusReceiver, BusState};
 use pytake::server::storage::{self, AppendRequest, EventStore, StoreOptions};
 use tempfile::TempDir;
@@ -66,8 +66,9 @@ async fn append(store: &dyn EventStore, tenant: &str, n: usize) -> Vec<BusMessag
 fn ids(messages: &[BusMessage]) -> Vec<EventId> {
     messages
         .iter()
-        .map(|m| match m {
-            BusMessage::Event { event, .. } => event.id,
+        .filter_map(|m| match m {
+            BusMessage::Event { event, .. } => Some(event.id),
+            BusMessage::Frame { .. } => None,
         })
         .collect()
 }
@@ -131,6 +132,108 @@ async fn redis_bus_delivers_in_order() {
     let bus = bus::open(&redis.url(), store.clone()).await.unwrap();
     assert_eq!(bus.kind(), "redis");
     publish_and_receive_in_order(bus, store.as_ref(), "redis-order").await;
+}
+
+/// A frame that is not stored (presence, typing).
+fn frame(tenant: &str, n: i64) -> BusMessage {
+    BusMessage::Frame {
+        tenant: TenantId::parse(tenant).unwrap(),
+        room: Room::parse("presence").unwrap(),
+        frame: Arc::new(ServerFrame::Presence(serde_json::json!({"n": n}))),
+        except: Some(7),
+    }
+}
+
+/// The next frame of `tenant` on `rx` (events and other tenants skipped):
+/// its `n` and `except`.
+async fn receive_frame(rx: &mut BusReceiver, tenant: &str) -> (i64, Option<u64>) {
+    loop {
+        let message = tokio::time::timeout(DEADLINE, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no frame of {tenant} arrived"));
+        if let Ok(BusMessage::Frame {
+            tenant: t,
+            room,
+            frame,
+            except,
+        }) = message
+        {
+            if t.as_str() != tenant {
+                continue;
+            }
+            assert_eq!(room.as_str(), "presence");
+            let ServerFrame::Presence(p) = frame.as_ref() else {
+                panic!("not the frame sent: {frame:?}")
+            };
+            return (p["n"].as_i64().unwrap(), except);
+        }
+    }
+}
+
+/// A frame reaches this node's receivers as published (with `except`,
+/// which names a connection of this node), and never touches the store.
+#[tokio::test]
+async fn memory_bus_passes_frames_through() {
+    let (_dir, store) = sqlite_store().await;
+    let bus = bus::open("memory", store.clone()).await.unwrap();
+    let mut rx = bus.subscribe();
+    let _watch = bus.watch(tenant("mem-frames")).await.unwrap();
+    bus.publish(vec![frame("mem-frames", 1)]).await.unwrap();
+    assert_eq!(receive_frame(&mut rx, "mem-frames").await, (1, Some(7)));
+    assert_eq!(
+        store.last_event_id().await.unwrap(),
+        0,
+        "frames are not stored"
+    );
+}
+
+/// Node A publishes a frame: A's receivers get it at once (with `except`),
+/// B's once B watches the tenant (without: the connection id is A's), and
+/// nobody gets a frame of a tenant it does not watch.
+#[tokio::test]
+async fn redis_carries_frames_to_the_nodes_that_watch_the_tenant() {
+    let test = "redis_carries_frames_to_the_nodes_that_watch_the_tenant";
+    let Some(redis) = Redis::shared_or_skip(test).await else {
+        return;
+    };
+    let (_dir, store) = sqlite_store().await;
+    let a = bus::open(&redis.url(), store.clone()).await.unwrap();
+    let b = bus::open(&redis.url(), store.clone()).await.unwrap();
+    let mut on_a = a.subscribe();
+    let mut on_b = b.subscribe();
+    let _watch_a = a.watch(tenant("frames-watched")).await.unwrap();
+    let _watch_b = b.watch(tenant("frames-watched")).await.unwrap();
+    a.publish(vec![frame("frames-unwatched", 1)]).await.unwrap();
+    a.publish(vec![frame("frames-watched", 2)]).await.unwrap();
+    assert_eq!(
+        receive_frame(&mut on_a, "frames-watched").await,
+        (2, Some(7))
+    );
+    assert_eq!(receive_frame(&mut on_b, "frames-watched").await, (2, None));
+    // Events still flow beside frames, and A got no echo of its frame.
+    let watched = append(store.as_ref(), "frames-watched", 1).await;
+    let want = ids(&watched);
+    a.publish(watched).await.unwrap();
+    assert_eq!(receive(&mut on_b, "frames-watched", 1).await, want);
+    let quiet = std::time::Duration::from_millis(300);
+    while let Ok(message) = tokio::time::timeout(quiet, on_a.recv()).await {
+        if let Ok(BusMessage::Frame { tenant, .. }) = message {
+            assert_ne!(
+                tenant.as_str(),
+                "frames-watched",
+                "an echo of A's own frame"
+            );
+        }
+    }
+    while let Ok(message) = tokio::time::timeout(quiet, on_b.recv()).await {
+        if let Ok(BusMessage::Frame { tenant, .. }) = message {
+            assert_ne!(
+                tenant.as_str(),
+                "frames-unwatched",
+                "a frame of an unwatched tenant"
+            );
+        }
+    }
 }
 
 /// Node A publishes, node B (same store, same Redis) receives; B gets
@@ -223,6 +326,7 @@ async fn redis_watching_every_tenant_orders_across_tenants() {
     while got.len() < 5 {
         match tokio::time::timeout(DEADLINE, on_b.recv()).await.unwrap() {
             Ok(BusMessage::Event { event, .. }) => got.push(event.id),
+            Ok(BusMessage::Frame { .. }) => {}
             Err(e) => panic!("{e}"),
         }
     }

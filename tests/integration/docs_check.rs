@@ -228,6 +228,8 @@ fn the_api_examples_parse_as_replies() {
             serde_json::from_value::<Series>(value).map(|_| ())
         } else if value.get("health_score").is_some() {
             serde_json::from_value::<CampaignMetrics>(value).map(|_| ())
+        } else if value.get("online_count").is_some() {
+            serde_json::from_value::<pytake::protocol::presence::PresenceList>(value).map(|_| ())
         } else if value.get("top_errors").is_some() {
             serde_json::from_value::<CampaignPerformance>(value).map(|_| ())
         } else {

@@ -5,6 +5,8 @@
 
 mod history;
 mod print;
+
+pub use print::presence_line;
 pub(super) mod since;
 
 use std::time::Duration;
@@ -275,6 +277,11 @@ async fn follow_events<W: std::io::Write>(
         match item? {
             StreamItem::Event(event) => {
                 if printer.event(&event)? == Flow::Done {
+                    return Ok(());
+                }
+            }
+            StreamItem::Presence(change) => {
+                if printer.presence(&change)? == Flow::Done {
                     return Ok(());
                 }
             }

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::cli::output::{paint, OutputFormat, Style};
+use crate::protocol::presence::{PresenceChange, Status};
 use crate::protocol::Event;
 
 /// Longest value shown in a readable line before it is cut.
@@ -88,11 +89,57 @@ impl<W: Write> Printer<W> {
         })
     }
 
+    /// Prints a presence change (`--room presence`): a readable line, or
+    /// the frame's payload as JSON. Counts toward `--count` like an event.
+    pub fn presence(&mut self, change: &PresenceChange) -> anyhow::Result<Flow> {
+        if self.count.is_some_and(|n| self.printed >= n) {
+            return Ok(Flow::Done);
+        }
+        let line = match self.format {
+            OutputFormat::Json => serde_json::to_string(change)?,
+            _ => presence_line(change, self.color),
+        };
+        writeln!(self.out, "{line}")?;
+        self.out.flush()?;
+        self.printed += 1;
+        Ok(match self.count {
+            Some(n) if self.printed >= n => Flow::Done,
+            _ => Flow::More,
+        })
+    }
+
     /// The sink, for tests.
     #[cfg(test)]
     pub fn into_inner(self) -> W {
         self.out
     }
+}
+
+/// `12:00:01 presence acme alice online (2 connections, 3 online)`
+pub fn presence_line(c: &PresenceChange, color: bool) -> String {
+    let style = match c.status {
+        Status::Online => Style::Green,
+        Status::Offline => Style::Dim,
+        Status::Away | Status::Busy => Style::Yellow,
+    };
+    let plural = |n: u32, one: &str, many: &str| match n {
+        1 => format!("1 {one}"),
+        n => format!("{n} {many}"),
+    };
+    format!(
+        "{} {} {} {} {} ({}, {} online)",
+        paint(
+            &c.timestamp.format("%H:%M:%S").to_string(),
+            Style::Dim,
+            color
+        ),
+        paint("presence", Style::Blue, color),
+        paint(&c.tenant_id, Style::Cyan, color),
+        c.user_id,
+        paint(c.status.as_str(), style, color),
+        plural(c.connections, "connection", "connections"),
+        c.online_count,
+    )
 }
 
 /// `12:00:01.123  #42  acme  dashboard  MessageSent  message_id=m1 to=+55...`
@@ -144,6 +191,32 @@ pub(super) mod tests {
             data: json!({"message_id": format!("m{id}")}),
             timestamp: time.parse().unwrap(),
         }
+    }
+
+    #[test]
+    fn presence_lines_say_who_and_how_many() {
+        let change = PresenceChange {
+            tenant_id: "acme".into(),
+            user_id: "alice".into(),
+            status: Status::Online,
+            connections: 2,
+            online_count: 3,
+            timestamp: "2026-01-01T12:00:01Z".parse().unwrap(),
+        };
+        assert_eq!(
+            presence_line(&change, false),
+            "12:00:01 presence acme alice online (2 connections, 3 online)"
+        );
+        let gone = PresenceChange {
+            status: Status::Offline,
+            connections: 0,
+            online_count: 1,
+            ..change
+        };
+        assert_eq!(
+            presence_line(&gone, false),
+            "12:00:01 presence acme alice offline (0 connections, 1 online)"
+        );
     }
 
     #[test]

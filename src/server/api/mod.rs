@@ -11,6 +11,7 @@ mod events;
 mod export;
 mod health;
 pub mod long_poll;
+mod presence;
 mod queue;
 mod scope;
 mod stream;
@@ -90,6 +91,7 @@ pub fn router(state: AppState) -> Router {
                 "/api/v1/conversations/{id}/transfer",
                 post(conversations::transfer),
             )
+            .route("/api/v1/presence", get(presence::list))
             .route("/api/v1/queue/stats", get(queue::stats))
             .route(
                 "/api/v1/queue/jobs",

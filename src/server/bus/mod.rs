@@ -10,7 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
-use crate::protocol::{Event, EventId, Scope, TenantId};
+use crate::protocol::{Event, EventId, Room, Scope, ServerFrame, TenantId};
 use crate::server::storage::EventStore;
 
 pub use memory::MemoryBus;
@@ -46,6 +46,18 @@ pub enum BusMessage {
     /// A stored event, with its tenant's previous id
     /// ([`Appended::prev`](crate::server::storage::Appended::prev)).
     Event { event: Arc<Event>, prev: EventId },
+    /// A frame that is not stored (presence, typing): delivered to the
+    /// members of one room of a tenant on every node that watches the
+    /// tenant, at most once, in no particular order relative to events;
+    /// never sequenced, never read back from the store. `except` is a
+    /// connection of the publishing node that must not get it (the
+    /// typist's own); other nodes ignore it, their ids are their own.
+    Frame {
+        tenant: TenantId,
+        room: Room,
+        frame: Arc<ServerFrame>,
+        except: Option<u64>,
+    },
 }
 
 /// One consumer's view of the bus: a bounded receiver of what is
@@ -87,6 +99,8 @@ impl Interest {
 /// # Contract
 ///
 /// For every tenant a node watches ([`Bus::watch`]), its receivers get
+/// the [`BusMessage::Frame`]s published for it from now on, best effort,
+/// and
 /// every event committed after the watch was answered: each once, in
 /// increasing id order, with no gap relative to the store's history of
 /// that tenant (and, watching [`Scope::All`], of every tenant). A

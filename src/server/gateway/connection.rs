@@ -106,6 +106,7 @@ pub(super) struct Connection {
     strikes: u32,
     strike_window: Instant,
     last_seen: Instant,
+    pub(super) presence: super::presence::PresenceSession,
 }
 
 /// Keeps the connection counters right however the task ends.
@@ -251,6 +252,7 @@ pub async fn run(
         strikes: 0,
         strike_window: Instant::now(),
         last_seen: Instant::now(),
+        presence: super::presence::PresenceSession::new(state.presence.clone(), handle.id),
     };
     let mut signals = Signals::new(handle.clone(), state.gateway.write_stall);
     let exit = match token {
@@ -330,6 +332,7 @@ impl Connection {
                 if at < timer.deadline() {
                     timer.as_mut().reset(at);
                 }
+                self.track_presence();
             }
             let step: Step = tokio::select! {
                 biased;
@@ -493,14 +496,11 @@ impl Connection {
                 self.transfer(socket, conversation_id, to_user, note, tenant_id)
                     .await
             }
-            ClientFrame::Typing { .. } | ClientFrame::Presence { .. } => {
-                self.send_error(
-                    socket,
-                    ErrorCode::Unsupported,
-                    "Typing and Presence are not served by this version of pytake",
-                )
-                .await
-            }
+            ClientFrame::Typing {
+                conversation_id,
+                typing,
+            } => self.typing(socket, conversation_id, typing).await,
+            ClientFrame::Presence { status } => self.set_presence(socket, status).await,
         }
     }
 

@@ -225,7 +225,22 @@ impl Hub {
     /// presence change) to the members of one room of a tenant: no id, so
     /// no replay and no resume; a client that missed it gets the next.
     pub fn deliver_frame(&self, tenant: &TenantId, room: &Room, frame: &ServerFrame) {
-        let recipients = self.recipients(tenant.as_str(), std::slice::from_ref(room), None);
+        self.deliver_frame_except(tenant, room, frame, None);
+    }
+
+    /// [`Hub::deliver_frame`] to every member but `except` (a typist's own
+    /// connection).
+    pub fn deliver_frame_except(
+        &self,
+        tenant: &TenantId,
+        room: &Room,
+        frame: &ServerFrame,
+        except: Option<ConnId>,
+    ) {
+        let mut recipients = self.recipients(tenant.as_str(), std::slice::from_ref(room), None);
+        if let Some(except) = except {
+            recipients.retain(|conn| conn.id != except);
+        }
         if !recipients.is_empty() {
             let delivery = Arc::new(Delivery::frame(frame));
             self.fan_out(&recipients, &delivery, true);
@@ -380,6 +395,9 @@ impl Hub {
                         if behind % 32 == 31 {
                             tokio::task::yield_now().await;
                         }
+                    }
+                    Ok(BusMessage::Frame { tenant, room, frame, except }) => {
+                        self.deliver_frame_except(&tenant, &room, &frame, except);
                     }
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         self.stats.bus_lagged.fetch_add(missed, Ordering::Relaxed);

@@ -10,6 +10,7 @@ mod connection;
 mod deflate;
 mod directory;
 pub mod hub;
+mod presence;
 mod session;
 pub mod stats;
 mod transfer;

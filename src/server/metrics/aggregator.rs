@@ -340,6 +340,8 @@ impl Aggregator {
                             }
                         }
                     }
+                    // Frames are not events: nothing to count.
+                    Ok(BusMessage::Frame { .. }) => {}
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         return Followed::Behind(missed)
                     }

@@ -34,6 +34,23 @@ use sequencer::Sequencer;
 const CHANNEL_PREFIX: &str = "pytake:events:";
 const ALL_PATTERN: &str = "pytake:events:*";
 
+/// Frames that are not stored (presence, typing) travel on their own
+/// channel per tenant, `pytake:frames:{tenant}`, subscribed together with
+/// the tenant's events channel: never through the sequencer, which would
+/// look for them in the store.
+const FRAME_PREFIX: &str = "pytake:frames:";
+const FRAME_PATTERN: &str = "pytake:frames:*";
+
+/// A frame as it crosses Redis: the publishing bus's `origin` lets it drop
+/// its own echo (it delivered the frame locally already).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct WireFrame {
+    origin: u64,
+    tenant: String,
+    room: String,
+    frame: crate::protocol::ServerFrame,
+}
+
 /// How often the reconciler compares the watched streams with the store.
 /// Bounds how late an event is when its publisher died before publishing
 /// (two ticks at most) or Redis is down.
@@ -56,6 +73,8 @@ pub struct RedisBus {
     /// For messages; the password masked.
     url: String,
     publisher: ConnectionManager,
+    /// This bus's id on the frames channels, random per process.
+    origin: u64,
     out: broadcast::Sender<BusMessage>,
     local: mpsc::Sender<Vec<(Arc<Event>, EventId)>>,
     control: mpsc::UnboundedSender<Control>,
@@ -116,7 +135,10 @@ impl RedisBus {
         let (control, control_rx) = mpsc::unbounded_channel();
         let state = Arc::new(Mutex::new(BusState::Up));
         let shutdown = CancellationToken::new();
+        let origin = rand::random::<u64>();
         let task = Task {
+            origin,
+            out: out.clone(),
             client,
             url: masked.clone(),
             sequencer: Sequencer::new(store, out.clone()),
@@ -126,6 +148,7 @@ impl RedisBus {
         Ok(RedisBus {
             url: masked,
             publisher,
+            origin,
             out,
             local,
             control,
@@ -165,17 +188,38 @@ impl Bus for RedisBus {
         // Per tenant, in id order: one PUBLISH each.
         let mut by_tenant: HashMap<&str, Vec<(&Event, EventId)>> = HashMap::new();
         let mut events = Vec::with_capacity(messages.len());
+        let mut frames = Vec::new();
         for message in &messages {
-            let BusMessage::Event { event, prev } = message;
-            by_tenant
-                .entry(event.tenant_id.as_str())
-                .or_default()
-                .push((event, *prev));
-            events.push((event.clone(), *prev));
+            match message {
+                BusMessage::Event { event, prev } => {
+                    by_tenant
+                        .entry(event.tenant_id.as_str())
+                        .or_default()
+                        .push((event, *prev));
+                    events.push((event.clone(), *prev));
+                }
+                BusMessage::Frame {
+                    tenant,
+                    room,
+                    frame,
+                    ..
+                } => {
+                    // Here at once, `except` and all; the echo is dropped.
+                    let _ = self.out.send(message.clone());
+                    let wire = WireFrame {
+                        origin: self.origin,
+                        tenant: tenant.to_string(),
+                        room: room.to_string(),
+                        frame: (**frame).clone(),
+                    };
+                    let payload = serde_json::to_vec(&wire).expect("frames serialize");
+                    frames.push((format!("{FRAME_PREFIX}{tenant}"), payload));
+                }
+            }
         }
         // This node's subscribers get them without a round trip; the copy
         // Redis echoes back is dropped by the sequencer.
-        if self.local.send(events).await.is_err() {
+        if !events.is_empty() && self.local.send(events).await.is_err() {
             return Err(BusError::Closed);
         }
         if matches!(
@@ -191,6 +235,9 @@ impl Bus for RedisBus {
             let payload = serde_json::to_vec(&events).expect("events serialize");
             pipe.publish(format!("{CHANNEL_PREFIX}{tenant}"), payload)
                 .ignore();
+        }
+        for (channel, payload) in frames {
+            pipe.publish(channel, payload).ignore();
         }
         let mut conn = self.publisher.clone();
         pipe.query_async::<()>(&mut conn)
@@ -259,6 +306,10 @@ async fn reconnected(
 
 /// The bus's task: owns the subscription connection and the sequencer.
 struct Task {
+    /// The bus's id on the frames channels: its own echoes are dropped.
+    origin: u64,
+    /// Where frames from other nodes go (events go through the sequencer).
+    out: broadcast::Sender<BusMessage>,
     client: redis::Client,
     url: String,
     sequencer: Sequencer,
@@ -272,17 +323,28 @@ fn channel(scope: &Scope<TenantId>) -> String {
     }
 }
 
-async fn subscribe(sink: &mut PubSubSink, scope: &Scope<TenantId>) -> redis::RedisResult<()> {
+/// A scope's frames channel (or pattern).
+fn frame_channel(scope: &Scope<TenantId>) -> String {
     match scope {
-        Scope::All => sink.psubscribe(ALL_PATTERN).await,
-        Scope::Only(_) => sink.subscribe(channel(scope)).await,
+        Scope::All => FRAME_PATTERN.to_string(),
+        Scope::Only(tenant) => format!("{FRAME_PREFIX}{tenant}"),
+    }
+}
+
+/// Subscribes to a scope's events and frames channels, together.
+async fn subscribe(sink: &mut PubSubSink, scope: &Scope<TenantId>) -> redis::RedisResult<()> {
+    let channels = [channel(scope), frame_channel(scope)];
+    match scope {
+        Scope::All => sink.psubscribe(&channels[..]).await,
+        Scope::Only(_) => sink.subscribe(&channels[..]).await,
     }
 }
 
 async fn unsubscribe(sink: &mut PubSubSink, scope: &Scope<TenantId>) -> redis::RedisResult<()> {
+    let channels = [channel(scope), frame_channel(scope)];
     match scope {
-        Scope::All => sink.punsubscribe(ALL_PATTERN).await,
-        Scope::Only(_) => sink.unsubscribe(channel(scope)).await,
+        Scope::All => sink.punsubscribe(&channels[..]).await,
+        Scope::Only(_) => sink.unsubscribe(&channels[..]).await,
     }
 }
 
@@ -428,6 +490,9 @@ impl Task {
     }
 
     async fn on_message(&mut self, msg: &redis::Msg) {
+        if msg.get_channel_name().starts_with(FRAME_PREFIX) {
+            return self.on_frame(msg);
+        }
         if !msg.get_channel_name().starts_with(CHANNEL_PREFIX) {
             return;
         }
@@ -445,5 +510,32 @@ impl Task {
             .map(|(event, prev)| (Arc::new(event), prev))
             .collect();
         self.sequencer.receive(events).await;
+    }
+
+    /// Another node's frame: straight to this node's subscribers.
+    fn on_frame(&self, msg: &redis::Msg) {
+        let parsed = serde_json::from_slice::<WireFrame>(msg.get_payload_bytes())
+            .map_err(|e| e.to_string())
+            .and_then(|wire| {
+                let tenant = TenantId::parse(&wire.tenant)?;
+                let room = crate::protocol::Room::parse(&wire.room)?;
+                Ok((wire.origin, tenant, room, wire.frame))
+            });
+        match parsed {
+            Ok((origin, ..)) if origin == self.origin => {}
+            Ok((_, tenant, room, frame)) => {
+                let _ = self.out.send(BusMessage::Frame {
+                    tenant,
+                    room,
+                    frame: Arc::new(frame),
+                    except: None,
+                });
+            }
+            // Not stored: a frame this node cannot read is lost, as a
+            // frame published while it was down would be.
+            Err(e) => {
+                tracing::warn!(error = %e, channel = msg.get_channel_name(), "unreadable bus frame")
+            }
+        }
     }
 }

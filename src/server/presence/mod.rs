@@ -1,0 +1,396 @@
+//! Presence and typing: who of a tenant is online (with several tabs and
+//! several nodes), with what status, and who is typing in which
+//! conversation. Neither is stored: changes go as frames through the bus
+//! ([`BusMessage::Frame`]), and the listing is computed when asked.
+//!
+//! A user is online while any of its connections is open, on any node; it
+//! goes offline once the last closes and the grace period passes without
+//! a new one, so a page reload does not flap. Every change of a user's
+//! status or connection count is announced to the tenant's `presence`
+//! room by the node where it happened, once it differs from what that
+//! node last announced (a reload within the grace announces nothing).
+//!
+//! The programmatic API ([`Presence::connect`], [`PresenceGuard::set_status`],
+//! [`Presence::typing`]) is what the gateway uses for each connection, and
+//! what a simulation (the demo) uses without a socket.
+
+mod registry;
+mod shared;
+pub mod typing;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::protocol::presence::{
+    PresenceChange, PresenceList, Status, TypingChange, PRESENCE_ROOM,
+};
+use crate::protocol::{Room, Scope, ServerFrame, TenantId};
+use crate::server::bus::{Bus, BusMessage};
+use crate::server::clock::Clock;
+use crate::server::gateway::hub::ConnId;
+use registry::{Key, Registry};
+use shared::Shared;
+pub use typing::TypingKey;
+
+/// How long a failed Redis write waits before the worker tries again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// A presence fault.
+#[derive(Debug, thiserror::Error)]
+pub enum PresenceError {
+    /// The shared presence in Redis could not be read.
+    #[error("presence is shared through Redis, which failed: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("`offline` is not a status a user sets: it follows the last connection's close")]
+    NotSettable,
+}
+
+/// Presence and typing of this node; cheap to clone.
+#[derive(Clone)]
+pub struct Presence {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    grace: Duration,
+    clock: Clock,
+    bus: Arc<dyn Bus>,
+    shared: Option<Shared>,
+    registry: Mutex<Registry>,
+    typing: Mutex<typing::Typing>,
+    /// Wakes the worker: something is dirty or a deadline moved.
+    wake: Notify,
+}
+
+/// A user's connection as presence counts it; the user's connection count
+/// drops when it is dropped (and, for the last, the grace period starts).
+pub struct PresenceGuard {
+    presence: Presence,
+    key: Key,
+}
+
+impl PresenceGuard {
+    pub fn tenant(&self) -> &TenantId {
+        &self.key.0
+    }
+
+    pub fn user(&self) -> &str {
+        &self.key.1
+    }
+
+    /// Sets the user's status (every connection of the user shares it; the
+    /// newest setting wins across nodes). Announced to the `presence` room.
+    pub fn set_status(&self, status: Status) -> Result<(), PresenceError> {
+        if status == Status::Offline {
+            return Err(PresenceError::NotSettable);
+        }
+        let inner = &self.presence.inner;
+        let now = inner.clock.now();
+        if inner
+            .registry
+            .lock()
+            .expect("presence lock")
+            .set_status(&self.key, status, now)
+        {
+            inner.wake.notify_one();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PresenceGuard {
+    fn drop(&mut self) {
+        let inner = &self.presence.inner;
+        let leave_at = Instant::now() + inner.grace;
+        inner
+            .registry
+            .lock()
+            .expect("presence lock")
+            .disconnect(&self.key, leave_at);
+        inner.wake.notify_one();
+    }
+}
+
+impl Presence {
+    /// Presence on one node (`shared` is `None`) or shared through Redis
+    /// with a per-node heartbeat of `ttl`.
+    pub fn new(
+        grace: Duration,
+        ttl: Duration,
+        clock: Clock,
+        bus: Arc<dyn Bus>,
+        node: &str,
+    ) -> Presence {
+        let shared = bus.shared_state().map(|conn| Shared {
+            conn,
+            node: format!("{node}-{:016x}", rand::random::<u64>()),
+            ttl,
+        });
+        Presence {
+            inner: Arc::new(Inner {
+                grace,
+                clock,
+                bus,
+                shared,
+                registry: Mutex::default(),
+                typing: Mutex::default(),
+                wake: Notify::new(),
+            }),
+        }
+    }
+
+    /// Counts a connection of `user` in `tenant` until the guard drops.
+    pub fn connect(&self, tenant: &TenantId, user: &str) -> PresenceGuard {
+        let key = (tenant.clone(), user.to_string());
+        let now = self.inner.clock.now();
+        self.inner
+            .registry
+            .lock()
+            .expect("presence lock")
+            .connect(&key, now);
+        self.inner.wake.notify_one();
+        PresenceGuard {
+            presence: self.clone(),
+            key,
+        }
+    }
+
+    /// The online users of `scope` (every node's, with Redis), by tenant
+    /// then user. Users in their grace period are listed as they were.
+    pub async fn list(&self, scope: &Scope<TenantId>) -> Result<PresenceList, PresenceError> {
+        let mut users = match &self.inner.shared {
+            Some(shared) => shared.online(scope, self.inner.clock.now()).await?,
+            None => self
+                .inner
+                .registry
+                .lock()
+                .expect("presence lock")
+                .online(scope),
+        };
+        users.sort_by(|a, b| (&a.tenant_id, &a.user_id).cmp(&(&b.tenant_id, &b.user_id)));
+        Ok(PresenceList {
+            tenant_id: scope.to_wire(),
+            online_count: users.len() as u32,
+            users,
+        })
+    }
+
+    /// A `Typing` message of `key.user` in `key.conversation` (a room of
+    /// `key.tenant`; the caller checked the tenant owns it). Sent on to
+    /// the conversation's room, except to `key.conn`, under the rules of
+    /// [`typing::Typing::update`]; the state ends by itself after
+    /// [`TYPING_TTL`](crate::protocol::presence::TYPING_TTL).
+    pub async fn typing(&self, key: &TypingKey, typing: bool) {
+        let send =
+            self.inner
+                .typing
+                .lock()
+                .expect("typing lock")
+                .update(key, typing, Instant::now());
+        self.inner.wake.notify_one();
+        if send {
+            self.inner.send_typing(key, typing).await;
+        }
+    }
+
+    /// Ends a closing connection's typing states (each sends
+    /// `typing: false`).
+    pub fn end_typing(&self, conn: ConnId) {
+        let ended = self
+            .inner
+            .typing
+            .lock()
+            .expect("typing lock")
+            .end_conn(conn, Instant::now());
+        if ended {
+            self.inner.wake.notify_one();
+        }
+    }
+
+    /// Announces changes, ends grace periods and typing states, and (with
+    /// Redis) beats this node's heartbeat and sweeps dead nodes, until
+    /// shutdown.
+    pub async fn run(self, shutdown: CancellationToken) {
+        self.inner.clone().run(shutdown).await
+    }
+}
+
+impl Inner {
+    async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        // Announced (status, connections) per user: only a change is sent.
+        let mut announced: HashMap<Key, (Status, u32)> = HashMap::new();
+        let beat_every = self.shared.as_ref().map_or(Duration::from_secs(3600), |s| {
+            (s.ttl / 3).max(Duration::from_millis(100))
+        });
+        let mut heartbeat = tokio::time::interval(beat_every);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut retry_at: Option<Instant> = None;
+        // Live before the first write: a sweep removes the entries of
+        // nodes it does not know.
+        self.beat().await;
+        loop {
+            let deadline = {
+                let grace = self.registry.lock().expect("presence lock").next_deadline();
+                let typing = self.typing.lock().expect("typing lock").next_deadline();
+                [grace, typing, retry_at].into_iter().flatten().min()
+            };
+            let sleep = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = sleep => {}
+                _ = heartbeat.tick(), if self.shared.is_some() => self.beat().await,
+            }
+            let now = Instant::now();
+            retry_at = retry_at.filter(|at| *at > now);
+            let expired = self.typing.lock().expect("typing lock").expire(now);
+            for key in expired {
+                self.send_typing(&key, false).await;
+            }
+            if retry_at.is_some() {
+                continue;
+            }
+            let dirty = {
+                let mut registry = self.registry.lock().expect("presence lock");
+                registry.expire(now);
+                registry.take_dirty()
+            };
+            for (i, key) in dirty.iter().enumerate() {
+                if let Err(e) = self.announce(key, &mut announced).await {
+                    tracing::warn!(error = %e, "writing presence to Redis failed; retrying");
+                    let mut registry = self.registry.lock().expect("presence lock");
+                    for key in &dirty[i..] {
+                        registry.mark(key.clone());
+                    }
+                    retry_at = Some(now + RETRY_AFTER);
+                    break;
+                }
+            }
+        }
+        if let Some(shared) = &self.shared {
+            if let Err(e) = shared.retire().await {
+                tracing::debug!(error = %e, "leaving the presence nodes failed; the TTL removes this node");
+            }
+        }
+    }
+
+    /// Publishes a user's state as this node now sees it, if it differs
+    /// from what this node last announced.
+    async fn announce(
+        &self,
+        key: &Key,
+        announced: &mut HashMap<Key, (Status, u32)>,
+    ) -> Result<(), PresenceError> {
+        let shown = self.registry.lock().expect("presence lock").shown(key);
+        if let Some(shared) = &self.shared {
+            shared.write(key, shown.as_ref()).await?;
+        }
+        let change = self.change_of(key).await?;
+        let state = (change.status, change.connections);
+        if announced.get(key) == Some(&state) {
+            return Ok(());
+        }
+        if change.status == Status::Offline {
+            announced.remove(key);
+        } else {
+            announced.insert(key.clone(), state);
+        }
+        self.publish_presence(change).await;
+        Ok(())
+    }
+
+    /// A user's merged state now, as a `Presence` payload.
+    async fn change_of(&self, key: &Key) -> Result<PresenceChange, PresenceError> {
+        let (tenant, user) = key;
+        let scope = Scope::Only(tenant.clone());
+        let users = match &self.shared {
+            Some(shared) => shared.online(&scope, self.clock.now()).await?,
+            None => self.registry.lock().expect("presence lock").online(&scope),
+        };
+        let me = users.iter().find(|u| &u.user_id == user);
+        Ok(PresenceChange {
+            tenant_id: tenant.to_string(),
+            user_id: user.clone(),
+            status: me.map_or(Status::Offline, |u| u.status),
+            connections: me.map_or(0, |u| u.connections),
+            online_count: users.len() as u32,
+            timestamp: self.clock.now(),
+        })
+    }
+
+    async fn publish_presence(&self, change: PresenceChange) {
+        tracing::debug!(tenant = %change.tenant_id, user = %change.user_id, status = %change.status, connections = change.connections, "presence");
+        let tenant = TenantId::checked(&change.tenant_id);
+        let frame = ServerFrame::Presence(serde_json::to_value(&change).expect("serializes"));
+        self.publish(tenant, Room::checked(PRESENCE_ROOM), frame, None)
+            .await;
+    }
+
+    async fn send_typing(&self, key: &TypingKey, typing: bool) {
+        let change = TypingChange {
+            conversation_id: key.conversation.clone(),
+            user_id: key.user.clone(),
+            typing,
+        };
+        let room = Room::checked(&format!("conversation:{}", key.conversation));
+        let frame = ServerFrame::Typing(serde_json::to_value(&change).expect("serializes"));
+        self.publish(key.tenant.clone(), room, frame, key.conn)
+            .await;
+    }
+
+    async fn publish(
+        &self,
+        tenant: TenantId,
+        room: Room,
+        frame: ServerFrame,
+        except: Option<ConnId>,
+    ) {
+        let message = BusMessage::Frame {
+            tenant,
+            room,
+            frame: Arc::new(frame),
+            except,
+        };
+        if let Err(e) = self.bus.publish(vec![message]).await {
+            // Not stored: other nodes miss this one; the listing is right.
+            tracing::warn!(error = %e, "publishing a presence or typing frame failed");
+        }
+    }
+
+    /// The heartbeat, then the sweep of dead nodes, whose users this node
+    /// announces.
+    async fn beat(&self) {
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        let entries = self.registry.lock().expect("presence lock").all();
+        let now = self.clock.now();
+        if let Err(e) = shared.heartbeat(now, &entries).await {
+            tracing::warn!(error = %e, "presence heartbeat to Redis failed; other nodes drop this node's users after the TTL");
+            return;
+        }
+        let orphans = match shared.sweep(now).await {
+            Ok(orphans) => orphans,
+            Err(e) => {
+                tracing::warn!(error = %e, "sweeping dead nodes' presence failed; the next heartbeat retries");
+                return;
+            }
+        };
+        for key in orphans {
+            match self.change_of(&key).await {
+                Ok(change) => self.publish_presence(change).await,
+                Err(e) => tracing::warn!(error = %e, "announcing a dead node's user failed"),
+            }
+        }
+    }
+}
