@@ -140,6 +140,10 @@ impl Feed {
                         return Some(Next::Event(event));
                     }
                 }
+                // Presence and typing frames are not stored events: they
+                // have no id to resume from, so the stream carries events
+                // only (the WebSocket carries both).
+                Ok(BusMessage::Frame { .. }) => {}
                 Err(RecvError::Lagged(missed)) => {
                     tracing::info!(missed, "SSE stream fell behind the bus; ending it");
                     return self.end("slow consumer: reconnect with Last-Event-ID");
