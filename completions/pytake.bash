@@ -3934,7 +3934,7 @@ _pytake() {
             return 0
             ;;
         pytake__subcmd__serve)
-            opts="-v -q -h -V --demo --stop-when-stdin-closes --listen --log-format --secret --secret-file --token-leeway --token-audience --token-issuer --token-max-lifetime --rate-limit --max-frame-bytes --outbound-queue --auth-timeout --ping-interval --idle-timeout --write-stall --presence-grace --presence-ttl --store --store-pool-size --bus --metrics-push-interval --metrics-campaign-throttle --metrics-active-window --queue-concurrency --queue-batch-size --queue-poll-interval --queue-lease --queue-max-attempts --config --color --verbose --quiet --data-dir --help --version"
+            opts="-v -q -h -V --demo --stop-when-stdin-closes --listen --log-format --rate-limit-viewer --rate-limit-operator --rate-limit-admin --rate-limit-service --secret --secret-file --token-leeway --token-audience --token-issuer --token-max-lifetime --rate-limit --max-frame-bytes --outbound-queue --auth-timeout --ping-interval --idle-timeout --write-stall --compression --max-connections --max-connections-per-tenant --max-unauthenticated-per-address --presence-grace --presence-ttl --store --store-pool-size --bus --metrics-push-interval --metrics-campaign-throttle --metrics-active-window --queue-concurrency --queue-batch-size --queue-poll-interval --queue-lease --queue-max-attempts --config --color --verbose --quiet --data-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3946,6 +3946,22 @@ _pytake() {
                     ;;
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --rate-limit-viewer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rate-limit-operator)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rate-limit-admin)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rate-limit-service)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --secret)
@@ -3997,6 +4013,22 @@ _pytake() {
                     return 0
                     ;;
                 --write-stall)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --compression)
+                    COMPREPLY=($(compgen -W "true false" -- "${cur}"))
+                    return 0
+                    ;;
+                --max-connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-connections-per-tenant)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-unauthenticated-per-address)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -49,6 +49,10 @@ complete -c pytake -n "__fish_pytake_needs_command" -f -a "help" -d 'Print this 
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l listen -d 'Address to listen on, HOST:PORT; port 0 picks a free one [env: PYTAKE_LISTEN] [default: 127.0.0.1:8080]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l log-format -d 'Log lines as readable text or one JSON object per line [env: PYTAKE_LOG_FORMAT] [default: text]' -r -f -a "text\t'Readable lines'
 json\t'One JSON object per line, for log shippers'"
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l rate-limit-viewer -d 'REST requests per minute per viewer token subject; 0: no limit [env: PYTAKE_RATE_LIMIT_VIEWER] [default: 60]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l rate-limit-operator -d 'REST requests per minute per operator token subject; 0: no limit [env: PYTAKE_RATE_LIMIT_OPERATOR] [default: 60]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l rate-limit-admin -d 'REST requests per minute per admin token subject; 0: no limit [env: PYTAKE_RATE_LIMIT_ADMIN] [default: 60000]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l rate-limit-service -d 'REST requests per minute per service token subject; 0: no limit [env: PYTAKE_RATE_LIMIT_SERVICE] [default: 60000]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l secret -d 'JWT HS256 secret; prefer --secret-file or PYTAKE_SECRET, which `ps` does not show [env: PYTAKE_SECRET] [default: generated into <data-dir>/secret, mode 0600]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l secret-file -d 'File holding the JWT secret (its first line) [env: PYTAKE_SECRET_FILE]' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l token-leeway -d 'Clock skew tolerated on a token\'s exp, nbf and iat [env: PYTAKE_TOKEN_LEEWAY] [default: 30s]' -r
@@ -62,6 +66,11 @@ complete -c pytake -n "__fish_pytake_using_subcommand serve" -l auth-timeout -d 
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l ping-interval -d 'How often the server pings each connection [env: PYTAKE_PING_INTERVAL] [default: 25s]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l idle-timeout -d 'Close connections silent for this long [env: PYTAKE_IDLE_TIMEOUT] [default: 30s]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l write-stall -d 'Close a connection as a slow consumer (4009) when a write makes no progress for this long [env: PYTAKE_WRITE_STALL] [default: 10s]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l compression -d 'Compress WebSocket messages (permessage-deflate) for clients that offer it; false turns it off [env: PYTAKE_COMPRESSION] [default: true]' -r -f -a "true\t''
+false\t''"
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l max-connections -d 'Connections (WebSocket and SSE) this node serves at once; over it, 503 [env: PYTAKE_MAX_CONNECTIONS] [default: min(20000, 80% of the open-file limit)]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l max-connections-per-tenant -d 'Connections one tenant may hold on this node; over it, 503 (or close 1013 after Auth) [env: PYTAKE_MAX_CONNECTIONS_PER_TENANT] [default: max_connections]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l max-unauthenticated-per-address -d 'Connections not yet authenticated one source address may hold; over it, 503 [env: PYTAKE_MAX_UNAUTHENTICATED_PER_ADDRESS] [default: 64]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l presence-grace -d 'Keep a user online this long after its last connection closed (0s: at once) [env: PYTAKE_PRESENCE_GRACE] [default: 5s]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l presence-ttl -d 'With several nodes: a node whose presence heartbeat stops this long has its users go offline [env: PYTAKE_PRESENCE_TTL] [default: 15s]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l store -d 'Event store URL: sqlite://PATH (one node) or postgres://USER:PASSWORD@HOST:PORT/DATABASE (several) [env: PYTAKE_STORE] [default: sqlite://<data-dir>/pytake.db]' -r
