@@ -46,7 +46,7 @@ async fn check_gives_the_line_and_exit_2() {
     assert_eq!(run.code, 2);
     assert_eq!(
         run.stderr,
-        format!("error: {f} line 2: unknown key `listne` in [server], expected one of `listen`, `data_dir`, `log_format`\n")
+        format!("error: {f} line 2: unknown key `listne` in [server], expected one of `listen`, `data_dir`, `log_format`, `rate_limit_viewer`, `rate_limit_operator`, `rate_limit_admin`, `rate_limit_service`\n")
     );
     std::fs::write(&file, "[server]\nlisten = \"8080\"\n").unwrap();
     let run = pytake(&["config", "check", f], home.path()).await;
@@ -106,6 +106,10 @@ async fn show_says_where_each_value_came_from_and_masks_secrets() {
         pad(format!("data_dir = \"{d}\"")) + "  # --data-dir",
         pad("listen = \"127.0.0.1:8080\"".into()) + "  # default",
         pad("log_format = \"text\"".into()) + "  # default",
+        pad("rate_limit_admin = 60000".into()) + "  # default",
+        pad("rate_limit_operator = 60".into()) + "  # default",
+        pad("rate_limit_service = 60000".into()) + "  # default",
+        pad("rate_limit_viewer = 60".into()) + "  # default",
         String::new(),
         "[auth]".into(),
         pad("secret = \"********\"".into()) + &format!("  # {f} line 5"),
@@ -120,10 +124,15 @@ async fn show_says_where_each_value_came_from_and_masks_secrets() {
         pad("compression = true".into()) + "  # default",
         pad("idle_timeout = \"1m\"".into()) + "  # PYTAKE_IDLE_TIMEOUT",
         pad("max_frame_bytes = 65536".into()) + "  # default",
+        pad("max_unauthenticated_per_address = 64".into()) + "  # default",
         pad("outbound_queue = 1024".into()) + "  # default",
         pad("ping_interval = \"25s\"".into()) + "  # default",
+        pad("presence_grace = \"5s\"".into()) + "  # default",
+        pad("presence_ttl = \"15s\"".into()) + "  # default",
         pad("rate_limit = 50".into()) + &format!("  # {f} line 2"),
         pad("write_stall = \"10s\"".into()) + "  # default",
+        pad("# max_connections unset".into()) + "  # default",
+        pad("# max_connections_per_tenant unset".into()) + "  # default",
         String::new(),
         "[store]".into(),
         pad("pool_size = 16".into()) + "  # default",

@@ -183,14 +183,18 @@ impl TestWs {
         }
     }
 
-    /// The next `Event` frame. `Metrics` and `QueueStats` pushes on the
-    /// way (the `dashboard` and campaign rooms get them) are skipped: they are not
-    /// events and carry no id.
+    /// The next `Event` frame. `Metrics` and `QueueStats` pushes, and
+    /// `Presence` and `Typing` frames, on the way (the `dashboard`,
+    /// campaign, `presence` and conversation rooms get them) are skipped:
+    /// they are not events and carry no id.
     pub async fn event(&mut self) -> Event {
         loop {
             match self.recv().await {
                 ServerFrame::Event(e) => return e,
-                ServerFrame::Metrics(_) | ServerFrame::QueueStats(_) => continue,
+                ServerFrame::Metrics(_)
+                | ServerFrame::QueueStats(_)
+                | ServerFrame::Presence(_)
+                | ServerFrame::Typing(_) => continue,
                 other => panic!("expected Event, got {other:?}"),
             }
         }

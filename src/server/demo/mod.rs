@@ -1,6 +1,9 @@
 //! `pytake serve --demo`: synthetic traffic of three tenants, shaped like the
 //! seeds' platforms (messages, conversations, tickets, campaigns, calls, AI,
-//! ERP), fed through ingest like any producer's events.
+//! ERP), fed through ingest like any producer's events, and their agents
+//! ([`agents`]): presence, typing and transfers.
+
+mod agents;
 
 use std::time::Duration;
 
@@ -66,6 +69,10 @@ const OUTAGE: Duration = Duration::from_secs(120);
 const OUTAGE_EVERY: Duration = Duration::from_secs(600);
 
 const CAMPAIGN_SIZE: u64 = 200;
+
+/// The chance that an agent acts along with an event: with an event every
+/// 180 ms on average, about one agent action a second.
+const AGENT_ACTION_ODDS: f64 = 0.2;
 
 impl Tenant {
     fn new(name: &'static str, index: u64) -> Tenant {
@@ -261,6 +268,7 @@ pub async fn run(state: AppState) {
     tracing::info!(tenants = ?TENANTS, "demo traffic started");
     let started = tokio::time::Instant::now();
     let mut outages = 0usize;
+    let mut agents = agents::Agents::default();
     loop {
         let pause = Duration::from_millis(rng.random_range(60..300));
         tokio::select! {
@@ -285,6 +293,12 @@ pub async fn run(state: AppState) {
             }
         }
         let tenant = &mut tenants[rng.random_range(0..TENANTS.len())];
+        // About one agent action every second or two across the tenants.
+        if rng.random_bool(AGENT_ACTION_ODDS) {
+            agents
+                .act(&state, tenant.name, &tenant.open_conversations, &mut rng)
+                .await;
+        }
         let (event_type, data) = tenant.next_event(&mut rng);
         let event = NewEvent {
             event_type: event_type.into(),
