@@ -13,6 +13,8 @@ cd "$(dirname "$0")/.."
 
 out=${OUT:-target/autobahn}
 venv=${AUTOBAHN_VENV:-target/autobahn-venv}
+# Where cargo put the release build (CI may set CARGO_TARGET_DIR).
+release=${CARGO_TARGET_DIR:-target}/release
 case $venv in /*) ;; *) venv=$PWD/$venv ;; esac
 cases='"1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "9.*"'
 [ "${1:-}" = --quick ] && cases='"1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*"'
@@ -65,13 +67,13 @@ JSON
     { tail -n 20 "$out/$name.log" >&2; exit 1; }
 }
 
-start "$out/echo.out" target/release/examples/autobahn_echo 127.0.0.1:0
+start "$out/echo.out" "$release/examples/autobahn_echo" 127.0.0.1:0
 fuzz pytake-echo "$(url_of "$out/echo.out")" "$cases"
 
 data=$(mktemp -d)
-start "$out/serve.out" target/release/pytake serve --listen 127.0.0.1:0 --data-dir "$data"
+start "$out/serve.out" "$release/pytake" serve --listen 127.0.0.1:0 --data-dir "$data"
 serve_url=$(url_of "$out/serve.out")
-token=$(target/release/pytake token create --data-dir "$data" --role admin --ttl 1h)
+token=$("$release/pytake" token create --data-dir "$data" --role admin --ttl 1h)
 # 7.1.1 waits for the echo of a text message, which only an echo sends: it
 # gives up and closes 1001 instead of the 1000 it then expects.
 fuzz pytake-serve "${serve_url/http:/ws:}/ws?token=$token" '"7.*"' '"7.1.1"'
