@@ -77,7 +77,9 @@ impl Agents {
             }
             75..=99 if !open.is_empty() => {
                 let conversation = format!("c{}", open[rng.random_range(0..open.len())]);
-                let to = AGENTS[rng.random_range(0..AGENTS.len())];
+                // Another agent: nobody hands a conversation to themselves.
+                let others: Vec<&str> = AGENTS.iter().copied().filter(|a| *a != name).collect();
+                let to = others[rng.random_range(0..others.len())];
                 transfer(state, &tenant_id, name, &conversation, to).await;
             }
             _ => {}
