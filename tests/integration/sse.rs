@@ -145,11 +145,17 @@ async fn since_meets_live_traffic_without_gap_or_duplicate() {
     let viewer = server.viewer("acme");
     let mut streams = Vec::new();
     for from in [0, 100, 1_100] {
+        let deadline = tokio::time::Instant::now() + crate::support::DEADLINE;
         loop {
             let (_, health) = server.get(None, "/health").await;
-            if health["last_event_id"].as_i64().unwrap() >= from {
+            let head = health["last_event_id"].as_i64().unwrap();
+            if head >= from {
                 break;
             }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the publisher stored only up to {head}, not {from}"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
         let query = format!("rooms=dashboard&since={from}");
