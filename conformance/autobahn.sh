@@ -7,7 +7,11 @@
 # Fails if any case is not OK, NON-STRICT or INFORMATIONAL. Reports land in
 # $OUT (default target/autobahn); the summary goes to stdout.
 #
-# Usage: conformance/autobahn.sh [--quick]   (--quick: skip the 9.x cases)
+# Usage: conformance/autobahn.sh [--quick | --deflate]
+#   --quick:   skip the 9.x cases
+#   --deflate: only the permessage-deflate cases (12.x, 13.x) against the
+#              echo endpoint, which negotiates compression; about 15 minutes,
+#              so not part of .ci/run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +21,13 @@ venv=${AUTOBAHN_VENV:-target/autobahn-venv}
 release=${CARGO_TARGET_DIR:-target}/release
 case $venv in /*) ;; *) venv=$PWD/$venv ;; esac
 cases='"1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "9.*"'
-[ "${1:-}" = --quick ] && cases='"1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*"'
+deflate=false
+case "${1:-}" in
+  --quick) cases='"1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*"' ;;
+  --deflate) cases='"12.*", "13.*"'; deflate=true ;;
+  "") ;;
+  *) echo "autobahn: unknown option $1 (use --quick or --deflate)" >&2; exit 2 ;;
+esac
 
 # The testsuite is Python 2.7 only; pyenv has it on this kind of machine.
 if [ ! -x "$venv/bin/wstest" ]; then
@@ -69,6 +79,10 @@ JSON
 
 start "$out/echo.out" "$release/examples/autobahn_echo" 127.0.0.1:0
 fuzz pytake-echo "$(url_of "$out/echo.out")" "$cases"
+if $deflate; then
+  python3 conformance/summarize.py "$out/pytake-echo/index.json"
+  exit
+fi
 
 data=$(mktemp -d)
 start "$out/serve.out" "$release/pytake" serve --listen 127.0.0.1:0 --data-dir "$data"

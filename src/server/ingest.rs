@@ -303,7 +303,7 @@ impl Committer {
                     .iter()
                     .filter_map(|m| match m {
                         BusMessage::Event { event, .. } => Some(event.id),
-                        BusMessage::Frame { .. } => None,
+                        BusMessage::Frame(_) => None,
                     })
                     .collect();
                 debug_assert!(ids.is_sorted(), "a group's new ids ascend");

@@ -240,7 +240,10 @@ impl Server {
             latest: queue_stats.clone(),
         }));
         let mut tasks: Vec<Task> = vec![
-            Box::pin(hub.clone().run(bus.subscribe(), shutdown.clone())),
+            Box::pin(
+                hub.clone()
+                    .run(bus.subscribe(), bus.subscribe_frames(), shutdown.clone()),
+            ),
             Box::pin(writer.run(shutdown.clone())),
             Box::pin(aggregator.clone().run(shutdown.clone())),
         ];

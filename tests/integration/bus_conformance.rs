@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use pytake::protocol::{EventId, Room, Scope, ServerFrame, TenantId, ValidEvent};
-use pytake::server::bus::{self, Bus, BusMessage, BusReceiver, BusState};
+use pytake::server::bus::{
+    self, Bus, BusEvent, BusFrame, BusMessage, BusReceiver, BusState, FrameReceiver,
+};
 use pytake::server::storage::{self, AppendRequest, EventStore, StoreOptions};
 use tempfile::TempDir;
 use tokio::sync::broadcast::error::RecvError;
@@ -68,7 +70,7 @@ fn ids(messages: &[BusMessage]) -> Vec<EventId> {
         .iter()
         .filter_map(|m| match m {
             BusMessage::Event { event, .. } => Some(event.id),
-            BusMessage::Frame { .. } => None,
+            BusMessage::Frame(_) => None,
         })
         .collect()
 }
@@ -81,7 +83,7 @@ async fn receive(rx: &mut BusReceiver, tenant: &str, n: usize) -> Vec<EventId> {
             .await
             .unwrap_or_else(|_| panic!("only {got:?} of {n} events of {tenant} arrived"));
         match message {
-            Ok(BusMessage::Event { event, .. }) if event.tenant_id == tenant => got.push(event.id),
+            Ok(BusEvent { event, .. }) if event.tenant_id == tenant => got.push(event.id),
             Ok(_) => {}
             Err(RecvError::Lagged(n)) => panic!("lagged by {n}"),
             Err(RecvError::Closed) => panic!("bus closed"),
@@ -95,7 +97,7 @@ async fn receive(rx: &mut BusReceiver, tenant: &str, n: usize) -> Vec<EventId> {
 async fn nothing_more(rx: &mut BusReceiver, tenant: &str) {
     let quiet = std::time::Duration::from_millis(300);
     while let Ok(message) = tokio::time::timeout(quiet, rx.recv()).await {
-        if let Ok(BusMessage::Event { event, .. }) = message {
+        if let Ok(BusEvent { event, .. }) = message {
             assert_ne!(event.tenant_id, tenant, "an unexpected event {}", event.id);
         }
     }
@@ -136,22 +138,22 @@ async fn redis_bus_delivers_in_order() {
 
 /// A frame that is not stored (presence, typing).
 fn frame(tenant: &str, n: i64) -> BusMessage {
-    BusMessage::Frame {
+    BusMessage::Frame(BusFrame {
         tenant: TenantId::parse(tenant).unwrap(),
         room: Room::parse("presence").unwrap(),
         frame: Arc::new(ServerFrame::Presence(serde_json::json!({"n": n}))),
         except: Some(7),
-    }
+    })
 }
 
 /// The next frame of `tenant` on `rx` (events and other tenants skipped):
 /// its `n` and `except`.
-async fn receive_frame(rx: &mut BusReceiver, tenant: &str) -> (i64, Option<u64>) {
+async fn receive_frame(rx: &mut FrameReceiver, tenant: &str) -> (i64, Option<u64>) {
     loop {
         let message = tokio::time::timeout(DEADLINE, rx.recv())
             .await
             .unwrap_or_else(|_| panic!("no frame of {tenant} arrived"));
-        if let Ok(BusMessage::Frame {
+        if let Ok(BusFrame {
             tenant: t,
             room,
             frame,
@@ -176,7 +178,7 @@ async fn receive_frame(rx: &mut BusReceiver, tenant: &str) -> (i64, Option<u64>)
 async fn memory_bus_passes_frames_through() {
     let (_dir, store) = sqlite_store().await;
     let bus = bus::open("memory", store.clone()).await.unwrap();
-    let mut rx = bus.subscribe();
+    let mut rx = bus.subscribe_frames();
     let _watch = bus.watch(tenant("mem-frames")).await.unwrap();
     bus.publish(vec![frame("mem-frames", 1)]).await.unwrap();
     assert_eq!(receive_frame(&mut rx, "mem-frames").await, (1, Some(7)));
@@ -199,8 +201,9 @@ async fn redis_carries_frames_to_the_nodes_that_watch_the_tenant() {
     let (_dir, store) = sqlite_store().await;
     let a = bus::open(&redis.url(), store.clone()).await.unwrap();
     let b = bus::open(&redis.url(), store.clone()).await.unwrap();
-    let mut on_a = a.subscribe();
-    let mut on_b = b.subscribe();
+    let mut on_a = a.subscribe_frames();
+    let mut on_b = b.subscribe_frames();
+    let mut events_on_b = b.subscribe();
     let _watch_a = a.watch(tenant("frames-watched")).await.unwrap();
     let _watch_b = b.watch(tenant("frames-watched")).await.unwrap();
     a.publish(vec![frame("frames-unwatched", 1)]).await.unwrap();
@@ -210,29 +213,73 @@ async fn redis_carries_frames_to_the_nodes_that_watch_the_tenant() {
         (2, Some(7))
     );
     assert_eq!(receive_frame(&mut on_b, "frames-watched").await, (2, None));
-    // Events still flow beside frames, and A got no echo of its frame.
+    // Events still flow beside frames, on their own receivers.
     let watched = append(store.as_ref(), "frames-watched", 1).await;
     let want = ids(&watched);
     a.publish(watched).await.unwrap();
-    assert_eq!(receive(&mut on_b, "frames-watched", 1).await, want);
+    assert_eq!(receive(&mut events_on_b, "frames-watched", 1).await, want);
+    // A got no echo of its frame, B nothing of the unwatched tenant.
+    assert_eq!(
+        no_more_frames(&mut on_a).await,
+        [0; 0],
+        "an echo of A's own frame"
+    );
+    assert_eq!(
+        no_more_frames(&mut on_b).await,
+        [0; 0],
+        "an unwatched tenant's frame"
+    );
+}
+
+/// The `n` of the frames `rx` gets before it is quiet for a while (a
+/// negative check, bounded by a loopback message's time many times over).
+async fn no_more_frames(rx: &mut FrameReceiver) -> Vec<i64> {
     let quiet = std::time::Duration::from_millis(300);
-    while let Ok(message) = tokio::time::timeout(quiet, on_a.recv()).await {
-        if let Ok(BusMessage::Frame { tenant, .. }) = message {
-            assert_ne!(
-                tenant.as_str(),
-                "frames-watched",
-                "an echo of A's own frame"
-            );
+    let mut got = Vec::new();
+    while let Ok(message) = tokio::time::timeout(quiet, rx.recv()).await {
+        let frame = message.expect("no lag");
+        if let ServerFrame::Presence(p) = frame.frame.as_ref() {
+            got.push(p["n"].as_i64().unwrap());
         }
     }
-    while let Ok(message) = tokio::time::timeout(quiet, on_b.recv()).await {
-        if let Ok(BusMessage::Frame { tenant, .. }) = message {
-            assert_ne!(
-                tenant.as_str(),
-                "frames-unwatched",
-                "a frame of an unwatched tenant"
-            );
+    got
+}
+
+/// A node that watches a tenant both by itself and through every tenant
+/// (a tenant's client and an admin's on one node) subscribes to the
+/// tenant's frames channel and to the pattern of all of them, so Redis
+/// sends it each frame twice: its receivers get one.
+#[tokio::test]
+async fn redis_delivers_a_frame_once_to_a_node_watching_the_tenant_twice() {
+    let test = "redis_delivers_a_frame_once_to_a_node_watching_the_tenant_twice";
+    let Some(redis) = Redis::shared_or_skip(test).await else {
+        return;
+    };
+    let (_dir, store) = sqlite_store().await;
+    let a = bus::open(&redis.url(), store.clone()).await.unwrap();
+    let b = bus::open(&redis.url(), store.clone()).await.unwrap();
+    let mut on_b = b.subscribe_frames();
+    let one = b.watch(tenant("frames-twice")).await.unwrap();
+    let _all = b.watch(Scope::All).await.unwrap();
+    a.publish(vec![frame("frames-twice", 1)]).await.unwrap();
+    assert_eq!(receive_frame(&mut on_b, "frames-twice").await, (1, None));
+    assert_eq!(no_more_frames(&mut on_b).await, [0; 0], "a second copy");
+    // Without the tenant's own watch, the pattern delivers it.
+    drop(one);
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let mut n = 2;
+    loop {
+        a.publish(vec![frame("frames-twice", n)]).await.unwrap();
+        let got = no_more_frames(&mut on_b).await;
+        assert!(got.len() <= 1, "frames doubled: {got:?}");
+        if got == [n] {
+            break;
         }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no frame through the pattern"
+        );
+        n += 1;
     }
 }
 
@@ -325,8 +372,7 @@ async fn redis_watching_every_tenant_orders_across_tenants() {
     let mut got = Vec::new();
     while got.len() < 5 {
         match tokio::time::timeout(DEADLINE, on_b.recv()).await.unwrap() {
-            Ok(BusMessage::Event { event, .. }) => got.push(event.id),
-            Ok(BusMessage::Frame { .. }) => {}
+            Ok(BusEvent { event, .. }) => got.push(event.id),
             Err(e) => panic!("{e}"),
         }
     }

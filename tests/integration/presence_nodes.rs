@@ -1,7 +1,8 @@
 //! Presence across two `pytake serve` processes on PostgreSQL and Redis:
-//! both nodes answer the same list and relay each other's changes, and a
-//! node killed with SIGKILL has its users go offline within the TTL,
-//! announced by the survivor.
+//! both nodes answer the same list and relay each other's changes, a node
+//! killed with SIGKILL has its users go offline within the TTL, announced
+//! by the survivor, and a node that stalls past the TTL announces its
+//! users again when it wakes.
 
 use std::time::Duration;
 
@@ -75,15 +76,11 @@ async fn both_list(nodes: &[TestServer], want: &[(&str, u32)]) {
     }
 }
 
-#[tokio::test]
-async fn two_nodes_share_presence_and_a_killed_nodes_users_go_offline() {
-    let test = "two_nodes_share_presence_and_a_killed_nodes_users_go_offline";
-    let Some(store) = Postgres::database_or_skip(test).await else {
-        return;
-    };
-    let Some(redis) = Redis::start_or_skip(test).await else {
-        return;
-    };
+/// Two nodes on a fresh database and Redis, with the short TTL and no
+/// grace; `None` when the services cannot start (outside CI).
+async fn two_nodes(test: &str) -> Option<(Vec<TestServer>, Redis)> {
+    let store = Postgres::database_or_skip(test).await?;
+    let redis = Redis::start_or_skip(test).await?;
     let mut nodes = Vec::new();
     for _ in 0..2 {
         let args = [
@@ -98,9 +95,29 @@ async fn two_nodes_share_presence_and_a_killed_nodes_users_go_offline() {
         ];
         nodes.push(TestServer::start_with(Options::args(&args)).await);
     }
+    Some((nodes, redis))
+}
+
+/// A watcher of acme's `presence` room on `node`.
+async fn watcher(node: &TestServer) -> TestWs {
     let mut sub = rooms(&["presence"]);
     sub.tenant_id = Some("acme".into());
-    let (mut watch, _) = nodes[0].subscribed(&nodes[0].admin(), sub).await;
+    node.subscribed(&node.admin(), sub).await.0
+}
+
+/// The next `Presence` frame of `user`: its status and connections.
+async fn next_of(ws: &mut TestWs, user: &str) -> (Status, u32) {
+    let p = presence_until(ws, |p| p.user_id == user).await;
+    (p.status, p.connections)
+}
+
+#[tokio::test]
+async fn two_nodes_share_presence_and_a_killed_nodes_users_go_offline() {
+    let test = "two_nodes_share_presence_and_a_killed_nodes_users_go_offline";
+    let Some((mut nodes, _redis)) = two_nodes(test).await else {
+        return;
+    };
+    let mut watch = watcher(&nodes[0]).await;
 
     let _alice = tab(&nodes[0], "alice").await;
     presence_until(&mut watch, |p| p.user_id == "alice").await;
@@ -136,4 +153,44 @@ async fn two_nodes_share_presence_and_a_killed_nodes_users_go_offline() {
     let alice = list(&nodes[0]).await;
     assert_eq!(alice, [("alice".to_string(), 1)]);
     eprintln!("a killed node's user went offline after {took:?} (TTL {TTL:?})");
+}
+
+/// A change that one node's own view does not show is still announced:
+/// alice has a tab on A and one on B; when A's closes, A sees her leave
+/// its node while B still has her, and the tenant hears "1 connection".
+#[tokio::test]
+async fn a_tab_closing_on_one_node_is_announced_with_the_other_nodes_count() {
+    let test = "a_tab_closing_on_one_node_is_announced_with_the_other_nodes_count";
+    let Some((nodes, _redis)) = two_nodes(test).await else {
+        return;
+    };
+    let mut watch = watcher(&nodes[1]).await;
+    let on_a = tab(&nodes[0], "alice").await;
+    assert_eq!(next_of(&mut watch, "alice").await, (Status::Online, 1));
+    let _on_b = tab(&nodes[1], "alice").await;
+    assert_eq!(next_of(&mut watch, "alice").await, (Status::Online, 2));
+    drop(on_a);
+    assert_eq!(next_of(&mut watch, "alice").await, (Status::Online, 1));
+    both_list(&nodes, &[("alice", 1)]).await;
+}
+
+/// Node A stalls (SIGSTOP) past the TTL: B takes it for dead and announces
+/// alice offline. When A wakes (SIGCONT), its heartbeat finds it was
+/// swept, and it announces alice online again, so the clients' view and
+/// the list agree.
+#[tokio::test]
+async fn a_node_that_stalls_past_the_ttl_announces_its_users_again() {
+    let test = "a_node_that_stalls_past_the_ttl_announces_its_users_again";
+    let Some((nodes, _redis)) = two_nodes(test).await else {
+        return;
+    };
+    let mut watch = watcher(&nodes[1]).await;
+    let _alice = tab(&nodes[0], "alice").await;
+    assert_eq!(next_of(&mut watch, "alice").await, (Status::Online, 1));
+    nodes[0].signal(nix::sys::signal::Signal::SIGSTOP);
+    let offline = next_of(&mut watch, "alice").await;
+    nodes[0].signal(nix::sys::signal::Signal::SIGCONT);
+    assert_eq!(offline, (Status::Offline, 0), "swept by B");
+    assert_eq!(next_of(&mut watch, "alice").await, (Status::Online, 1));
+    both_list(&nodes, &[("alice", 1)]).await;
 }

@@ -6,18 +6,26 @@
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
-use super::{Bus, BusError, BusMessage, BusReceiver, BusState, Interest};
+use super::{
+    Bus, BusError, BusEvent, BusFrame, BusMessage, BusReceiver, BusState, FrameReceiver, Interest,
+    FRAME_CAPACITY,
+};
 use crate::protocol::{Scope, TenantId};
 
 /// The in-process bus.
 pub struct MemoryBus {
-    tx: broadcast::Sender<BusMessage>,
+    events: broadcast::Sender<BusEvent>,
+    frames: broadcast::Sender<BusFrame>,
 }
 
 impl MemoryBus {
+    /// A bus whose event receivers may lag by `capacity` (the server uses
+    /// [`BUS_CAPACITY`](super::BUS_CAPACITY); tests a small one).
     pub fn new(capacity: usize) -> MemoryBus {
-        let (tx, _) = broadcast::channel(capacity);
-        MemoryBus { tx }
+        MemoryBus {
+            events: broadcast::channel(capacity).0,
+            frames: broadcast::channel(FRAME_CAPACITY).0,
+        }
     }
 }
 
@@ -26,13 +34,24 @@ impl Bus for MemoryBus {
     async fn publish(&self, messages: Vec<BusMessage>) -> Result<(), BusError> {
         for message in messages {
             // No receiver yet is not an error: the store has the event.
-            let _ = self.tx.send(message);
+            match message {
+                BusMessage::Event { event, prev } => {
+                    let _ = self.events.send(BusEvent { event, prev });
+                }
+                BusMessage::Frame(frame) => {
+                    let _ = self.frames.send(frame);
+                }
+            }
         }
         Ok(())
     }
 
     fn subscribe(&self) -> BusReceiver {
-        self.tx.subscribe()
+        self.events.subscribe()
+    }
+
+    fn subscribe_frames(&self) -> FrameReceiver {
+        self.frames.subscribe()
     }
 
     async fn watch(&self, _tenant: Scope<TenantId>) -> Result<Interest, BusError> {

@@ -1,5 +1,5 @@
-//! The bus carries what one node must tell every node: stored events now,
-//! presence, typing and metrics pushes later. A trait chosen by URL: the
+//! The bus carries what one node must tell every node: stored events, and
+//! frames that are not stored (presence, typing). A trait chosen by URL: the
 //! in-process bus for one node, Redis for several.
 
 mod memory;
@@ -16,10 +16,18 @@ use crate::server::storage::EventStore;
 pub use memory::MemoryBus;
 pub use redis::RedisBus;
 
-/// Messages a subscriber may fall behind by before it misses some; a consumer
+/// Events a receiver may fall behind by before it misses some; a consumer
 /// that lags this far is told how many it lost (and logs it) rather than
-/// holding the publisher back.
+/// holding the publisher back. Events have ids, so a lagging hub closes its
+/// subscribers and they resume without loss.
 pub const BUS_CAPACITY: usize = 16 * 1024;
+
+/// Frames a receiver may fall behind by. Full, the oldest are overwritten
+/// and the receiver counts what it lost: frames are hints with no resume
+/// (the next presence frame or the listing corrects a lost one), so a
+/// burst of them (a typing storm) must never cost the event stream, which
+/// is why they have a channel of their own.
+pub const FRAME_CAPACITY: usize = 4 * 1024;
 
 /// A bus fault.
 #[derive(Debug, thiserror::Error)]
@@ -40,29 +48,43 @@ pub enum BusError {
     Store(String),
 }
 
-/// What travels on the bus.
+/// What a node publishes.
 #[derive(Debug, Clone)]
 pub enum BusMessage {
     /// A stored event, with its tenant's previous id
     /// ([`Appended::prev`](crate::server::storage::Appended::prev)).
     Event { event: Arc<Event>, prev: EventId },
-    /// A frame that is not stored (presence, typing): delivered to the
-    /// members of one room of a tenant on every node that watches the
-    /// tenant, at most once, in no particular order relative to events;
-    /// never sequenced, never read back from the store. `except` is a
-    /// connection of the publishing node that must not get it (the
-    /// typist's own); other nodes ignore it, their ids are their own.
-    Frame {
-        tenant: TenantId,
-        room: Room,
-        frame: Arc<ServerFrame>,
-        except: Option<u64>,
-    },
+    /// A frame that is not stored (presence, typing).
+    Frame(BusFrame),
 }
 
-/// One consumer's view of the bus: a bounded receiver of what is
-/// published.
-pub type BusReceiver = broadcast::Receiver<BusMessage>;
+/// A stored event as the bus delivers it (see [`Bus::subscribe`]).
+#[derive(Debug, Clone)]
+pub struct BusEvent {
+    pub event: Arc<Event>,
+    pub prev: EventId,
+}
+
+/// A frame that is not stored (presence, typing): delivered to the members
+/// of one room of a tenant on every node that watches the tenant, at most
+/// once, in no particular order relative to events; never sequenced, never
+/// read back from the store (see [`Bus::subscribe_frames`]).
+#[derive(Debug, Clone)]
+pub struct BusFrame {
+    pub tenant: TenantId,
+    pub room: Room,
+    pub frame: Arc<ServerFrame>,
+    /// A connection of the publishing node that must not get it (the
+    /// typist's own); other nodes get `None`, their ids are their own.
+    pub except: Option<u64>,
+}
+
+/// One consumer's view of the events: a bounded receiver.
+pub type BusReceiver = broadcast::Receiver<BusEvent>;
+
+/// One consumer's view of the frames: a bounded receiver, apart from the
+/// events (see [`FRAME_CAPACITY`]).
+pub type FrameReceiver = broadcast::Receiver<BusFrame>;
 
 /// Whether the bus is connected, for `/health` and `/ready`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,14 +120,16 @@ impl Interest {
 ///
 /// # Contract
 ///
-/// For every tenant a node watches ([`Bus::watch`]), its receivers get
-/// the [`BusMessage::Frame`]s published for it from now on, best effort,
-/// and
-/// every event committed after the watch was answered: each once, in
+/// For every tenant a node watches ([`Bus::watch`]), its event receivers
+/// get every event committed after the watch was answered: each once, in
 /// increasing id order, with no gap relative to the store's history of
 /// that tenant (and, watching [`Scope::All`], of every tenant). A
 /// receiver that falls [`BUS_CAPACITY`] behind gets `Lagged` instead and
 /// must treat its connections as having missed events.
+///
+/// Its frame receivers get the frames published for it from now on, best
+/// effort and each at most once, also when the node watches the tenant
+/// both by itself and through [`Scope::All`].
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {
     /// Publishes messages: stored events in id order, after the store
@@ -113,8 +137,13 @@ pub trait Bus: Send + Sync + 'static {
     /// may learn of them late, from the store; nothing is lost.
     async fn publish(&self, messages: Vec<BusMessage>) -> Result<(), BusError>;
 
-    /// A new receiver of what this node watches, from now on.
+    /// A new receiver of the events of what this node watches, from now
+    /// on.
     fn subscribe(&self) -> BusReceiver;
+
+    /// A new receiver of the frames of what this node watches, from now
+    /// on.
+    fn subscribe_frames(&self) -> FrameReceiver;
 
     /// Makes this node receive a tenant's messages (every tenant's, for
     /// [`Scope::All`]) while the returned interest is held. Answers once

@@ -36,6 +36,9 @@ pub struct HubStats {
     pub bus_received: AtomicU64,
     /// Messages the hub missed because it fell behind the bus.
     pub bus_lagged: AtomicU64,
+    /// Presence and typing frames the hub lost by falling behind the bus
+    /// (nobody is closed for them).
+    pub frames_lagged: AtomicU64,
     /// Connections ended, by [`CLOSE_KINDS`] index.
     pub closes: [AtomicU64; CLOSE_KINDS.len()],
     /// Authenticated connections by their token's tenant (admin tokens

@@ -26,7 +26,7 @@ use super::throttle::Throttle;
 use crate::config::MetricsSettings;
 use crate::protocol::metrics::Kpis;
 use crate::protocol::{Event, EventId, Scope};
-use crate::server::bus::{Bus, BusMessage};
+use crate::server::bus::{Bus, BusEvent};
 use crate::server::clock::Clock;
 use crate::server::gateway::hub::Hub;
 use crate::server::storage::metrics::{MetricStore, CONVERSATIONS_KEPT_MS};
@@ -278,7 +278,7 @@ impl Aggregator {
 
     async fn follow(
         &self,
-        bus: &mut broadcast::Receiver<BusMessage>,
+        bus: &mut broadcast::Receiver<BusEvent>,
         handed: &mut Handed,
         head: EventId,
         shutdown: &CancellationToken,
@@ -309,7 +309,7 @@ impl Aggregator {
             let mut received = Some(first);
             while let Some(message) = received.take() {
                 match message {
-                    Ok(BusMessage::Event { event, .. }) => {
+                    Ok(BusEvent { event, .. }) => {
                         let floor = seen;
                         seen = seen.max(event.id);
                         // Looked up by `&str`: no allocation per event.
@@ -340,8 +340,6 @@ impl Aggregator {
                             }
                         }
                     }
-                    // Frames are not events: nothing to count.
-                    Ok(BusMessage::Frame { .. }) => {}
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         return Followed::Behind(missed)
                     }

@@ -7,8 +7,9 @@
 //! goes offline once the last closes and the grace period passes without
 //! a new one, so a page reload does not flap. Every change of a user's
 //! status or connection count is announced to the tenant's `presence`
-//! room by the node where it happened, once it differs from what that
-//! node last announced (a reload within the grace announces nothing).
+//! room once, by the node that found it differs from what was last
+//! announced (a reload within the grace announces nothing): on one node
+//! against its memory, on several against Redis (see [`shared`]).
 //!
 //! The programmatic API ([`Presence::connect`], [`PresenceGuard::set_status`],
 //! [`Presence::typing`]) is what the gateway uses for each connection, and
@@ -30,11 +31,11 @@ use crate::protocol::presence::{
     PresenceChange, PresenceList, Status, TypingChange, PRESENCE_ROOM,
 };
 use crate::protocol::{Room, Scope, ServerFrame, TenantId};
-use crate::server::bus::{Bus, BusMessage};
+use crate::server::bus::{Bus, BusFrame, BusMessage};
 use crate::server::clock::Clock;
 use crate::server::gateway::hub::ConnId;
 use registry::{Key, Registry};
-use shared::Shared;
+use shared::{Shared, Shown, Write};
 pub use typing::TypingKey;
 
 /// How long a failed Redis write waits before the worker tries again.
@@ -126,11 +127,9 @@ impl Presence {
         bus: Arc<dyn Bus>,
         node: &str,
     ) -> Presence {
-        let shared = bus.shared_state().map(|conn| Shared {
-            conn,
-            node: format!("{node}-{:016x}", rand::random::<u64>()),
-            ttl,
-        });
+        let shared = bus
+            .shared_state()
+            .map(|conn| Shared::new(conn, format!("{node}-{:016x}", rand::random::<u64>()), ttl));
         Presence {
             inner: Arc::new(Inner {
                 grace,
@@ -164,7 +163,7 @@ impl Presence {
     /// then user. Users in their grace period are listed as they were.
     pub async fn list(&self, scope: &Scope<TenantId>) -> Result<PresenceList, PresenceError> {
         let mut users = match &self.inner.shared {
-            Some(shared) => shared.online(scope, self.inner.clock.now()).await?,
+            Some(shared) => shared.online(scope).await?,
             None => self
                 .inner
                 .registry
@@ -222,8 +221,11 @@ impl Presence {
 
 impl Inner {
     async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        // Announced (status, connections) per user: only a change is sent.
+        // On one node, what was announced per user: only a change is sent
+        // (several nodes compare in Redis instead).
         let mut announced: HashMap<Key, (Status, u32)> = HashMap::new();
+        // Users a sweep removed whose new state is not announced yet.
+        let mut unsettled: Vec<Key> = Vec::new();
         let beat_every = self.shared.as_ref().map_or(Duration::from_secs(3600), |s| {
             (s.ttl / 3).max(Duration::from_millis(100))
         });
@@ -232,7 +234,7 @@ impl Inner {
         let mut retry_at: Option<Instant> = None;
         // Live before the first write: a sweep removes the entries of
         // nodes it does not know.
-        self.beat().await;
+        self.beat(&mut unsettled).await;
         loop {
             let deadline = {
                 let grace = self.registry.lock().expect("presence lock").next_deadline();
@@ -249,7 +251,7 @@ impl Inner {
                 _ = shutdown.cancelled() => break,
                 _ = self.wake.notified() => {}
                 _ = sleep => {}
-                _ = heartbeat.tick(), if self.shared.is_some() => self.beat().await,
+                _ = heartbeat.tick(), if self.shared.is_some() => self.beat(&mut unsettled).await,
             }
             let now = Instant::now();
             retry_at = retry_at.filter(|at| *at > now);
@@ -284,55 +286,51 @@ impl Inner {
         }
     }
 
-    /// Publishes a user's state as this node now sees it, if it differs
-    /// from what this node last announced.
+    /// Publishes a user's state as this node now sees it (with Redis: as
+    /// every live node does), if it differs from what was last announced.
     async fn announce(
         &self,
         key: &Key,
         announced: &mut HashMap<Key, (Status, u32)>,
     ) -> Result<(), PresenceError> {
         let shown = self.registry.lock().expect("presence lock").shown(key);
-        if let Some(shared) = &self.shared {
-            shared.write(key, shown.as_ref()).await?;
+        let changed = match &self.shared {
+            Some(shared) => shared.settle(key, Write::Entry(shown.as_ref())).await?,
+            None => {
+                let state = shown.map_or((Status::Offline, 0), |e| (e.status, e.connections));
+                let last = announced.get(key).copied().unwrap_or((Status::Offline, 0));
+                if state.1 == 0 {
+                    announced.remove(key);
+                } else {
+                    announced.insert(key.clone(), state);
+                }
+                (state != last).then(|| Shown {
+                    status: state.0,
+                    connections: state.1,
+                    online_count: announced.keys().filter(|k| k.0 == key.0).count() as u32,
+                })
+            }
+        };
+        if let Some(shown) = changed {
+            self.publish_presence(key, shown).await;
         }
-        let change = self.change_of(key).await?;
-        let state = (change.status, change.connections);
-        if announced.get(key) == Some(&state) {
-            return Ok(());
-        }
-        if change.status == Status::Offline {
-            announced.remove(key);
-        } else {
-            announced.insert(key.clone(), state);
-        }
-        self.publish_presence(change).await;
         Ok(())
     }
 
-    /// A user's merged state now, as a `Presence` payload.
-    async fn change_of(&self, key: &Key) -> Result<PresenceChange, PresenceError> {
+    /// Announces a user's new state.
+    async fn publish_presence(&self, key: &Key, shown: Shown) {
         let (tenant, user) = key;
-        let scope = Scope::Only(tenant.clone());
-        let users = match &self.shared {
-            Some(shared) => shared.online(&scope, self.clock.now()).await?,
-            None => self.registry.lock().expect("presence lock").online(&scope),
-        };
-        let me = users.iter().find(|u| &u.user_id == user);
-        Ok(PresenceChange {
+        let change = PresenceChange {
             tenant_id: tenant.to_string(),
             user_id: user.clone(),
-            status: me.map_or(Status::Offline, |u| u.status),
-            connections: me.map_or(0, |u| u.connections),
-            online_count: users.len() as u32,
+            status: shown.status,
+            connections: shown.connections,
+            online_count: shown.online_count,
             timestamp: self.clock.now(),
-        })
-    }
-
-    async fn publish_presence(&self, change: PresenceChange) {
+        };
         tracing::debug!(tenant = %change.tenant_id, user = %change.user_id, status = %change.status, connections = change.connections, "presence");
-        let tenant = TenantId::checked(&change.tenant_id);
         let frame = ServerFrame::Presence(serde_json::to_value(&change).expect("serializes"));
-        self.publish(tenant, Room::checked(PRESENCE_ROOM), frame, None)
+        self.publish(tenant.clone(), Room::checked(PRESENCE_ROOM), frame, None)
             .await;
     }
 
@@ -355,12 +353,12 @@ impl Inner {
         frame: ServerFrame,
         except: Option<ConnId>,
     ) {
-        let message = BusMessage::Frame {
+        let message = BusMessage::Frame(BusFrame {
             tenant,
             room,
             frame: Arc::new(frame),
             except,
-        };
+        });
         if let Err(e) = self.bus.publish(vec![message]).await {
             // Not stored: other nodes miss this one; the listing is right.
             tracing::warn!(error = %e, "publishing a presence or typing frame failed");
@@ -368,29 +366,41 @@ impl Inner {
     }
 
     /// The heartbeat, then the sweep of dead nodes, whose users this node
-    /// announces.
-    async fn beat(&self) {
+    /// settles and announces (and retries on the next beat if Redis
+    /// failed). A node Redis did not know settles all its users again.
+    async fn beat(&self, unsettled: &mut Vec<Key>) {
         let Some(shared) = &self.shared else {
             return;
         };
         let entries = self.registry.lock().expect("presence lock").all();
-        let now = self.clock.now();
-        if let Err(e) = shared.heartbeat(now, &entries).await {
-            tracing::warn!(error = %e, "presence heartbeat to Redis failed; other nodes drop this node's users after the TTL");
-            return;
-        }
-        let orphans = match shared.sweep(now).await {
-            Ok(orphans) => orphans,
+        match shared.heartbeat(&entries).await {
+            Ok(true) if !entries.is_empty() => {
+                tracing::warn!(users = entries.len(), "this node was not live in Redis (swept for a late heartbeat, or Redis restarted); announcing its users again");
+                self.registry.lock().expect("presence lock").mark_all();
+                self.wake.notify_one();
+            }
+            Ok(_) => {}
             Err(e) => {
-                tracing::warn!(error = %e, "sweeping dead nodes' presence failed; the next heartbeat retries");
+                tracing::warn!(error = %e, "presence heartbeat to Redis failed; other nodes drop this node's users after the TTL");
                 return;
             }
-        };
-        for key in orphans {
-            match self.change_of(&key).await {
-                Ok(change) => self.publish_presence(change).await,
-                Err(e) => tracing::warn!(error = %e, "announcing a dead node's user failed"),
+        }
+        match shared.sweep().await {
+            Ok(swept) => unsettled.extend(swept),
+            Err(e) => {
+                tracing::warn!(error = %e, "sweeping dead nodes' presence failed; the next heartbeat retries");
             }
         }
+        let mut left = Vec::new();
+        for key in unsettled.drain(..) {
+            let settled = shared.settle(&key, Write::Nothing).await;
+            if let Ok(Some(shown)) = settled {
+                self.publish_presence(&key, shown).await;
+            } else if let Err(e) = settled {
+                tracing::warn!(error = %e, "announcing a dead node's user failed; retrying on the next heartbeat");
+                left.push(key);
+            }
+        }
+        *unsettled = left;
     }
 }

@@ -14,7 +14,8 @@ use crate::protocol::{Scope, TenantId};
 pub(super) type Key = (TenantId, String);
 
 /// One user's presence on one node: what this node writes to Redis, and
-/// what the listing merges across nodes.
+/// what the listing merges across nodes. Times are Unix milliseconds in
+/// Redis, so the settle script compares them as numbers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct NodeEntry {
     /// Connections as shown: through the grace period, the count before
@@ -22,7 +23,9 @@ pub(super) struct NodeEntry {
     pub connections: u32,
     pub status: Status,
     /// When the status was set: across nodes the newest wins.
+    #[serde(with = "chrono::serde::ts_milliseconds")]
     pub status_at: DateTime<Utc>,
+    #[serde(with = "chrono::serde::ts_milliseconds")]
     pub since: DateTime<Utc>,
 }
 
@@ -118,6 +121,12 @@ impl Registry {
         self.dirty.insert(key);
     }
 
+    /// Marks every user here to be looked at again: Redis lost this
+    /// node's entries, or a sweep announced its users offline.
+    pub fn mark_all(&mut self) {
+        self.dirty.extend(self.entries.keys().cloned());
+    }
+
     /// What this node shows of a user, if it has it.
     pub fn shown(&self, key: &Key) -> Option<NodeEntry> {
         self.entries.get(key).map(|e| e.shown.clone())
@@ -153,12 +162,14 @@ pub(super) fn user_of(tenant: &str, user: &str, entry: &NodeEntry) -> OnlineUser
 }
 
 /// Merges one user's entries of several nodes: connections add up, the
-/// earliest `since` and the newest status win.
+/// earliest `since` and the newest status win (on a tie, the greater
+/// name, as the settle script in Redis decides: both must agree).
 pub(super) fn merge(into: &mut (OnlineUser, DateTime<Utc>), entry: &NodeEntry) {
     let (user, status_at) = into;
     user.connections += entry.connections;
     user.since = user.since.min(entry.since);
-    if entry.status_at > *status_at {
+    let newer = (entry.status_at, entry.status.as_str()) > (*status_at, user.status.as_str());
+    if newer {
         user.status = entry.status;
         *status_at = entry.status_at;
     }

@@ -1,14 +1,30 @@
-//! Presence shared through Redis, so every node answers the same list.
+//! Presence shared through Redis, so every node answers the same list and
+//! a change is announced once, whichever node sees it.
 //!
 //! # Layout
 //!
 //! - `pytake:presence:nodes`, a sorted set: each node's id scored with the
-//!   Unix milliseconds of its last heartbeat (every third of the TTL).
+//!   Unix milliseconds of its last heartbeat (every third of the TTL), as
+//!   Redis's own clock (`TIME`) gives them: nodes with skewed clocks agree
+//!   on who is live.
 //! - `pytake:presence:users:{tenant}`, a hash per tenant: field
 //!   `{node}|{user}` holds that node's [`NodeEntry`] of the user (its
 //!   connections there, status, since).
+//! - `pytake:presence:shown:{tenant}`, a hash per tenant: field `{user}`
+//!   holds the state last announced to the tenant's `presence` room
+//!   (`status:connections`), for online users only.
 //! - `pytake:presence:tenants`, a set of the tenants with a hash, for an
 //!   admin's listing of every tenant and for the sweep.
+//!
+//! # Announcing once
+//!
+//! Every change goes through one script ([`Shared::settle`]): it writes the
+//! node's entry, merges the user's entries of the live nodes, and compares
+//! the result with the shown state; only a difference is announced, by the
+//! node whose script found it. Redis runs scripts one at a time, so the
+//! shown states follow each other in one order for all nodes: connection
+//! one on A and two on B, then A's closes, announces one connection (A's
+//! own view never changed its mind about the user being online).
 //!
 //! # TTL semantics
 //!
@@ -16,26 +32,93 @@
 //! count only live nodes' entries, so a node that dies stops counting
 //! within the TTL on every node at once. Its entries stay in Redis until a
 //! surviving node's sweep claims the dead node with `ZREM` (Redis answers
-//! 1 to exactly one caller), removes its entries and announces the users
-//! it leaves offline: exactly once while the claimer lives, at most once
-//! if it dies mid-sweep (the list is right either way; the later sweeps
-//! remove entries of nodes that are neither live nor in the set, without
-//! announcing).
+//! 1 to exactly one caller), removes its entries and settles the users it
+//! had. A node swept by mistake (a heartbeat later than the TTL) learns it
+//! from its next heartbeat, whose `ZADD` adds it anew, and settles all its
+//! users again, so they are announced online again.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use redis::aio::ConnectionManager;
-use redis::AsyncCommands;
+use redis::{AsyncCommands, Script};
 
 use super::registry::{merge, user_of, Key, NodeEntry};
-use crate::protocol::presence::OnlineUser;
+use crate::protocol::presence::{OnlineUser, Status};
 use crate::protocol::{Scope, TenantId};
 
 const NODES: &str = "pytake:presence:nodes";
 const TENANTS: &str = "pytake:presence:tenants";
 const USERS_PREFIX: &str = "pytake:presence:users:";
+const SHOWN_PREFIX: &str = "pytake:presence:shown:";
+
+/// The milliseconds of Redis's clock, in a script.
+const NOW_MS: &str = r"
+local now_t = redis.call('TIME')
+local now = tonumber(now_t[1]) * 1000 + math.floor(tonumber(now_t[2]) / 1000)
+";
+
+/// KEYS[1]: the nodes. ARGV[1]: this node. Returns 1 if the node was not
+/// in the set (its first beat, or it was swept), else 0.
+const HEARTBEAT: &str = r"
+return redis.call('ZADD', KEYS[1], now, ARGV[1])
+";
+
+/// KEYS[1]: the nodes. ARGV[1]: the TTL in ms. ARGV[2]: `live` or `dead`.
+const NODES_BY_AGE: &str = r"
+local oldest = now - tonumber(ARGV[1])
+if ARGV[2] == 'live' then
+  return redis.call('ZRANGEBYSCORE', KEYS[1], oldest, '+inf')
+end
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. oldest)
+";
+
+/// KEYS: the nodes, the tenant's users, the tenant's shown, the tenants.
+/// ARGV: the TTL in ms, the tenant, the user, this node (empty: write
+/// nothing), the node's entry (empty: remove it). Returns the user's new
+/// `{status, connections, online users}` if it differs from the shown
+/// one, else nil; the count is that of the shown users, so the frames'
+/// counts follow the same order as their changes.
+/// The newest status wins; on a tie of `status_at`, the greater name (as
+/// [`merge`] does).
+const SETTLE: &str = r"
+local user = ARGV[3]
+if ARGV[4] ~= '' then
+  local field = ARGV[4] .. '|' .. user
+  if ARGV[5] == '' then
+    redis.call('HDEL', KEYS[2], field)
+  else
+    redis.call('HSET', KEYS[2], field, ARGV[5])
+    redis.call('SADD', KEYS[4], ARGV[2])
+  end
+end
+local connections, status, status_at = 0, 'offline', -1
+for _, node in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], now - tonumber(ARGV[1]), '+inf')) do
+  local json = redis.call('HGET', KEYS[2], node .. '|' .. user)
+  if json then
+    local ok, entry = pcall(cjson.decode, json)
+    if ok then
+      connections = connections + entry.connections
+      if entry.status_at > status_at or (entry.status_at == status_at and entry.status > status) then
+        status, status_at = entry.status, entry.status_at
+      end
+    end
+  end
+end
+if connections == 0 then status = 'offline' end
+local state = status .. ':' .. connections
+local shown = redis.call('HGET', KEYS[3], user)
+if shown == state or (not shown and connections == 0) then
+  return false
+end
+if connections == 0 then
+  redis.call('HDEL', KEYS[3], user)
+else
+  redis.call('HSET', KEYS[3], user, state)
+end
+return {status, connections, redis.call('HLEN', KEYS[3])}
+";
 
 fn users_key(tenant: &str) -> String {
     format!("{USERS_PREFIX}{tenant}")
@@ -45,82 +128,133 @@ fn field(node: &str, user: &str) -> String {
     format!("{node}|{user}")
 }
 
+/// A user's state to announce, and the tenant's online count with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Shown {
+    pub status: Status,
+    pub connections: u32,
+    pub online_count: u32,
+}
+
+/// What [`Shared::settle`] writes of this node's entry first.
+pub(super) enum Write<'a> {
+    /// Nothing: the user's entries changed elsewhere (a sweep).
+    Nothing,
+    /// This node's entry, or its removal (`None`).
+    Entry(Option<&'a NodeEntry>),
+}
+
 /// A node's handle on the shared presence.
 pub(super) struct Shared {
     pub conn: ConnectionManager,
     /// This node's id: random per process, so a restarted node is a new one.
     pub node: String,
     pub ttl: Duration,
+    heartbeat: Script,
+    nodes_by_age: Script,
+    settle: Script,
 }
 
-/// A dead node's users, as the sweep found them: tenant and user ids.
-pub(super) type Orphans = Vec<Key>;
-
 impl Shared {
-    fn live_after(&self, now: DateTime<Utc>) -> i64 {
-        now.timestamp_millis() - self.ttl.as_millis() as i64
+    pub fn new(conn: ConnectionManager, node: String, ttl: Duration) -> Shared {
+        let script = |body: &str| Script::new(&format!("{NOW_MS}{body}"));
+        Shared {
+            conn,
+            node,
+            ttl,
+            heartbeat: script(HEARTBEAT),
+            nodes_by_age: script(NODES_BY_AGE),
+            settle: script(SETTLE),
+        }
     }
 
-    /// Writes (or, with `None`, removes) this node's entry of a user.
-    pub async fn write(&self, key: &Key, entry: Option<&NodeEntry>) -> redis::RedisResult<()> {
-        let mut conn = self.conn.clone();
+    fn ttl_ms(&self) -> u64 {
+        self.ttl.as_millis() as u64
+    }
+
+    /// Writes this node's entry of a user (`Write::Entry`), then compares
+    /// the user's state on every live node with what was last announced:
+    /// the new state if this call is the one that changed it (announce
+    /// it), else `None`. Atomic in Redis.
+    pub async fn settle(&self, key: &Key, write: Write<'_>) -> redis::RedisResult<Option<Shown>> {
         let (tenant, user) = key;
-        let hash = users_key(tenant.as_str());
-        match entry {
-            Some(entry) => {
-                let json = serde_json::to_string(entry).expect("entries serialize");
-                redis::pipe()
-                    .hset(&hash, field(&self.node, user), json)
-                    .ignore()
-                    .sadd(TENANTS, tenant.as_str())
-                    .ignore()
-                    .query_async(&mut conn)
-                    .await
-            }
-            None => conn.hdel(&hash, field(&self.node, user)).await,
-        }
+        let (node, json) = match write {
+            Write::Nothing => ("", String::new()),
+            Write::Entry(None) => (self.node.as_str(), String::new()),
+            Write::Entry(Some(entry)) => (
+                self.node.as_str(),
+                serde_json::to_string(entry).expect("entries serialize"),
+            ),
+        };
+        let answer: Option<(String, u32, u32)> = self
+            .settle
+            .key(NODES)
+            .key(users_key(tenant.as_str()))
+            .key(format!("{SHOWN_PREFIX}{tenant}"))
+            .key(TENANTS)
+            .arg(self.ttl_ms())
+            .arg(tenant.as_str())
+            .arg(user)
+            .arg(node)
+            .arg(json)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(answer.map(|(status, connections, online_count)| Shown {
+            // The script answers only statuses it read from entries.
+            status: status.parse().unwrap_or(Status::Online),
+            connections,
+            online_count,
+        }))
     }
 
     /// Says this node is live, and rewrites its entries (Redis may have
-    /// restarted empty).
-    pub async fn heartbeat(
-        &self,
-        now: DateTime<Utc>,
-        entries: &[(Key, NodeEntry)],
-    ) -> redis::RedisResult<()> {
-        let mut pipe = redis::pipe();
-        pipe.zadd(NODES, &self.node, now.timestamp_millis())
-            .ignore();
-        for ((tenant, user), entry) in entries {
-            let json = serde_json::to_string(entry).expect("entries serialize");
-            pipe.hset(users_key(tenant.as_str()), field(&self.node, user), json)
-                .ignore()
-                .sadd(TENANTS, tenant.as_str())
-                .ignore();
+    /// restarted empty). True if the node was not live in Redis: its first
+    /// beat, a Redis that lost it, or a sweep that took it for dead; then
+    /// every user it has must be settled again.
+    pub async fn heartbeat(&self, entries: &[(Key, NodeEntry)]) -> redis::RedisResult<bool> {
+        let mut conn = self.conn.clone();
+        let added: i64 = self
+            .heartbeat
+            .key(NODES)
+            .arg(&self.node)
+            .invoke_async(&mut conn)
+            .await?;
+        if !entries.is_empty() {
+            let mut pipe = redis::pipe();
+            for ((tenant, user), entry) in entries {
+                let json = serde_json::to_string(entry).expect("entries serialize");
+                pipe.hset(users_key(tenant.as_str()), field(&self.node, user), json)
+                    .ignore()
+                    .sadd(TENANTS, tenant.as_str())
+                    .ignore();
+            }
+            pipe.query_async::<()>(&mut conn).await?;
         }
-        pipe.query_async(&mut self.conn.clone()).await
+        Ok(added == 1)
     }
 
     /// Leaves the set of live nodes (a clean shutdown): other nodes sweep
-    /// this node's entries at once instead of after the TTL.
+    /// this node's entries at their next heartbeat instead of after the
+    /// TTL.
     pub async fn retire(&self) -> redis::RedisResult<()> {
         let mut conn = self.conn.clone();
         conn.zadd(NODES, &self.node, 0).await
     }
 
-    async fn live_nodes(&self, now: DateTime<Utc>) -> redis::RedisResult<HashSet<String>> {
-        let mut conn = self.conn.clone();
-        conn.zrangebyscore(NODES, self.live_after(now), "+inf")
+    /// The nodes whose heartbeat is younger than the TTL (`live`), or
+    /// older, by Redis's clock.
+    async fn nodes(&self, live: bool) -> redis::RedisResult<HashSet<String>> {
+        self.nodes_by_age
+            .key(NODES)
+            .arg(self.ttl_ms())
+            .arg(if live { "live" } else { "dead" })
+            .invoke_async(&mut self.conn.clone())
             .await
     }
 
     /// The online users of `scope` on every live node, merged.
-    pub async fn online(
-        &self,
-        scope: &Scope<TenantId>,
-        now: DateTime<Utc>,
-    ) -> redis::RedisResult<Vec<OnlineUser>> {
-        let live = self.live_nodes(now).await?;
+    pub async fn online(&self, scope: &Scope<TenantId>) -> redis::RedisResult<Vec<OnlineUser>> {
+        let live = self.nodes(true).await?;
         let mut conn = self.conn.clone();
         let tenants: Vec<String> = match scope {
             Scope::Only(tenant) => vec![tenant.to_string()],
@@ -159,15 +293,13 @@ impl Shared {
     }
 
     /// Claims the nodes whose heartbeat is older than the TTL and removes
-    /// their entries; returns the users they had (see the module's TTL
-    /// semantics for who announces them).
-    pub async fn sweep(&self, now: DateTime<Utc>) -> redis::RedisResult<Orphans> {
+    /// their entries, and those of nodes neither live nor in the set (a
+    /// claimer died mid-sweep); returns the users whose entries it removed,
+    /// for the caller to settle.
+    pub async fn sweep(&self) -> redis::RedisResult<Vec<Key>> {
         let mut conn = self.conn.clone();
-        let dead: Vec<String> = conn
-            .zrangebyscore(NODES, "-inf", format!("({}", self.live_after(now)))
-            .await?;
         let mut claimed = HashSet::new();
-        for node in dead {
+        for node in self.nodes(false).await? {
             let removed: i64 = conn.zrem(NODES, &node).await?;
             if removed == 1 {
                 tracing::info!(node = %node, "a node's presence heartbeat stopped; its users leave");
@@ -176,29 +308,27 @@ impl Shared {
         }
         let known: HashSet<String> = conn.zrange(NODES, 0, -1).await?;
         let tenants: Vec<String> = conn.smembers(TENANTS).await?;
-        let mut orphans = Vec::new();
+        let mut affected = HashSet::new();
         for tenant in tenants {
             let hash = users_key(&tenant);
             let fields: Vec<String> = conn.hkeys(&hash).await?;
             let mut stale = Vec::new();
             for name in fields {
-                let Some((node, user)) = name.split_once('|') else {
-                    stale.push(name);
-                    continue;
-                };
-                if claimed.contains(node) {
-                    if let Ok(tenant) = TenantId::parse(&tenant) {
-                        orphans.push((tenant, user.to_string()));
+                match name.split_once('|') {
+                    Some((node, user)) if claimed.contains(node) || !known.contains(node) => {
+                        if let Ok(tenant) = TenantId::parse(&tenant) {
+                            affected.insert((tenant, user.to_string()));
+                        }
+                        stale.push(name.clone());
                     }
-                    stale.push(name.clone());
-                } else if !known.contains(node) {
-                    stale.push(name.clone());
+                    Some(_) => {}
+                    None => stale.push(name),
                 }
             }
             if !stale.is_empty() {
                 let _: i64 = conn.hdel(&hash, stale).await?;
             }
         }
-        Ok(orphans)
+        Ok(affected.into_iter().collect())
     }
 }

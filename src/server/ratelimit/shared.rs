@@ -2,10 +2,10 @@
 //! per request (the algorithm of redis-cell and go-redis/redis_rate), so
 //! a client spreading requests over nodes still has one quota.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
+use redis::Script;
 
 use super::Decision;
 
@@ -33,12 +33,18 @@ redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.floor((new_t
 return {1, math.floor((now + burst - new_tat) / t), 0, new_tat - now}
 ";
 
-/// The script as Redis knows it: loaded once (`SCRIPT LOAD` answers its
-/// SHA1), then run by `EVALSHA`, and loaded again when Redis has lost it
-/// (a restart or `SCRIPT FLUSH` answers `NOSCRIPT`).
-#[derive(Default)]
+/// The script, run by `EVALSHA` and loaded again by the crate when Redis
+/// has lost it (a restart or `SCRIPT FLUSH` answers `NOSCRIPT`).
 pub struct SharedQuota {
-    sha: Mutex<Option<String>>,
+    gcra: Script,
+}
+
+impl Default for SharedQuota {
+    fn default() -> SharedQuota {
+        SharedQuota {
+            gcra: Script::new(GCRA),
+        }
+    }
 }
 
 impl SharedQuota {
@@ -50,38 +56,13 @@ impl SharedQuota {
         per_minute: u32,
     ) -> redis::RedisResult<Decision> {
         let interval_us = super::local::interval(per_minute).as_micros() as u64;
-        let key = format!("{KEY_PREFIX}{key}");
-        let mut reloaded = false;
-        let (allowed, remaining, retry_us, reset_us): (i64, i64, i64, i64) = loop {
-            let cached = self.sha.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            let sha = match cached {
-                Some(sha) => sha,
-                None => {
-                    let sha: String = redis::cmd("SCRIPT")
-                        .arg("LOAD")
-                        .arg(GCRA)
-                        .query_async(redis)
-                        .await?;
-                    *self.sha.lock().unwrap_or_else(|e| e.into_inner()) = Some(sha.clone());
-                    sha
-                }
-            };
-            let answer = redis::cmd("EVALSHA")
-                .arg(&sha)
-                .arg(1)
-                .arg(&key)
-                .arg(per_minute)
-                .arg(interval_us)
-                .query_async(redis)
-                .await;
-            match answer {
-                Err(e) if e.code() == Some("NOSCRIPT") && !reloaded => {
-                    reloaded = true;
-                    *self.sha.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                }
-                other => break other?,
-            }
-        };
+        let (allowed, remaining, retry_us, reset_us): (i64, i64, i64, i64) = self
+            .gcra
+            .key(format!("{KEY_PREFIX}{key}"))
+            .arg(per_minute)
+            .arg(interval_us)
+            .invoke_async(redis)
+            .await?;
         let micros = |us: i64| Duration::from_micros(us.max(0) as u64);
         Ok(Decision {
             allowed: allowed == 1,

@@ -244,6 +244,13 @@ impl ServerCollector {
             "Messages the hub missed by falling behind the bus (its subscribers were closed to resume).",
             None,
             s.bus_lagged.load(Ordering::Relaxed),
+        )?;
+        counter(
+            e,
+            "pytake_bus_frames_lagged",
+            "Presence and typing frames the hub lost by falling behind the bus (frames have no resume; nobody is closed).",
+            None,
+            s.frames_lagged.load(Ordering::Relaxed),
         )
     }
 }

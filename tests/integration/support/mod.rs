@@ -370,6 +370,16 @@ impl TestServer {
             .expect("wait");
     }
 
+    /// Sends a signal to the server process: `SIGSTOP` and `SIGCONT` make
+    /// it stall as a long GC pause or a frozen VM would.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let Some(Serving::Process(child)) = &self.run else {
+            panic!("signals are for a server process");
+        };
+        let pid = nix::unistd::Pid::from_raw(child.id().expect("pid") as i32);
+        nix::sys::signal::kill(pid, signal).expect("signal");
+    }
+
     /// Stops the server and starts it again on the same address and data dir.
     pub async fn restart(&mut self) {
         let status = self.stop().await;

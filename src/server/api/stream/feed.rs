@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::protocol::limits::SSE_RETRY;
 use crate::protocol::Event;
-use crate::server::bus::{BusMessage, BusReceiver, Interest};
+use crate::server::bus::{BusEvent, BusReceiver, Interest};
 use crate::server::replay::{Replay, Seam};
 use crate::server::storage::EventStore;
 
@@ -133,17 +133,13 @@ impl Feed {
                 received = self.live.recv() => received,
             };
             match received {
-                Ok(BusMessage::Event { event, .. }) => {
+                Ok(BusEvent { event, .. }) => {
                     // Outside the scope, or a copy of what the replay sent.
                     if event.id > self.seam.floor && self.seam.matches(&event) {
                         self.seam.floor = event.id;
                         return Some(Next::Event(event));
                     }
                 }
-                // Presence and typing frames are not stored events: they
-                // have no id to resume from, so the stream carries events
-                // only (the WebSocket carries both).
-                Ok(BusMessage::Frame { .. }) => {}
                 Err(RecvError::Lagged(missed)) => {
                     tracing::info!(missed, "SSE stream fell behind the bus; ending it");
                     return self.end("slow consumer: reconnect with Last-Event-ID");
@@ -178,7 +174,7 @@ pub(super) fn record(event: &Event) -> sse::Event {
 mod tests {
     use super::*;
     use crate::protocol::{Scope, TenantId};
-    use crate::server::bus::{Bus, MemoryBus};
+    use crate::server::bus::{Bus, BusMessage, MemoryBus};
     use crate::server::storage::{open, StoreOptions};
     use chrono::Utc;
     use serde_json::json;

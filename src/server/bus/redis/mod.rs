@@ -12,6 +12,7 @@
 //! Redis is down, the reconciler keeps delivering from the store, a tick
 //! late.
 
+mod frames;
 mod sequencer;
 
 use std::collections::HashMap;
@@ -24,32 +25,19 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSub, PubSubSink,
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{Bus, BusError, BusMessage, BusReceiver, BusState, Interest, BUS_CAPACITY};
+use super::{
+    Bus, BusError, BusEvent, BusFrame, BusMessage, BusReceiver, BusState, FrameReceiver, Interest,
+    BUS_CAPACITY, FRAME_CAPACITY,
+};
 use crate::protocol::{Event, EventId, Scope, TenantId};
 use crate::server::storage::EventStore;
+use frames::{frame_channel, Route, FRAME_PREFIX};
 use sequencer::Sequencer;
 
 /// Channels are `pytake:events:{tenant}`; tenant ids cannot hold `:` or
 /// a glob character, so the pattern matches event channels only.
 const CHANNEL_PREFIX: &str = "pytake:events:";
 const ALL_PATTERN: &str = "pytake:events:*";
-
-/// Frames that are not stored (presence, typing) travel on their own
-/// channel per tenant, `pytake:frames:{tenant}`, subscribed together with
-/// the tenant's events channel: never through the sequencer, which would
-/// look for them in the store.
-const FRAME_PREFIX: &str = "pytake:frames:";
-const FRAME_PATTERN: &str = "pytake:frames:*";
-
-/// A frame as it crosses Redis: the publishing bus's `origin` lets it drop
-/// its own echo (it delivered the frame locally already).
-#[derive(serde::Serialize, serde::Deserialize)]
-struct WireFrame {
-    origin: u64,
-    tenant: String,
-    room: String,
-    frame: crate::protocol::ServerFrame,
-}
 
 /// How often the reconciler compares the watched streams with the store.
 /// Bounds how late an event is when its publisher died before publishing
@@ -75,7 +63,8 @@ pub struct RedisBus {
     publisher: ConnectionManager,
     /// This bus's id on the frames channels, random per process.
     origin: u64,
-    out: broadcast::Sender<BusMessage>,
+    out: broadcast::Sender<BusEvent>,
+    frames: broadcast::Sender<BusFrame>,
     local: mpsc::Sender<Vec<(Arc<Event>, EventId)>>,
     control: mpsc::UnboundedSender<Control>,
     state: Arc<Mutex<BusState>>,
@@ -131,6 +120,7 @@ impl RedisBus {
             .map_err(fail)?;
         let pubsub = client.get_async_pubsub().await.map_err(fail)?;
         let (out, _) = broadcast::channel(BUS_CAPACITY);
+        let (frames, _) = broadcast::channel(FRAME_CAPACITY);
         let (local, local_rx) = mpsc::channel(LOCAL_QUEUE);
         let (control, control_rx) = mpsc::unbounded_channel();
         let state = Arc::new(Mutex::new(BusState::Up));
@@ -138,7 +128,7 @@ impl RedisBus {
         let origin = rand::random::<u64>();
         let task = Task {
             origin,
-            out: out.clone(),
+            frames: frames.clone(),
             client,
             url: masked.clone(),
             sequencer: Sequencer::new(store, out.clone()),
@@ -150,6 +140,7 @@ impl RedisBus {
             publisher,
             origin,
             out,
+            frames,
             local,
             control,
             state,
@@ -198,22 +189,10 @@ impl Bus for RedisBus {
                         .push((event, *prev));
                     events.push((event.clone(), *prev));
                 }
-                BusMessage::Frame {
-                    tenant,
-                    room,
-                    frame,
-                    ..
-                } => {
+                BusMessage::Frame(frame) => {
                     // Here at once, `except` and all; the echo is dropped.
-                    let _ = self.out.send(message.clone());
-                    let wire = WireFrame {
-                        origin: self.origin,
-                        tenant: tenant.to_string(),
-                        room: room.to_string(),
-                        frame: (**frame).clone(),
-                    };
-                    let payload = serde_json::to_vec(&wire).expect("frames serialize");
-                    frames.push((format!("{FRAME_PREFIX}{tenant}"), payload));
+                    let _ = self.frames.send(frame.clone());
+                    frames.push(frames::encode(self.origin, frame));
                 }
             }
         }
@@ -250,6 +229,10 @@ impl Bus for RedisBus {
 
     fn subscribe(&self) -> BusReceiver {
         self.out.subscribe()
+    }
+
+    fn subscribe_frames(&self) -> FrameReceiver {
+        self.frames.subscribe()
     }
 
     async fn watch(&self, tenant: Scope<TenantId>) -> Result<Interest, BusError> {
@@ -309,7 +292,7 @@ struct Task {
     /// The bus's id on the frames channels: its own echoes are dropped.
     origin: u64,
     /// Where frames from other nodes go (events go through the sequencer).
-    out: broadcast::Sender<BusMessage>,
+    frames: broadcast::Sender<BusFrame>,
     client: redis::Client,
     url: String,
     sequencer: Sequencer,
@@ -320,14 +303,6 @@ fn channel(scope: &Scope<TenantId>) -> String {
     match scope {
         Scope::All => ALL_PATTERN.to_string(),
         Scope::Only(tenant) => format!("{CHANNEL_PREFIX}{tenant}"),
-    }
-}
-
-/// A scope's frames channel (or pattern).
-fn frame_channel(scope: &Scope<TenantId>) -> String {
-    match scope {
-        Scope::All => FRAME_PATTERN.to_string(),
-        Scope::Only(tenant) => format!("{FRAME_PREFIX}{tenant}"),
     }
 }
 
@@ -512,25 +487,22 @@ impl Task {
         self.sequencer.receive(events).await;
     }
 
-    /// Another node's frame: straight to this node's subscribers.
+    /// Another node's frame: straight to this node's subscribers, once
+    /// (see [`frames::decode`]).
     fn on_frame(&self, msg: &redis::Msg) {
-        let parsed = serde_json::from_slice::<WireFrame>(msg.get_payload_bytes())
-            .map_err(|e| e.to_string())
-            .and_then(|wire| {
-                let tenant = TenantId::parse(&wire.tenant)?;
-                let room = crate::protocol::Room::parse(&wire.room)?;
-                Ok((wire.origin, tenant, room, wire.frame))
-            });
-        match parsed {
-            Ok((origin, ..)) if origin == self.origin => {}
-            Ok((_, tenant, room, frame)) => {
-                let _ = self.out.send(BusMessage::Frame {
-                    tenant,
-                    room,
-                    frame: Arc::new(frame),
-                    except: None,
-                });
+        let route = |tenant: &str| {
+            let (tenant_watched, all_watched) = self.sequencer.watches(tenant);
+            Route {
+                from_pattern: msg.from_pattern(),
+                tenant_watched,
+                all_watched,
             }
+        };
+        match frames::decode(self.origin, msg.get_payload_bytes(), route) {
+            Ok(Some(frame)) => {
+                let _ = self.frames.send(frame);
+            }
+            Ok(None) => {}
             // Not stored: a frame this node cannot read is lost, as a
             // frame published while it was down would be.
             Err(e) => {

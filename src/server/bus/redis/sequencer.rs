@@ -37,7 +37,7 @@ use tokio::sync::broadcast;
 
 use crate::protocol::limits::MAX_PAGE;
 use crate::protocol::{Event, EventId, Scope, TenantId};
-use crate::server::bus::BusMessage;
+use crate::server::bus::BusEvent;
 use crate::server::storage::{EventQuery, EventStore, StoreError};
 
 /// One watched stream: a tenant's, or every tenant's.
@@ -58,11 +58,11 @@ pub struct Sequencer {
     /// Keyed by tenant, looked up by the `&str` of each event.
     tenants: HashMap<TenantId, Stream>,
     all: Option<Stream>,
-    out: broadcast::Sender<BusMessage>,
+    out: broadcast::Sender<BusEvent>,
 }
 
 impl Sequencer {
-    pub fn new(store: Arc<dyn EventStore>, out: broadcast::Sender<BusMessage>) -> Sequencer {
+    pub fn new(store: Arc<dyn EventStore>, out: broadcast::Sender<BusEvent>) -> Sequencer {
         Sequencer {
             store,
             tenants: HashMap::new(),
@@ -77,6 +77,13 @@ impl Sequencer {
         all.into_iter()
             .chain(self.tenants.keys().cloned().map(Scope::Only))
             .collect()
+    }
+
+    /// Whether `tenant` is watched by itself (not only through
+    /// [`Scope::All`]), and whether every tenant is: which subscription a
+    /// frame of it is taken from.
+    pub fn watches(&self, tenant: &str) -> (bool, bool) {
+        (self.tenants.contains_key(tenant), self.all.is_some())
     }
 
     fn stream(&mut self, scope: &Scope<TenantId>) -> Option<&mut Stream> {
@@ -233,7 +240,7 @@ impl Sequencer {
             }
         }
         // No receiver is not an error: nobody here listens right now.
-        let _ = self.out.send(BusMessage::Event { event, prev });
+        let _ = self.out.send(BusEvent { event, prev });
     }
 
     /// One reconcile tick: fills each stream whose head in the store was
