@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Runs the Autobahn testsuite (wstest -m fuzzingclient) against
 #   1. the gateway's connection code with an echo handler
-#      (examples/autobahn_echo.rs): cases 1-7 and 9;
+#      (examples/autobahn_echo.rs): cases 1-7 and 9, and a part of the
+#      permessage-deflate cases 12 and 13 (the echo negotiates it);
 #   2. a real `pytake serve` endpoint (/ws with a token): cases 7.x, the
 #      close handling that clients meet.
 # Fails if any case is not OK, NON-STRICT or INFORMATIONAL. Reports land in
 # $OUT (default target/autobahn); the summary goes to stdout.
 #
 # Usage: conformance/autobahn.sh [--quick | --deflate]
-#   --quick:   skip the 9.x cases
-#   --deflate: only the permessage-deflate cases (12.x, 13.x) against the
-#              echo endpoint, which negotiates compression; about 15 minutes,
-#              so not part of .ci/run
+#   --quick:   skip the 9.x and the compression cases
+#   --deflate: all the permessage-deflate cases (12.x, 13.x) against the
+#              echo endpoint and nothing else; about 8 minutes, so .ci/run
+#              runs only the part above
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +21,11 @@ venv=${AUTOBAHN_VENV:-target/autobahn-venv}
 # Where cargo put the release build (CI may set CARGO_TARGET_DIR).
 release=${CARGO_TARGET_DIR:-target}/release
 case $venv in /*) ;; *) venv=$PWD/$venv ;; esac
-cases='"1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "9.*"'
+# 12.2 (64 KiB slices of a bitmap, compressed) once caught a deflate that
+# lost a message's end; 13.x offer every parameter combination (13.3 and
+# 13.5 are declined: they ask for a window miniz_oxide cannot use).
+deflate_cases='"12.2.*", "13.1.*", "13.2.*", "13.3.*", "13.5.*"'
+cases="\"1.*\", \"2.*\", \"3.*\", \"4.*\", \"5.*\", \"6.*\", \"7.*\", \"9.*\", $deflate_cases"
 deflate=false
 case "${1:-}" in
   --quick) cases='"1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*"' ;;

@@ -306,8 +306,10 @@ impl Message {
             if status == Status::StreamEnd {
                 self.ended = true;
             }
+            // Done only when a call with room to spare produced nothing:
+            // miniz_oxide may hold output back after taking the last input.
             let room_left = self.text.len() < self.text.capacity();
-            if (input.is_empty() && room_left) || (used == 0 && produced == 0 && room_left) {
+            if room_left && produced == 0 && (input.is_empty() || used == 0) {
                 break;
             }
         }

@@ -15,7 +15,7 @@ mod inflate;
 mod tests;
 
 use bytes::Bytes;
-use flate2::{Compress, Compression, FlushCompress, Status};
+use flate2::{Compress, Compression, FlushCompress};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 
@@ -166,21 +166,41 @@ fn split_server_frame(frame: &[u8]) -> Option<(OpCode, &[u8])> {
 
 /// `payload` as a raw deflate stream ended by a sync flush, with the
 /// flush's empty stored block (`00 00 ff ff`) removed.
+///
+/// miniz_oxide counts input as taken once it sits in its lookahead, and a
+/// call that finds a block still waiting for room in the output only
+/// copies that block out and returns, with the lookahead unprocessed and
+/// no sync marker yet. So a call that filled the output is followed by one
+/// more full call, whatever room the next leaves. Stopping at the first
+/// call with room to spare (as flate2's own `flush` does) lost the end of
+/// some large messages; Autobahn 12.2.9 caught it. An extra call may add a
+/// second empty stored block, which is valid deflate.
 pub fn deflate(payload: &[u8]) -> Vec<u8> {
+    // Room for stored blocks of incompressible input, so one call usually
+    // does it all.
+    deflate_into(payload, payload.len() + payload.len() / 64 + 64)
+}
+
+/// [`deflate`] starting with `capacity` bytes of output (tests start small
+/// to take the paths of a full output).
+fn deflate_into(payload: &[u8], capacity: usize) -> Vec<u8> {
     let mut compress = Compress::new(Compression::new(LEVEL), false);
-    let mut out = Vec::with_capacity(payload.len() / 2 + 64);
+    let mut out = Vec::with_capacity(capacity);
+    let mut filled = false;
     loop {
-        let consumed = compress.total_in() as usize;
-        let status = compress
-            .compress_vec(&payload[consumed..], &mut out, FlushCompress::Sync)
+        let taken = compress.total_in() as usize;
+        compress
+            .compress_vec(&payload[taken..], &mut out, FlushCompress::Sync)
             .expect("deflating from memory cannot fail");
-        // The flush is complete once all input is in and the output had
-        // room to spare.
-        let done = compress.total_in() as usize == payload.len() && out.len() < out.capacity();
-        if done || status == Status::StreamEnd {
-            break;
+        if out.len() == out.capacity() {
+            out.reserve(out.capacity().max(64));
+            filled = true;
+        } else if compress.total_in() as usize == payload.len() {
+            if !filled {
+                break;
+            }
+            filled = false;
         }
-        out.reserve(out.capacity().max(64));
     }
     if out.ends_with(&[0, 0, 0xff, 0xff]) {
         out.truncate(out.len() - 4);
