@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
+use flate2::{Compress, Compression, FlushCompress};
 
 use super::inflate::{Header, PROTOCOL_ERROR};
 use super::*;
