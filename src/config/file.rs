@@ -312,7 +312,9 @@ fn literal(path: &str, text: &str) -> String {
         .and_then(|d| d.get(section))
         .and_then(|s| s.get(key))
     {
-        Some(v @ (toml::Value::Integer(_) | toml::Value::Boolean(_))) => plain(v),
+        Some(v @ (toml::Value::Integer(_) | toml::Value::Boolean(_) | toml::Value::Array(_))) => {
+            plain(v)
+        }
         _ => format!("{:?}", text),
     }
 }

@@ -62,6 +62,10 @@ fn parse_count(s: &str) -> Result<u64, String> {
 }
 
 /// A per-minute quota: a whole number, 0 for no limit.
+fn parse_proxy(s: &str) -> Result<crate::server::caps::ProxyNet, String> {
+    s.parse()
+}
+
 fn parse_quota(s: &str) -> Result<u32, String> {
     match s.trim().parse::<u32>() {
         Ok(n) => Ok(n),
@@ -130,6 +134,17 @@ pub struct ServerFlags {
     #[arg(long, value_name = "N", env = "PYTAKE_RATE_LIMIT_SERVICE", value_parser = parse_quota)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit_service: Option<u32>,
+
+    /// A reverse proxy (address or network) whose X-Forwarded-For names the client; repeat for several
+    #[arg(
+        long = "trusted-proxy",
+        value_name = "CIDR",
+        env = "PYTAKE_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_parser = parse_proxy
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trusted_proxies: Option<Vec<crate::server::caps::ProxyNet>>,
 }
 
 impl Group for ServerFlags {

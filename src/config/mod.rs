@@ -76,6 +76,9 @@ pub struct ServerSettings {
     pub rate_limit_admin: u32,
     /// REST requests per minute per service token subject (0: no limit).
     pub rate_limit_service: u32,
+    /// Reverse proxies whose `X-Forwarded-For` names the client, for the
+    /// per-address connection cap.
+    pub trusted_proxies: Vec<crate::server::caps::ProxyNet>,
 }
 
 impl Default for ServerSettings {
@@ -88,6 +91,7 @@ impl Default for ServerSettings {
             rate_limit_operator: limits::REST_RATE_LIMIT_PEOPLE,
             rate_limit_admin: limits::REST_RATE_LIMIT_MACHINES,
             rate_limit_service: limits::REST_RATE_LIMIT_MACHINES,
+            trusted_proxies: Vec::new(),
         }
     }
 }

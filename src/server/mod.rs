@@ -256,7 +256,10 @@ impl Server {
             &node_id,
         );
         tasks.push(Box::pin(presence.clone().run(shutdown.clone())));
-        let caps = Arc::new(caps::Caps::new(&settings.gateway));
+        let caps = Arc::new(caps::Caps::new(
+            &settings.gateway,
+            &settings.server.trusted_proxies,
+        ));
         telemetry.register_collector(Box::new(caps::CapsCollector(caps.clone())));
         let rate_limits = ratelimit::RateLimits::new(&settings.server, bus.clone(), &telemetry);
         let state = Arc::new(Shared {

@@ -10,8 +10,20 @@ use crate::support::{Options, TestServer};
 
 /// A WebSocket upgrade request made with plain HTTP, to read a refusal.
 async fn attempt(server: &TestServer, path: &str) -> (u16, HeaderMap, Value) {
-    let response = reqwest::Client::new()
-        .get(format!("{}{path}", server.url))
+    attempt_from(server, path, None).await
+}
+
+/// [`attempt`] through a proxy that says it forwards `forwarded_for`.
+async fn attempt_from(
+    server: &TestServer,
+    path: &str,
+    forwarded_for: Option<&str>,
+) -> (u16, HeaderMap, Value) {
+    let mut request = reqwest::Client::new().get(format!("{}{path}", server.url));
+    if let Some(client) = forwarded_for {
+        request = request.header("x-forwarded-for", client);
+    }
+    let response = request
         .header("connection", "upgrade")
         .header("upgrade", "websocket")
         .header("sec-websocket-version", "13")
@@ -184,4 +196,42 @@ async fn unauthenticated_connections_are_capped_per_address() {
     drop((first, second, third, with_token));
     server.wait_for_health("/caps/connections", 0).await;
     assert_eq!(caps(&server).await["unauthenticated"], 0);
+}
+
+/// Behind a reverse proxy every client's TCP address is the proxy's. With
+/// the proxy in `--trusted-proxy`, each client counts under the address
+/// the proxy forwards; from anyone else the header is ignored, so a client
+/// cannot spread its connections over made-up addresses.
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_client_counts_under_its_own_address() {
+    use crate::support::ws::TestWs;
+    let args = [
+        "--max-unauthenticated-per-address",
+        "1",
+        "--trusted-proxy",
+        "127.0.0.0/8",
+    ];
+    let server = TestServer::start_with(Options::args(&args)).await;
+    let url = server.ws_url("/ws");
+    let _a = TestWs::connect_with_header(&url, "x-forwarded-for", "203.0.113.1").await;
+    let _b = TestWs::connect_with_header(&url, "x-forwarded-for", "203.0.113.2").await;
+    assert_refused(
+        attempt_from(&server, "/ws", Some("203.0.113.1")).await,
+        "max_unauthenticated_per_address",
+    );
+    // A client's own claim left of the proxy's entry does not count.
+    assert_refused(
+        attempt_from(&server, "/ws", Some("198.51.100.7, 203.0.113.2")).await,
+        "max_unauthenticated_per_address",
+    );
+    assert_eq!(caps(&server).await["unauthenticated"], 2);
+
+    let untrusting =
+        TestServer::start_with(Options::args(&["--max-unauthenticated-per-address", "1"])).await;
+    let url = untrusting.ws_url("/ws");
+    let _c = TestWs::connect_with_header(&url, "x-forwarded-for", "203.0.113.1").await;
+    assert_refused(
+        attempt_from(&untrusting, "/ws", Some("203.0.113.2")).await,
+        "max_unauthenticated_per_address",
+    );
 }

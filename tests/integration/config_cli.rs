@@ -46,7 +46,7 @@ async fn check_gives_the_line_and_exit_2() {
     assert_eq!(run.code, 2);
     assert_eq!(
         run.stderr,
-        format!("error: {f} line 2: unknown key `listne` in [server], expected one of `listen`, `data_dir`, `log_format`, `rate_limit_viewer`, `rate_limit_operator`, `rate_limit_admin`, `rate_limit_service`\n")
+        format!("error: {f} line 2: unknown key `listne` in [server], expected one of `listen`, `data_dir`, `log_format`, `rate_limit_viewer`, `rate_limit_operator`, `rate_limit_admin`, `rate_limit_service`, `trusted_proxies`\n")
     );
     std::fs::write(&file, "[server]\nlisten = \"8080\"\n").unwrap();
     let run = pytake(&["config", "check", f], home.path()).await;
@@ -110,6 +110,7 @@ async fn show_says_where_each_value_came_from_and_masks_secrets() {
         pad("rate_limit_operator = 60".into()) + "  # default",
         pad("rate_limit_service = 60000".into()) + "  # default",
         pad("rate_limit_viewer = 60".into()) + "  # default",
+        pad("trusted_proxies = []".into()) + "  # default",
         String::new(),
         "[auth]".into(),
         pad("secret = \"********\"".into()) + &format!("  # {f} line 5"),

@@ -13,6 +13,7 @@
 
 mod collector;
 mod peer;
+mod proxies;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -30,6 +31,7 @@ use crate::protocol::{Claims, ErrorCode};
 
 pub use collector::CapsCollector;
 pub use peer::Peer;
+pub use proxies::{client_address, ProxyNet};
 
 /// What a refused client is told to wait: connections end at human pace
 /// (a tab closed, an auth timeout of 10 s), so retrying sooner only adds
@@ -123,6 +125,8 @@ pub struct Caps {
     max_connections: u32,
     per_tenant: u32,
     unauthenticated_per_address: u32,
+    /// Whose `X-Forwarded-For` names the client (see [`client_address`]).
+    trusted_proxies: Vec<ProxyNet>,
     counts: Mutex<Counts>,
     /// Refused since start, by [`Cap::index`].
     refused: [AtomicU64; 3],
@@ -148,7 +152,7 @@ pub struct Admission {
 impl Caps {
     /// The caps `settings` configure (`max_connections` unset: sized from
     /// the open-file limit).
-    pub fn new(settings: &GatewaySettings) -> Caps {
+    pub fn new(settings: &GatewaySettings, trusted_proxies: &[ProxyNet]) -> Caps {
         let max_connections = settings
             .max_connections
             .unwrap_or_else(default_max_connections);
@@ -158,6 +162,7 @@ impl Caps {
                 .max_connections_per_tenant
                 .unwrap_or(max_connections),
             unauthenticated_per_address: settings.max_unauthenticated_per_address,
+            trusted_proxies: trusted_proxies.to_vec(),
             counts: Mutex::default(),
             refused: Default::default(),
         }

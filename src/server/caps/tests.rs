@@ -11,7 +11,7 @@ fn caps(total: u32, per_tenant: u32, unauthenticated: u32) -> Arc<Caps> {
         max_unauthenticated_per_address: unauthenticated,
         ..GatewaySettings::default()
     };
-    Arc::new(Caps::new(&settings))
+    Arc::new(Caps::new(&settings, &[]))
 }
 
 fn claims(tenant: Option<&str>) -> Claims {
@@ -103,7 +103,7 @@ fn authenticating_moves_a_connection_from_its_address_to_its_tenant() {
 fn the_default_server_cap_follows_the_open_file_limit() {
     let n = default_max_connections();
     assert!((1..=MAX_CONNECTIONS_CEILING).contains(&n), "{n}");
-    let caps = Caps::new(&GatewaySettings::default());
+    let caps = Caps::new(&GatewaySettings::default(), &[]);
     assert_eq!(
         caps.limits()[1].1,
         caps.limits()[0].1,
