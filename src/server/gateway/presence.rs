@@ -29,9 +29,6 @@ use crate::server::storage::EventQuery;
 /// memory is cleared (and the store asked again).
 const OWNED_CONVERSATIONS: usize = 256;
 
-/// Events read to tell which tenants have a conversation (an admin's).
-const OWNER_PROBE: u32 = 64;
-
 /// A connection's part in presence; ends its typing states when dropped.
 pub(super) struct PresenceSession {
     presence: Presence,
@@ -136,24 +133,36 @@ impl Connection {
             .map_err(|problem| (ErrorCode::BadMessage, problem))?;
         let claims = self.claims.as_ref().expect("checked by caller");
         let scope = claims.scope();
-        let query = EventQuery {
-            tenant: scope.clone(),
-            rooms: Scope::Only(vec![room]),
-            event_types: None,
-            since: 0,
-            before: None,
-            limit: if scope.is_all() { OWNER_PROBE } else { 1 },
-        };
-        let events = self.state.store.events(&query).await.map_err(|e| {
+        let unavailable = |e: crate::server::storage::StoreError| {
             tracing::error!(error = %e, "reading a conversation's tenant failed");
             (
                 ErrorCode::Unavailable,
                 "cannot check the conversation now; try again".to_string(),
             )
-        })?;
-        let mut tenants: Vec<&str> = events.iter().map(|e| e.tenant_id.as_str()).collect();
-        tenants.sort_unstable();
-        tenants.dedup();
+        };
+        let tenants: Vec<TenantId> = match &scope {
+            // Does the tenant have an event in the room?
+            Scope::Only(tenant) => {
+                let query = EventQuery {
+                    tenant: scope.clone(),
+                    rooms: Scope::Only(vec![room]),
+                    event_types: None,
+                    since: 0,
+                    before: None,
+                    limit: 1,
+                };
+                let events = self.state.store.events(&query).await.map_err(unavailable)?;
+                events.first().map(|_| tenant.clone()).into_iter().collect()
+            }
+            // Whose room is it? Two answers: ambiguous.
+            Scope::All => self
+                .state
+                .store
+                .room_tenants(&room, 2)
+                .await
+                .map_err(unavailable)?,
+        };
+        let tenants: Vec<&str> = tenants.iter().map(TenantId::as_str).collect();
         let tenant = match (tenants.as_slice(), &scope) {
             ([only], _) => TenantId::checked(only),
             ([], Scope::Only(tenant)) => {

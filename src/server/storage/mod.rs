@@ -252,6 +252,12 @@ pub trait EventStore: Send + Sync + 'static {
     /// whenever the node hears of a new event) are each complete.
     async fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StoreError>;
 
+    /// Up to `limit` tenants with events in `room`, in no particular
+    /// order: who a room name belongs to, for a caller of every tenant (an
+    /// admin typing in `conversation:{id}`); two answers mean it is
+    /// ambiguous. Reads the room index, never the events.
+    async fn room_tenants(&self, room: &Room, limit: u32) -> Result<Vec<TenantId>, StoreError>;
+
     /// The newest committed event id (0 when empty); see the contract on
     /// ids for what having seen it promises.
     async fn last_event_id(&self) -> Result<EventId, StoreError>;

@@ -891,6 +891,63 @@ async fn tenant_heads_are_each_tenants_newest(backend: Backend) {
     assert_eq!(store.tenant_heads(&reversed).await.unwrap(), vec![4, 3]);
 }
 
+/// Who a room name belongs to: each tenant with events there once, up to
+/// the limit, whatever the order of their events.
+async fn room_tenants_lists_each_tenant_of_a_room_once(backend: Backend) {
+    let store = backend.open().await;
+    let room = |name: &str| Room::parse(name).unwrap();
+    let sorted = |mut v: Vec<TenantId>| {
+        v.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        v.iter().map(|t| t.to_string()).collect::<Vec<_>>()
+    };
+    let empty = store
+        .room_tenants(&room("conversation:c1"), 2)
+        .await
+        .unwrap();
+    assert!(empty.is_empty());
+    let mut events: Vec<ValidEvent> = (0..70)
+        .map(|n| event("acme", &["conversation:c1"], serde_json::json!({ "n": n })))
+        .collect();
+    // A second tenant only after many events of the first.
+    events.push(event(
+        "globex",
+        &["conversation:c1", "erp"],
+        serde_json::json!({}),
+    ));
+    events.push(event(
+        "initech",
+        &["conversation:c2"],
+        serde_json::json!({}),
+    ));
+    append_one(&*store, request(events), t0()).await;
+    assert_eq!(
+        sorted(
+            store
+                .room_tenants(&room("conversation:c1"), 2)
+                .await
+                .unwrap()
+        ),
+        ["acme", "globex"]
+    );
+    assert_eq!(
+        store
+            .room_tenants(&room("conversation:c1"), 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        sorted(
+            store
+                .room_tenants(&room("conversation:c2"), 2)
+                .await
+                .unwrap()
+        ),
+        ["initech"]
+    );
+}
+
 /// The id just before the first event received at or after a time.
 async fn id_before_a_time_starts_a_replay_there(backend: Backend) {
     let store = backend.open().await;
@@ -1012,6 +1069,7 @@ conformance!(
     one_key_appended_on_two_nodes_at_once_is_stored_once,
     history_filters_and_pages,
     tenant_heads_are_each_tenants_newest,
+    room_tenants_lists_each_tenant_of_a_room_once,
     id_before_a_time_starts_a_replay_there,
     an_aborted_or_failed_append_leaves_nothing_behind,
     rollups_count_each_stored_event_once,

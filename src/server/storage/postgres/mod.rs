@@ -23,7 +23,7 @@ mod rows;
 
 use super::{AppendRequest, Counted, EventQuery, EventStore, StoreError};
 use crate::protocol::limits::{EVENT_KEY_TTL, IDEMPOTENCY_TTL};
-use crate::protocol::{Event, EventId, Scope, TenantId};
+use crate::protocol::{Event, EventId, Room, Scope, TenantId};
 
 /// How long opening a connection (or waiting for a free one) may take
 /// before a call fails: at start, an unreachable server is reported after
@@ -258,6 +258,17 @@ impl EventStore for PgStore {
                 .fetch_one(&self.pool)
                 .await?,
         )
+    }
+
+    async fn room_tenants(&self, room: &Room, limit: u32) -> Result<Vec<TenantId>, StoreError> {
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT tenant_id FROM event_rooms WHERE room = $1 LIMIT $2",
+        )
+        .bind(room.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(names.iter().map(|t| TenantId::checked(t)).collect())
     }
 
     async fn tenant_heads(&self, tenants: &[TenantId]) -> Result<Vec<EventId>, StoreError> {

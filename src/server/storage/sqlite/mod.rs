@@ -28,7 +28,7 @@ mod trip;
 
 use super::{AppendRequest, Counted, EventQuery, EventStore, StoreError};
 use crate::protocol::limits::{EVENT_KEY_TTL, IDEMPOTENCY_TTL};
-use crate::protocol::{Event, EventId, Scope, TenantId};
+use crate::protocol::{Event, EventId, Room, Scope, TenantId};
 use gate::WriteGate;
 
 /// The SQLite store.
@@ -292,6 +292,16 @@ impl EventStore for SqliteStore {
             .push_bind(i64::from(q.limit));
         let rows = qb.build().fetch_all(&self.pool).await?;
         rows.iter().map(row_to_event).collect()
+    }
+
+    async fn room_tenants(&self, room: &Room, limit: u32) -> Result<Vec<TenantId>, StoreError> {
+        let names: Vec<String> =
+            sqlx::query_scalar("SELECT DISTINCT tenant_id FROM event_rooms WHERE room = ? LIMIT ?")
+                .bind(room.as_str())
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(names.iter().map(|t| TenantId::checked(t)).collect())
     }
 
     async fn last_event_id(&self) -> Result<EventId, StoreError> {
