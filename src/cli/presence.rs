@@ -99,7 +99,7 @@ pub async fn run(
                 eprintln!("pytake presence: server says {}: {}", e.code, e.message);
                 continue;
             }
-            StreamItem::Connected { .. } | StreamItem::Event(_) => continue,
+            StreamItem::Connected { .. } | StreamItem::Event(_) | StreamItem::Typing(_) => continue,
         };
         let mut out = std::io::stdout().lock();
         writeln!(out, "{line}")?;

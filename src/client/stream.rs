@@ -57,6 +57,9 @@ pub enum StreamItem {
     /// A join, leave or status change in a `presence` room (not stored:
     /// a reconnection does not replay them).
     Presence(crate::protocol::presence::PresenceChange),
+    /// Someone started or stopped typing in a `conversation:{id}` room
+    /// (not stored either).
+    Typing(crate::protocol::presence::TypingChange),
     /// A non-fatal `Error` frame (e.g. `rate_limited`).
     ServerError(ErrorPayload),
     Disconnected {
@@ -261,6 +264,10 @@ async fn session(
             ServerFrame::Presence(change) => match serde_json::from_value(change) {
                 Ok(change) => StreamItem::Presence(change),
                 Err(_) => continue, // a newer server's shape: skip it
+            },
+            ServerFrame::Typing(change) => match serde_json::from_value(change) {
+                Ok(change) => StreamItem::Typing(change),
+                Err(_) => continue,
             },
             ServerFrame::Error(error) => {
                 use crate::protocol::ErrorCode::*;

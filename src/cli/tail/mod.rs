@@ -285,6 +285,11 @@ async fn follow_events<W: std::io::Write>(
                     return Ok(());
                 }
             }
+            StreamItem::Typing(change) => {
+                if printer.typing(&change, Utc::now())? == Flow::Done {
+                    return Ok(());
+                }
+            }
             StreamItem::Connected {
                 resumed_from: Some(id),
                 ..

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::cli::output::{paint, OutputFormat, Style};
-use crate::protocol::presence::{PresenceChange, Status};
+use crate::protocol::presence::{PresenceChange, Status, TypingChange};
 use crate::protocol::Event;
 
 /// Longest value shown in a readable line before it is cut.
@@ -80,13 +80,7 @@ impl<W: Write> Printer<W> {
             OutputFormat::Json => serde_json::to_string(event)?,
             _ => readable(event, self.color),
         };
-        writeln!(self.out, "{line}")?;
-        self.out.flush()?;
-        self.printed += 1;
-        Ok(match self.count {
-            Some(n) if self.printed >= n => Flow::Done,
-            _ => Flow::More,
-        })
+        self.line(&line)
     }
 
     /// Prints a presence change (`--room presence`): a readable line, or
@@ -99,6 +93,24 @@ impl<W: Write> Printer<W> {
             OutputFormat::Json => serde_json::to_string(change)?,
             _ => presence_line(change, self.color),
         };
+        self.line(&line)
+    }
+
+    /// Prints a typing change (`--room conversation:{id}`), received at
+    /// `at` (the frame has no time of its own). Counts like an event.
+    pub fn typing(&mut self, change: &TypingChange, at: DateTime<Utc>) -> anyhow::Result<Flow> {
+        if self.count.is_some_and(|n| self.printed >= n) {
+            return Ok(Flow::Done);
+        }
+        let line = match self.format {
+            OutputFormat::Json => serde_json::to_string(change)?,
+            _ => typing_line(change, at, self.color),
+        };
+        self.line(&line)
+    }
+
+    /// Writes one line and flushes it; says whether `--count` is reached.
+    fn line(&mut self, line: &str) -> anyhow::Result<Flow> {
         writeln!(self.out, "{line}")?;
         self.out.flush()?;
         self.printed += 1;
@@ -113,6 +125,26 @@ impl<W: Write> Printer<W> {
     pub fn into_inner(self) -> W {
         self.out
     }
+}
+
+/// `12:00:03 typing conversation:c4 ana typing` (or `stopped typing`)
+pub fn typing_line(c: &TypingChange, at: DateTime<Utc>, color: bool) -> String {
+    format!(
+        "{} {} {} {} {}",
+        paint(&at.format("%H:%M:%S").to_string(), Style::Dim, color),
+        paint("typing", Style::Blue, color),
+        paint(
+            &format!("conversation:{}", c.conversation_id),
+            Style::Cyan,
+            color
+        ),
+        c.user_id,
+        if c.typing {
+            paint("typing", Style::Yellow, color)
+        } else {
+            paint("stopped typing", Style::Dim, color)
+        },
+    )
 }
 
 /// `12:00:01 presence acme alice online (2 connections, 3 online)`
@@ -191,6 +223,31 @@ pub(super) mod tests {
             data: json!({"message_id": format!("m{id}")}),
             timestamp: time.parse().unwrap(),
         }
+    }
+
+    #[test]
+    fn typing_lines_say_who_and_where() {
+        let at = "2026-01-01T12:00:03Z".parse().unwrap();
+        let mut change = TypingChange {
+            conversation_id: "c4".into(),
+            user_id: "ana".into(),
+            typing: true,
+        };
+        assert_eq!(
+            typing_line(&change, at, false),
+            "12:00:03 typing conversation:c4 ana typing"
+        );
+        change.typing = false;
+        assert_eq!(
+            typing_line(&change, at, false),
+            "12:00:03 typing conversation:c4 ana stopped typing"
+        );
+        let mut printer = Printer::new(Vec::new(), OutputFormat::Json, false, Some(1), None);
+        assert_eq!(printer.typing(&change, at).unwrap(), Flow::Done);
+        assert_eq!(
+            String::from_utf8(printer.into_inner()).unwrap(),
+            "{\"conversation_id\":\"c4\",\"user_id\":\"ana\",\"typing\":false}\n"
+        );
     }
 
     #[test]
