@@ -14,7 +14,6 @@ use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
@@ -28,9 +27,7 @@ use super::hub::{ConnHandle, Membership, Verdict};
 use super::stats::CountedIo;
 use super::wire::WireStream;
 use super::Target;
-use crate::protocol::frames::{now_rfc3339, ErrorPayload};
-use crate::protocol::limits::RATE_LIMIT_STRIKES;
-use crate::protocol::{close, Claims, ClientFrame, ErrorCode, Room, Scope, ServerFrame, TenantId};
+use crate::protocol::{close, Claims, ErrorCode, Room, Scope, ServerFrame, TenantId};
 use crate::server::bus::Interest;
 use crate::server::caps::Admission;
 use crate::server::state::AppState;
@@ -41,9 +38,6 @@ pub(super) type Socket = WebSocketStream<WireStream>;
 /// How long a closing connection waits to send its Close and read the
 /// client's reply (and, before that, to send its last `Error`).
 pub(super) const CLOSE_GRACE: Duration = Duration::from_secs(2);
-
-/// Window in which [`RATE_LIMIT_STRIKES`] rejected messages close a flood.
-const STRIKE_WINDOW: Duration = Duration::from_secs(60);
 
 /// Why the loop ends.
 pub(super) enum Exit {
@@ -102,9 +96,9 @@ pub(super) struct Connection {
     pub memberships: HashMap<(Scope<TenantId>, Scope<Room>), Membership>,
     /// The bus interests of the tenants this connection has rooms in.
     pub watches: HashMap<Scope<TenantId>, Interest>,
-    limiter: DefaultDirectRateLimiter,
-    strikes: u32,
-    strike_window: Instant,
+    pub(super) limiter: DefaultDirectRateLimiter,
+    pub(super) strikes: u32,
+    pub(super) strike_window: Instant,
     last_seen: Instant,
     pub(super) presence: super::presence::PresenceSession,
 }
@@ -411,128 +405,5 @@ impl Connection {
         message: impl Into<String>,
     ) -> Step {
         self.send(socket, &ServerFrame::error(code, message)).await
-    }
-
-    async fn on_message(&mut self, socket: &mut Socket, msg: Message, target: &Target) -> Step {
-        let text = match msg {
-            Message::Text(text) => Some(text),
-            Message::Binary(_) => None,
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Ok(()),
-            Message::Close(_) => return Err(Exit::PeerClosed),
-        };
-        let stats = &self.state.hub.stats;
-        stats.client_messages.fetch_add(1, Ordering::Relaxed);
-        if !self.check_rate(socket).await? {
-            return Ok(());
-        }
-        let Some(text) = text else {
-            return self
-                .send_error(
-                    socket,
-                    ErrorCode::BadMessage,
-                    "binary frames are not supported: send JSON text frames",
-                )
-                .await;
-        };
-        let frame = match ClientFrame::parse(text.as_str()) {
-            Ok(frame) => frame,
-            Err(problem) => {
-                return self
-                    .send_error(socket, ErrorCode::BadMessage, problem)
-                    .await
-            }
-        };
-        match frame {
-            ClientFrame::Heartbeat => {
-                let ack = ServerFrame::HeartbeatAck {
-                    server_time: now_rfc3339(),
-                };
-                self.send(socket, &ack).await
-            }
-            ClientFrame::Auth { token } => {
-                if self.claims.is_some() {
-                    return self
-                        .send_error(socket, ErrorCode::BadMessage, "already authenticated")
-                        .await;
-                }
-                self.authenticate(socket, &token, target).await
-            }
-            _ if self.claims.is_none() => {
-                self.send_error(socket, ErrorCode::Unauthorized, "send Auth first")
-                    .await
-            }
-            ClientFrame::Subscription(sub) => self.subscribe(socket, sub).await,
-            ClientFrame::Unsubscribe { rooms } => {
-                self.memberships.retain(|(_, room), _| {
-                    let named = match room {
-                        Scope::All => rooms.iter().any(|r| r == "*"),
-                        Scope::Only(room) => rooms.iter().any(|r| room == r.as_str()),
-                    };
-                    !(rooms.is_empty() || named)
-                });
-                let memberships = &self.memberships;
-                let tenants = memberships
-                    .keys()
-                    .map(|(t, _)| t)
-                    .collect::<std::collections::HashSet<_>>();
-                // Every tenant stays watched while rooms of two remain.
-                self.watches.retain(|tenant, _| {
-                    tenants.contains(tenant) || (tenant.is_all() && tenants.len() > 1)
-                });
-                self.send(socket, &ServerFrame::Unsubscribed { rooms })
-                    .await
-            }
-            ClientFrame::Publish {
-                room,
-                event_type,
-                data,
-            } => self.publish(socket, room, event_type, data).await,
-            ClientFrame::Transfer {
-                conversation_id,
-                to_user,
-                note,
-                tenant_id,
-            } => {
-                self.transfer(socket, conversation_id, to_user, note, tenant_id)
-                    .await
-            }
-            ClientFrame::Typing {
-                conversation_id,
-                typing,
-            } => self.typing(socket, conversation_id, typing).await,
-            ClientFrame::Presence { status } => self.set_presence(socket, status).await,
-        }
-    }
-
-    /// Counts a client message against the rate limit; false when the
-    /// message must be dropped. A connection that keeps getting refused
-    /// within a minute is closed.
-    async fn check_rate(&mut self, socket: &mut Socket) -> Result<bool, Exit> {
-        let Err(not_until) = self.limiter.check() else {
-            return Ok(true);
-        };
-        if self.strike_window.elapsed() > STRIKE_WINDOW {
-            self.strikes = 0;
-            self.strike_window = Instant::now();
-        }
-        self.strikes += 1;
-        if self.strikes >= RATE_LIMIT_STRIKES {
-            return Err(Exit::Close(
-                close::RATE_LIMITED,
-                "rate limit exceeded".into(),
-            ));
-        }
-        let wait = not_until.wait_time_from(DefaultClock::default().now());
-        let retry_after = ((wait.as_secs_f64() * 10.0).ceil() / 10.0).max(0.1);
-        let frame = ServerFrame::Error(ErrorPayload {
-            code: ErrorCode::RateLimited,
-            message: format!(
-                "more than {} messages per minute; slow down",
-                self.state.gateway.rate_limit
-            ),
-            retry_after: Some(retry_after),
-        });
-        self.send(socket, &frame).await?;
-        Ok(false)
     }
 }

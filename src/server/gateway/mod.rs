@@ -9,6 +9,7 @@ pub mod conformance;
 mod connection;
 mod deflate;
 mod directory;
+mod dispatch;
 pub mod hub;
 mod presence;
 mod session;
