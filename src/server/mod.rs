@@ -355,7 +355,13 @@ impl Server {
             state.tracker.spawn(task);
         }
         let app = api::router(state.clone());
-        let served = http::serve(listener, app, state.shutdown.clone()).await;
+        let served = http::serve(
+            listener,
+            app,
+            state.shutdown.clone(),
+            state.gateway.write_stall,
+        )
+        .await;
         // Make sure every task sees the shutdown even if serve failed.
         state.shutdown.cancel();
         state.tracker.close();

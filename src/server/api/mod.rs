@@ -181,7 +181,12 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
-        let server = tokio::spawn(crate::server::http::serve(listener, app, shutdown.clone()));
+        let server = tokio::spawn(crate::server::http::serve(
+            listener,
+            app,
+            shutdown.clone(),
+            crate::protocol::limits::WRITE_STALL,
+        ));
         let tcp = TcpStream::connect(addr).await.unwrap();
         let (mut rx, mut tx) = tcp.into_split();
         tx.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
@@ -228,7 +233,12 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
-        let server = tokio::spawn(crate::server::http::serve(listener, app, shutdown.clone()));
+        let server = tokio::spawn(crate::server::http::serve(
+            listener,
+            app,
+            shutdown.clone(),
+            crate::protocol::limits::WRITE_STALL,
+        ));
         let mut tcp = TcpStream::connect(addr).await.unwrap();
         tcp.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"half\":")
             .await

@@ -2,9 +2,11 @@
 //! takes to send its request header, so connections are served here with
 //! hyper's own builder, which can: a slowloris client is cut off after
 //! [`HEADER_READ_TIMEOUT`]. The connection is wrapped so hyper's own
-//! parse-error answers carry the API's JSON error body too.
+//! parse-error answers carry the API's JSON error body too, and so a
+//! client that stops reading is cut off ([`stall::StallGuard`]).
 
 mod parse_errors;
+mod stall;
 
 use std::io;
 
@@ -26,11 +28,18 @@ use crate::protocol::limits::HEADER_READ_TIMEOUT;
 /// finish its request in flight (keep-alive off) and returns once all
 /// have; upgraded WebSockets are not connections here any more (the
 /// gateway tracks them).
+///
+/// A connection whose writes make no progress for `write_stall` plus
+/// [`STALL_MARGIN`] is dropped: an SSE stream or a response the client
+/// stopped reading. The margin lets the gateway close a stalled WebSocket
+/// its own way first (at `write_stall`, with a close code and a grace).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     shutdown: CancellationToken,
+    write_stall: std::time::Duration,
 ) -> io::Result<()> {
+    let stall_limit = write_stall + STALL_MARGIN;
     let connections = TaskTracker::new();
     loop {
         let tcp = tokio::select! {
@@ -66,7 +75,8 @@ pub async fn serve(
             // auto-detecting builder reads the protocol preface with no
             // timer, so a client that connects and says nothing would
             // never be timed out. This one's header timer starts at once.
-            let io = TokioIo::new(parse_errors::JsonParseErrors::new(tcp));
+            let io = stall::StallGuard::new(tcp, stall_limit);
+            let io = TokioIo::new(parse_errors::JsonParseErrors::new(io));
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
@@ -100,6 +110,10 @@ pub async fn serve(
     Ok(())
 }
 
+/// Beyond the gateway's own write stall and close grace (2 s), before the
+/// socket itself is dropped.
+const STALL_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How long shutdown waits for HTTP requests in flight.
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -121,6 +135,74 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
 
+    const WRITE_STALL: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// A client that asks for an endless stream (an SSE subscriber) and
+    /// stops reading: the server's writes fill the socket, and after the
+    /// stall limit the connection and its response stream are dropped,
+    /// while a client that reads keeps its stream. On the paused clock.
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_stops_reading_is_cut_off() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        static OPEN: AtomicUsize = AtomicUsize::new(0);
+        struct Counted;
+        impl Drop for Counted {
+            fn drop(&mut self) {
+                OPEN.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        // 64 KiB every 10 ms, as a busy SSE stream would.
+        let endless = || async {
+            OPEN.fetch_add(1, Ordering::SeqCst);
+            let guard = Arc::new(Counted);
+            let chunks = futures_util::stream::unfold(guard, |guard| async move {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                let chunk = axum::body::Bytes::from(vec![b'x'; 64 * 1024]);
+                Some((Ok::<_, std::convert::Infallible>(chunk), guard))
+            });
+            Body::from_stream(chunks)
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let app = Router::new().route("/stream", get(endless));
+        tokio::spawn(serve(listener, app, shutdown.clone(), WRITE_STALL));
+
+        let mut reader = TcpStream::connect(addr).await.unwrap();
+        reader
+            .write_all(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut stalled = TcpStream::connect(addr).await.unwrap();
+        stalled
+            .write_all(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut chunk = vec![0u8; 256 * 1024];
+        while OPEN.load(Ordering::SeqCst) != 2 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let started = tokio::time::Instant::now();
+        while OPEN.load(Ordering::SeqCst) != 1 {
+            // Reading keeps one stream alive; the paused clock moves on
+            // whenever every task waits.
+            let n = reader.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the reading client was cut off");
+            assert!(
+                started.elapsed() < WRITE_STALL * 10,
+                "the stalled stream is still open"
+            );
+        }
+        let waited = started.elapsed();
+        assert!(
+            waited >= WRITE_STALL + STALL_MARGIN,
+            "cut off after {waited:?}"
+        );
+        drop(stalled);
+        shutdown.cancel();
+    }
+
     /// The clock is paused: tokio moves it on whenever every task waits, so
     /// the 10 s timeout passes at once, and only a timer can close the
     /// socket.
@@ -130,7 +212,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
         let app = Router::new().route("/", get(|| async { "ok" }));
-        let server = tokio::spawn(serve(listener, app, shutdown.clone()));
+        let server = tokio::spawn(serve(listener, app, shutdown.clone(), WRITE_STALL));
 
         let mut prompt = TcpStream::connect(addr).await.unwrap();
         prompt
