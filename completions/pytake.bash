@@ -3934,7 +3934,7 @@ _pytake() {
             return 0
             ;;
         pytake__subcmd__serve)
-            opts="-v -q -h -V --demo --stop-when-stdin-closes --listen --log-format --rate-limit-viewer --rate-limit-operator --rate-limit-admin --rate-limit-service --trusted-proxy --secret --secret-file --token-leeway --token-audience --token-issuer --token-max-lifetime --rate-limit --max-frame-bytes --outbound-queue --auth-timeout --ping-interval --idle-timeout --write-stall --compression --max-connections --max-connections-per-tenant --max-unauthenticated-per-address --presence-grace --presence-ttl --store --store-pool-size --bus --metrics-push-interval --metrics-campaign-throttle --metrics-active-window --queue-concurrency --queue-batch-size --queue-poll-interval --queue-lease --queue-max-attempts --config --color --verbose --quiet --data-dir --help --version"
+            opts="-v -q -h -V --demo --stop-when-stdin-closes --listen --log-format --rate-limit-viewer --rate-limit-operator --rate-limit-admin --rate-limit-service --trusted-proxies --secret --secret-file --token-leeway --token-audience --token-issuer --token-max-lifetime --rate-limit --max-frame-bytes --outbound-queue --auth-timeout --ping-interval --idle-timeout --write-stall --compression --max-connections --max-connections-per-tenant --max-unauthenticated-per-address --presence-grace --presence-ttl --store --store-pool-size --bus --metrics-push-interval --metrics-campaign-throttle --metrics-active-window --queue-concurrency --queue-batch-size --queue-poll-interval --queue-lease --queue-max-attempts --config --color --verbose --quiet --data-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3964,7 +3964,7 @@ _pytake() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --trusted-proxy)
+                --trusted-proxies)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -50,7 +50,7 @@ set edit:completion:arg-completer[pytake] = {|@words|
             cand --rate-limit-operator 'REST requests per minute per operator token subject; 0: no limit [env: PYTAKE_RATE_LIMIT_OPERATOR] [default: 60]'
             cand --rate-limit-admin 'REST requests per minute per admin token subject; 0: no limit [env: PYTAKE_RATE_LIMIT_ADMIN] [default: 60000]'
             cand --rate-limit-service 'REST requests per minute per service token subject; 0: no limit [env: PYTAKE_RATE_LIMIT_SERVICE] [default: 60000]'
-            cand --trusted-proxy 'A reverse proxy (address or network) whose X-Forwarded-For names the client; repeat for several [env: PYTAKE_TRUSTED_PROXIES] [default: []]'
+            cand --trusted-proxies 'Reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For names the client [env: PYTAKE_TRUSTED_PROXIES] [default: []]'
             cand --secret 'JWT HS256 secret; prefer --secret-file or PYTAKE_SECRET, which `ps` does not show [env: PYTAKE_SECRET] [default: generated into <data-dir>/secret, mode 0600]'
             cand --secret-file 'File holding the JWT secret (its first line) [env: PYTAKE_SECRET_FILE]'
             cand --token-leeway 'Clock skew tolerated on a token''s exp, nbf and iat [env: PYTAKE_TOKEN_LEEWAY] [default: 30s]'

@@ -53,7 +53,7 @@ complete -c pytake -n "__fish_pytake_using_subcommand serve" -l rate-limit-viewe
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l rate-limit-operator -d 'REST requests per minute per operator token subject; 0: no limit [env: PYTAKE_RATE_LIMIT_OPERATOR] [default: 60]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l rate-limit-admin -d 'REST requests per minute per admin token subject; 0: no limit [env: PYTAKE_RATE_LIMIT_ADMIN] [default: 60000]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l rate-limit-service -d 'REST requests per minute per service token subject; 0: no limit [env: PYTAKE_RATE_LIMIT_SERVICE] [default: 60000]' -r
-complete -c pytake -n "__fish_pytake_using_subcommand serve" -l trusted-proxy -d 'A reverse proxy (address or network) whose X-Forwarded-For names the client; repeat for several [env: PYTAKE_TRUSTED_PROXIES] [default: []]' -r
+complete -c pytake -n "__fish_pytake_using_subcommand serve" -l trusted-proxies -d 'Reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For names the client [env: PYTAKE_TRUSTED_PROXIES] [default: []]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l secret -d 'JWT HS256 secret; prefer --secret-file or PYTAKE_SECRET, which `ps` does not show [env: PYTAKE_SECRET] [default: generated into <data-dir>/secret, mode 0600]' -r
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l secret-file -d 'File holding the JWT secret (its first line) [env: PYTAKE_SECRET_FILE]' -r -F
 complete -c pytake -n "__fish_pytake_using_subcommand serve" -l token-leeway -d 'Clock skew tolerated on a token\'s exp, nbf and iat [env: PYTAKE_TOKEN_LEEWAY] [default: 30s]' -r

@@ -135,10 +135,10 @@ pub struct ServerFlags {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit_service: Option<u32>,
 
-    /// A reverse proxy (address or network) whose X-Forwarded-For names the client; repeat for several
+    /// Reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For names the client
     #[arg(
-        long = "trusted-proxy",
-        value_name = "CIDR",
+        long,
+        value_name = "CIDR,...",
         env = "PYTAKE_TRUSTED_PROXIES",
         value_delimiter = ',',
         value_parser = parse_proxy

@@ -199,7 +199,7 @@ async fn unauthenticated_connections_are_capped_per_address() {
 }
 
 /// Behind a reverse proxy every client's TCP address is the proxy's. With
-/// the proxy in `--trusted-proxy`, each client counts under the address
+/// the proxy in `--trusted-proxies`, each client counts under the address
 /// the proxy forwards; from anyone else the header is ignored, so a client
 /// cannot spread its connections over made-up addresses.
 #[tokio::test]
@@ -208,8 +208,8 @@ async fn behind_a_trusted_proxy_each_client_counts_under_its_own_address() {
     let args = [
         "--max-unauthenticated-per-address",
         "1",
-        "--trusted-proxy",
-        "127.0.0.0/8",
+        "--trusted-proxies",
+        "192.0.2.0/24,127.0.0.0/8",
     ];
     let server = TestServer::start_with(Options::args(&args)).await;
     let url = server.ws_url("/ws");

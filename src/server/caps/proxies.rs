@@ -64,11 +64,12 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[ProxyNet]) -
     if !is_trusted(peer) {
         return peer;
     }
-    let hops: Vec<&str> = headers
+    // Split as bytes: a client's non-ASCII junk merged into the proxy's
+    // line must cost only its own entry, not the proxy's.
+    let hops: Vec<&[u8]> = headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
+        .flat_map(|value| value.as_bytes().split(|b| *b == b','))
         .collect();
     let mut client = peer;
     for hop in hops.iter().rev() {
@@ -87,8 +88,8 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[ProxyNet]) -
 
 /// One `X-Forwarded-For` entry: an address, maybe with a port
 /// (`192.0.2.7:4711`, `[2001:db8::1]:4711`).
-fn parse_hop(hop: &str) -> Option<IpAddr> {
-    let hop = hop.trim();
+fn parse_hop(hop: &[u8]) -> Option<IpAddr> {
+    let hop = std::str::from_utf8(hop).ok()?.trim();
     hop.parse::<IpAddr>()
         .ok()
         .or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
@@ -158,6 +159,16 @@ mod tests {
         assert_eq!(
             client_address(ip("10.0.0.1"), &headers, &trusted),
             ip("192.0.2.7")
+        );
+        // A client's bytes that are not text, merged into the proxy's line.
+        let mut headers = HeaderMap::new();
+        headers.append(
+            "x-forwarded-for",
+            axum::http::HeaderValue::from_bytes(b"\xff\xfe, 203.0.113.5").unwrap(),
+        );
+        assert_eq!(
+            client_address(ip("10.0.0.1"), &headers, &trusted),
+            ip("203.0.113.5")
         );
     }
 

@@ -38,6 +38,38 @@ use registry::{Key, Registry};
 use shared::{Shared, Shown, Write};
 pub use typing::TypingKey;
 
+/// What one node announced, per user and as a count per tenant.
+#[derive(Default)]
+struct Announced {
+    users: HashMap<Key, (Status, u32)>,
+    online: HashMap<TenantId, u32>,
+}
+
+impl Announced {
+    /// Records a user's announced state; returns the one before.
+    fn set(&mut self, key: &Key, state: (Status, u32)) -> (Status, u32) {
+        let before = if state.1 == 0 {
+            self.users.remove(key)
+        } else {
+            self.users.insert(key.clone(), state)
+        };
+        let count = self.online.entry(key.0.clone()).or_default();
+        match (before.is_some(), state.1 > 0) {
+            (false, true) => *count += 1,
+            (true, false) => *count -= 1,
+            _ => {}
+        }
+        if *count == 0 {
+            self.online.remove(&key.0);
+        }
+        before.unwrap_or((Status::Offline, 0))
+    }
+
+    fn online(&self, tenant: &TenantId) -> u32 {
+        self.online.get(tenant).copied().unwrap_or(0)
+    }
+}
+
 /// How long a failed Redis write waits before the worker tries again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -221,11 +253,9 @@ impl Presence {
 
 impl Inner {
     async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        // On one node, what was announced per user: only a change is sent
-        // (several nodes compare in Redis instead).
-        let mut announced: HashMap<Key, (Status, u32)> = HashMap::new();
-        // Users a sweep removed whose new state is not announced yet.
-        let mut unsettled: Vec<Key> = Vec::new();
+        // On one node, what was announced: only a change is sent (several
+        // nodes compare in Redis instead).
+        let mut announced = Announced::default();
         let beat_every = self.shared.as_ref().map_or(Duration::from_secs(3600), |s| {
             (s.ttl / 3).max(Duration::from_millis(100))
         });
@@ -234,7 +264,7 @@ impl Inner {
         let mut retry_at: Option<Instant> = None;
         // Live before the first write: a sweep removes the entries of
         // nodes it does not know.
-        self.beat(&mut unsettled).await;
+        self.beat().await;
         loop {
             let deadline = {
                 let grace = self.registry.lock().expect("presence lock").next_deadline();
@@ -251,7 +281,7 @@ impl Inner {
                 _ = shutdown.cancelled() => break,
                 _ = self.wake.notified() => {}
                 _ = sleep => {}
-                _ = heartbeat.tick(), if self.shared.is_some() => self.beat(&mut unsettled).await,
+                _ = heartbeat.tick(), if self.shared.is_some() => self.beat().await,
             }
             let now = Instant::now();
             retry_at = retry_at.filter(|at| *at > now);
@@ -288,26 +318,17 @@ impl Inner {
 
     /// Publishes a user's state as this node now sees it (with Redis: as
     /// every live node does), if it differs from what was last announced.
-    async fn announce(
-        &self,
-        key: &Key,
-        announced: &mut HashMap<Key, (Status, u32)>,
-    ) -> Result<(), PresenceError> {
+    async fn announce(&self, key: &Key, announced: &mut Announced) -> Result<(), PresenceError> {
         let shown = self.registry.lock().expect("presence lock").shown(key);
         let changed = match &self.shared {
             Some(shared) => shared.settle(key, Write::Entry(shown.as_ref())).await?,
             None => {
                 let state = shown.map_or((Status::Offline, 0), |e| (e.status, e.connections));
-                let last = announced.get(key).copied().unwrap_or((Status::Offline, 0));
-                if state.1 == 0 {
-                    announced.remove(key);
-                } else {
-                    announced.insert(key.clone(), state);
-                }
+                let last = announced.set(key, state);
                 (state != last).then(|| Shown {
                     status: state.0,
                     connections: state.1,
-                    online_count: announced.keys().filter(|k| k.0 == key.0).count() as u32,
+                    online_count: announced.online(&key.0),
                 })
             }
         };
@@ -366,41 +387,45 @@ impl Inner {
     }
 
     /// The heartbeat, then the sweep of dead nodes, whose users this node
-    /// settles and announces (and retries on the next beat if Redis
-    /// failed). A node Redis did not know settles all its users again.
-    async fn beat(&self, unsettled: &mut Vec<Key>) {
+    /// settles and announces. What fails stays in Redis for the next beat
+    /// (of this node or another) to find again.
+    async fn beat(&self) {
         let Some(shared) = &self.shared else {
             return;
         };
         let entries = self.registry.lock().expect("presence lock").all();
         match shared.heartbeat(&entries).await {
-            Ok(true) if !entries.is_empty() => {
-                tracing::warn!(users = entries.len(), "this node was not live in Redis (swept for a late heartbeat, or Redis restarted); announcing its users again");
-                self.registry.lock().expect("presence lock").mark_all();
+            Ok(again) if again.is_empty() => {}
+            Ok(again) => {
+                tracing::warn!(users = again.len(), "this node's presence was missing or stale in Redis (a late heartbeat, a sweep, a Redis restart); announcing those users again");
+                let mut registry = self.registry.lock().expect("presence lock");
+                for key in again {
+                    registry.mark(key);
+                }
+                drop(registry);
                 self.wake.notify_one();
             }
-            Ok(_) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "presence heartbeat to Redis failed; other nodes drop this node's users after the TTL");
                 return;
             }
         }
-        match shared.sweep().await {
-            Ok(swept) => unsettled.extend(swept),
+        let swept = match shared.sweep().await {
+            Ok(swept) => swept,
             Err(e) => {
                 tracing::warn!(error = %e, "sweeping dead nodes' presence failed; the next heartbeat retries");
+                return;
+            }
+        };
+        for (key, node) in swept {
+            match shared.settle(&key, Write::Sweep(&node)).await {
+                Ok(Some(shown)) => self.publish_presence(&key, shown).await,
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "settling a dead node's user failed; the next sweep retries");
+                    return;
+                }
             }
         }
-        let mut left = Vec::new();
-        for key in unsettled.drain(..) {
-            let settled = shared.settle(&key, Write::Nothing).await;
-            if let Ok(Some(shown)) = settled {
-                self.publish_presence(&key, shown).await;
-            } else if let Err(e) = settled {
-                tracing::warn!(error = %e, "announcing a dead node's user failed; retrying on the next heartbeat");
-                left.push(key);
-            }
-        }
-        *unsettled = left;
     }
 }

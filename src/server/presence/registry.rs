@@ -121,12 +121,6 @@ impl Registry {
         self.dirty.insert(key);
     }
 
-    /// Marks every user here to be looked at again: Redis lost this
-    /// node's entries, or a sweep announced its users offline.
-    pub fn mark_all(&mut self) {
-        self.dirty.extend(self.entries.keys().cloned());
-    }
-
     /// What this node shows of a user, if it has it.
     pub fn shown(&self, key: &Key) -> Option<NodeEntry> {
         self.entries.get(key).map(|e| e.shown.clone())

@@ -59,10 +59,17 @@ local now_t = redis.call('TIME')
 local now = tonumber(now_t[1]) * 1000 + math.floor(tonumber(now_t[2]) / 1000)
 ";
 
-/// KEYS[1]: the nodes. ARGV[1]: this node. Returns 1 if the node was not
-/// in the set (its first beat, or it was swept), else 0.
+/// KEYS[1]: the nodes. ARGV[1]: this node, ARGV[2]: the TTL in ms.
+/// Returns 1 if the node was not live before this beat (its first beat,
+/// swept, or late by more than the TTL: other nodes may have settled its
+/// users without it), else 0.
 const HEARTBEAT: &str = r"
-return redis.call('ZADD', KEYS[1], now, ARGV[1])
+local last = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]))
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+if not last or last < now - tonumber(ARGV[2]) then
+  return 1
+end
+return 0
 ";
 
 /// KEYS[1]: the nodes. ARGV[1]: the TTL in ms. ARGV[2]: `live` or `dead`.
@@ -75,8 +82,11 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. oldest)
 ";
 
 /// KEYS: the nodes, the tenant's users, the tenant's shown, the tenants.
-/// ARGV: the TTL in ms, the tenant, the user, this node (empty: write
-/// nothing), the node's entry (empty: remove it). Returns the user's new
+/// ARGV: the TTL in ms, the tenant, the user, a node (empty: write
+/// nothing), that node's entry (empty: remove it), and `sweep` to remove
+/// the entry only if its node is not live (a sweep must not remove what a
+/// node that came back just wrote). Entries that are not what this
+/// version writes are skipped, not fatal. Returns the user's new
 /// `{status, connections, online users}` if it differs from the shown
 /// one, else nil; the count is that of the shown users, so the frames'
 /// counts follow the same order as their changes.
@@ -84,9 +94,15 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. oldest)
 /// [`merge`] does).
 const SETTLE: &str = r"
 local user = ARGV[3]
+local oldest = now - tonumber(ARGV[1])
 if ARGV[4] ~= '' then
   local field = ARGV[4] .. '|' .. user
-  if ARGV[5] == '' then
+  if ARGV[6] == 'sweep' then
+    local beat = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[4]))
+    if not beat or beat < oldest then
+      redis.call('HDEL', KEYS[2], field)
+    end
+  elseif ARGV[5] == '' then
     redis.call('HDEL', KEYS[2], field)
   else
     redis.call('HSET', KEYS[2], field, ARGV[5])
@@ -94,14 +110,17 @@ if ARGV[4] ~= '' then
   end
 end
 local connections, status, status_at = 0, 'offline', -1
-for _, node in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], now - tonumber(ARGV[1]), '+inf')) do
+for _, node in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], oldest, '+inf')) do
   local json = redis.call('HGET', KEYS[2], node .. '|' .. user)
   if json then
     local ok, entry = pcall(cjson.decode, json)
-    if ok then
-      connections = connections + entry.connections
-      if entry.status_at > status_at or (entry.status_at == status_at and entry.status > status) then
-        status, status_at = entry.status, entry.status_at
+    if ok and type(entry) == 'table' then
+      local n, at, st = tonumber(entry.connections), tonumber(entry.status_at), entry.status
+      if n and at and type(st) == 'string' then
+        connections = connections + n
+        if at > status_at or (at == status_at and st > status) then
+          status, status_at = st, at
+        end
       end
     end
   end
@@ -136,12 +155,12 @@ pub(super) struct Shown {
     pub online_count: u32,
 }
 
-/// What [`Shared::settle`] writes of this node's entry first.
+/// What [`Shared::settle`] writes of a user's entries first.
 pub(super) enum Write<'a> {
-    /// Nothing: the user's entries changed elsewhere (a sweep).
-    Nothing,
     /// This node's entry, or its removal (`None`).
     Entry(Option<&'a NodeEntry>),
+    /// The removal of a dead node's entry, unless that node is live again.
+    Sweep(&'a str),
 }
 
 /// A node's handle on the shared presence.
@@ -178,12 +197,13 @@ impl Shared {
     /// it), else `None`. Atomic in Redis.
     pub async fn settle(&self, key: &Key, write: Write<'_>) -> redis::RedisResult<Option<Shown>> {
         let (tenant, user) = key;
-        let (node, json) = match write {
-            Write::Nothing => ("", String::new()),
-            Write::Entry(None) => (self.node.as_str(), String::new()),
+        let (node, json, mode) = match write {
+            Write::Sweep(node) => (node, String::new(), "sweep"),
+            Write::Entry(None) => (self.node.as_str(), String::new(), ""),
             Write::Entry(Some(entry)) => (
                 self.node.as_str(),
                 serde_json::to_string(entry).expect("entries serialize"),
+                "",
             ),
         };
         let answer: Option<(String, u32, u32)> = self
@@ -197,6 +217,7 @@ impl Shared {
             .arg(user)
             .arg(node)
             .arg(json)
+            .arg(mode)
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(answer.map(|(status, connections, online_count)| Shown {
@@ -208,29 +229,38 @@ impl Shared {
     }
 
     /// Says this node is live, and rewrites its entries (Redis may have
-    /// restarted empty). True if the node was not live in Redis: its first
-    /// beat, a Redis that lost it, or a sweep that took it for dead; then
-    /// every user it has must be settled again.
-    pub async fn heartbeat(&self, entries: &[(Key, NodeEntry)]) -> redis::RedisResult<bool> {
+    /// restarted empty, a sweep may have removed them). Returns the users
+    /// to settle again: every one if the node was not live before this
+    /// beat (its first, a Redis that lost it, late past the TTL or swept:
+    /// others may have announced its users offline), else those whose
+    /// entry was missing.
+    pub async fn heartbeat(&self, entries: &[(Key, NodeEntry)]) -> redis::RedisResult<Vec<Key>> {
         let mut conn = self.conn.clone();
-        let added: i64 = self
+        let revived: i64 = self
             .heartbeat
             .key(NODES)
             .arg(&self.node)
+            .arg(self.ttl_ms())
             .invoke_async(&mut conn)
             .await?;
-        if !entries.is_empty() {
-            let mut pipe = redis::pipe();
-            for ((tenant, user), entry) in entries {
-                let json = serde_json::to_string(entry).expect("entries serialize");
-                pipe.hset(users_key(tenant.as_str()), field(&self.node, user), json)
-                    .ignore()
-                    .sadd(TENANTS, tenant.as_str())
-                    .ignore();
-            }
-            pipe.query_async::<()>(&mut conn).await?;
+        if entries.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(added == 1)
+        let mut pipe = redis::pipe();
+        for ((tenant, user), entry) in entries {
+            let json = serde_json::to_string(entry).expect("entries serialize");
+            pipe.hset(users_key(tenant.as_str()), field(&self.node, user), json)
+                .sadd(TENANTS, tenant.as_str())
+                .ignore();
+        }
+        // HSET answers 1 for a field it created.
+        let created: Vec<i64> = pipe.query_async(&mut conn).await?;
+        Ok(entries
+            .iter()
+            .zip(created)
+            .filter(|(_, created)| revived == 1 || *created == 1)
+            .map(|(key_entry, _)| key_entry.0.clone())
+            .collect())
     }
 
     /// Leaves the set of live nodes (a clean shutdown): other nodes sweep
@@ -292,11 +322,12 @@ impl Shared {
         Ok(users)
     }
 
-    /// Claims the nodes whose heartbeat is older than the TTL and removes
-    /// their entries, and those of nodes neither live nor in the set (a
-    /// claimer died mid-sweep); returns the users whose entries it removed,
-    /// for the caller to settle.
-    pub async fn sweep(&self) -> redis::RedisResult<Vec<Key>> {
+    /// Claims the nodes whose heartbeat is older than the TTL (one claimer
+    /// each, by `ZREM`), and returns their entries and those of nodes
+    /// neither live nor in the set (a claimer died mid-sweep): each to be
+    /// removed and its user settled in one step, [`Write::Sweep`], so a
+    /// claimer that dies between two leaves the rest to the next sweep.
+    pub async fn sweep(&self) -> redis::RedisResult<Vec<(Key, String)>> {
         let mut conn = self.conn.clone();
         let mut claimed = HashSet::new();
         for node in self.nodes(false).await? {
@@ -308,27 +339,29 @@ impl Shared {
         }
         let known: HashSet<String> = conn.zrange(NODES, 0, -1).await?;
         let tenants: Vec<String> = conn.smembers(TENANTS).await?;
-        let mut affected = HashSet::new();
+        let mut affected = Vec::new();
         for tenant in tenants {
             let hash = users_key(&tenant);
             let fields: Vec<String> = conn.hkeys(&hash).await?;
-            let mut stale = Vec::new();
+            let mut unreadable = Vec::new();
             for name in fields {
                 match name.split_once('|') {
                     Some((node, user)) if claimed.contains(node) || !known.contains(node) => {
-                        if let Ok(tenant) = TenantId::parse(&tenant) {
-                            affected.insert((tenant, user.to_string()));
+                        match TenantId::parse(&tenant) {
+                            Ok(tenant) => {
+                                affected.push(((tenant, user.to_string()), node.to_string()))
+                            }
+                            Err(_) => unreadable.push(name.clone()),
                         }
-                        stale.push(name.clone());
                     }
                     Some(_) => {}
-                    None => stale.push(name),
+                    None => unreadable.push(name),
                 }
             }
-            if !stale.is_empty() {
-                let _: i64 = conn.hdel(&hash, stale).await?;
+            if !unreadable.is_empty() {
+                let _: i64 = conn.hdel(&hash, unreadable).await?;
             }
         }
-        Ok(affected.into_iter().collect())
+        Ok(affected)
     }
 }

@@ -255,7 +255,10 @@ pub trait EventStore: Send + Sync + 'static {
     /// Up to `limit` tenants with events in `room`, in no particular
     /// order: who a room name belongs to, for a caller of every tenant (an
     /// admin typing in `conversation:{id}`); two answers mean it is
-    /// ambiguous. Reads the room index, never the events.
+    /// ambiguous. Reads the room index, never the events, but all of the
+    /// room's rows when one tenant has it: cheap for a conversation, and
+    /// callers cache the answer (an index by room and tenant would cost
+    /// every append for this rare question).
     async fn room_tenants(&self, room: &Room, limit: u32) -> Result<Vec<TenantId>, StoreError>;
 
     /// The newest committed event id (0 when empty); see the contract on

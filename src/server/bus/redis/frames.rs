@@ -2,7 +2,13 @@
 //! channel per tenant, `pytake:frames:{tenant}`, subscribed together with
 //! the tenant's events channel but never through the sequencer, which
 //! would look for them in the store.
+//!
+//! A node subscribed to a tenant's channel and to the pattern of all of
+//! them (a tenant's client and an admin's) gets each frame twice, once per
+//! subscription, so every frame carries its publisher and a number, and a
+//! node delivers a frame it has recently seen only once ([`Recent`]).
 
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 use crate::protocol::{Room, Scope, ServerFrame, TenantId};
@@ -11,11 +17,17 @@ use crate::server::bus::BusFrame;
 pub(super) const FRAME_PREFIX: &str = "pytake:frames:";
 const FRAME_PATTERN: &str = "pytake:frames:*";
 
+/// Frames remembered per node to drop a second copy. The copies of one
+/// PUBLISH reach a subscriber back to back, so a short memory suffices.
+const RECENT: usize = 1024;
+
 /// A frame as it crosses Redis: the publishing bus's `origin` lets it drop
-/// its own echo (it delivered the frame locally already).
+/// its own echo (it delivered the frame locally already); `origin` and
+/// `seq` together name the frame.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct WireFrame {
     origin: u64,
+    seq: u64,
     tenant: String,
     room: String,
     frame: ServerFrame,
@@ -29,10 +41,12 @@ pub(super) fn frame_channel(scope: &Scope<TenantId>) -> String {
     }
 }
 
-/// The channel and payload that carry `frame` from the bus `origin`.
-pub(super) fn encode(origin: u64, frame: &BusFrame) -> (String, Vec<u8>) {
+/// The channel and payload that carry `frame`, the `seq`th of the bus
+/// `origin`.
+pub(super) fn encode(origin: u64, seq: u64, frame: &BusFrame) -> (String, Vec<u8>) {
     let wire = WireFrame {
         origin,
+        seq,
         tenant: frame.tenant.to_string(),
         room: frame.room.to_string(),
         frame: (*frame.frame).clone(),
@@ -41,41 +55,38 @@ pub(super) fn encode(origin: u64, frame: &BusFrame) -> (String, Vec<u8>) {
     (format!("{FRAME_PREFIX}{}", frame.tenant), payload)
 }
 
-/// Which subscriptions of the node a frame arrived through may deliver it.
-pub(super) struct Route {
-    /// The message came through the `*` pattern (an admin watching every
-    /// tenant), not through the tenant's own channel.
-    pub from_pattern: bool,
-    /// The node watches the frame's tenant by itself.
-    pub tenant_watched: bool,
-    /// The node watches every tenant.
-    pub all_watched: bool,
+/// The frames a node delivered lately, by publisher and number.
+#[derive(Default)]
+pub(super) struct Recent {
+    order: VecDeque<(u64, u64)>,
+    seen: HashSet<(u64, u64)>,
 }
 
-impl Route {
-    /// A node subscribed both to a tenant's channel and to the pattern gets
-    /// each frame twice, and frames have no id to drop a copy by: the
-    /// tenant's own subscription delivers while it exists, the pattern's
-    /// only for tenants without one. While a subscription comes or goes a
-    /// frame may be lost, never doubled (frames are at most once).
-    fn delivers(&self) -> bool {
-        if self.from_pattern {
-            self.all_watched && !self.tenant_watched
-        } else {
-            self.tenant_watched
+impl Recent {
+    /// True the first time a frame is offered.
+    fn first(&mut self, id: (u64, u64)) -> bool {
+        if !self.seen.insert(id) {
+            return false;
         }
+        self.order.push_back(id);
+        if self.order.len() > RECENT {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        true
     }
 }
 
 /// Another node's frame from `payload`, if this node should deliver it:
-/// `None` for this bus's own echo and for a copy `route` rules out.
+/// `None` for this bus's own echo and for a copy already delivered.
 pub(super) fn decode(
     origin: u64,
     payload: &[u8],
-    route: impl FnOnce(&str) -> Route,
+    recent: &mut Recent,
 ) -> Result<Option<BusFrame>, String> {
     let wire = serde_json::from_slice::<WireFrame>(payload).map_err(|e| e.to_string())?;
-    if wire.origin == origin || !route(&wire.tenant).delivers() {
+    if wire.origin == origin || !recent.first((wire.origin, wire.seq)) {
         return Ok(None);
     }
     Ok(Some(BusFrame {
@@ -99,19 +110,11 @@ mod tests {
         }
     }
 
-    fn route(from_pattern: bool, tenant_watched: bool, all_watched: bool) -> Route {
-        Route {
-            from_pattern,
-            tenant_watched,
-            all_watched,
-        }
-    }
-
     #[test]
     fn a_frame_crosses_without_its_except_and_its_echo_is_dropped() {
-        let (channel, payload) = encode(1, &frame());
+        let (channel, payload) = encode(1, 0, &frame());
         assert_eq!(channel, "pytake:frames:acme");
-        let got = decode(2, &payload, |_| route(false, true, false))
+        let got = decode(2, &payload, &mut Recent::default())
             .unwrap()
             .expect("delivered");
         assert_eq!(
@@ -119,34 +122,34 @@ mod tests {
             ("acme", "presence")
         );
         assert_eq!(got.except, None, "connection ids are the publisher's own");
-        assert!(decode(1, &payload, |_| route(false, true, false))
+        assert!(decode(1, &payload, &mut Recent::default())
             .unwrap()
             .is_none());
     }
 
     #[test]
-    fn a_node_watching_a_tenant_and_every_tenant_delivers_one_copy() {
-        let (_, payload) = encode(1, &frame());
-        let delivered = |from_pattern, tenant_watched, all_watched| {
-            decode(2, &payload, |_| {
-                route(from_pattern, tenant_watched, all_watched)
-            })
-            .unwrap()
-            .is_some()
-        };
-        // Both subscriptions: the tenant's own delivers, the pattern not.
-        assert!(delivered(false, true, true));
-        assert!(!delivered(true, true, true));
-        // Only the pattern.
-        assert!(delivered(true, false, true));
-        // A late message of a tenant's channel just left: the pattern's
-        // copy delivers, or nobody wants it.
-        assert!(!delivered(false, false, true));
-        assert!(!delivered(false, false, false));
+    fn a_second_copy_is_dropped_and_old_ones_are_forgotten() {
+        let mut recent = Recent::default();
+        let (_, first) = encode(1, 0, &frame());
+        assert!(decode(2, &first, &mut recent).unwrap().is_some());
+        assert!(
+            decode(2, &first, &mut recent).unwrap().is_none(),
+            "the copy"
+        );
+        let (_, other) = encode(7, 0, &frame());
+        assert!(
+            decode(2, &other, &mut recent).unwrap().is_some(),
+            "another publisher"
+        );
+        for seq in 1..=RECENT as u64 {
+            let (_, next) = encode(1, seq, &frame());
+            assert!(decode(2, &next, &mut recent).unwrap().is_some());
+        }
+        assert!(recent.seen.len() <= RECENT, "memory stays bounded");
     }
 
     #[test]
     fn an_unreadable_frame_is_an_error() {
-        assert!(decode(2, b"{", |_| route(false, true, false)).is_err());
+        assert!(decode(2, b"{", &mut Recent::default()).is_err());
     }
 }

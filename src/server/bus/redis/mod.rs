@@ -17,6 +17,7 @@ mod sequencer;
 mod task;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -63,6 +64,8 @@ pub struct RedisBus {
     publisher: ConnectionManager,
     /// This bus's id on the frames channels, random per process.
     origin: u64,
+    /// Numbers this bus's frames, so a node subscribed twice drops a copy.
+    frame_seq: AtomicU64,
     out: broadcast::Sender<BusEvent>,
     frames: broadcast::Sender<BusFrame>,
     local: mpsc::Sender<Vec<(Arc<Event>, EventId)>>,
@@ -124,6 +127,7 @@ impl RedisBus {
         let task = Task {
             origin,
             frames: frames.clone(),
+            recent: Default::default(),
             client,
             url: masked.clone(),
             sequencer: Sequencer::new(store, out.clone()),
@@ -134,6 +138,7 @@ impl RedisBus {
             url: masked,
             publisher,
             origin,
+            frame_seq: AtomicU64::new(0),
             out,
             frames,
             local,
@@ -187,7 +192,8 @@ impl Bus for RedisBus {
                 BusMessage::Frame(frame) => {
                     // Here at once, `except` and all; the echo is dropped.
                     let _ = self.frames.send(frame.clone());
-                    frames.push(frames::encode(self.origin, frame));
+                    let seq = self.frame_seq.fetch_add(1, Ordering::Relaxed);
+                    frames.push(frames::encode(self.origin, seq, frame));
                 }
             }
         }

@@ -79,13 +79,6 @@ impl Sequencer {
             .collect()
     }
 
-    /// Whether `tenant` is watched by itself (not only through
-    /// [`Scope::All`]), and whether every tenant is: which subscription a
-    /// frame of it is taken from.
-    pub fn watches(&self, tenant: &str) -> (bool, bool) {
-        (self.tenants.contains_key(tenant), self.all.is_some())
-    }
-
     fn stream(&mut self, scope: &Scope<TenantId>) -> Option<&mut Stream> {
         match scope {
             Scope::All => self.all.as_mut(),

@@ -9,7 +9,7 @@ use redis::aio::{PubSub, PubSubSink, PubSubStream};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::frames::{self, frame_channel, Route, FRAME_PREFIX};
+use super::frames::{self, frame_channel, Recent, FRAME_PREFIX};
 use super::sequencer::Sequencer;
 use super::{ALL_PATTERN, CHANNEL_PREFIX, RECONCILE_EVERY, RECONNECT_MAX, RECONNECT_MIN};
 use crate::protocol::{Event, EventId, Scope, TenantId};
@@ -54,6 +54,8 @@ pub(super) struct Task {
     pub(super) url: String,
     pub(super) sequencer: Sequencer,
     pub(super) state: Arc<Mutex<BusState>>,
+    /// The frames delivered lately, to drop a second copy.
+    pub(super) recent: Recent,
 }
 
 fn channel(scope: &Scope<TenantId>) -> String {
@@ -246,16 +248,8 @@ impl Task {
 
     /// Another node's frame: straight to this node's subscribers, once
     /// (see [`frames::decode`]).
-    fn on_frame(&self, msg: &redis::Msg) {
-        let route = |tenant: &str| {
-            let (tenant_watched, all_watched) = self.sequencer.watches(tenant);
-            Route {
-                from_pattern: msg.from_pattern(),
-                tenant_watched,
-                all_watched,
-            }
-        };
-        match frames::decode(self.origin, msg.get_payload_bytes(), route) {
+    fn on_frame(&mut self, msg: &redis::Msg) {
+        match frames::decode(self.origin, msg.get_payload_bytes(), &mut self.recent) {
             Ok(Some(frame)) => {
                 let _ = self.frames.send(frame);
             }

@@ -34,6 +34,7 @@ impl Hub {
         shutdown: CancellationToken,
     ) {
         let mut behind = 0u32;
+        let mut frames_in_a_row = 0u32;
         let mut frames_open = true;
         loop {
             tokio::select! {
@@ -41,6 +42,12 @@ impl Hub {
                 received = frames.recv(), if frames_open => match received {
                     Ok(BusFrame { tenant, room, frame, except }) => {
                         self.deliver_frame_except(&tenant, &room, &frame, except);
+                        // Outside tokio's budget: a typing storm must still
+                        // let other tasks run, as a backlog of events does.
+                        frames_in_a_row += 1;
+                        if frames_in_a_row.is_multiple_of(32) {
+                            tokio::task::yield_now().await;
+                        }
                     }
                     // Frames have no resume: the lost ones are only
                     // counted, and nobody is closed (the next presence
