@@ -351,8 +351,16 @@ impl Inner {
         };
         tracing::debug!(tenant = %change.tenant_id, user = %change.user_id, status = %change.status, connections = change.connections, "presence");
         let frame = ServerFrame::Presence(serde_json::to_value(&change).expect("serializes"));
-        self.publish(tenant.clone(), Room::checked(PRESENCE_ROOM), frame, None)
+        let sent = self
+            .publish(tenant.clone(), Room::checked(PRESENCE_ROOM), frame, None)
             .await;
+        if let (false, Some(shared)) = (sent, &self.shared) {
+            // Redis holds this state as announced: forget it, so the next
+            // change of the user is announced whatever it is.
+            if let Err(e) = shared.forget(key).await {
+                tracing::debug!(error = %e, "forgetting an unsent presence change failed");
+            }
+        }
     }
 
     async fn send_typing(&self, key: &TypingKey, typing: bool) {
@@ -363,7 +371,9 @@ impl Inner {
         };
         let room = Room::checked(&format!("conversation:{}", key.conversation));
         let frame = ServerFrame::Typing(serde_json::to_value(&change).expect("serializes"));
-        self.publish(key.tenant.clone(), room, frame, key.conn)
+        // A lost typing frame is corrected by the next, or by the expiry.
+        let _ = self
+            .publish(key.tenant.clone(), room, frame, key.conn)
             .await;
     }
 
@@ -373,16 +383,20 @@ impl Inner {
         room: Room,
         frame: ServerFrame,
         except: Option<ConnId>,
-    ) {
+    ) -> bool {
         let message = BusMessage::Frame(BusFrame {
             tenant,
             room,
             frame: Arc::new(frame),
             except,
         });
-        if let Err(e) = self.bus.publish(vec![message]).await {
-            // Not stored: other nodes miss this one; the listing is right.
-            tracing::warn!(error = %e, "publishing a presence or typing frame failed");
+        match self.bus.publish(vec![message]).await {
+            Ok(()) => true,
+            Err(e) => {
+                // Not stored: other nodes miss this one; the listing is right.
+                tracing::warn!(error = %e, "publishing a presence or typing frame failed");
+                false
+            }
         }
     }
 

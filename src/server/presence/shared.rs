@@ -228,6 +228,14 @@ impl Shared {
         }))
     }
 
+    /// Forgets what was announced of a user (its frame could not be sent),
+    /// so the next settle announces its state whatever it is.
+    pub async fn forget(&self, key: &Key) -> redis::RedisResult<()> {
+        let (tenant, user) = key;
+        let mut conn = self.conn.clone();
+        conn.hdel(format!("{SHOWN_PREFIX}{tenant}"), user).await
+    }
+
     /// Says this node is live, and rewrites its entries (Redis may have
     /// restarted empty, a sweep may have removed them). Returns the users
     /// to settle again: every one if the node was not live before this
