@@ -7,13 +7,13 @@
 //! and both parse the same way. Defaults are not written here: they come
 //! from the section structs and are added to the help by [`with_defaults`].
 
+use super::parse::*;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgMatches, Args, Command, FromArgMatches};
 use serde::Serialize;
 
-use super::duration;
 use super::LogFormat;
 
 /// A clap group whose fields are keys of one config section.
@@ -30,61 +30,6 @@ pub fn key_of<'a>(section: &str, id: &'a str) -> &'a str {
     id.strip_prefix(section)
         .and_then(|rest| rest.strip_prefix('_'))
         .unwrap_or(id)
-}
-
-fn parse_positive(s: &str) -> Result<Duration, String> {
-    duration::parse_positive(s)
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    duration::parse(s)
-}
-
-/// `none` or a positive duration, kept as text for the section to read.
-fn parse_lifetime(s: &str) -> Result<String, String> {
-    if s.trim().eq_ignore_ascii_case("none") {
-        return Ok("none".into());
-    }
-    duration::parse_positive(s)
-        .map(duration::format)
-        .map_err(|e| format!("{e}, or `none`"))
-}
-
-fn parse_count(s: &str) -> Result<u64, String> {
-    match s.trim().parse::<u64>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => {
-            Err(format!("`{s}` is too large"))
-        }
-        Err(_) => Err(format!("`{s}` is not a whole number")),
-    }
-}
-
-/// A per-minute quota: a whole number, 0 for no limit.
-fn parse_proxy(s: &str) -> Result<crate::server::caps::ProxyNet, String> {
-    s.parse()
-}
-
-fn parse_quota(s: &str) -> Result<u32, String> {
-    match s.trim().parse::<u32>() {
-        Ok(n) => Ok(n),
-        Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => {
-            Err(format!("`{s}` is too large (at most {})", u32::MAX))
-        }
-        Err(_) => Err(format!("`{s}` is not a whole number (0 for no limit)")),
-    }
-}
-
-/// A count that the setting keeps as a `u32`.
-fn parse_count_u32(s: &str) -> Result<u32, String> {
-    let n = parse_count(s)?;
-    u32::try_from(n).map_err(|_| format!("`{s}` is too large (at most {})", u32::MAX))
-}
-
-/// Serializes a set `Option<Duration>` as text (unset ones are skipped).
-fn some_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-    duration::option::serialize(d, s)
 }
 
 /// `--data-dir`: every command reads it (the server keeps its files there,

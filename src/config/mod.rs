@@ -13,6 +13,7 @@ mod file;
 pub mod flags;
 mod load;
 pub(crate) mod origin;
+mod parse;
 mod secret_files;
 mod validate;
 

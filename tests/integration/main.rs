@@ -17,6 +17,7 @@ mod caps;
 mod cli;
 mod compression;
 mod config_cli;
+mod config_show;
 mod conversations;
 mod conversations_outbox;
 mod dashboard;
