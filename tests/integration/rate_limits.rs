@@ -303,3 +303,71 @@ async fn two_nodes_share_one_quota() {
         "{metrics}"
     );
 }
+
+/// Redis stops: every request is still answered, each node counts its own
+/// quota (so a flood is still refused), and each fallback is counted; when
+/// Redis is back the quota is shared again.
+#[tokio::test]
+async fn without_redis_each_node_counts_its_own_quota() {
+    let test = "without_redis_each_node_counts_its_own_quota";
+    let Some(mut redis) = Redis::start_or_skip(test).await else {
+        return;
+    };
+    let args = ["--bus", &redis.url(), "--rate-limit-viewer", "3"];
+    let server = TestServer::start_with(Options::args(&args)).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/v1/events?tenant_id=acme&limit=1", server.url);
+    let fallbacks = || async {
+        let text = client
+            .get(format!("{}/metrics", server.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("pytake_rate_limit_fallbacks_total "))
+            .expect("the fallback counter")
+            .parse::<u64>()
+            .unwrap()
+    };
+    let shared = server.viewer("acme");
+    assert_eq!(get(&client, &url, Some(&shared)).await.status, 200);
+    assert_eq!(fallbacks().await, 0);
+
+    redis.stop().await;
+    let ana = server
+        .keys()
+        .mint_for("ana", Some("acme"), Role::Viewer, Duration::from_secs(600));
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(get(&client, &url, Some(&ana)).await.status);
+    }
+    assert_eq!(statuses, [200, 200, 200, 429], "the node's own quota of 3");
+    assert!(fallbacks().await >= 4, "each request counted as a fallback");
+
+    redis.restart_stopped().await;
+    // Back once the bus reconnects (it retries with backoff); a new
+    // subject each time, so the quota never refuses the probe.
+    let deadline = tokio::time::Instant::now() + crate::support::DEADLINE;
+    for n in 0.. {
+        let probe = server.keys().mint_for(
+            &format!("probe-{n}"),
+            Some("acme"),
+            Role::Viewer,
+            Duration::from_secs(600),
+        );
+        let before = fallbacks().await;
+        let answer = get(&client, &url, Some(&probe)).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        if fallbacks().await == before {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the quota never went back to Redis"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
