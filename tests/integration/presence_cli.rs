@@ -156,3 +156,129 @@ TIME presence acme alice online (2 connections, 1 online)
 "
     );
 }
+
+/// Reads lines of a running process until `n` have come.
+async fn lines_of(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    n: usize,
+) -> String {
+    let mut out = String::new();
+    for _ in 0..n {
+        let line = tokio::time::timeout(DEADLINE, lines.next_line())
+            .await
+            .expect("a line in time")
+            .expect("stdout")
+            .expect("the process is still running");
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// `pytake presence --watch` as a process: the list, then each join and
+/// leave as it happens, until interrupted.
+#[tokio::test]
+async fn presence_watch_prints_the_list_then_each_change() {
+    use tokio::io::AsyncBufReadExt;
+    let server = crate::support::TestServer::start_with(crate::support::Options::args(&[
+        "--presence-grace",
+        "0s",
+    ]))
+    .await;
+    let admin = server.admin();
+    let mut child = tokio::process::Command::new(crate::support::bin())
+        .args(["presence", "--server", &server.url, "--token", &admin])
+        .args(["--tenant", "acme", "--watch", "--output", "table"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    // An empty table, then the count.
+    let mut list = String::new();
+    while !list.ends_with("online (acme)\n") {
+        list.push_str(&lines_of(&mut lines, 1).await);
+    }
+    assert!(list.contains("│ TENANT ┆ USER ┆ STATUS ┆"), "{list}");
+    assert!(list.ends_with("\n0 online (acme)\n"), "{list}");
+    server.wait_for_subscribers(1).await;
+    let token = server.keys().mint_for(
+        "alice",
+        Some("acme"),
+        Role::Operator,
+        Duration::from_secs(3600),
+    );
+    let mut ws = server.ws("/ws").await;
+    ws.auth(&token).await;
+    drop(ws);
+    assert_eq!(
+        untimed(&lines_of(&mut lines, 2).await),
+        "\
+TIME presence acme alice online (1 connection, 1 online)
+TIME presence acme alice offline (0 connections, 0 online)
+"
+    );
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+}
+
+/// `pytake tail --room conversation:{id}` shows who is typing there.
+#[tokio::test]
+async fn tail_shows_typing_in_a_conversation() {
+    let server = TestServer::start().await;
+    let admin = server.admin();
+    server
+        .publish(&admin, crate::support::custom("acme", "conversation:c1", 1))
+        .await;
+    let home = tempfile::tempdir().unwrap();
+    let tail = {
+        let (url, admin, path) = (server.url.clone(), admin.clone(), home.path().to_owned());
+        tokio::spawn(async move {
+            pytake(
+                &[
+                    "tail",
+                    "--server",
+                    &url,
+                    "--token",
+                    &admin,
+                    "--room",
+                    "conversation:c1",
+                    "--tenant",
+                    "acme",
+                    "--count",
+                    "2",
+                    "--output",
+                    "table",
+                ],
+                &path,
+            )
+            .await
+        })
+    };
+    server.wait_for_subscribers(1).await;
+    let token = server.keys().mint_for(
+        "ana",
+        Some("acme"),
+        Role::Operator,
+        Duration::from_secs(3600),
+    );
+    let mut ws = server.ws("/ws").await;
+    ws.auth(&token).await;
+    for typing in [true, false] {
+        ws.send(pytake::protocol::ClientFrame::Typing {
+            conversation_id: "c1".into(),
+            typing,
+        })
+        .await;
+    }
+    let run = tokio::time::timeout(DEADLINE, tail).await.unwrap().unwrap();
+    assert_eq!((run.code, run.stderr.as_str()), (0, ""), "{}", run.stdout);
+    assert_eq!(
+        untimed(&run.stdout),
+        "\
+TIME typing conversation:c1 ana typing
+TIME typing conversation:c1 ana stopped typing
+"
+    );
+}
