@@ -256,6 +256,7 @@ impl Server {
             &node_id,
         );
         tasks.push(Box::pin(presence.clone().run(shutdown.clone())));
+        telemetry.register_collector(Box::new(presence::PresenceCollector(presence.clone())));
         let caps = Arc::new(caps::Caps::new(
             &settings.gateway,
             &settings.server.trusted_proxies,

@@ -206,11 +206,16 @@ impl DeflateWs {
 
 #[tokio::test]
 async fn deflate_is_negotiated_only_when_offered_and_enabled() {
+    use crate::support::metrics::scrape_until;
     let server = TestServer::start().await;
-    let (_, head) = handshake(&server, "/ws", Some(OFFER)).await;
+    let (compressing, head) = handshake(&server, "/ws", Some(OFFER)).await;
     assert_eq!(extensions(&head).as_deref(), Some(ANSWER));
-    let (_, head) = handshake(&server, "/ws", None).await;
+    let (plain, head) = handshake(&server, "/ws", None).await;
     assert_eq!(extensions(&head), None, "no offer, no compression: {head}");
+    let scrape = scrape_until(&server, "pytake_ws_connections", 2.0).await;
+    assert_eq!(scrape.get("pytake_ws_connections_compressed"), 1.0);
+    drop((compressing, plain));
+    scrape_until(&server, "pytake_ws_connections_compressed", 0.0).await;
     // An offer the server cannot honour (a smaller server window) is
     // declined; a later acceptable one is taken.
     let offer = "permessage-deflate; server_max_window_bits=10";

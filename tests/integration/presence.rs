@@ -113,6 +113,10 @@ async fn two_tabs_keep_a_user_online_until_both_close_and_the_grace_passes() {
     watch.alive().await;
     let listed = list(&server, &server.admin(), "?tenant_id=acme").await;
     assert_eq!(listed.online_count, 2);
+    // This node's share: alice (in her grace) and bob; no one typing.
+    let scrape = crate::support::metrics::scrape(&server).await;
+    assert_eq!(scrape.get("pytake_presence_users"), 2.0);
+    assert_eq!(scrape.get("pytake_presence_typing"), 0.0);
     let alice = &listed.users[0];
     assert_eq!((alice.user_id.as_str(), alice.connections), ("alice", 1));
 

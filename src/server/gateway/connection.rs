@@ -107,6 +107,7 @@ pub(super) struct Connection {
 struct Counted<'a> {
     state: &'a AppState,
     conn: u64,
+    deflate: bool,
     authenticated: bool,
     tenant: Option<String>,
 }
@@ -116,6 +117,9 @@ impl Drop for Counted<'_> {
         self.state.hub.disconnect(self.conn);
         let stats = &self.state.hub.stats;
         stats.connections.fetch_sub(1, Ordering::Relaxed);
+        if self.deflate {
+            stats.compressed.fetch_sub(1, Ordering::Relaxed);
+        }
         if self.authenticated {
             stats.authenticated.fetch_sub(1, Ordering::Relaxed);
         }
@@ -218,6 +222,9 @@ pub async fn run(
     let stats = &state.hub.stats;
     stats.connections.fetch_add(1, Ordering::Relaxed);
     stats.opened.fetch_add(1, Ordering::Relaxed);
+    if deflate {
+        stats.compressed.fetch_add(1, Ordering::Relaxed);
+    }
     let io = CountedIo::new(io, stats.bytes_sent.clone());
     let handle = state
         .hub
@@ -231,6 +238,7 @@ pub async fn run(
     let mut counted = Counted {
         state: &state,
         conn: handle.id,
+        deflate,
         authenticated: false,
         tenant: None,
     };

@@ -21,6 +21,8 @@ pub struct HubStats {
     pub connections: AtomicU64,
     /// Open and authenticated now.
     pub authenticated: AtomicU64,
+    /// Open now with permessage-deflate negotiated.
+    pub compressed: AtomicU64,
     /// Opened since start.
     pub opened: AtomicU64,
     pub slow_consumers: AtomicU64,

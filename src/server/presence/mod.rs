@@ -15,9 +15,12 @@
 //! [`Presence::typing`]) is what the gateway uses for each connection, and
 //! what a simulation (the demo) uses without a socket.
 
+mod collector;
 mod registry;
 mod shared;
 pub mod typing;
+
+pub use collector::PresenceCollector;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -227,6 +230,14 @@ impl Presence {
         if send {
             self.inner.send_typing(key, typing).await;
         }
+    }
+
+    /// Users with a connection on this node (or in their grace period),
+    /// and typing states held here: this node's share, for `/metrics`.
+    pub fn local_counts(&self) -> (usize, usize) {
+        let users = self.inner.registry.lock().expect("presence lock").len();
+        let typing = self.inner.typing.lock().expect("typing lock").len();
+        (users, typing)
     }
 
     /// Ends a closing connection's typing states (each sends

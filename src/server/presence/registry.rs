@@ -106,6 +106,11 @@ impl Registry {
         }
     }
 
+    /// Users with a connection here, or in their grace period.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
     /// The earliest end of a grace period.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.entries.values().filter_map(|e| e.leaving_until).min()

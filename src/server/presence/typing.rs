@@ -77,6 +77,11 @@ impl Typing {
         any
     }
 
+    /// Typing states held now.
+    pub fn len(&self) -> usize {
+        self.states.len()
+    }
+
     /// Removes and returns the states expired by `now`.
     pub fn expire(&mut self, now: Instant) -> Vec<TypingKey> {
         let gone: Vec<TypingKey> = self

@@ -147,6 +147,13 @@ impl ServerCollector {
             None,
             load(&s.authenticated),
         )?;
+        gauge(
+            e,
+            "pytake_ws_connections_compressed",
+            "WebSocket connections open now that negotiated permessage-deflate.",
+            None,
+            load(&s.compressed),
+        )?;
         counter(
             e,
             "pytake_ws_connections_opened",

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod metrics;
 pub mod peer;
 pub mod services;
 pub mod smtp;
