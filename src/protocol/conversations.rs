@@ -86,7 +86,8 @@ pub struct Conversation {
     pub assignee: Option<String>,
     #[serde(serialize_with = "optional_millis")]
     pub assigned_at: Option<DateTime<Utc>>,
-    /// Oldest first; the newest [`MAX_HISTORY`] at most.
+    /// Oldest first: the newest `limit` ([`MAX_HISTORY`] at most) before
+    /// the `before` asked for.
     pub transfers: Vec<Transfer>,
 }
 

@@ -101,6 +101,31 @@ async fn a_transfer_over_rest_reaches_the_assignee_the_conversation_and_a_resumi
     assert_eq!(transfers[0], first);
     assert_eq!(transfers[1]["from_user"], "bob");
     assert_eq!(transfers[1]["event_id"], moved.id);
+    // Paging back from the newest: `before` = the first seq of a page.
+    let viewer = server.viewer("acme");
+    let (status, page) = server
+        .get(Some(&viewer), "/api/v1/conversations/c1?limit=1")
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["transfers"][0]["seq"], 2);
+    let (_, page) = server
+        .get(Some(&viewer), "/api/v1/conversations/c1?limit=1&before=2")
+        .await;
+    assert_eq!(page["transfers"][0], first);
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("before=x", "before"),
+    ] {
+        let (status, body) = server
+            .get(Some(&viewer), &format!("/api/v1/conversations/c1?{query}"))
+            .await;
+        assert_eq!(
+            (status, &body["error"]["field"]),
+            (400, &serde_json::json!(field)),
+            "{body}"
+        );
+    }
     // History has them too.
     let history = server.history("rooms=user:bob&tenant_id=acme").await;
     assert_eq!(history, vec![seen]);

@@ -45,8 +45,9 @@ fn one_tenant(claims: &Claims, asked: Option<&str>) -> Result<TenantId, ApiError
     }
 }
 
-/// `GET /api/v1/conversations/{id}[?tenant_id=]`: the assignee and the
-/// newest transfers, oldest first; 404 before the first transfer.
+/// `GET /api/v1/conversations/{id}[?tenant_id=&limit=&before=]`: the
+/// assignee and the newest `limit` transfers (before seq `before`), oldest
+/// first; 404 before the first transfer.
 pub async fn get(
     State(state): State<AppState>,
     Caller(claims): Caller,
@@ -55,10 +56,32 @@ pub async fn get(
 ) -> Result<Json<Conversation>, ApiError> {
     let tenant = one_tenant(&claims, params.get("tenant_id").map(String::as_str))?;
     check_key("conversation_id", &id).map_err(|e| ApiError::bad_param(&e.field, e.problem))?;
+    let limit = match params.get("limit") {
+        None => MAX_HISTORY,
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_HISTORY).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_param(
+                    "limit",
+                    format!("`{text}` is not a whole number from 1 to {MAX_HISTORY}"),
+                )
+            })?,
+    };
+    let before = match params.get("before") {
+        None => None,
+        Some(text) => Some(text.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            ApiError::bad_param(
+                "before",
+                format!("`{text}` is not a transfer seq (1, 2, 3...): page back with the first seq of the last page"),
+            )
+        })?),
+    };
     let conversation = state
         .stores
         .conversations
-        .conversation(&tenant, &id, MAX_HISTORY)
+        .conversation(&tenant, &id, limit, before)
         .await
         .map_err(|e| match e {
             crate::server::storage::StoreError::NotFound { .. } => ApiError::NotFound(format!(

@@ -74,13 +74,16 @@ pub trait ConversationStore: Send + Sync + 'static {
         event_id: EventId,
     ) -> Result<(), StoreError>;
 
-    /// The conversation with its newest `limit` transfers, oldest first;
-    /// [`StoreError::NotFound`] when it was never transferred.
+    /// The conversation with its newest `limit` transfers before seq
+    /// `before` (all, with `None`), oldest first, so a caller pages back
+    /// with `before` = the first seq it got; [`StoreError::NotFound`] when
+    /// it was never transferred.
     async fn conversation(
         &self,
         tenant: &TenantId,
         conversation_id: &str,
         limit: u32,
+        before: Option<i64>,
     ) -> Result<Conversation, StoreError>;
 }
 

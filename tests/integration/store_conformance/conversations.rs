@@ -87,16 +87,26 @@ pub async fn transfers_assign_record_and_enqueue_their_outbox(backend: Backend) 
     store.set_event_id(&acme(), "c1", 2, 42).await.unwrap();
     // Idempotent: a second id (the outbox job's) does not replace the first.
     store.set_event_id(&acme(), "c1", 2, 43).await.unwrap();
-    let read = store.conversation(&acme(), "c1", 100).await.unwrap();
+    let read = store.conversation(&acme(), "c1", 100, None).await.unwrap();
     assert_eq!(read.assignee.as_deref(), Some("bob"));
     assert_eq!(read.assigned_at, Some(at(2)));
     let mut expected = second.clone();
     expected.event_id = Some(42);
     assert_eq!(read.transfers, vec![first.clone(), expected]);
     // The newest `limit`, oldest first.
-    let newest = store.conversation(&acme(), "c1", 1).await.unwrap();
+    let newest = store.conversation(&acme(), "c1", 1, None).await.unwrap();
     assert_eq!(newest.transfers.len(), 1);
     assert_eq!(newest.transfers[0].seq, 2);
+    // Paging back: before the first seq of the last page.
+    let older = store.conversation(&acme(), "c1", 1, Some(2)).await.unwrap();
+    assert_eq!(older.transfers, vec![first.clone()]);
+    assert_eq!(
+        older.assignee.as_deref(),
+        Some("bob"),
+        "the assignee is today's"
+    );
+    let none = store.conversation(&acme(), "c1", 1, Some(1)).await.unwrap();
+    assert!(none.transfers.is_empty());
     // Each transfer's outbox job committed with it.
     let jobs = stores
         .jobs
@@ -127,7 +137,7 @@ pub async fn a_transfer_to_the_current_assignee_conflicts_and_writes_nothing(bac
         matches!(&e, StoreError::Conflict(m) if m.contains("already assigned to `alice`")),
         "{e}"
     );
-    let read = store.conversation(&acme(), "c1", 100).await.unwrap();
+    let read = store.conversation(&acme(), "c1", 100, None).await.unwrap();
     assert_eq!(read.transfers.len(), 1);
     assert_eq!(read.assigned_at, Some(at(1)));
     let jobs = stores
@@ -153,7 +163,7 @@ pub async fn conversations_are_per_tenant_and_unknown_ones_not_found(backend: Ba
     let globex = TenantId::parse("globex").unwrap();
     assert_eq!(
         store
-            .conversation(&globex, "c1", 10)
+            .conversation(&globex, "c1", 10, None)
             .await
             .unwrap()
             .transfers
@@ -161,7 +171,7 @@ pub async fn conversations_are_per_tenant_and_unknown_ones_not_found(backend: Ba
         1
     );
     for (tenant, id) in [(acme(), "c2"), (TenantId::parse("initech").unwrap(), "c1")] {
-        let e = store.conversation(&tenant, id, 10).await.unwrap_err();
+        let e = store.conversation(&tenant, id, 10, None).await.unwrap_err();
         assert!(matches!(e, StoreError::NotFound { .. }), "{e}");
     }
 }
@@ -190,7 +200,7 @@ pub async fn racing_transfers_of_one_conversation_commit_in_one_order(backend: B
     }
     let read = nodes[1]
         .conversations
-        .conversation(&acme(), "race", 100)
+        .conversation(&acme(), "race", 100, None)
         .await
         .unwrap();
     let seqs: Vec<i64> = read.transfers.iter().map(|t| t.seq).collect();
@@ -242,7 +252,7 @@ pub async fn racing_transfers_to_one_user_store_one(backend: Backend) {
         assert_eq!(won, 1, "{conversation}: exactly one transfer to bob");
         let read = nodes[0]
             .conversations
-            .conversation(&acme(), conversation, 100)
+            .conversation(&acme(), conversation, 100, None)
             .await
             .unwrap();
         assert_eq!(read.assignee.as_deref(), Some("bob"));

@@ -139,6 +139,7 @@ impl ConversationStore for PgStore {
         tenant: &TenantId,
         conversation_id: &str,
         limit: u32,
+        before: Option<i64>,
     ) -> Result<Conversation, StoreError> {
         // REPEATABLE READ: the assignee and the history from one snapshot.
         let mut tx = self.pool.begin().await?;
@@ -161,11 +162,13 @@ impl ConversationStore for PgStore {
         };
         let rows: Vec<TransferRow> = sqlx::query_as(&format!(
             "SELECT {TRANSFER_COLUMNS} FROM conversation_transfers \
-             WHERE tenant_id = $1 AND conversation_id = $2 ORDER BY seq DESC LIMIT $3"
+             WHERE tenant_id = $1 AND conversation_id = $2 AND seq < $4 \
+             ORDER BY seq DESC LIMIT $3"
         ))
         .bind(tenant.as_str())
         .bind(conversation_id)
         .bind(i64::from(limit))
+        .bind(before.unwrap_or(i64::MAX))
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -102,6 +102,7 @@ impl ConversationStore for SqliteStore {
         tenant: &TenantId,
         conversation_id: &str,
         limit: u32,
+        before: Option<i64>,
     ) -> Result<Conversation, StoreError> {
         // One read transaction: the assignee and the history agree.
         let mut tx = self.pool.begin().await?;
@@ -121,11 +122,13 @@ impl ConversationStore for SqliteStore {
         };
         let rows: Vec<TransferRow> = sqlx::query_as(&format!(
             "SELECT {TRANSFER_COLUMNS} FROM conversation_transfers \
-             WHERE tenant_id = ?1 AND conversation_id = ?2 ORDER BY seq DESC LIMIT ?3"
+             WHERE tenant_id = ?1 AND conversation_id = ?2 AND seq < ?4 \
+             ORDER BY seq DESC LIMIT ?3"
         ))
         .bind(tenant.as_str())
         .bind(conversation_id)
         .bind(i64::from(limit))
+        .bind(before.unwrap_or(i64::MAX))
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
