@@ -118,23 +118,29 @@ async fn presence_lists_online_users_as_a_table_csv_and_json() {
     drop(ws);
 }
 
+/// `pytake tail` of acme's `room`, readable, ending after two lines; run
+/// in the background until the test awaits it.
+fn tail_two(
+    server: &TestServer,
+    home: &tempfile::TempDir,
+    room: &str,
+) -> tokio::task::JoinHandle<crate::support::Run> {
+    let (url, admin, path) = (server.url.clone(), server.admin(), home.path().to_owned());
+    let room = room.to_string();
+    tokio::spawn(async move {
+        let args = [
+            "tail", "--server", &url, "--token", &admin, "--room", &room, "--tenant", "acme",
+            "--count", "2", "--output", "table",
+        ];
+        pytake(&args, &path).await
+    })
+}
+
 #[tokio::test]
 async fn tail_shows_joins_and_leaves_readably() {
     let server = TestServer::start().await;
     let home = tempfile::tempdir().unwrap();
-    let tail = {
-        let (url, admin, path) = (server.url.clone(), server.admin(), home.path().to_owned());
-        tokio::spawn(async move {
-            pytake(
-                &[
-                    "tail", "--server", &url, "--token", &admin, "--room", "presence", "--tenant",
-                    "acme", "--count", "2", "--output", "table",
-                ],
-                &path,
-            )
-            .await
-        })
-    };
+    let tail = tail_two(&server, &home, "presence");
     server.wait_for_subscribers(1).await;
     let token = server.keys().mint_for(
         "alice",
@@ -232,30 +238,7 @@ async fn tail_shows_typing_in_a_conversation() {
         .publish(&admin, crate::support::custom("acme", "conversation:c1", 1))
         .await;
     let home = tempfile::tempdir().unwrap();
-    let tail = {
-        let (url, admin, path) = (server.url.clone(), admin.clone(), home.path().to_owned());
-        tokio::spawn(async move {
-            pytake(
-                &[
-                    "tail",
-                    "--server",
-                    &url,
-                    "--token",
-                    &admin,
-                    "--room",
-                    "conversation:c1",
-                    "--tenant",
-                    "acme",
-                    "--count",
-                    "2",
-                    "--output",
-                    "table",
-                ],
-                &path,
-            )
-            .await
-        })
-    };
+    let tail = tail_two(&server, &home, "conversation:c1");
     server.wait_for_subscribers(1).await;
     let token = server.keys().mint_for(
         "ana",

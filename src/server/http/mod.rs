@@ -180,7 +180,11 @@ mod tests {
             .await
             .unwrap();
         let mut chunk = vec![0u8; 256 * 1024];
+        // Both streams open: a wait on the paused clock (each pause lets
+        // it move on), bounded well below the stall limit.
+        let opened = tokio::time::Instant::now();
         while OPEN.load(Ordering::SeqCst) != 2 {
+            assert!(opened.elapsed() < WRITE_STALL, "the streams never opened");
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         let started = tokio::time::Instant::now();
